@@ -1,0 +1,3 @@
+from gotop.cli import main
+
+raise SystemExit(main())

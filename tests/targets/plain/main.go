@@ -1,0 +1,16 @@
+// plain is a Go program with neither the gops agent nor net/http/pprof.
+package main
+
+import (
+	"flag"
+
+	"gotop.test/targets/internal/ready"
+	"gotop.test/targets/internal/workload"
+)
+
+func main() {
+	flag.Parse()
+	workload.Start()
+	ready.Announce("", "")
+	select {}
+}
