@@ -1,0 +1,525 @@
+"""Goroutine dumps and grouped goroutine profiles -> goroutine groups keyed by stack.
+
+Inputs (text in, frozen dataclasses out, no I/O):
+  - full dumps: gops agent command 0x01 and /debug/pprof/goroutine?debug=2
+    (`parse_goroutine_dump`): one `Goroutine` each, with state and wait minutes;
+  - grouped text: /debug/pprof/goroutine?debug=1 and goroutineleak?debug=1
+    (`parse_goroutine_profile_text`): counts per stack, no states;
+  - decoded protobuf profiles, fed by gotop.model.profile through `groups_from_stacks`.
+
+Grouping key. The sources show the same stack differently: debug=1 and the
+protobuf hide or keep runtime frames by other rules than the debug=2 traceback
+(which hides every unexported runtime.* frame, e.g. runtime.gopark and
+runtime.main, but shows internal/runtime/* and exported runtime.* frames), and
+debug=2 alone adds the `created by` frame. `stack_key` keeps the frames that all
+of them show, so one stack gets one key whatever the source:
+  1. drop leading runtime.* and internal/runtime/* frames (what debug=1 hides);
+  2. drop every frame the debug=2 traceback hides: unexported runtime.* functions
+     anywhere in the stack (runtime.goexit, runtime.main, runtime.gopanic, ...)
+     and names without a package qualifier.
+The key is then the remaining (function, file, line) frames, leaf first. Stacks
+deeper than a source records (32 frames in profiles before Go 1.23, 128 since;
+debug=2 elides the middle of stacks over 100 frames) can still get different keys.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from gotop.errors import GotopError
+
+# runtime.Stack caps a dump at 64 MiB; leave room for the agent's framing.
+MAX_TEXT_CHARS = 72 * 1024 * 1024
+
+KIND_GOROUTINE = "goroutine"
+KIND_GOROUTINELEAK = "goroutineleak"
+
+
+class GoroutineParseError(GotopError):
+    """Text that is not a goroutine dump or goroutine profile."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Frame:
+    """One call site; function "" when the source could not symbolize the PC."""
+
+    function: str
+    file: str
+    line: int
+
+
+Labels = tuple[tuple[str, str], ...]  # pprof labels as sorted (key, value) pairs
+StackKey = tuple[Frame, ...]
+
+
+# --- which frames are runtime internals ------------------------------------------
+
+
+def _is_exported_runtime(function: str) -> bool:
+    """Go's isExportedRuntime: runtime.Foo or runtime.(*Bar).Foo (not runtime.foo)."""
+    rest = function.removeprefix("runtime.")
+    receiver, _, name = rest.rpartition(".")
+    receiver = receiver.removeprefix("(*").removesuffix(")")
+    return name[:1].isupper() and (not receiver or receiver[:1].isupper())
+
+
+def hidden_by_traceback(function: str) -> bool:
+    """True for frames a debug=2 traceback (GOTRACEBACK level 1) never prints."""
+    if "." not in function:
+        return True
+    return function.startswith("runtime.") and not _is_exported_runtime(function)
+
+
+def _is_runtime_package(function: str) -> bool:
+    return function.startswith(("runtime.", "internal/runtime/"))
+
+
+def stack_key(frames: Sequence[Frame]) -> StackKey:
+    """The source-independent key of a stack (see the module docstring)."""
+    start = 0
+    while start < len(frames) and _is_runtime_package(frames[start].function):
+        start += 1
+    return tuple(f for f in frames[start:] if not hidden_by_traceback(f.function))
+
+
+def _is_runtime_shim(function: str) -> bool:
+    """Runtime internals living in other packages: linknamed `pkg.runtime_*` hooks
+    (sync.runtime_Semacquire, internal/poll.runtime_pollWait) and internal/sync,
+    where Go >= 1.24 moved the slow paths of sync.Mutex and friends."""
+    if function.startswith("internal/sync."):
+        return True
+    tail = function[function.rfind("/") + 1:]
+    return any(part.startswith("runtime_") for part in tail.split("."))
+
+
+def top_function(frames: Sequence[Frame]) -> str:
+    """What a user calls the top of the stack: the first key frame that is not a
+    runtime shim, so a blocked Lock shows sync.(*Mutex).Lock, a channel wait shows
+    the user's function and an idle connection internal/poll.(*pollDesc).wait.
+
+    Falls back to the first key frame, then to the raw leaf ("" if no frames).
+    """
+    key = stack_key(frames)
+    for frame in key:
+        if not _is_runtime_shim(frame.function):
+            return frame.function
+    if key:
+        return key[0].function
+    return frames[0].function if frames else ""
+
+
+# --- data model --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Goroutine:
+    """One goroutine of a full dump (debug=2 / gops 0x01)."""
+
+    id: int
+    state: str  # wait reason (e.g. "chan receive") or status ("running"), flags removed
+    wait_minutes: int = 0  # whole minutes blocked; 0 when the header shows none
+    leaked: bool = False  # "(leaked)": proven leaked by the goroutineleak GC (Go >= 1.26)
+    scan: bool = False
+    durable: bool = False  # synctest: durably blocked
+    locked_to_thread: bool = False
+    synctest_bubble: int | None = None
+    labels: Labels = ()  # printed in the header by Go >= 1.27 (GODEBUG tracebacklabels)
+    frames: tuple[Frame, ...] = ()  # leaf first
+    created_by: Frame | None = None  # the `go` statement that started it
+    parent_id: int | None = None  # `in goroutine N`, Go >= 1.21
+    frames_elided: bool = False  # "...N frames elided..." inside the stack
+    stack_unavailable: bool = False  # running on another thread while dumped
+
+    @property
+    def key(self) -> StackKey:
+        return stack_key(self.frames)
+
+
+@dataclass(frozen=True, slots=True)
+class GoroutineGroup:
+    """Goroutines sharing one stack key."""
+
+    key: StackKey
+    count: int
+    frames: tuple[Frame, ...]  # the full stack as the first source line showed it, leaf first
+    states: Counter[str] = field(default_factory=Counter)  # empty when the source has no states
+    leaked: int = 0  # how many are proven leaked
+    max_wait_minutes: int | None = None  # None when the source has no wait times
+    created_by: str | None = None  # the most common creator function (dumps only)
+    labels: Counter[Labels] = field(default_factory=Counter)  # label set -> goroutines (labelled only)
+    goroutine_ids: tuple[int, ...] = ()  # dumps only
+
+    @property
+    def leaf(self) -> Frame | None:
+        """The innermost frame exactly as the source printed it."""
+        return self.frames[0] if self.frames else None
+
+    @property
+    def top_function(self) -> str:
+        return top_function(self.frames)
+
+
+@dataclass(frozen=True, slots=True)
+class GoroutineProfile:
+    """A snapshot of all goroutines, grouped by stack."""
+
+    kind: str  # KIND_GOROUTINE or KIND_GOROUTINELEAK
+    total: int  # goroutines in the snapshot (the profile's header total for debug=1)
+    groups: tuple[GoroutineGroup, ...]  # biggest first, then by key
+    has_states: bool  # True for full dumps (states, wait minutes, creators)
+    truncated: bool = False  # the text was cut; the cut goroutine or record is left out
+
+    def by_key(self) -> dict[StackKey, GoroutineGroup]:
+        return {group.key: group for group in self.groups}
+
+
+@dataclass(frozen=True, slots=True)
+class GoroutineDump:
+    goroutines: tuple[Goroutine, ...]
+    truncated: bool = False  # runtime.Stack's 64 MiB cap (or a read cap) cut the text
+
+    def profile(self) -> GoroutineProfile:
+        """Group the goroutines by stack key."""
+        builder = _Grouper()
+        for g in self.goroutines:
+            builder.add_goroutine(g)
+        return GoroutineProfile(KIND_GOROUTINE, len(self.goroutines), builder.groups(),
+                                has_states=True, truncated=self.truncated)
+
+
+# --- grouping (the one place goroutines and stacks become groups) -----------------------
+
+
+class _GroupAccumulator:
+    __slots__ = ("key", "frames", "count", "states", "leaked", "max_wait", "creators", "labels", "ids")
+
+    def __init__(self, key: StackKey, frames: tuple[Frame, ...]) -> None:
+        self.key, self.frames = key, frames
+        self.count = self.leaked = 0
+        self.states: Counter[str] = Counter()
+        self.max_wait: int | None = None
+        self.creators: Counter[str] = Counter()
+        self.labels: Counter[Labels] = Counter()
+        self.ids: list[int] = []
+
+    def freeze(self) -> GoroutineGroup:
+        creator = self.creators.most_common(1)[0][0] if self.creators else None
+        return GoroutineGroup(self.key, self.count, self.frames, self.states, self.leaked,
+                              self.max_wait, creator, self.labels, tuple(self.ids))
+
+
+class _Grouper:
+    def __init__(self) -> None:
+        self._groups: dict[StackKey, _GroupAccumulator] = {}
+
+    def _group(self, frames: tuple[Frame, ...]) -> _GroupAccumulator:
+        key = stack_key(frames)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _GroupAccumulator(key, frames)
+        return group
+
+    def add_stack(self, count: int, frames: tuple[Frame, ...], labels: Labels, leaked: bool) -> None:
+        group = self._group(frames)
+        group.count += count
+        if leaked:
+            group.leaked += count
+        if labels:
+            group.labels[labels] += count
+
+    def add_goroutine(self, g: Goroutine) -> None:
+        group = self._group(g.frames)
+        group.count += 1
+        group.leaked += g.leaked
+        group.states[g.state] += 1
+        group.max_wait = max(group.max_wait or 0, g.wait_minutes)
+        if g.created_by is not None:
+            group.creators[g.created_by.function] += 1
+        if g.labels:
+            group.labels[g.labels] += 1
+        group.ids.append(g.id)
+
+    def groups(self) -> tuple[GoroutineGroup, ...]:
+        ordered = sorted(self._groups.values(), key=lambda a: (-a.count, a.key))
+        return tuple(a.freeze() for a in ordered)
+
+
+def _labels(labels: Labels | Mapping[str, str] | None) -> Labels:
+    if not labels:
+        return ()
+    pairs = labels.items() if isinstance(labels, Mapping) else labels
+    return tuple(sorted((str(k), str(v)) for k, v in pairs))
+
+
+StackSample = tuple[int, Sequence[Frame], "Labels | Mapping[str, str] | None"]
+
+
+def groups_from_stacks(stacks: Iterable[StackSample], *, leaked: bool = False) -> tuple[GoroutineGroup, ...]:
+    """Group (count, frames leaf first, labels) samples, e.g. from a protobuf profile.
+
+    Frames are given as the source symbolized them, runtime frames included;
+    `leaked=True` marks every goroutine as leaked (a goroutineleak profile).
+    """
+    grouper = _Grouper()
+    for count, frames, labels in stacks:
+        grouper.add_stack(count, tuple(frames), _labels(labels), leaked)
+    return grouper.groups()
+
+
+def profile_from_stacks(stacks: Iterable[StackSample], *, kind: str = KIND_GOROUTINE,
+                        total: int | None = None) -> GoroutineProfile:
+    """A GoroutineProfile from stack samples; `total` defaults to the sum of counts."""
+    groups = groups_from_stacks(stacks, leaked=kind == KIND_GOROUTINELEAK)
+    return GoroutineProfile(kind, sum(g.count for g in groups) if total is None else total,
+                            groups, has_states=False)
+
+
+# --- text helpers --------------------------------------------------------------------------
+
+
+def _to_text(data: str | bytes, what: str) -> str:
+    if len(data) > MAX_TEXT_CHARS:
+        raise GoroutineParseError(f"{what}: input too large ({len(data)} > {MAX_TEXT_CHARS} bytes)")
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", errors="replace")  # Go prints file names as raw bytes
+    return data.replace("\r\n", "\n")
+
+
+def _cut_partial_line(text: str) -> tuple[list[str], bool]:
+    """Lines of `text`; a last line without its newline is a cut and is dropped."""
+    lines = text.split("\n")
+    truncated = lines[-1] != ""
+    return lines[:-1], truncated
+
+
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+
+
+def _go_unquote(token: str) -> str:
+    """A Go-quoted string (strconv.Quote / runtime quoted) -> str; bare tokens as they are."""
+    if not token.startswith('"'):
+        return token
+    try:
+        value = ast.literal_eval(token)  # Go's escapes are a subset of Python's
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return token[1:-1]
+    return value if isinstance(value, str) else token[1:-1]
+
+
+# --- full dumps (debug=2, gops 0x01) ------------------------------------------------------------
+
+_HEADER = re.compile(r"goroutine (\d+)(?: [^\[]*)? \[([^\]]*)\](.*):")
+_TRACEBACK_LABEL = re.compile(rf"({_QUOTED}|[^\s\",:{{}}]+): ({_QUOTED}|[^\s\",{{}}]+)(?:, |$)")
+_CREATED_BY = re.compile(r"created by (.+?)(?: in goroutine (\d+))?")
+_LOCATION = re.compile(r"\t(.*):(\d+)(?: .*)?")
+_STATE_FLAGS = {" (leaked)": "leaked", " (scan)": "scan", " (durable)": "durable"}
+_MINUTES = re.compile(r"(\d+) minutes?")
+_BUBBLE = re.compile(r"synctest bubble (\d+)")
+_ELIDED = re.compile(r"\.\.\.(?:\d+|additional) frames elided\.\.\.")
+_STACK_UNAVAILABLE = "goroutine running on other thread; stack unavailable"
+_ANCESTOR = "[originating from goroutine "
+
+
+def _traceback_labels(text: str) -> Labels:
+    """` {k: v, "q k": "v\\n"}` after the bracket (Go >= 1.27); unparsable -> ()."""
+    text = text.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return ()
+    body = text[1:-1]
+    pairs, pos = [], 0
+    while pos < len(body):
+        match = _TRACEBACK_LABEL.match(body, pos)
+        if match is None:
+            return ()
+        pairs.append((_go_unquote(match.group(1)), _go_unquote(match.group(2))))
+        pos = match.end()
+    return tuple(sorted(pairs))
+
+
+def _header(match: re.Match[str]) -> dict:
+    status, *extras = match.group(2).split(", ")
+    info: dict = {"id": int(match.group(1)), "labels": _traceback_labels(match.group(3))}
+    stripped = True
+    while stripped:  # flags follow the reason in a fixed order, possibly several
+        stripped = False
+        for suffix, flag in _STATE_FLAGS.items():
+            if status.endswith(suffix):
+                status, info[flag], stripped = status[: -len(suffix)], True, True
+    info["state"] = status
+    for extra in extras:
+        if (minutes := _MINUTES.fullmatch(extra)) is not None:
+            info["wait_minutes"] = int(minutes.group(1))
+        elif extra == "locked to thread":
+            info["locked_to_thread"] = True
+        elif (bubble := _BUBBLE.fullmatch(extra)) is not None:
+            info["synctest_bubble"] = int(bubble.group(1))
+    return info
+
+
+class _DumpBuilder:
+    """Turns the lines of one goroutine block into a Goroutine."""
+
+    def __init__(self, header: dict, interned: dict) -> None:
+        self.header = header
+        self.interned = interned
+        self.frames: list[Frame] = []
+        self.pending: str | None = None  # a function line waiting for its location
+        self.creator: str | None = None
+        self.created_by: Frame | None = None
+        self.parent_id: int | None = None
+        self.elided = self.unavailable = self.in_ancestors = False
+
+    def _frame(self, function: str, file: str, line: int) -> Frame:
+        frame = Frame(function, file, line)
+        return self.interned.setdefault(frame, frame)
+
+    def _flush_pending(self) -> None:
+        if self.pending is not None:
+            self.frames.append(self._frame(self.pending, "", 0))
+            self.pending = None
+
+    def feed(self, line: str) -> None:
+        if self.in_ancestors:
+            return
+        if line.startswith("\t"):
+            location = _LOCATION.fullmatch(line)
+            if line.strip() == _STACK_UNAVAILABLE:
+                self.unavailable = True
+            elif location is not None and self.creator is not None and self.created_by is None:
+                self.created_by = self._frame(self.creator, location.group(1), int(location.group(2)))
+            elif location is not None and self.pending is not None:
+                self.frames.append(self._frame(self.pending, location.group(1), int(location.group(2))))
+                self.pending = None
+            return
+        self._flush_pending()
+        if line.startswith(_ANCESTOR):
+            self.in_ancestors = True  # GODEBUG=tracebackancestors: not this goroutine's stack
+        elif (created := _CREATED_BY.fullmatch(line)) is not None:
+            self.creator = created.group(1)
+            self.parent_id = int(created.group(2)) if created.group(2) else None
+        elif _ELIDED.fullmatch(line):
+            self.elided = True
+        elif self.creator is None:
+            self.pending = _function_name(line)
+
+    @property
+    def complete(self) -> bool:
+        """False when the block ends in a function or `created by` line without its location."""
+        return self.pending is None and (self.creator is None or self.created_by is not None)
+
+    def build(self) -> Goroutine:
+        self._flush_pending()
+        if self.creator is not None and self.created_by is None:
+            self.created_by = self._frame(self.creator, "", 0)
+        return Goroutine(
+            frames=tuple(self.frames), created_by=self.created_by, parent_id=self.parent_id,
+            frames_elided=self.elided, stack_unavailable=self.unavailable, **self.header,
+        )
+
+
+def _function_name(line: str) -> str:
+    """`pkg.(*T).m[...](0x1, ...)` -> `pkg.(*T).m[...]`; `panic(...)` -> runtime.gopanic."""
+    name = line[: line.rfind("(")] if line.endswith(")") and "(" in line else line
+    return "runtime.gopanic" if name == "panic" else name
+
+
+def parse_goroutine_dump(data: str | bytes) -> GoroutineDump:
+    """A full goroutine dump (gops 0x01, goroutine?debug=2, a panic's traceback)."""
+    text = _to_text(data, "goroutine dump")
+    lines, truncated = _cut_partial_line(text)
+    goroutines: list[Goroutine] = []
+    interned: dict[Frame, Frame] = {}
+    current: _DumpBuilder | None = None
+    for number, line in enumerate(lines, 1):
+        if line.startswith("goroutine ") and (header := _HEADER.fullmatch(line)) is not None:
+            if current is not None:
+                goroutines.append(current.build())
+            current = _DumpBuilder(_header(header), interned)
+        elif not line.strip():
+            if current is not None:
+                goroutines.append(current.build())
+            current = None
+        elif current is None:
+            what = "does not start with a goroutine header" if not goroutines else f"stray line {number}"
+            raise GoroutineParseError(f"not a goroutine dump: {what}: {line[:60]!r}")
+        else:
+            current.feed(line)
+    if current is not None:
+        # A cut text ends inside its last goroutine: leave that one out, it is partial.
+        if truncated or not current.complete:
+            truncated = True
+        else:
+            goroutines.append(current.build())
+    elif not goroutines:
+        raise GoroutineParseError("not a goroutine dump: no goroutines" if text.strip()
+                                  else "empty goroutine dump")
+    return GoroutineDump(tuple(goroutines), truncated)
+
+
+# --- grouped text (debug=1 count profiles) --------------------------------------------------------
+
+_PROFILE_HEADER = re.compile(r"(\S+) profile: total (\d+)")
+_RECORD = re.compile(r"(\d+) @(?: 0x[0-9a-fA-F]+)*\s*")
+_PPROF_LABEL = re.compile(rf"({_QUOTED}):({_QUOTED})")
+
+
+def _pprof_frame(line: str, interned: dict[Frame, Frame]) -> Frame:
+    """`#\\t0x4d84fc\\tinternal/poll.(*pollDesc).waitRead+0x27c\\t\\tfile.go:89` -> Frame."""
+    parts = [part for part in line[1:].split("\t") if part]
+    function = file = ""
+    number = 0
+    if len(parts) >= 3:
+        function = parts[1].rsplit("+0x", 1)[0]
+        location = "\t".join(parts[2:])
+        file, sep, digits = location.rpartition(":")
+        if sep and digits.isascii() and digits.isdigit():
+            number = int(digits)
+        else:
+            file = location
+    frame = Frame(function, file, number)
+    return interned.setdefault(frame, frame)
+
+
+def parse_goroutine_profile_text(data: str | bytes) -> GoroutineProfile:
+    """goroutine?debug=1 or goroutineleak?debug=1 -> GoroutineProfile (no states)."""
+    text = _to_text(data, "goroutine profile")
+    lines, truncated = _cut_partial_line(text)
+    body = iter(enumerate(lines, 1))
+    header = next(((n, line) for n, line in body if line.strip()), None)
+    if header is None:
+        raise GoroutineParseError("empty goroutine profile")
+    match = _PROFILE_HEADER.fullmatch(header[1].strip())
+    if match is None or match.group(1) not in (KIND_GOROUTINE, KIND_GOROUTINELEAK):
+        raise GoroutineParseError(f"not a goroutine profile (debug=1): starts with {header[1][:60]!r}")
+    kind, total = match.group(1), int(match.group(2))
+
+    samples: list[tuple[int, tuple[Frame, ...], Labels]] = []
+    interned: dict[Frame, Frame] = {}
+    count: int | None = None
+    frames: list[Frame] = []
+    labels: Labels = ()
+    for number, line in body:
+        if not line.strip():
+            if count is not None:
+                samples.append((count, tuple(frames), labels))
+            count = None
+        elif line.startswith("# labels: "):
+            labels = tuple(sorted((_go_unquote(k), _go_unquote(v))
+                                  for k, v in _PPROF_LABEL.findall(line[len("# labels: "):])))
+        elif line.startswith("#"):
+            if count is not None and line.startswith("#\t"):
+                frames.append(_pprof_frame(line, interned))
+        elif _RECORD.fullmatch(line):
+            if count is not None:
+                samples.append((count, tuple(frames), labels))
+            count, frames, labels = int(line.split(" ", 1)[0]), [], ()
+        else:
+            raise GoroutineParseError(f"goroutine profile: unexpected line {number}: {line[:60]!r}")
+    if count is not None and not truncated:  # a cut text ends inside its last record
+        samples.append((count, tuple(frames), labels))
+    groups = groups_from_stacks(samples, leaked=kind == KIND_GOROUTINELEAK)
+    return GoroutineProfile(kind, total, groups, has_states=False, truncated=truncated)
