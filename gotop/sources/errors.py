@@ -12,6 +12,10 @@ from __future__ import annotations
 from gotop.errors import GotopError
 
 
+class InvalidRequest(GotopError):
+    """A request gotop cannot send as asked (bad base URL, name or value)."""
+
+
 class TransportError(GotopError):
     """A request to a target failed; `target` is its host:port or URL."""
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gotop.sources.errors import (
+    InvalidRequest,
     ProtocolError,
     ResponseTooLarge,
     TransportTimeout,
@@ -29,7 +30,7 @@ from gotop.sources.progress import ProgressCallback, ProgressTicker
 
 __all__ = [
     "AgentCommand", "AgentProtocolError", "AgentTimeout", "AgentUnreachable",
-    "CommandNotSupported", "GCPercentChange", "GopsClient", "ResponseTooLarge",
+    "CommandNotSupported", "GCPercentChange", "GopsClient", "InvalidRequest", "ResponseTooLarge",
     "encode_varint",
 ]
 
@@ -96,7 +97,7 @@ class GCPercentChange:
 def encode_varint(n: int) -> bytes:
     """Go's binary.PutVarint: zig-zag, then unsigned LEB128 (int64 range)."""
     if not -(1 << 63) <= n < (1 << 63):
-        raise ValueError(f"{n} does not fit in an int64")
+        raise InvalidRequest(f"{n} does not fit in an int64")
     u = (n << 1) ^ (n >> 63)
     out = bytearray()
     while u >= 0x80:
@@ -177,8 +178,8 @@ class GopsClient:
         Agents older than gops v0.3.3 raise CommandNotSupported.
         """
         value = -1 if percent is None or percent == "off" else percent
-        if not isinstance(value, int):
-            raise ValueError(f"GC percent must be an integer or 'off', not {percent!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(f"GC percent must be an integer or 'off', not {percent!r}")
         payload = encode_varint(value).ljust(_MAX_VARINT_LEN, b"\x00")
         answer = await self.request(SET_GC_PERCENT, payload, timeout=timeout)
         match = SET_GC_PERCENT.answer.match(answer)  # type: ignore[union-attr]  # checked in request
@@ -195,6 +196,7 @@ class GopsClient:
         """Send one command, read the answer to EOF, check its shape, return it."""
         timeout = timeout if timeout is not None else self._default_timeout(command)
         limit = max_bytes if max_bytes is not None else command.max_bytes
+        ahead = self._running  # the request this one queues behind, if any
         phase = "queue"
         try:
             async with asyncio.timeout(timeout), self._lock:
@@ -207,7 +209,7 @@ class GopsClient:
                 finally:
                     self._running = None
         except TimeoutError:
-            raise self._timeout_error(phase, timeout) from None
+            raise self._timeout_error(phase, timeout, ahead) from None
         if command.gzip:
             problem = await asyncio.to_thread(gzip_problem, answer)
             if problem:
@@ -270,13 +272,15 @@ class GopsClient:
             f"{how} to {command.name} (command 0x{command.code:02x}): not supported by this agent",
         )
 
-    def _timeout_error(self, phase: str, timeout: float) -> AgentUnreachable | AgentTimeout:
+    def _timeout_error(
+        self, phase: str, timeout: float, ahead: AgentCommand | None,
+    ) -> AgentUnreachable | AgentTimeout:
         if phase == "connect":
             return AgentUnreachable(self.address, f"no connection within {timeout:.1f} s")
-        if phase == "queue" and self._running is not None:
+        if phase == "queue" and ahead is not None:
             return AgentTimeout(
                 self.address,
-                f"no answer within {timeout:.1f} s: still busy with an earlier {self._running.name}")
+                f"no answer within {timeout:.1f} s: still busy with an earlier {ahead.name}")
         return AgentTimeout(
             self.address,
             f"no answer within {timeout:.1f} s: the agent may be busy with a CPU profile or trace, or hung")

@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from gotop.errors import GotopError
 from gotop.sources.errors import (
+    InvalidRequest,
     ProtocolError,
     ResponseTooLarge,
     TransportError,
@@ -51,10 +51,6 @@ PROFILE_LIMIT = 256 * MiB
 TEXT_LIMIT = 64 * MiB  # debug=1 texts; Go itself caps the debug=2 dump at 64 MiB
 VARS_LIMIT = 16 * MiB
 CMDLINE_LIMIT = 1 * MiB
-
-
-class InvalidRequest(GotopError):
-    """A base URL or profile name gotop cannot use."""
 
 
 class HttpUnreachable(Unreachable):

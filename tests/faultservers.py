@@ -1,0 +1,163 @@
+"""Stand-in fault servers: misbehaving TCP/HTTP peers that stand in for a
+broken, hung or lying gops agent or pprof server. They exist only to inject
+faults a real Go target will not produce on demand; everything a real target
+can show is tested against a real one.
+
+Each server runs in the test's event loop on a free loopback port:
+
+    async with SilentServer() as server:
+        client = GopsClient("127.0.0.1", server.port)
+
+`request` says how much of the client's request a server reads before it
+misbehaves: "agent" reads the one command byte (as the gops agent does, leaving
+any payload unread), "http" reads the request head up to the blank line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Literal
+
+RequestKind = Literal["agent", "http"]
+
+
+class FaultServer:
+    """Base of the stand-in fault servers: start/stop, connection tracking."""
+
+    def __init__(self, request: RequestKind = "agent") -> None:
+        self.request = request
+        self.connections = 0
+        self.bytes_sent = 0
+        self.port = 0  # set on start
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._closing = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> FaultServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._closing.set()
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        try:
+            await self._read_request(reader)
+            await self.misbehave(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client gave up: that is what most tests wait for
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> None:
+        if self.request == "agent":
+            await reader.readexactly(1)
+        else:
+            await reader.readuntil(b"\r\n\r\n")
+
+    async def send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()
+        self.bytes_sent += len(data)
+
+    async def hang(self) -> None:
+        """Keep the connection open, saying nothing, until the server stops."""
+        await self._closing.wait()
+
+    async def misbehave(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class SilentServer(FaultServer):
+    """Accepts, reads the request, never answers: a hung agent or server."""
+
+    async def misbehave(self, reader, writer) -> None:
+        await self.hang()
+
+
+class CannedAnswerServer(FaultServer):
+    """Sends fixed bytes, then closes (or hangs with `then_hang`): garbage,
+    an answer cut short, an empty answer, an HTTP response written by hand."""
+
+    def __init__(self, answer: bytes, *, then_hang: bool = False, request: RequestKind = "agent") -> None:
+        super().__init__(request)
+        self.answer = answer
+        self.then_hang = then_hang
+
+    async def misbehave(self, reader, writer) -> None:
+        await self.send(writer, self.answer)
+        if self.then_hang:
+            await self.hang()
+
+
+class EndlessAnswerServer(FaultServer):
+    """Sends `prefix`, then streams filler until the client goes away (or
+    `limit` bytes, a gigabyte by default): the answer that never ends."""
+
+    def __init__(self, prefix: bytes = b"", *, limit: int = 1 << 30, request: RequestKind = "agent") -> None:
+        super().__init__(request)
+        self.prefix = prefix
+        self.limit = limit
+
+    async def misbehave(self, reader, writer) -> None:
+        await self.send(writer, self.prefix)
+        filler = b"x" * (64 << 10)
+        while self.bytes_sent < self.limit:
+            await self.send(writer, filler)
+
+
+class TrickleServer(FaultServer):
+    """Sends `prefix`, then one byte at a time, forever: each read succeeds,
+    so only an overall deadline ends the request."""
+
+    def __init__(self, prefix: bytes = b"", *, interval: float = 0.05, request: RequestKind = "agent") -> None:
+        super().__init__(request)
+        self.prefix = prefix
+        self.interval = interval
+
+    async def misbehave(self, reader, writer) -> None:
+        await self.send(writer, self.prefix)
+        while True:
+            await self.send(writer, b"a")
+            await asyncio.sleep(self.interval)
+
+
+class EchoServer(FaultServer):
+    """A plain TCP echo server: whatever protocol the client speaks comes back."""
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> None:
+        pass  # echo from the first byte
+
+    async def misbehave(self, reader, writer) -> None:
+        while data := await reader.read(65536):
+            await self.send(writer, data)
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_response(status: str, body: bytes, *, content_type: str = "text/plain", extra: str = "") -> bytes:
+    """A whole HTTP/1.1 response with Content-Length, for CannedAnswerServer."""
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n"
+    )
+    return head.encode() + body
