@@ -13,11 +13,11 @@ only expvar and heap debug=1 carry the 256-entry pause rings.
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
@@ -181,6 +181,7 @@ def parse_go_duration(text: str) -> int:
     return sign * round(total)
 
 
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # time.Time.String(): "2006-01-02 15:04:05.999999999 -0700 MST", fraction trimmed.
 _GO_TIME = re.compile(
     r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))? ([+-])(\d\d)(\d\d)(?: \S+)?"
@@ -193,15 +194,13 @@ def parse_go_time(text: str) -> int:
     match = _GO_TIME.fullmatch(text)
     if match is None:
         raise ValueError(f"not a Go time: {text!r}")
-    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
     fraction = (match.group(7) or "").ljust(9, "0")
     offset = (int(match.group(9)) * 3600 + int(match.group(10)) * 60) * (1 if match.group(8) == "+" else -1)
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
-        raise ValueError(f"not a Go time: {text!r}")
     try:
-        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-    except (ValueError, OverflowError) as exc:
+        wall = datetime(*(int(g) for g in match.group(1, 2, 3, 4, 5, 6)), tzinfo=timezone.utc)
+    except ValueError as exc:  # e.g. February 30th
         raise ValueError(f"not a Go time: {text!r}") from exc
+    seconds = (wall - _UNIX_EPOCH) // timedelta(seconds=1)
     return (seconds - offset) * 1_000_000_000 + int(fraction)
 
 
