@@ -86,7 +86,7 @@ def build_targets(toolchain: str = "go") -> Path:
         return out
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=CACHE_DIR))
-    env = tc.run_env() | {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    env = tc.run_env() | {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
     result = subprocess.run(
         [tc.go, "build", "-o", str(tmp) + "/", "./..."],
         cwd=TARGETS_DIR, env=env, capture_output=True, text=True,
@@ -150,13 +150,15 @@ def start_target(
     config_dir: Path | None = None,
     env: dict[str, str] | None = None,
     wrapper: list[str] | tuple[str, ...] = (),
+    binary: Path | None = None,
 ) -> RunningTarget:
     """Start a target and wait for its READY line.
 
     `config_dir` is the target's private GOPS_CONFIG_DIR (a fresh temp dir by
     default). `wrapper` prefixes the command, e.g. `unshare ...` or `setpriv ...`.
+    `binary` runs a copy of the target from elsewhere (renamed, to be deleted, ...).
     """
-    binary = target_binary(name, toolchain)
+    binary = binary or target_binary(name, toolchain)
     config_dir = config_dir or Path(tempfile.mkdtemp(prefix="gops-config-"))
     full_env = {**os.environ, "GOPS_CONFIG_DIR": str(config_dir), **(env or {})}
     stderr = tempfile.TemporaryFile()

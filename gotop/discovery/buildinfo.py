@@ -5,8 +5,7 @@ built?" the way `go version -m` does, without a Go toolchain:
 
 - The linker writes a blob that starts with the 16-aligned magic
   ``"\\xff Go buildinf:"`` into the `.go.buildinfo` section (or, when section
-  headers are stripped, near the start of the first writable, non-executable
-  PT_LOAD segment). Go >= 1.18 stores the version and module strings inline,
+  headers are stripped, in a writable, non-executable PT_LOAD segment). Go >= 1.18 stores the version and module strings inline,
   each prefixed by a uvarint length; Go 1.13-1.17 stores two pointers to Go
   string headers, which we follow through the PT_LOAD segments.
 - Binaries without the blob (Go < 1.13) still carry a `Go` ELF note (type 4,
@@ -34,8 +33,7 @@ from gotop.errors import GotopError
 MAX_PROGRAM_HEADERS = 256
 MAX_SECTION_HEADERS = 4096
 MAX_SECTION_NAMES = 64 << 10  # bytes of the section name table we look at
-MAX_SECTION_SCAN = 1 << 20  # bytes of .go.buildinfo searched for the magic
-SEGMENT_SCAN = 64 << 10  # bytes of the first writable segment searched when the section is missing
+MAX_BLOB_SCAN = 1 << 20  # bytes searched for the blob's magic (it is near the start of the data)
 MAX_NOTE_BYTES = 64 << 10  # bytes of PT_NOTE segments searched for the Go note
 MAX_VERSION_LEN = 4 << 10
 MAX_MODINFO_LEN = 1 << 20
@@ -43,6 +41,7 @@ MAX_MODINFO_LEN = 1 << 20
 _MAGIC = b"\xff Go buildinf:"
 _BLOB_ALIGN = 16
 _BLOB_HEADER_SIZE = 32
+_SCAN_CHUNK = 64 << 10
 _FLAG_BIG_ENDIAN = 0x1
 _FLAG_INLINE_STRINGS = 0x2
 _MAX_VARINT_LEN = 10
@@ -224,23 +223,46 @@ class _Elf:
         return b""
 
     def find_blob(self) -> tuple[int, bytes] | None:
-        """Virtual address and 32-byte header of the build info blob, if any."""
+        """Virtual address and 32-byte header of the build info blob, if any.
+
+        It is in the `.go.buildinfo` section; without section headers, in a
+        writable data segment (PIE binaries have a read-only-after-relocation
+        one first). At most MAX_BLOB_SCAN bytes are searched in all.
+        """
         if self.buildinfo_section is not None:
-            addr, size = self.buildinfo_section
-            size = min(size, MAX_SECTION_SCAN)
+            regions = [self.buildinfo_section]
         else:
-            writable = (s for s in self.segments if s.type == _PT_LOAD and s.flags & (_PF_W | _PF_X) == _PF_W)
-            seg = next(writable, None)
-            if seg is None:
-                return None
-            addr, size = seg.vaddr, SEGMENT_SCAN
-        data = self.read_vaddr(addr, size)
-        start = data.find(_MAGIC)
-        while start >= 0 and len(data) - start >= _BLOB_HEADER_SIZE:
-            if (addr + start) % _BLOB_ALIGN == 0:
-                return addr + start, data[start:start + _BLOB_HEADER_SIZE]
-            start = data.find(_MAGIC, start + 1)
+            regions = [(s.vaddr, s.end - s.vaddr) for s in self.segments
+                       if s.type == _PT_LOAD and s.flags & (_PF_W | _PF_X) == _PF_W]
+        budget = MAX_BLOB_SCAN
+        for start, size in regions:
+            found, scanned = self._search_magic(start, start + size, budget)
+            if found is not None:
+                return found
+            budget -= scanned
+            if budget <= 0:
+                break
         return None
+
+    def _search_magic(self, start: int, end: int, budget: int) -> tuple[tuple[int, bytes] | None, int]:
+        """Search [start, end) for the 16-aligned magic, reading at most `budget`
+        bytes: (blob address and header or None, bytes read)."""
+        # The blob is 16-aligned, so with aligned chunks the magic never straddles two.
+        start = _align_up(start, _BLOB_ALIGN)
+        scanned = 0
+        for chunk_addr in range(start, min(end, start + budget), _SCAN_CHUNK):
+            wanted = min(_SCAN_CHUNK, end - chunk_addr, start + budget - chunk_addr)
+            chunk = self.read_vaddr(chunk_addr, wanted)
+            scanned += len(chunk)
+            at = chunk.find(_MAGIC)
+            while at >= 0 and at % _BLOB_ALIGN:
+                at = chunk.find(_MAGIC, at + 1)
+            if at >= 0:
+                header = self.read_vaddr(chunk_addr + at, _BLOB_HEADER_SIZE)
+                return ((chunk_addr + at, header) if len(header) == _BLOB_HEADER_SIZE else None), scanned
+            if len(chunk) < wanted:  # the segment or the file ended
+                break
+        return None, scanned
 
     def read_blob(self, addr: int, header: bytes) -> tuple[bytes, bytes]:
         """(Go version, framed module info) from the blob at `addr`."""

@@ -3,6 +3,7 @@ package main
 
 import (
 	"flag"
+	"time"
 
 	"gotop.test/targets/internal/ready"
 	"gotop.test/targets/internal/workload"
@@ -12,5 +13,7 @@ func main() {
 	flag.Parse()
 	workload.Start()
 	ready.Announce("", "")
-	select {}
+	for {
+		time.Sleep(time.Hour) // a blocked select{} alone would be a deadlock
+	}
 }

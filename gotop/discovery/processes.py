@@ -1,0 +1,333 @@
+"""Which Go processes run on this host, and how each can be reached.
+
+A `Scanner` keeps what never changes for a process (is it Go, its build info,
+name, owner) cached by (pid, create_time), and build info by binary identity,
+so rescanning a host with a thousand processes costs one /proc/PID/stat read
+per process. What can change (the agent's port file, listening sockets,
+pprof/expvar endpoints) is re-checked each scan; HTTP probes run again only
+when the set of listening sockets changed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import psutil
+
+from gotop.discovery.buildinfo import BuildInfoError, GoBuildInfo, read_build_info
+from gotop.discovery.portfile import PortFileInvalid, config_dir, read_environ, read_port_file
+from gotop.discovery.probes import PROBE_TIMEOUT, HttpEndpoints, probe_all
+from gotop.discovery.sockets import ListenSocket, listening_sockets, listening_table, netns_id
+from gotop.errors import GotopError
+
+# A port file older than its process belongs to an earlier process with the
+# same pid. Process start times are known to about a second (boot time in
+# /proc/stat is whole seconds), hence the slack.
+_START_TIME_SLACK = 2.0
+
+ProcessKey = tuple[int, int]  # (pid, start time in clock ticks): one process, even across pid reuse
+
+
+@dataclass(frozen=True, slots=True)
+class _Stat:
+    ppid: int
+    start_ticks: int
+
+
+def _read_stat(pid: int) -> _Stat | None:
+    """The two fields of /proc/PID/stat a scan needs, None if the process is gone.
+
+    Read directly rather than through psutil.Process: on a rescan this is the
+    only work per non-Go process, and it is several times cheaper.
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        fields = data[data.rindex(b")") + 2 :].split()  # the name before ")" may hold anything
+        return _Stat(ppid=int(fields[1]), start_ticks=int(fields[19]))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """A gops agent that is really listening for this process."""
+
+    port: int
+    host: str  # where to dial it
+    port_file: str  # as the target sees it
+    reachable: bool  # False when it listens in another network namespace
+
+    def to_json(self) -> dict:
+        return {"port": self.port, "host": self.host, "port_file": self.port_file, "reachable": self.reachable}
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """What never changes during a process's life."""
+
+    key: ProcessKey
+    create_time: float
+    name: str
+    exe: str
+    uid: int
+    username: str
+    build: GoBuildInfo
+
+    @property
+    def pid(self) -> int:
+        return self.key[0]
+
+
+@dataclass(frozen=True)
+class GoProcess:
+    pid: int
+    ppid: int
+    name: str
+    exe: str
+    create_time: float
+    uid: int
+    username: str
+    build: GoBuildInfo
+    agent: Agent | None
+    pprof: str | None
+    expvar: str | None
+    listening: tuple[ListenSocket, ...]
+    other_netns: bool
+    notes: tuple[str, ...]  # what could not be checked, and why
+
+    @property
+    def go_version(self) -> str:
+        return self.build.go_version
+
+    def to_json(self) -> dict:
+        return {
+            "pid": self.pid,
+            "ppid": self.ppid,
+            "name": self.name,
+            "exe": self.exe,
+            "user": self.username,
+            "create_time": self.create_time,
+            "go_version": self.go_version or None,
+            "agent": self.agent.to_json() if self.agent else None,
+            "pprof": self.pprof,
+            "expvar": self.expvar,
+            "netns": "other" if self.other_netns else "same",
+            "listening": [{"host": s.host, "port": s.port} for s in self.listening],
+            "build": self.build.to_json(),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A process that could not be inspected, and why."""
+
+    pid: int
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    processes: tuple[GoProcess, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+
+class NotAGoProcess(GotopError):
+    pass
+
+
+@dataclass
+class _Endpoints:
+    """Per-scan working state of one Go process's reachability."""
+
+    identity: _Identity
+    ppid: int
+    netns: int | None
+    other_netns: bool
+    listening: tuple[ListenSocket, ...] = ()
+    agent: Agent | None = None
+    http: HttpEndpoints = HttpEndpoints()
+    notes: list[str] = field(default_factory=list)
+
+
+class Scanner:
+    def __init__(self, probe_timeout: float = PROBE_TIMEOUT) -> None:
+        self.probe_timeout = probe_timeout
+        self._identities: dict[ProcessKey, _Identity | Skipped | None] = {}  # None: not Go
+        self._binaries: dict[tuple[int, int, int, int], GoBuildInfo | None] = {}
+        self._probed: dict[ProcessKey, tuple[tuple[ListenSocket, ...], HttpEndpoints]] = {}
+        self._own_netns = netns_id("self")
+
+    def scan(self) -> ScanResult:
+        """Every Go process on the host, by pid."""
+        found: list[_Endpoints] = []
+        skipped: list[Skipped] = []
+        alive: set[ProcessKey] = set()
+        for pid in psutil.pids():
+            stat = _read_stat(pid)
+            if stat is None:  # gone mid-scan
+                continue
+            key = (pid, stat.start_ticks)
+            alive.add(key)
+            identity = self._identity(key)
+            if isinstance(identity, _Identity):
+                found.append(self._endpoints_of(identity, stat.ppid))
+            elif isinstance(identity, Skipped):
+                skipped.append(identity)
+        self._forget_all_but(alive)
+        return ScanResult(self._resolve(found), tuple(skipped))
+
+    def inspect(self, pid: int) -> GoProcess:
+        """One process; raises GotopError if it is gone or not Go."""
+        stat = _read_stat(pid)
+        if stat is None:
+            raise GotopError(f"no process with pid {pid}")
+        identity = self._identity((pid, stat.start_ticks))
+        if isinstance(identity, Skipped):
+            raise GotopError(f"pid {pid} ({identity.name}): {identity.reason}")
+        if identity is None:
+            raise NotAGoProcess(f"pid {pid} is not a Go process")
+        return self._resolve([self._endpoints_of(identity, stat.ppid)])[0]
+
+    # -- what never changes -------------------------------------------------
+
+    def _identity(self, key: ProcessKey) -> _Identity | Skipped | None:
+        if key not in self._identities:
+            self._identities[key] = self._classify(key)
+        return self._identities[key]
+
+    def _classify(self, key: ProcessKey) -> _Identity | Skipped | None:
+        pid = key[0]
+        exe_link = f"/proc/{pid}/exe"
+        try:
+            st = os.stat(exe_link)  # follows to the binary, even a deleted one
+            binary = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if binary not in self._binaries:
+                self._binaries[binary] = read_build_info(exe_link)
+            build = self._binaries[binary]
+        except PermissionError:
+            return Skipped(pid, _name(pid), "permission denied reading /proc/PID/exe")
+        except BuildInfoError as e:
+            return Skipped(pid, _name(pid), f"corrupt Go build info: {e}")
+        except OSError:  # kernel thread, zombie, or gone
+            return None
+        if build is None:
+            return None
+        try:
+            proc = psutil.Process(pid)
+            uid = proc.uids().effective
+            return _Identity(key, proc.create_time(), proc.name(), _exe(pid), uid, _username(proc, uid), build)
+        except psutil.AccessDenied:
+            return Skipped(pid, _name(pid), "permission denied reading /proc/PID/status")
+        except psutil.NoSuchProcess:
+            return None
+
+    def _forget_all_but(self, alive: set[ProcessKey]) -> None:
+        for cache in (self._identities, self._probed):
+            for key in cache.keys() - alive:
+                del cache[key]
+
+    # -- what may change: agent and endpoints --------------------------------
+
+    def _endpoints_of(self, identity: _Identity, ppid: int) -> _Endpoints:
+        ns = netns_id(identity.pid)
+        return _Endpoints(identity, ppid, ns, other_netns=ns is not None and ns != self._own_netns)
+
+    def _resolve(self, found: list[_Endpoints]) -> tuple[GoProcess, ...]:
+        tables: dict[int | None, dict[int, ListenSocket]] = {}
+        to_probe: dict[ProcessKey, list[ListenSocket]] = {}
+        for ep in found:
+            self._find_sockets_and_agent(ep, tables)
+            key = ep.identity.key
+            http_sockets = tuple(s for s in ep.listening if not ep.agent or s.port != ep.agent.port)
+            if ep.other_netns:
+                if http_sockets:
+                    ports = ", ".join(str(s.port) for s in http_sockets)
+                    ep.notes.append(f"listens on {ports} in another network namespace: not probed")
+            elif key in self._probed and self._probed[key][0] == http_sockets:
+                ep.http = self._probed[key][1]
+            elif http_sockets:
+                to_probe[key] = list(http_sockets)
+        if to_probe:
+            probed = probe_all(to_probe, self.probe_timeout)
+            for ep in found:
+                key = ep.identity.key
+                if key in probed:
+                    ep.http = probed[key]
+                    self._probed[key] = (tuple(to_probe[key]), probed[key])
+        return tuple(_go_process(ep) for ep in found)
+
+    def _find_sockets_and_agent(self, ep: _Endpoints, tables: dict) -> None:
+        pid = ep.identity.pid
+        if ep.netns not in tables:
+            tables[ep.netns] = listening_table(pid)
+        try:
+            ep.listening = listening_sockets(pid, tables[ep.netns])
+        except PermissionError:
+            ep.notes.append("sockets not readable (permission denied): agent and endpoints unknown")
+            return
+        except OSError:
+            return  # exited
+        ep.agent = self._find_agent(ep)
+
+    def _find_agent(self, ep: _Endpoints) -> Agent | None:
+        ident = ep.identity
+        try:
+            directory = config_dir(read_environ(ident.pid), ident.uid)
+            port_file = read_port_file(ident.pid, directory, ident.uid) if directory else None
+        except PortFileInvalid as e:
+            ep.notes.append(f"ignored gops port file {e}")
+            return None
+        except PermissionError:
+            ep.notes.append("environment or root not readable (permission denied): agent unknown")
+            return None
+        except OSError:
+            return None
+        if port_file is None:
+            return None
+        if port_file.mtime < ident.create_time - _START_TIME_SLACK:
+            ep.notes.append(f"stale gops port file {port_file.path}: older than the process")
+            return None
+        sock = next((s for s in ep.listening if s.port == port_file.port), None)
+        if sock is None:
+            ep.notes.append(f"stale gops port file {port_file.path}: nothing listens on port {port_file.port}")
+            return None
+        return Agent(port_file.port, sock.dial_hosts()[0], port_file.path, reachable=not ep.other_netns)
+
+
+def _go_process(ep: _Endpoints) -> GoProcess:
+    ident = ep.identity
+    return GoProcess(
+        pid=ident.pid, ppid=ep.ppid, name=ident.name, exe=ident.exe,
+        create_time=ident.create_time, uid=ident.uid, username=ident.username,
+        build=ident.build, agent=ep.agent, pprof=ep.http.pprof, expvar=ep.http.expvar,
+        listening=ep.listening, other_netns=ep.other_netns, notes=tuple(ep.notes),
+    )
+
+
+def _name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return "?"
+
+
+def _exe(pid: int) -> str:
+    """The binary's path; it ends in " (deleted)" when the file was removed or replaced."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def _username(proc: psutil.Process, uid: int) -> str:
+    try:
+        return proc.username()
+    except (psutil.Error, KeyError):
+        return str(uid)

@@ -1,0 +1,22 @@
+"""Untrusted text (process names, cmdlines, stack text) made safe to print.
+
+A process can name itself anything, terminal escape sequences included. Before
+gotop prints such text, control and invisible formatting characters become
+visible escapes, so the terminal shows them and never obeys them.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def plain(text: str) -> str:
+    """`text` with control (Cc) and format (Cf, e.g. bidi overrides) characters escaped."""
+    if text.isprintable():
+        return text
+    return "".join(_escape(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
