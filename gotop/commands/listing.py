@@ -31,6 +31,7 @@ def run(args: Namespace) -> int:
     print(render(["PID", "PPID", "NAME", "VIA", "GO", "PATH"], rows))
     if result.skipped:
         reasons = sorted({s.reason for s in result.skipped})
-        print(f"\n{len(result.skipped)} processes not inspected ({'; '.join(reasons)}): "
+        count = len(result.skipped)
+        print(f"\n{count} process{'es' if count > 1 else ''} not inspected ({'; '.join(reasons)}): "
               "run gotop as their owner or as root to see them")
     return 0
