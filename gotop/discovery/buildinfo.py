@@ -4,10 +4,11 @@
 built?" the way `go version -m` does, without a Go toolchain:
 
 - The linker writes a blob that starts with the 16-aligned magic
-  ``"\\xff Go buildinf:"`` into the `.go.buildinfo` section (or, when section
-  headers are stripped, in a writable, non-executable PT_LOAD segment). Go >= 1.18 stores the version and module strings inline,
-  each prefixed by a uvarint length; Go 1.13-1.17 stores two pointers to Go
-  string headers, which we follow through the PT_LOAD segments.
+  ``"\\xff Go buildinf:"`` into the `.go.buildinfo` section (which, when
+  section headers are stripped, we look for in the writable, non-executable
+  PT_LOAD segments). Go >= 1.18 stores the version and module strings
+  inline, each prefixed by a uvarint length; Go 1.13-1.17 stores two pointers
+  to Go string headers, which we follow through the PT_LOAD segments.
 - Binaries without the blob (Go < 1.13) still carry a `Go` ELF note (type 4,
   the Go build ID); they count as Go with an unknown version ("").
 
@@ -181,11 +182,12 @@ class _Elf:
     """The parts of an ELF file the build info lives in, read on demand."""
 
     def __init__(self, file: BinaryIO, size: int, order: str, segments: list[_Segment],
-                 buildinfo_section: tuple[int, int] | None) -> None:
+                 has_sections: bool, buildinfo_section: tuple[int, int] | None) -> None:
         self.file = file
         self.size = size
         self.order = order
         self.segments = segments
+        self.has_sections = has_sections  # with readable names
         self.buildinfo_section = buildinfo_section  # (vaddr, size)
 
     @classmethod
@@ -208,8 +210,9 @@ class _Elf:
         segments = [layout.segment(entry) for entry in
                     _table(file, size, phoff, phentsize, phnum, layout.phdr.size, MAX_PROGRAM_HEADERS, "program")]
         sections = _table(file, size, shoff, shentsize, shnum, layout.shdr.size, MAX_SECTION_HEADERS, "section")
-        buildinfo = _find_section(file, size, layout, sections, shstrndx, b".go.buildinfo")
-        return cls(file, size, order, segments, buildinfo)
+        has_sections = bool(sections) and shstrndx != 0
+        buildinfo = _find_section(file, size, layout, sections, shstrndx, b".go.buildinfo") if has_sections else None
+        return cls(file, size, order, segments, has_sections, buildinfo)
 
     def read_vaddr(self, addr: int, size: int) -> bytes:
         """Up to `size` bytes of the loaded image at virtual address `addr`
@@ -225,12 +228,16 @@ class _Elf:
     def find_blob(self) -> tuple[int, bytes] | None:
         """Virtual address and 32-byte header of the build info blob, if any.
 
-        It is in the `.go.buildinfo` section; without section headers, in a
-        writable data segment (PIE binaries have a read-only-after-relocation
-        one first). At most MAX_BLOB_SCAN bytes are searched in all.
+        It is in the `.go.buildinfo` section (every Go linker since 1.13 names
+        it so: a section table without it means no blob, and non-Go binaries
+        cost no scan). Without section headers (sstrip), it is near the start
+        of a writable data segment; PIE binaries have a read-only-after-
+        relocation one first. At most MAX_BLOB_SCAN bytes are searched in all.
         """
         if self.buildinfo_section is not None:
             regions = [self.buildinfo_section]
+        elif self.has_sections:
+            return None
         else:
             regions = [(s.vaddr, s.end - s.vaddr) for s in self.segments
                        if s.type == _PT_LOAD and s.flags & (_PF_W | _PF_X) == _PF_W]
@@ -362,9 +369,7 @@ def _table(file: BinaryIO, file_size: int, offset: int, entsize: int, count: int
 
 def _find_section(file: BinaryIO, file_size: int, layout: _Layout, sections: list[bytes],
                   names_index: int, name: bytes) -> tuple[int, int] | None:
-    """(vaddr, size) of the section called `name`, if the section names are readable."""
-    if not sections or names_index == 0:
-        return None
+    """(vaddr, size) of the section called `name`, if any."""
     if names_index >= len(sections):
         raise BuildInfoError(f"ELF section name table index {names_index} is out of range")
     names_header = layout.shdr.unpack(sections[names_index])
@@ -476,15 +481,20 @@ def _setting(pair: str) -> tuple[str, str]:
     else:
         key, equals, raw_value = pair.partition("=")
         if not equals or not _KEY_NEEDS_QUOTES.isdisjoint(key):
-            raise BuildInfoError(f"bad build setting key {key!r}")
+            raise BuildInfoError(f"bad build setting key {_excerpt(key)}")
     if raw_value[:1] in ('"', "`"):
         value, end = _go_unquote_prefix(raw_value)
         if end != len(raw_value):
             raise BuildInfoError("text after a quoted build setting value")
         return key, value
     if not _VALUE_NEEDS_QUOTES.isdisjoint(raw_value):
-        raise BuildInfoError(f"build setting value {raw_value!r} should be quoted")
+        raise BuildInfoError(f"build setting value {_excerpt(raw_value)} should be quoted")
     return key, raw_value
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    """`text` for an error message: quoted, escaped and short."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 _SIMPLE_ESCAPES = {"a": 0x07, "b": 0x08, "f": 0x0C, "n": 0x0A, "r": 0x0D, "t": 0x09, "v": 0x0B,
