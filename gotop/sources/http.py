@@ -106,8 +106,11 @@ class PprofIndex:
         return tuple(entry.name for entry in self.entries)
 
 
+# Bounded repeats: the page is untrusted, and `[^>]*` on a page of "<td<td<td..."
+# would make the search quadratic.
 _INDEX_ROW = re.compile(
-    r"<td[^>]*>\s*(\d+)\s*(?:</td>)?\s*<td[^>]*>\s*<a href=['\"]([\w.-]+)\?debug=1['\"]",
+    r"<td[^>]{0,80}>\s{0,20}(\d{1,19})\s{0,20}(?:</td>)?\s{0,20}"
+    r"<td[^>]{0,80}>\s{0,20}<a href=['\"]([\w.-]{1,100})\?debug=1['\"]",
     re.IGNORECASE,
 )
 
@@ -142,7 +145,8 @@ def normalize_base(base: str) -> str:
         url = httpx.URL(text)
     except (httpx.InvalidURL, ValueError) as exc:
         raise InvalidRequest(f"invalid pprof base URL {base!r}: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    port_ok = url.port is None or 0 < url.port < 65536
+    if url.scheme not in ("http", "https") or not url.host or not port_ok:
         raise InvalidRequest(f"invalid pprof base URL {base!r}: need http(s)://host[:port]")
     if url.userinfo or url.query or url.fragment:
         raise InvalidRequest(f"invalid pprof base URL {base!r}: no credentials, query or fragment")
@@ -162,7 +166,7 @@ class HttpAnswer:
 
     @property
     def is_html(self) -> bool:
-        return self.content_type.startswith("text/html") or self.body.lstrip()[:1] == b"<"
+        return self.content_type.startswith("text/html") or self.body[:64].lstrip()[:1] == b"<"
 
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
@@ -330,8 +334,9 @@ class PprofClient:
         if timeout is None:
             timeout = capture_seconds + max(self.timeout, CAPTURE_MARGIN) if capture_seconds else self.timeout
         try:
-            async with asyncio.timeout(timeout):
-                return await self._get_following(url, timeout, max_bytes, capture_seconds, progress)
+            # The ticker starts before the request: a capture's headers come only at its end.
+            async with asyncio.timeout(timeout), ProgressTicker(progress, capture_seconds) as ticker:
+                return await self._get_following(url, timeout, max_bytes, ticker)
         except TimeoutError:
             raise HttpTimeout(url, f"no complete answer within {timeout:.1f} s") from None
 
@@ -339,30 +344,34 @@ class PprofClient:
         return str(httpx.URL(self.base_url + path, params=params))
 
     async def _get_following(
-        self, url: str, timeout: float, limit: int,
-        capture_seconds: float, progress: ProgressCallback | None,
+        self, url: str, timeout: float, limit: int, ticker: ProgressTicker,
     ) -> HttpAnswer:
         request_timeout = httpx.Timeout(timeout, connect=min(self.connect_timeout, timeout))
-        for _ in range(MAX_REDIRECTS + 1):
+        redirects = 0
+        while True:
             received_headers = False
             try:
                 async with self._client.stream("GET", url, timeout=request_timeout) as response:
                     received_headers = True
                     if response.is_redirect and response.next_request is not None:
-                        url = self._same_origin_redirect(url, response.next_request.url)
-                        continue
+                        url = self._follow(url, response, redirects)
+                        redirects += 1
+                        continue  # the redirect's body is never read
                     if not response.is_success:
                         raise await _status_error(url, response)
-                    async with ProgressTicker(progress, capture_seconds) as ticker:
-                        body = await _read_capped(url, response, limit, ticker)
+                    body = await _read_capped(url, response, limit, ticker)
                     return HttpAnswer(url, response.headers.get("content-type", ""), body)
             except httpx.HTTPError as exc:
                 raise self._transport_error(url, exc, received_headers) from None
-        raise HttpStatusError(url, 310, f"more than {MAX_REDIRECTS} redirects")
 
-    def _same_origin_redirect(self, url: str, target: httpx.URL) -> str:
+    def _follow(self, url: str, response: httpx.Response, redirects: int) -> str:
+        """The next URL of a redirect: same origin only, a few hops at most."""
+        assert response.next_request is not None
+        target = response.next_request.url
         if _origin(target) != self._origin:
-            raise HttpStatusError(url, 300, f"redirect to another origin not followed: {target}")
+            raise HttpStatusError(url, response.status_code, f"redirect to another origin not followed: {target}")
+        if redirects == MAX_REDIRECTS:
+            raise HttpStatusError(url, response.status_code, f"more than {MAX_REDIRECTS} redirects")
         return str(target)
 
     def _transport_error(self, url: str, exc: httpx.HTTPError, received_headers: bool) -> TransportError:
