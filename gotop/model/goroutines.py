@@ -519,7 +519,8 @@ def parse_goroutine_profile_text(data: str | bytes) -> GoroutineProfile:
             count, frames, labels = int(line.split(" ", 1)[0]), [], ()
         else:
             raise GoroutineParseError(f"goroutine profile: unexpected line {number}: {line[:60]!r}")
-    if count is not None and not truncated:  # a cut text ends inside its last record
-        samples.append((count, tuple(frames), labels))
+    # Every record ends with a blank line, and the counts add up to the total:
+    # a record still open at the end, or missing counts, mean the text was cut.
+    truncated = truncated or count is not None or sum(s[0] for s in samples) < total
     groups = groups_from_stacks(samples, leaked=kind == KIND_GOROUTINELEAK)
     return GoroutineProfile(kind, total, groups, has_states=False, truncated=truncated)

@@ -1,0 +1,485 @@
+"""gotop.model.goroutines: dumps and grouped profiles from captured samples, the
+documented traceback grammar, and live targets whose debug=1, debug=2, agent dump
+and protobuf profile must give the same groups under the same keys."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gotop.errors import GotopError
+from gotop.model.goroutines import (
+    KIND_GOROUTINE,
+    KIND_GOROUTINELEAK,
+    Frame,
+    GoroutineDump,
+    GoroutineParseError,
+    GoroutineProfile,
+    groups_from_stacks,
+    hidden_by_traceback,
+    parse_goroutine_dump,
+    parse_goroutine_profile_text,
+    profile_from_stacks,
+    stack_key,
+    top_function,
+)
+from mutations import mutated
+from targetio import agent_request, http_get
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+WORKLOAD = "gotop.test/targets/internal/workload"
+PARKED = f"{WORKLOAD}.parkedHere"
+TOOLCHAINS = ["go", "go1.27", "go1.19"]
+
+
+def sample(name: str) -> str:
+    return (SAMPLES / name).read_text()
+
+
+# --- the protobuf path, decoded by the real pprof reader (`go tool pprof -raw`) ----------------
+
+_RAW_SAMPLE = re.compile(r"\s+(\d+):((?: \d+)*) ?")
+_RAW_LABELS = re.compile(r"(\S+?):\[([^\]]*)\]")
+_RAW_LOCATION = re.compile(r"\s+(\d+): 0x[0-9a-f]+ M=\d+ ?(.*)")
+_RAW_LINE = re.compile(r"(\S+) (.+):(\d+):\d+ s=\d+")
+
+
+def pprof_raw_stacks(profile: Path) -> list[tuple[int, tuple[Frame, ...], dict[str, str]]]:
+    """(count, frames leaf first, labels) of a protobuf goroutine profile, via `go tool pprof -raw`."""
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed")
+    raw = subprocess.run(["go", "tool", "pprof", "-raw", str(profile)],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    samples_part, _, rest = raw.partition("\nLocations\n")
+    locations_part = rest.partition("\nMappings\n")[0]
+    locations: dict[str, list[Frame]] = {}
+    current: list[Frame] = []
+    for line in locations_part.splitlines():
+        if (loc := _RAW_LOCATION.fullmatch(line)) is not None:
+            current = locations[loc.group(1)] = []
+            line = loc.group(2)
+        if (fn := _RAW_LINE.fullmatch(line.strip())) is not None:
+            current.append(Frame(fn.group(1), fn.group(2), int(fn.group(3))))
+    stacks: list[tuple[int, tuple[Frame, ...], dict[str, str]]] = []
+    for line in samples_part.split("Samples:\n", 1)[1].splitlines()[1:]:
+        if (s := _RAW_SAMPLE.fullmatch(line)) is not None:
+            ids = s.group(2).split()
+            stacks.append((int(s.group(1)), tuple(f for i in ids for f in locations[i]), {}))
+        elif stacks and (labels := _RAW_LABELS.findall(line)):
+            stacks[-1][2].update(labels)
+    return stacks
+
+
+# --- captured samples (Go 1.27.3) -----------------------------------------------------------------
+
+
+def test_debug1_sample_groups():
+    p = parse_goroutine_profile_text(sample("pprof-goroutine-debug1.txt"))
+    assert (p.kind, p.total, p.has_states, p.truncated) == (KIND_GOROUTINE, 132, False, False)
+    assert [g.count for g in p.groups] == [125, 1, 1, 1, 1, 1, 1, 1]
+    assert sum(g.count for g in p.groups) == p.total
+    park = p.groups[0]
+    assert park.key == (Frame("main.blockForever", "gotoplab/leaky/main.go", 22),)
+    assert park.top_function == "main.blockForever" and park.leaf == park.key[0]
+    assert park.states == Counter() and park.max_wait_minutes is None and park.goroutine_ids == ()
+    # tabwriter pads with several tabs; the function and file:line still come apart
+    serve = next(g for g in p.groups if g.key[-1].function == "main.main.func1")
+    assert Frame("net/http.(*Server).ListenAndServe", "net/http/server.go", 3485) in serve.frames
+    assert serve.top_function == "internal/poll.(*pollDesc).wait"  # past the runtime_pollWait hook
+    main = next(g for g in p.groups if g.top_function == "main.main")
+    assert main.frames[-1].function == "runtime.main" and main.key == main.frames[:1]
+
+
+def test_debug2_sample_goroutines():
+    dump = parse_goroutine_dump(sample("pprof-goroutine-debug2.txt"))
+    assert len(dump.goroutines) == 132 and not dump.truncated
+    first = dump.goroutines[0]
+    assert (first.id, first.state, first.parent_id) == (146, "running", 9)
+    assert first.frames[0] == Frame("runtime/pprof.writeGoroutineStacks", "runtime/pprof/pprof.go", 816)
+    assert first.frames[3].function == "net/http/pprof.handler.ServeHTTP"
+    assert first.created_by == Frame("net/http.(*Server).Serve", "net/http/server.go", 3604)
+    main = next(g for g in dump.goroutines if g.id == 1)
+    assert main.created_by is None and main.parent_id is None and main.state == "chan receive"
+    p = dump.profile()
+    assert p.total == 132 and p.has_states
+    park = p.groups[0]
+    assert park.count == 125 and park.states == Counter({"chan receive": 125})
+    assert park.created_by == "main.spawnStuck" and park.max_wait_minutes == 0
+    assert len(set(park.goroutine_ids)) == 125
+    assert dict(p.by_key()[park.key].states) == {"chan receive": 125}
+
+
+def steady(profile: GoroutineProfile) -> dict:
+    """key -> count without the goroutines that serve the request taking the snapshot
+    (the gops agent serves it on its listening goroutine)."""
+    transient = ("runtime/pprof.", "net/http.(*conn)", "net/http.(*connReader)", "github.com/google/gops/agent.")
+    return {g.key: g.count for g in profile.groups
+            if g.key and not any(f.function.startswith(transient) for f in g.frames)}
+
+
+def test_sample_sources_give_the_same_keys_and_counts():
+    debug1 = parse_goroutine_profile_text(sample("pprof-goroutine-debug1.txt"))
+    debug2 = parse_goroutine_dump(sample("pprof-goroutine-debug2.txt")).profile()
+    proto = profile_from_stacks(pprof_raw_stacks(SAMPLES / "pprof-goroutine.pb.gz"))
+    assert steady(debug1) == steady(debug2) == steady(proto)
+    assert len(steady(debug1)) == 4
+    # the protobuf keeps runtime.gopark & co. and has no created-by: the key drops them
+    park = proto.groups[0]
+    assert park.leaf.function == "runtime.gopark" and park.count == 125
+    assert park.key == debug1.groups[0].key and park.top_function == "main.blockForever"
+
+
+def test_gops_stack_sample_matches_debug1_keys():
+    dump = parse_goroutine_dump(sample("gops-stack.txt"))
+    assert len(dump.goroutines) == 130
+    agent = dump.profile()
+    debug1 = steady(parse_goroutine_profile_text(sample("pprof-goroutine-debug1.txt")))
+    for key, count in steady(agent).items():
+        assert debug1[key] == count
+
+
+def test_goroutineleak_samples():
+    leak = parse_goroutine_profile_text(sample("pprof-goroutineleak-debug1.txt"))
+    assert (leak.kind, leak.total) == (KIND_GOROUTINELEAK, 52)
+    [group] = leak.groups
+    assert (group.count, group.leaked, group.top_function) == (52, 52, "main.waitReply")
+    dump = parse_goroutine_dump(sample("pprof-goroutineleak-debug2.txt"))
+    leaked = [g for g in dump.goroutines if g.leaked]
+    assert [g.id for g in leaked] == [8, 18, 9]
+    assert {g.state for g in leaked} == {"chan receive"}  # the flag is not part of the state
+    assert all(g.parent_id == 7 for g in leaked)
+    assert dump.profile().by_key()[group.key].leaked == 3
+
+
+def test_crlf_dumps_and_profiles_parse_the_same():
+    for name, parse in [("pprof-goroutine-debug2.txt", parse_goroutine_dump),
+                        ("pprof-goroutine-debug1.txt", parse_goroutine_profile_text)]:
+        text = sample(name)
+        assert parse(text.replace("\n", "\r\n")) == parse(text) == parse(text.encode())
+
+
+# --- the traceback grammar (documented in runtime/traceback.go: goroutineheader, traceback2) ----
+
+DUMP = """\
+goroutine 1 gp=0xc000002380 m=0 mp=0x5a3e20 [running, locked to thread]:
+panic({0x4b6f40?, 0xc000012345?})
+	/usr/local/go/src/runtime/panic.go:785 +0x132
+main.(*Server[...]).handle(...)
+	/app/main.go:12
+main.Run[go.shape.int](0x1)
+	/app/main.go:20 +0x18 fp=0xc000045f50 sp=0xc000045f30 pc=0x48f7b8
+main.main()
+	/app/main.go:30 +0x25
+
+goroutine 7 [select, 12 minutes]:
+main.worker(0xc000020000)
+	C:/src/app/worker.go:41 +0x9c
+...3 frames elided...
+main.loop()
+	C:/src/app/worker.go:9 +0x1
+created by main.start in goroutine 1
+	C:/src/app/worker.go:5 +0x44
+
+goroutine 8 [running]:
+	goroutine running on other thread; stack unavailable
+created by main.start in goroutine 1
+	/app/main.go:5 +0x44
+
+goroutine 9 [chan receive (durable) (leaked), synctest bubble 3]:
+main.wait(...)
+	/app/main.go:50
+created by main.start
+	/app/main.go:5 +0x44
+
+goroutine 10 [semacquire (scan), 1 minutes]:
+sync.runtime_Semacquire(0xc0000a0008?)
+	/usr/local/go/src/runtime/sema.go:71 +0x25
+sync.(*WaitGroup).Wait(0xc0000a0000?)
+	/usr/local/go/src/sync/waitgroup.go:118 +0x48
+main.join(...)
+	/app/main.go:60
+...additional frames elided...
+[originating from goroutine 1]:
+main.main()
+	/app/main.go:31 +0x25
+
+goroutine 11 [chan receive (nil chan)] {role: worker, "a b": "x\\ty\\u03a3", "k:": "v\\x00"}:
+main.nilwait()
+	/app/main.go:70 +0x1d
+created by main.start in goroutine 1
+	/app/main.go:5 +0x44
+"""
+
+
+def goroutines_by_id(text: str) -> dict:
+    return {g.id: g for g in parse_goroutine_dump(text).goroutines}
+
+
+def test_headers_frames_and_footers():
+    g = goroutines_by_id(DUMP)
+    assert list(g) == [1, 7, 8, 9, 10, 11]
+
+    assert (g[1].state, g[1].locked_to_thread, g[1].wait_minutes) == ("running", True, 0)
+    assert g[1].frames[0] == Frame("runtime.gopanic", "/usr/local/go/src/runtime/panic.go", 785)
+    assert g[1].frames[1:3] == (Frame("main.(*Server[...]).handle", "/app/main.go", 12),
+                                Frame("main.Run[go.shape.int]", "/app/main.go", 20))
+    assert g[1].key[0].function == "main.(*Server[...]).handle"
+    assert top_function(g[1].frames) == "main.(*Server[...]).handle"
+
+    assert (g[7].state, g[7].wait_minutes, g[7].frames_elided) == ("select", 12, True)
+    assert g[7].frames == (Frame("main.worker", "C:/src/app/worker.go", 41),
+                           Frame("main.loop", "C:/src/app/worker.go", 9))
+    assert g[7].created_by == Frame("main.start", "C:/src/app/worker.go", 5) and g[7].parent_id == 1
+
+    assert g[8].stack_unavailable and g[8].frames == () and g[8].created_by.function == "main.start"
+
+    assert (g[9].state, g[9].durable, g[9].leaked, g[9].synctest_bubble) == ("chan receive", True, True, 3)
+    assert g[9].parent_id is None  # Go < 1.21 prints no "in goroutine N"
+
+    assert (g[10].state, g[10].scan, g[10].wait_minutes, g[10].frames_elided) == ("semacquire", True, 1, True)
+    assert [f.function for f in g[10].frames] == ["sync.runtime_Semacquire", "sync.(*WaitGroup).Wait", "main.join"]
+    assert top_function(g[10].frames) == "sync.(*WaitGroup).Wait"  # the ancestor section is not its stack
+
+    assert g[11].state == "chan receive (nil chan)"  # a reason's own parentheses stay
+    assert g[11].labels == (("a b", "x\tyΣ"), ("k:", "v\x00"), ("role", "worker"))
+
+
+def test_labels_group_by_label_set():
+    p = parse_goroutine_dump(DUMP).profile()
+    group = p.by_key()[(Frame("main.nilwait", "/app/main.go", 70),)]
+    assert group.labels == Counter({(("a b", "x\tyΣ"), ("k:", "v\x00"), ("role", "worker")): 1})
+
+
+def test_debug1_labels_and_unknown_pcs():
+    text = ("goroutine profile: total 5\n"
+            "3 @ 0x43b2f6 0x67f87b 0x46b201\n"
+            '# labels: {"k":"v", "quote\\"d":"tab\\there"}\n'
+            "#\t0x67f87a\tmain.leak+0x1a\t/srv/demo/main.go:17\n\n"
+            "2 @ 0x43b2f6 0x67f87b 0x46b201\n"
+            "#\t0x67f87a\tmain.leak+0x1a\t\t/srv/demo/main.go:17\n"
+            "#\t0x12345\n\n")
+    p = parse_goroutine_profile_text(text)
+    [group] = p.groups  # the same key: labels do not split a group
+    assert group.count == 5
+    assert group.labels == Counter({(("k", "v"), ('quote"d', "tab\there")): 3})
+    assert group.key == (Frame("main.leak", "/srv/demo/main.go", 17),)  # the unknown PC has no name
+
+
+@pytest.mark.parametrize("function, hidden", [
+    ("runtime.gopark", True), ("runtime.goexit", True), ("runtime.main", True), ("runtime.gopanic", True),
+    ("runtime.(*mheap).alloc", True), ("runtime.GC", False), ("runtime.(*Func).Name", False),
+    ("runtime.(*mspan).Base", True), ("internal/runtime/syscall.Syscall6", False),
+    ("runtime/pprof.writeGoroutine", False), ("main.main", False), ("crosscall2", True), ("", True),
+])
+def test_frames_hidden_by_the_level_1_traceback(function, hidden):
+    assert hidden_by_traceback(function) is hidden
+
+
+def frames(*functions: str) -> tuple[Frame, ...]:
+    return tuple(Frame(f, "x.go", i) for i, f in enumerate(functions))
+
+
+@pytest.mark.parametrize("stack, key, top", [
+    # protobuf / debug=1 view of a channel wait
+    (("runtime.gopark", "runtime.chanrecv", "runtime.chanrecv1", "main.wait", "runtime.goexit"),
+     ("main.wait",), "main.wait"),
+    # Go >= 1.24 mutex wait through internal/sync
+    (("runtime.gopark", "runtime.semacquire1", "sync.runtime_SemacquireMutex", "internal/sync.(*Mutex).lockSlow",
+      "internal/sync.(*Mutex).Lock", "sync.(*Mutex).Lock", "main.locker", "runtime.goexit"),
+     ("sync.runtime_SemacquireMutex", "internal/sync.(*Mutex).lockSlow", "internal/sync.(*Mutex).Lock",
+      "sync.(*Mutex).Lock", "main.locker"), "sync.(*Mutex).Lock"),
+    # a syscall: leading internal/runtime frames are hidden by debug=1, so by the key too
+    (("internal/runtime/syscall.Syscall6", "syscall.Syscall", "main.read"), ("syscall.Syscall", "main.read"),
+     "syscall.Syscall"),
+    # a goroutine entirely inside the runtime keeps no key frames; the leaf names it
+    (("runtime.gopark", "runtime.forcegchelper"), (), "runtime.gopark"),
+    # exported runtime functions at the top are hidden by debug=1, in the middle by neither
+    (("runtime.GC", "main.collect", "runtime.Callers", "main.f"), ("main.collect", "runtime.Callers", "main.f"),
+     "main.collect"),
+])
+def test_stack_key_and_top_function(stack, key, top):
+    fs = frames(*stack)
+    assert [f.function for f in stack_key(fs)] == list(key)
+    assert top_function(fs) == top
+
+
+def test_groups_from_stacks_merges_equal_keys_and_sorts_biggest_first():
+    park = frames("runtime.gopark", "runtime.chanrecv1", "main.wait")
+    groups = groups_from_stacks([
+        (2, park, None),
+        (5, frames("main.busy"), {"k": "v"}),
+        (4, park[2:], (("k", "v"),)),  # a debug=2 view of the same stack
+    ])
+    assert [(g.count, g.top_function) for g in groups] == [(6, "main.wait"), (5, "main.busy")]
+    assert groups[0].labels == Counter({(("k", "v"),): 4}) and groups[0].leaf.function == "runtime.gopark"
+    leaked = profile_from_stacks([(3, park, None)], kind=KIND_GOROUTINELEAK)
+    assert (leaked.total, leaked.groups[0].leaked) == (3, 3)
+
+
+# --- truncated and bad input ----------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_dump_cut_anywhere_keeps_every_complete_goroutine(data):
+    text = sample("pprof-goroutine-debug2.txt")
+    full = parse_goroutine_dump(text).goroutines
+    cut = data.draw(st.integers(text.index("\n\n") + 2, len(text)))
+    dump = parse_goroutine_dump(text[:cut])
+    n = len(dump.goroutines)
+    assert dump.goroutines[: n - 1] == full[: n - 1]
+    last = dump.goroutines[-1]
+    assert last.id == full[n - 1].id and last.frames == full[n - 1].frames[: len(last.frames)]
+    if not text[:cut].endswith("\n"):
+        assert dump.truncated and n < len(full) or cut == len(text)
+
+
+def test_a_cut_mid_frame_drops_the_partial_goroutine():
+    text = sample("pprof-goroutine-debug2.txt")
+    cut = text.index("goroutine 8 [IO wait]")
+    cut = text.index("net.(*TCPListener).accept", cut) + 7
+    dump = parse_goroutine_dump(text[:cut])
+    assert dump.truncated and [g.id for g in dump.goroutines] == [146, 1, 19, 7]
+    after_function_line = parse_goroutine_dump(text[: text.index("\n", cut) + 1])
+    assert after_function_line.truncated and len(after_function_line.goroutines) == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_debug1_profile_cut_anywhere_keeps_complete_records(data):
+    text = sample("pprof-goroutine-debug1.txt")
+    full = parse_goroutine_profile_text(text).by_key()
+    cut = data.draw(st.integers(text.index("\n") + 1, len(text)))
+    p = parse_goroutine_profile_text(text[:cut])
+    assert p.total == 132
+    assert all(key in full and g.count <= full[key].count for key, g in p.by_key().items())
+    assert p.truncated == (cut < len(text))
+
+
+HTML = b"<!DOCTYPE html><html><body><h1>404 page not found</h1></body></html>\n"
+
+
+@pytest.mark.parametrize("parse", [parse_goroutine_dump, parse_goroutine_profile_text])
+@pytest.mark.parametrize("data", [
+    HTML, bytes(range(256)) * 8, b"", b"\n\n\n", "threadcreate profile: total 6\n6 @\n#\t0x0\n\n",
+    "goroutine profile: total 1\n1 @ 0x1\nnot a frame\n\n", "hello\ngoroutine 1 [running]:\nmain.main()\n",
+    "x" * (80 * 1024 * 1024),
+])
+def test_garbage_is_a_one_line_parse_error(parse, data):
+    with pytest.raises(GoroutineParseError) as info:
+        parse(data)
+    assert isinstance(info.value, GotopError) and "\n" not in str(info.value)
+
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("name, parse, result_type", [
+    ("pprof-goroutine-debug2.txt", parse_goroutine_dump, GoroutineDump),
+    ("pprof-goroutineleak-debug2.txt", parse_goroutine_dump, GoroutineDump),
+    ("gops-stack.txt", parse_goroutine_dump, GoroutineDump),
+    ("pprof-goroutine-debug1.txt", parse_goroutine_profile_text, GoroutineProfile),
+    ("pprof-goroutineleak-debug1.txt", parse_goroutine_profile_text, GoroutineProfile),
+])
+def test_fuzzed_samples_parse_or_raise_the_parse_error(name, parse, result_type):
+    @FUZZ
+    @given(data=mutated((SAMPLES / name).read_bytes()))
+    def check(data):
+        try:
+            result = parse(data)
+        except GoroutineParseError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert isinstance(result, result_type)
+            if isinstance(result, GoroutineDump):
+                assert result.profile().total == len(result.goroutines)
+
+    check()
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_fuzzed_headers_never_crash(line):
+    try:
+        parse_goroutine_dump(f"goroutine 1 [{line}:\nmain.main()\n\t/a.go:1\n")
+        parse_goroutine_dump(f"goroutine 1 [running] {line}:\n{line}\n\t{line}\n")
+    except GoroutineParseError:
+        pass
+
+
+# --- live targets ---------------------------------------------------------------------------------
+
+
+def live_sources(t, tmp_path: Path) -> dict[str, GoroutineProfile]:
+    pb = tmp_path / "goroutine.pb.gz"
+    pb.write_bytes(http_get(t.http_addr, "/debug/pprof/goroutine"))
+    return {
+        "debug1": parse_goroutine_profile_text(http_get(t.http_addr, "/debug/pprof/goroutine?debug=1")),
+        "debug2": parse_goroutine_dump(http_get(t.http_addr, "/debug/pprof/goroutine?debug=2")).profile(),
+        "agent": parse_goroutine_dump(agent_request(t.agent_port, b"\x01")).profile(),
+        "protobuf": profile_from_stacks(pprof_raw_stacks(pb)),
+    }
+
+
+@pytest.mark.parametrize("toolchain", TOOLCHAINS)
+def test_live_park_group_is_the_same_from_every_source(go_target, tmp_path, toolchain):
+    t = go_target("agentpprof", toolchain=toolchain, args=["-workload", "park", "-n", "37"])
+    sources = live_sources(t, tmp_path)
+    parks = {name: [g for g in p.groups if g.top_function == PARKED] for name, p in sources.items()}
+    assert all(len(found) == 1 and found[0].count == 37 for found in parks.values()), parks
+    keys = {found[0].key for found in parks.values()}
+    assert len(keys) == 1
+    [key] = keys
+    assert key[0].function == PARKED and key[0].file.endswith("internal/workload/basic.go")
+    for name in ("debug2", "agent"):
+        park = parks[name][0]
+        assert park.states == Counter({"chan receive": 37}), name
+        assert park.created_by == f"{WORKLOAD}.park" and len(set(park.goroutine_ids)) == 37
+    assert parks["protobuf"][0].leaf.function == "runtime.gopark"
+    views = [steady(p) for p in sources.values()]
+    assert all(view == views[0] for view in views), views
+    assert len(views[0]) >= 2  # park and the HTTP listener at least
+
+
+def test_live_goroutineleak_go127(go_target, tmp_path):
+    t = go_target("agentpprof", toolchain="go1.27", args=["-workload", "park", "-n", "37"])
+    before = parse_goroutine_dump(http_get(t.http_addr, "/debug/pprof/goroutine?debug=2")).profile()
+    [park] = [g for g in before.groups if g.top_function == PARKED]
+    assert park.leaked == 0
+
+    # park's channel is reachable only from the parked goroutines: the leak GC proves all 37 leaked
+    leak = parse_goroutine_profile_text(http_get(t.http_addr, "/debug/pprof/goroutineleak?debug=1"))
+    assert (leak.kind, leak.total) == (KIND_GOROUTINELEAK, 37)
+    [leaked] = leak.groups
+    assert (leaked.key, leaked.count, leaked.leaked) == (park.key, 37, 37)
+
+    pb = tmp_path / "leak.pb.gz"
+    pb.write_bytes(http_get(t.http_addr, "/debug/pprof/goroutineleak"))
+    proto = profile_from_stacks(pprof_raw_stacks(pb), kind=KIND_GOROUTINELEAK)
+    assert [(g.key, g.leaked) for g in proto.groups] == [(park.key, 37)]
+
+    for text in (http_get(t.http_addr, "/debug/pprof/goroutine?debug=2"),
+                 http_get(t.http_addr, "/debug/pprof/goroutineleak?debug=2")):
+        after = parse_goroutine_dump(text).profile().by_key()[park.key]
+        assert (after.leaked, after.states) == (37, Counter({"chan receive": 37}))
+
+
+@pytest.mark.parametrize("toolchain", ["go1.27", "go1.19"])
+def test_live_labels(go_target, tmp_path, toolchain):
+    t = go_target("agentpprof", toolchain=toolchain, args=["-workload", "labelled", "-n", "5"],
+                  env={"GODEBUG": "tracebacklabels=1"})
+    want = Counter({(("note", "needs quoting: yes"), ("role", "worker")): 5})
+    sources = live_sources(t, tmp_path)
+    for name, p in sources.items():
+        [group] = [g for g in p.groups if g.top_function == f"{WORKLOAD}.labelledHere"]
+        assert group.count == 5
+        # debug=2 headers carry labels from Go 1.27 (GODEBUG tracebacklabels); the gops dump is debug=2
+        has_labels = name in ("debug1", "protobuf") or toolchain == "go1.27"
+        assert group.labels == (want if has_labels else Counter()), name
