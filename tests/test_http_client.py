@@ -138,6 +138,17 @@ async def test_second_cpu_profile_gets_profiler_busy(go_target):
     )
 
 
+async def test_second_trace_gets_profiler_busy(go_target):
+    target = go_target("pprofonly")
+    async with PprofClient(target.http_addr) as client:
+        results = await asyncio.gather(client.trace(1), client.trace(1), return_exceptions=True)
+
+    busy = [r for r in results if isinstance(r, ProfilerBusy)]
+    assert len(busy) == 1 and sum(isinstance(r, bytes) for r in results) == 1
+    # "tracing is already enabled" (Go 1.19) or "execution tracer already enabled" (newer)
+    assert re.search(r"trace\?seconds=1: HTTP 500: Could not enable tracing: .*already enabled$", str(busy[0]))
+
+
 async def test_full_goroutine_dump_only_on_demand(go_target):
     target = go_target("pprofonly", args=["-workload", "park", "-n", "40"])
     async with PprofClient(target.http_addr) as client:

@@ -67,7 +67,7 @@ class AgentCommand:
     answer: re.Pattern[bytes] | None = None  # must match at the start of the answer
     gzip: bool = False  # the answer is one complete gzip stream (a pprof profile)
     capture_seconds: float = 0.0  # the agent records this long before answering
-    timeout: float | None = None  # default timeout; None: the client's
+    timeout: float | None = None  # default timeout if longer than the client's
 
 
 STACK = AgentCommand(0x01, "stack", 64 * MiB, re.compile(rb"goroutine \d+ "), timeout=15.0)
@@ -209,7 +209,7 @@ class GopsClient:
                 finally:
                     self._running = None
         except TimeoutError:
-            raise self._timeout_error(phase, timeout, ahead) from None
+            raise self._timeout_error(command, phase, timeout, ahead) from None
         if command.gzip:
             problem = await asyncio.to_thread(gzip_problem, answer)
             if problem:
@@ -219,7 +219,7 @@ class GopsClient:
     def _default_timeout(self, command: AgentCommand) -> float:
         if command.capture_seconds:
             return command.capture_seconds + max(self.timeout, CAPTURE_MARGIN)
-        return command.timeout if command.timeout is not None else self.timeout
+        return max(command.timeout or 0.0, self.timeout)
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
@@ -273,7 +273,7 @@ class GopsClient:
         )
 
     def _timeout_error(
-        self, phase: str, timeout: float, ahead: AgentCommand | None,
+        self, command: AgentCommand, phase: str, timeout: float, ahead: AgentCommand | None,
     ) -> AgentUnreachable | AgentTimeout:
         if phase == "connect":
             return AgentUnreachable(self.address, f"no connection within {timeout:.1f} s")
@@ -281,6 +281,12 @@ class GopsClient:
             return AgentTimeout(
                 self.address,
                 f"no answer within {timeout:.1f} s: still busy with an earlier {ahead.name}")
+        if command.capture_seconds:
+            # The agent drops a capture it cannot start without closing the connection.
+            return AgentTimeout(
+                self.address,
+                f"no answer within {timeout:.1f} s: another CPU profile or trace may be running "
+                "in the target (e.g. over HTTP), or the agent hung")
         return AgentTimeout(
             self.address,
             f"no answer within {timeout:.1f} s: the agent may be busy with a CPU profile or trace, or hung")
