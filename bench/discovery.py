@@ -25,23 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from gotargets import CACHE_DIR, start_target  # noqa: E402
+from gotargets import GOPS_VERSION, gops_cli, start_target  # noqa: E402
 
 from gotop.discovery.processes import Scanner  # noqa: E402
-
-GOPS_VERSION = "v0.3.28"
-
-
-def build_gops() -> Path:
-    bin_dir = CACHE_DIR / f"gops-{GOPS_VERSION}"
-    gops = bin_dir / "gops"
-    if not gops.exists():
-        subprocess.run(
-            ["go", "install", f"github.com/google/gops@{GOPS_VERSION}"],
-            env={**os.environ, "GOBIN": str(bin_dir), "CGO_ENABLED": "0"}, check=True,
-        )
-    return gops
-
 
 def run_whole(cmd: list[str]) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (bytes) and stdout of one run of `cmd`."""
@@ -65,7 +51,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     args = parser.parse_args()
 
-    gops = build_gops()
+    gops = gops_cli()
     targets = [start_target(name) for name in ("agentpprof", "pprofonly", "plain") for _ in range(3)]
     sleepers = [subprocess.Popen(["sleep", "3600"]) for _ in range(args.sleepers)]
     try:

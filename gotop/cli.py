@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from gotop import __version__
+from gotop.engine.targetspec import TARGET_HELP
 from gotop.errors import GotopError
 
 DESCRIPTION = """\
@@ -41,6 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pid", type=int, help="process id")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run="gotop.commands.info")
+
+    p = sub.add_parser("snapshot", help="one reading: memstats, goroutines, GC, OS figures")
+    p.add_argument("target", help=TARGET_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run="gotop.commands.snapshot")
+
+    p = sub.add_parser("stack", help="the goroutine dump (stops the world while the target writes it)")
+    p.add_argument("target", help=TARGET_HELP)
+    p.add_argument("--groups", action="store_true", help="goroutines grouped by stack, biggest first")
+    p.set_defaults(run="gotop.commands.stack")
+
+    p = sub.add_parser("gc", help="run a garbage collection in the target")
+    p.add_argument("target", help=TARGET_HELP)
+    p.set_defaults(run="gotop.commands.gc", entry="run_gc")
+
+    p = sub.add_parser("setgc", help="set the target's GC percent (GOGC); needs the gops agent")
+    p.add_argument("target", help=TARGET_HELP)
+    p.add_argument("percent", help="an integer, or 'off'")
+    p.set_defaults(run="gotop.commands.gc", entry="run_setgc")
+
+    p = sub.add_parser("profile", help="save a heap, CPU, trace or goroutine profile (mode 0600)")
+    p.add_argument("kind", choices=("heap", "cpu", "trace", "goroutine"))
+    p.add_argument("target", help=TARGET_HELP)
+    p.add_argument("-o", "--output", help="file to write (default: KIND-TARGET-TIME.pb.gz or .trace)")
+    p.add_argument("--seconds", type=float, help="capture length for cpu (default 30) and trace (default 5)")
+    p.set_defaults(run="gotop.commands.profile")
     return parser
 
 
@@ -50,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["list", *(argv or sys.argv[1:])])
     try:
-        return importlib.import_module(args.run).run(args)
+        module = importlib.import_module(args.run)
+        return getattr(module, getattr(args, "entry", "run"))(args)
     except GotopError as e:
         print(f"gotop: {e}", file=sys.stderr)
         return 2

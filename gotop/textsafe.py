@@ -10,11 +10,14 @@ from __future__ import annotations
 import unicodedata
 
 
-def plain(text: str) -> str:
-    """`text` with control (Cc) and format (Cf, e.g. bidi overrides) characters escaped."""
+def plain(text: str, keep: str = "") -> str:
+    """`text` with control (Cc) and format (Cf, e.g. bidi overrides) characters
+    escaped, except those in `keep` (e.g. "\t" for stack text)."""
     if text.isprintable():
         return text
-    return "".join(_escape(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
+    return "".join(
+        _escape(ch) if unicodedata.category(ch) in ("Cc", "Cf") and ch not in keep else ch for ch in text
+    )
 
 
 def _escape(ch: str) -> str:

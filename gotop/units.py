@@ -29,3 +29,15 @@ def fmt_elapsed(seconds: float) -> str:
     if hours or days:
         text = f"{hours:02d}:{text}"
     return f"{days}-{text}" if days else text
+
+
+def fmt_duration_ns(ns: float | None) -> str:
+    """45000 -> '45 µs', 1.5e9 -> '1.50 s'."""
+    if ns is None:
+        return "-"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            value = ns / scale
+            digits = 2 if value < 10 else 1 if value < 100 else 0
+            return f"{value:.{digits}f} {unit}"
+    return f"{int(ns)} ns"

@@ -105,6 +105,23 @@ def target_binary(name: str, toolchain: str = "go") -> Path:
     return build_targets(toolchain) / name
 
 
+GOPS_VERSION = "v0.3.28"
+
+
+@cache
+def gops_cli() -> Path:
+    """The gops CLI (the peer gotop is compared with), built once into the cache."""
+    bin_dir = CACHE_DIR / f"gops-{GOPS_VERSION}"
+    gops = bin_dir / "gops"
+    if not gops.exists():
+        subprocess.run(
+            ["go", "install", f"github.com/google/gops@{GOPS_VERSION}"],
+            env={**os.environ, "GOBIN": str(bin_dir), "CGO_ENABLED": "0"}, check=True,
+            capture_output=True,
+        )
+    return gops
+
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 

@@ -1,12 +1,17 @@
-"""What the OS knows about a process (psutil): memory, threads, descriptors."""
+"""What the OS knows about a process (psutil): memory, CPU, threads, descriptors."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import psutil
 
 from gotop.errors import GotopError
+
+
+class ProcessGone(GotopError):
+    """The process exited (or its pid now names another process)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +30,74 @@ def process_facts(pid: int) -> ProcessFacts:
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():
-            try:
-                open_fds: int | None = proc.num_fds()
-            except psutil.AccessDenied:
-                open_fds = None
-            return ProcessFacts(pid, tuple(proc.cmdline()), proc.memory_info().rss, proc.num_threads(), open_fds)
+            return ProcessFacts(pid, tuple(proc.cmdline()), proc.memory_info().rss, proc.num_threads(), _num_fds(proc))
     except psutil.NoSuchProcess:
-        raise GotopError(f"pid {pid} has exited") from None
+        raise ProcessGone(f"pid {pid} has exited") from None
     except psutil.AccessDenied as e:
         raise GotopError(f"pid {pid}: permission denied reading /proc ({e.msg or 'access denied'})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class OsFigures:
+    """One reading of a process's OS figures."""
+
+    time: float  # unix seconds
+    rss: int
+    cpu_percent: float | None  # percent of one core since the previous reading (or the sampler's start)
+    threads: int
+    open_fds: int | None
+
+    def to_json(self) -> dict:
+        return {"rss": self.rss, "cpu_percent": self.cpu_percent, "threads": self.threads, "open_fds": self.open_fds}
+
+
+class OsSampler:
+    """Reads a process's OS figures; CPU percent is measured between readings."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        try:
+            self._proc = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            raise ProcessGone(f"pid {pid} has exited") from None
+        self._last_cpu: tuple[float, float] | None = None  # (monotonic, cpu seconds)
+        try:  # so that the first sample already has a CPU percent
+            times = self._proc.cpu_times()
+            self._last_cpu = (time.monotonic(), times.user + times.system)
+        except psutil.Error:
+            pass
+
+    def sample(self) -> OsFigures:
+        try:
+            if not self._proc.is_running():  # also catches pid reuse
+                raise psutil.NoSuchProcess(self.pid)
+            with self._proc.oneshot():
+                times = self._proc.cpu_times()
+                now = time.monotonic()
+                cpu = times.user + times.system
+                figures = OsFigures(
+                    time=time.time(),
+                    rss=self._proc.memory_info().rss,
+                    cpu_percent=self._cpu_percent(now, cpu),
+                    threads=self._proc.num_threads(),
+                    open_fds=_num_fds(self._proc),
+                )
+        except psutil.NoSuchProcess:
+            raise ProcessGone(f"pid {self.pid} has exited") from None
+        except psutil.AccessDenied as e:
+            raise GotopError(f"pid {self.pid}: permission denied reading /proc ({e.msg or 'access denied'})") from None
+        self._last_cpu = (now, cpu)
+        return figures
+
+    def _cpu_percent(self, now: float, cpu: float) -> float | None:
+        if self._last_cpu is None or now <= self._last_cpu[0]:
+            return None
+        then, cpu_then = self._last_cpu
+        return max(0.0, (cpu - cpu_then) / (now - then) * 100)
+
+
+def _num_fds(proc: psutil.Process) -> int | None:
+    try:
+        return proc.num_fds()
+    except psutil.AccessDenied:
+        return None

@@ -1,0 +1,44 @@
+"""What the one-shot commands that talk to a target share."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from gotop.engine.target import Target
+from gotop.sources.progress import CaptureProgress
+
+T = TypeVar("T")
+
+
+def with_target(text: str, action: Callable[[Target], Awaitable[T]]) -> T:
+    """Open the target named on the command line, run `action` on it, close it."""
+
+    async def run() -> T:
+        async with Target.open(text) as target:
+            return await action(target)
+
+    return asyncio.run(run())
+
+
+def progress_bar(what: str) -> Callable[[CaptureProgress], None]:
+    """A progress line on stderr for long captures (redrawn in place on a terminal)."""
+    tty = sys.stderr.isatty()
+    announced = False
+
+    def show(p: CaptureProgress) -> None:
+        nonlocal announced
+        if not tty:
+            if not announced:
+                print(f"{what}: capturing for {p.duration:g} s...", file=sys.stderr)
+                announced = True
+            return
+        width = 30
+        filled = int(p.fraction * width)
+        bar = "#" * filled + "." * (width - filled)
+        end = "\n" if p.done else ""
+        print(f"\r{what} [{bar}] {min(p.elapsed, p.duration):4.0f}/{p.duration:g} s", end=end, file=sys.stderr, flush=True)
+
+    return show

@@ -1,0 +1,68 @@
+"""`gotop snapshot TARGET`: one reading of memstats, goroutines, GC and OS figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from argparse import Namespace
+from datetime import datetime
+
+from gotop.commands.common import with_target
+from gotop.engine.target import Sample, Target
+from gotop.units import fmt_bytes, fmt_duration_ns
+
+# CPU percent is measured over this window (the target is opened, then sampled).
+CPU_WINDOW = 0.25
+
+
+async def take(target: Target) -> Sample:
+    await asyncio.sleep(CPU_WINDOW)
+    return await target.sample()
+
+
+def run(args: Namespace) -> int:
+    label, sample = with_target(args.target, _labelled)
+    if args.json:
+        print(json.dumps(sample.to_json(), indent=2))
+    else:
+        print(format_sample(label, sample))
+    return 0
+
+
+async def _labelled(target: Target) -> tuple[str, Sample]:
+    return target.label, await take(target)
+
+
+def format_sample(label: str, s: Sample) -> str:
+    lines = [f"{label}  (" + ", ".join(f"{k} via {v}" for k, v in s.sources.items()) + ")"]
+    st = s.stats
+    if st.goroutines is not None:
+        lines.append(f"goroutines  {st.goroutines:,}" + "".join(
+            f"   {name} {value}" for name, value in
+            (("OS threads created", st.os_threads), ("GOMAXPROCS", st.gomaxprocs), ("CPUs", st.num_cpu))
+            if value is not None
+        ))
+    m = s.memstats
+    if m is not None:
+        lines.append(f"heap        alloc {fmt_bytes(m.heap_alloc)}   in use {fmt_bytes(m.heap_inuse)}   "
+                     f"sys {fmt_bytes(m.heap_sys)}   objects {m.heap_objects:,}   next GC {fmt_bytes(m.next_gc)}")
+        lines.append(f"memory      total sys {fmt_bytes(m.sys)}   stacks {fmt_bytes(m.stack_inuse)}   "
+                     f"allocated since start {fmt_bytes(m.total_alloc)}")
+        gc = f"gc          {m.num_gc:,} cycles"
+        if m.num_forced_gc is not None:
+            gc += f" ({m.num_forced_gc} forced)"
+        if m.last_pause_ns is not None:
+            gc += f"   last pause {fmt_duration_ns(m.last_pause_ns)}"
+        if m.last_gc:
+            gc += f" at {datetime.fromtimestamp(m.last_gc / 1e9):%H:%M:%S}"
+        if m.pause_total_ns is not None:
+            gc += f"   total pause {fmt_duration_ns(m.pause_total_ns)}"
+        if m.gc_cpu_fraction is not None:
+            gc += f"   GC CPU {m.gc_cpu_fraction:.2%}"
+        lines.append(gc)
+    if s.os is not None:
+        cpu = "-" if s.os.cpu_percent is None else f"{s.os.cpu_percent:.1f}%"
+        fds = "?" if s.os.open_fds is None else f"{s.os.open_fds:,}"
+        lines.append(f"process     RSS {fmt_bytes(s.os.rss)}   CPU {cpu}   threads {s.os.threads}   fds {fds}")
+    lines += [f"problem     {p}" for p in s.problems]
+    return "\n".join(lines)

@@ -1,0 +1,297 @@
+"""One monitored Go process, whatever transports it offers.
+
+A target is named by a PID (discovery finds its gops agent and pprof/expvar
+endpoints), by `host:port` (a gops agent) or by `http://host:port` (a
+net/http/pprof base). When several transports exist, each figure is asked of
+the cheapest source first and of the others on failure:
+
+  memstats     expvar (carries the GC pause rings)  > agent memstats > heap?debug=1 trailer
+  goroutines   agent stats (with threads, GOMAXPROCS) > pprof index counts
+  groups       goroutine?debug=1 (grouped, no stop-the-world); the agent only has full dumps
+  heap / CPU   HTTP (does not block the agent)  > agent
+  GC           agent > heap?gc=1
+  GC percent   agent only
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from gotop.discovery.processes import GoProcess, Scanner
+from gotop.engine.targetspec import TargetError, TargetSpec, parse_target
+from gotop.errors import GotopError
+from gotop.model.goroutines import (
+    GoroutineDump,
+    GoroutineProfile,
+    parse_goroutine_dump,
+    parse_goroutine_profile_text,
+)
+from gotop.model.memstats import (
+    MemStats,
+    Stats,
+    parse_expvar,
+    parse_gops_memstats,
+    parse_gops_stats,
+    parse_heap_debug1_memstats,
+)
+from gotop.sources.errors import TransportError
+from gotop.sources.gops import GCPercentChange, GopsClient
+from gotop.sources.http import PprofClient, is_loopback
+from gotop.sources.procfs import OsFigures, OsSampler
+from gotop.sources.progress import ProgressCallback
+
+T = TypeVar("T")
+
+
+class NoSource(TargetError):
+    """No transport of the target could give a figure."""
+
+    def __init__(self, label: str, what: str, detail: str) -> None:
+        super().__init__(f"{label}: no {what}: {detail}")
+        self.what = what
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of a target's runtime and OS figures."""
+
+    time: float  # unix seconds
+    memstats: MemStats | None
+    stats: Stats
+    os: OsFigures | None
+    sources: dict[str, str]  # figure -> the transport that answered, e.g. {"memstats": "expvar"}
+    problems: tuple[str, ...] = ()  # sources that failed while another answered
+
+    def to_json(self) -> dict:
+        return {
+            "time": self.time,
+            "memstats": self.memstats.to_json() if self.memstats else None,
+            "goroutines": self.stats.goroutines,
+            "os_threads": self.stats.os_threads,
+            "gomaxprocs": self.stats.gomaxprocs,
+            "num_cpu": self.stats.num_cpu,
+            "process": self.os.to_json() if self.os else None,
+            "source": self.sources,
+            "problems": list(self.problems),
+        }
+
+
+class Target:
+    def __init__(
+        self, label: str, *, gops: GopsClient | None = None, http: PprofClient | None = None,
+        expvar: bool = False, pid: int | None = None, process: GoProcess | None = None,
+    ) -> None:
+        self.label = label
+        self.gops = gops
+        self.http = http
+        self.expvar = expvar  # the HTTP base also serves /debug/vars
+        self.pid = pid
+        self.process = process
+        self._os = OsSampler(pid) if pid is not None else None
+
+    @classmethod
+    def open(cls, spec: TargetSpec | str, *, scanner: Scanner | None = None) -> Target:
+        """Resolve a target; a PID goes through discovery."""
+        if isinstance(spec, str):
+            spec = parse_target(spec)
+        scanner = scanner or Scanner()
+        if spec.pid is not None:
+            return cls.for_process(scanner.inspect(spec.pid))
+        if spec.agent is not None:
+            host, port = spec.agent
+            return cls(spec.text, gops=GopsClient(host, port), pid=_local_pid(scanner, host, port))
+        assert spec.http_base is not None
+        http = PprofClient(spec.http_base)
+        url = urlsplit(http.base_url)
+        return cls(spec.text, http=http, expvar=True, pid=_local_pid(scanner, url.hostname, url.port or 80))
+
+    @classmethod
+    def for_process(cls, proc: GoProcess) -> Target:
+        agent = proc.agent if proc.agent and proc.agent.reachable else None
+        base = proc.pprof or proc.expvar
+        return cls(
+            f"pid {proc.pid} ({proc.name})",
+            gops=GopsClient(agent.host, agent.port) if agent else None,
+            http=PprofClient(base) if base else None,
+            expvar=proc.expvar is not None,
+            pid=proc.pid, process=proc,
+        )
+
+    async def aclose(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+
+    async def __aenter__(self) -> Target:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- figures --------------------------------------------------------------
+
+    async def memstats(self) -> tuple[MemStats, str]:
+        sources: list[tuple[str, Callable[[], Awaitable[MemStats]]]] = []
+        if self.http and self.expvar:
+            sources.append(("expvar", self._expvar_memstats))
+        if self.gops:
+            sources.append(("agent", self._agent_memstats))
+        if self.http:
+            sources.append(("heap?debug=1", self._heap_text_memstats))
+        return await self._first("memstats", sources)
+
+    async def stats(self) -> tuple[Stats, str]:
+        sources: list[tuple[str, Callable[[], Awaitable[Stats]]]] = []
+        if self.gops:
+            sources.append(("agent", self._agent_stats))
+        if self.http:
+            sources.append(("pprof index", self._index_stats))
+        return await self._first("goroutine count", sources)
+
+    async def sample(self) -> Sample:
+        """Memstats, goroutine counts and OS figures, asked concurrently."""
+        results = await asyncio.gather(self.memstats(), self.stats(), return_exceptions=True)
+        os_figures = self._os.sample() if self._os else None  # raises ProcessGone
+        sources: dict[str, str] = {}
+        values: list = []
+        failed: dict[str, list[str]] = {}  # failure -> the figures it cost
+        for name, result in zip(("memstats", "stats"), results):
+            if isinstance(result, NoSource):
+                failed.setdefault(result.detail, []).append(result.what)
+                values.append(None)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                values.append(result[0])
+                sources[name] = result[1]
+        problems = tuple(f"{detail} (no {', no '.join(whats)})" for detail, whats in failed.items())
+        if not sources and (self.gops or self.http or os_figures is None):
+            raise TargetError(f"{self.label}: {'; '.join(problems)}")
+        if os_figures is not None:
+            sources["process"] = "procfs"
+        return Sample(time.time(), values[0], values[1] or Stats(), os_figures, sources, problems)
+
+    async def goroutine_profile(self) -> GoroutineProfile:
+        """Goroutines grouped by stack, from the cheap grouped profile."""
+        if not self.http:
+            raise TargetError(
+                f"{self.label}: grouped goroutines need net/http/pprof "
+                "(the gops agent only has the full dump, which stops the world)"
+            )
+        text = await self.http.profile_text("goroutine")
+        return await asyncio.to_thread(parse_goroutine_profile_text, text)
+
+    async def goroutine_dump_text(self) -> str:
+        """Every goroutine's stack as text (debug=2). Stops the world: on request only."""
+        return (await self._first("goroutine dump", [
+            *([("pprof", self.http.full_goroutine_dump)] if self.http else []),
+            *([("agent", self.gops.stack)] if self.gops else []),
+        ]))[0]
+
+    async def goroutine_dump(self) -> GoroutineDump:
+        """Every goroutine with its state and wait time. Stops the world: on request only."""
+        return await asyncio.to_thread(parse_goroutine_dump, await self.goroutine_dump_text())
+
+    async def heap_profile(self) -> bytes:
+        """The heap profile, gzipped protobuf as Go writes it."""
+        return (await self._first("heap profile", [
+            *([("pprof", lambda: self.http.profile("heap"))] if self.http else []),
+            *([("agent", self.gops.heap_profile)] if self.gops else []),
+        ]))[0]
+
+    async def cpu_profile(self, seconds: int, progress: ProgressCallback | None = None) -> bytes:
+        if self.http:
+            return await self.http.cpu_profile(seconds, progress=progress)
+        if self.gops:
+            if seconds != 30:
+                raise TargetError(f"{self.label}: the gops agent profiles the CPU for 30 s only")
+            return await self.gops.cpu_profile(progress=progress)
+        raise self._nothing("a CPU profile")
+
+    async def trace(self, seconds: float, progress: ProgressCallback | None = None) -> bytes:
+        if self.http:
+            return await self.http.trace(seconds, progress=progress)
+        if self.gops:
+            if seconds != 5:
+                raise TargetError(f"{self.label}: the gops agent traces for 5 s only")
+            return await self.gops.trace(progress=progress)
+        raise self._nothing("an execution trace")
+
+    # -- actions --------------------------------------------------------------
+
+    async def gc(self) -> str:
+        """Run a garbage collection; returns which transport did it."""
+        if self.gops:
+            await self.gops.gc()
+            return "agent"
+        if self.http:
+            await self.http.profile("heap", gc=True)  # heap?gc=1 runs runtime.GC() first
+            return "pprof heap?gc=1"
+        raise self._nothing("a garbage collection")
+
+    async def set_gc_percent(self, percent: int | None) -> GCPercentChange:
+        """debug.SetGCPercent; None turns the GC off (-1)."""
+        if not self.gops:
+            raise TargetError(f"{self.label}: setting the GC percent needs the gops agent")
+        return await self.gops.set_gc_percent(percent)
+
+    # -- sources --------------------------------------------------------------
+
+    async def _expvar_memstats(self) -> MemStats:
+        assert self.http
+        memstats = parse_expvar(await self.http.vars_raw()).memstats
+        if memstats is None:
+            raise TargetError(f"{self.label}: /debug/vars publishes no memstats")
+        return memstats
+
+    async def _agent_memstats(self) -> MemStats:
+        assert self.gops
+        return parse_gops_memstats(await self.gops.memstats())
+
+    async def _heap_text_memstats(self) -> MemStats:
+        assert self.http
+        text = await self.http.profile_text("heap")
+        return await asyncio.to_thread(parse_heap_debug1_memstats, text)
+
+    async def _agent_stats(self) -> Stats:
+        assert self.gops
+        return parse_gops_stats(await self.gops.stats())
+
+    async def _index_stats(self) -> Stats:
+        assert self.http
+        index = await self.http.index()
+        return Stats(goroutines=index.count("goroutine"), os_threads=index.count("threadcreate"))
+
+    async def _first(self, what: str, sources: list[tuple[str, Callable[[], Awaitable[T]]]]) -> tuple[T, str]:
+        """The first source that answers, with its name; NoSource naming all failures."""
+        if not sources:
+            raise self._nothing(what)
+        failures = []
+        for name, fetch in sources:
+            try:
+                return await fetch(), name
+            except GotopError as e:  # transport or parse error: try the next source
+                failures.append(f"{name}: {_detail(e)}")
+        raise NoSource(self.label, what, "; ".join(failures))
+
+    def _nothing(self, what: str) -> NoSource:
+        return NoSource(self.label, what, "no gops agent, no net/http/pprof")
+
+
+def _detail(error: GotopError) -> str:
+    return error.detail if isinstance(error, TransportError) else str(error)
+
+
+def _local_pid(scanner: Scanner, host: str | None, port: int | None) -> int | None:
+    """The local process listening on a loopback host:port, for its OS figures."""
+    if not host or not port or not is_loopback(host):
+        return None
+    for proc in scanner.scan().processes:
+        if any(s.port == port for s in proc.listening):
+            return proc.pid
+    return None

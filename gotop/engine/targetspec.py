@@ -1,0 +1,40 @@
+"""How a user names a target on the command line.
+
+Kept apart from the engine so `gotop --help` can show TARGET_HELP without
+loading the transports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gotop.errors import GotopError
+
+
+class TargetError(GotopError):
+    """A target cannot be named, found, or asked for something it does not offer."""
+
+
+TARGET_HELP = "a PID, host:port of a gops agent, or http://host:port of net/http/pprof"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    text: str  # as the user wrote it
+    pid: int | None = None
+    agent: tuple[str, int] | None = None
+    http_base: str | None = None
+
+
+def parse_target(text: str) -> TargetSpec:
+    """'1234' | 'host:port' | '[::1]:port' | 'http://host:port[/prefix]'."""
+    spec = text.strip()
+    if spec.isdigit() and spec.isascii():
+        return TargetSpec(text, pid=int(spec))
+    if spec.startswith(("http://", "https://")):
+        return TargetSpec(text, http_base=spec)
+    host, sep, port = spec.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if sep and host and port.isdigit() and port.isascii() and 0 < int(port) < 65536:
+        return TargetSpec(text, agent=(host, int(port)))
+    raise TargetError(f"{text!r} is not a target: give {TARGET_HELP}")

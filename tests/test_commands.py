@@ -1,0 +1,247 @@
+"""The one-shot commands that talk to targets, against real Go processes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from gotargets import go_version, gops_cli
+
+WAIT_DURATION_PARK = 37
+
+
+def gotop(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gotop", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def ok(*args: str) -> str:
+    result = gotop(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def snapshot(target: str) -> dict:
+    return json.loads(ok("snapshot", target, "--json"))
+
+
+def gops(*args: str) -> str:
+    return subprocess.run([str(gops_cli()), *args], capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def gops_memstats(agent: str) -> dict[str, int]:
+    """Byte and count fields of `gops memstats`, by gops key."""
+    values = {}
+    for line in gops("memstats", agent).splitlines():
+        key, _, value = line.partition(": ")
+        m = re.search(r"\((\d+) bytes\)$|^(?:when heap-alloc >= )?(\d+)(?: bytes)?$", value)
+        if m:
+            values[key] = int(m[1] or m[2])
+    return values
+
+
+@pytest.mark.parametrize("toolchain", ["go", "go1.19"])
+def test_snapshot_agrees_with_gops_cli_and_expvar(go_target, toolchain):
+    t = go_target("agentpprof", toolchain=toolchain, args=["-workload", "retain", "-n", "40"])
+    by_agent = snapshot(t.ready["agent"])  # host:port: the agent alone
+    by_http = snapshot(f"http://{t.http_addr}")  # expvar and pprof alone
+    by_pid = snapshot(str(t.pid))  # both
+    # The gops CLI finds port files in its own config dir: name the agent's address.
+    peer = gops_memstats(t.ready["agent"])
+    gops_stats = dict(line.split(": ") for line in gops("stats", t.ready["agent"]).splitlines())
+
+    assert by_agent["source"]["memstats"] == "agent"
+    assert by_http["source"]["memstats"] == "expvar"
+    assert by_pid["source"] == {"memstats": "expvar", "stats": "agent", "process": "procfs"}
+    for snap in (by_agent, by_http, by_pid):
+        m = snap["memstats"]
+        # The idle target runs no GC between the reads; its heap barely moves.
+        assert m["num_gc"] == peer["num-gc"]
+        assert abs(m["heap_sys"] - peer["heap-sys"]) < 1 << 20  # stacks come and go from it
+        assert abs(m["heap_alloc"] - peer["heap-alloc"]) < 1 << 20
+        assert m["heap_alloc"] >= 40 * 64 << 10  # the retained blocks
+        assert m["next_gc"] == peer["next-gc"]
+    assert by_pid["gomaxprocs"] == int(gops_stats["GOMAXPROCS"])
+    assert by_pid["num_cpu"] == int(gops_stats["num CPU"])
+    assert abs(by_pid["goroutines"] - int(gops_stats["goroutines"])) <= 2
+    assert by_pid["process"]["rss"] > 40 * 64 << 10
+    assert by_pid["process"]["threads"] >= 2
+    assert by_agent["process"] is not None  # the loopback agent was mapped to its pid
+
+
+def test_snapshot_text(go_target):
+    t = go_target("agentpprof")
+    out = ok("snapshot", str(t.pid))
+    assert out.startswith(f"pid {t.pid} (agentpprof)")
+    assert re.search(r"^goroutines\s+\d+\s+OS threads created \d+\s+GOMAXPROCS \d+", out, re.M)
+    assert re.search(r"^process\s+RSS [\d.]+ MiB\s+CPU [\d.]+%", out, re.M)
+
+
+def test_gc_runs_and_num_gc_rises(go_target):
+    for t in (go_target("agentpprof"), go_target("pprofonly")):
+        before = snapshot(str(t.pid))["memstats"]["num_gc"]
+        out = ok("gc", str(t.pid))
+        assert f"GC cycles {before} -> {before + 1}" in out
+        assert snapshot(str(t.pid))["memstats"]["num_forced_gc"] >= 1
+
+
+def test_setgc_round_trips(go_target):
+    t = go_target("agentpprof")
+    assert ok("setgc", str(t.pid), "50").strip().endswith("GC percent set to 50 (was 100)")
+    assert ok("setgc", str(t.pid), "off").strip().endswith("GC percent set to off (was 50)")
+    assert ok("setgc", t.ready["agent"], "100").strip().endswith("GC percent set to 100 (was off)")
+    # The gops CLI sees the same agent state.
+    assert gops("setgc", t.ready["agent"], "100").strip() == "New GC percent set to 100. Previous value was 100."
+
+
+def test_setgc_needs_the_agent_and_a_number(go_target):
+    t = go_target("pprofonly")
+    result = gotop("setgc", str(t.pid), "50")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"gotop: pid {t.pid} (pprofonly): setting the GC percent needs the gops agent"
+    result = gotop("setgc", str(t.pid), "lots")
+    assert result.returncode == 2 and "is not a GC percent" in result.stderr
+
+
+@pytest.mark.parametrize("via", ["pid", "agent", "http"])
+def test_goroutine_groups_count_what_the_target_spawned(go_target, via):
+    t = go_target("agentpprof", args=["-workload", "park", "-n", str(WAIT_DURATION_PARK)])
+    target = {"pid": str(t.pid), "agent": t.ready["agent"], "http": f"http://{t.http_addr}"}[via]
+    out = ok("stack", target, "--groups")
+    first_group = out.split("\n\n")[1]
+    assert re.match(rf"\s*{WAIT_DURATION_PARK}\s+gotop.test/targets/internal/workload.parkedHere", first_group)
+    if via == "agent":  # from the full dump: states are known
+        assert "[chan receive]" in first_group
+
+
+def test_stack_dump_is_the_full_text(go_target):
+    t = go_target("agentpprof", args=["-workload", "park", "-n", "5"])
+    out = ok("stack", t.ready["agent"])
+    assert out.count("gotop.test/targets/internal/workload.parkedHere(") == 5
+    assert "\t/" in out  # file lines keep their tab
+
+
+@pytest.mark.parametrize("kind", ["heap", "goroutine", "cpu", "trace"])
+def test_profile_is_saved_private_in_standard_format(go_target, tmp_path, kind):
+    t = go_target("agentpprof", args=["-workload", "churn", "-n", "50"])
+    path = tmp_path / f"{kind}.out"
+    path.write_text("old content, world-readable")
+    path.chmod(0o644)
+    args = ["profile", kind, str(t.pid), "-o", str(path)]
+    if kind in ("cpu", "trace"):
+        args += ["--seconds", "1"]
+    out = ok(*args)
+    assert str(path) in out
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data = path.read_bytes()
+    if kind == "trace":
+        assert data.startswith(b"go 1.") and b" trace\x00" in data[:16]
+    else:
+        assert data[:2] == b"\x1f\x8b"
+        # `go tool pprof` reads it.
+        top = subprocess.run(["go", "tool", "pprof", "-top", str(path)], capture_output=True, text=True, timeout=60)
+        assert top.returncode == 0, top.stderr
+        assert "Showing nodes" in top.stdout or "Type:" in top.stdout
+
+
+def test_profile_default_file_name(go_target, tmp_path):
+    t = go_target("agentpprof")
+    out = subprocess.run([sys.executable, "-m", "gotop", "profile", "heap", str(t.pid)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    [saved] = list(tmp_path.iterdir())
+    assert saved.name.startswith(f"heap-{t.pid}-") and saved.name.endswith(".pb.gz")
+    assert gzip.decompress(saved.read_bytes())
+
+
+# -- bad input: one line naming the target, exit 2, never a traceback or a hang --
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def test_dead_target(go_target):
+    t = go_target("agentpprof")
+    agent = t.ready["agent"]
+    t.kill()
+    assert_one_line_error(gotop("snapshot", str(t.pid)), f"no process with pid {t.pid}")
+    assert_one_line_error(gotop("snapshot", agent), agent, "refused")
+    assert_one_line_error(gotop("stack", f"http://{t.http_addr}"), t.http_addr)
+
+
+def test_not_a_go_process():
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        assert_one_line_error(gotop("snapshot", str(sleeper.pid)), "is not a Go process")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+class HungAgentServer:
+    """Stand-in fault server: accepts connections and never answers (a hung gops agent)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_hung_agent_times_out():
+    server = HungAgentServer()
+    try:
+        result = gotop("snapshot", f"127.0.0.1:{server.port}")
+    finally:
+        server.close()
+    assert_one_line_error(result, f"127.0.0.1:{server.port}", "no answer within")
+
+
+def test_wrong_protocol_on_the_port(go_target):
+    t = go_target("pprofonly")
+    # An HTTP server named as a gops agent, and a gops agent named as HTTP.
+    assert_one_line_error(gotop("snapshot", t.http_addr), t.http_addr)
+    a = go_target("agentpprof")
+    assert_one_line_error(gotop("stack", f"http://{a.ready['agent']}"), a.ready["agent"])
+
+
+def test_unknown_profile_kind_and_missing_transport(go_target):
+    t = go_target("plain")
+    assert_one_line_error(gotop("profile", "heap", str(t.pid)), "no gops agent, no net/http/pprof")
+    a = go_target("agentpprof")
+    assert_one_line_error(gotop("profile", "goroutine", a.ready["agent"]), "needs net/http/pprof")
+
+
+def test_snapshot_of_a_go_process_without_transports_has_os_figures(go_target):
+    t = go_target("plain")
+    snap = snapshot(str(t.pid))
+    assert snap["memstats"] is None and snap["goroutines"] is None
+    assert snap["source"] == {"process": "procfs"}
+    assert snap["process"]["rss"] > 0
+    assert snap["problems"] == ["no gops agent, no net/http/pprof (no memstats, no goroutine count)"]
