@@ -79,10 +79,8 @@ CPU_PROFILE = AgentCommand(0x06, "pprof-cpu", 256 * MiB, gzip=True, capture_seco
 STATS = AgentCommand(0x07, "stats", 1 * MiB, re.compile(rb"goroutines: "))
 TRACE = AgentCommand(0x08, "trace", 256 * MiB, re.compile(rb"go 1\.\d+ trace\x00"), capture_seconds=5.0)
 BINARY_DUMP = AgentCommand(0x09, "binary-dump", 0, timeout=30.0)  # cap given by the caller
-SET_GC_PERCENT = AgentCommand(
-    0x10, "setgc", 1 * MiB,
-    re.compile(rb"New GC percent set to (-?\d+)\. Previous value was (-?\d+)\.\n?\Z"),
-)
+_SETGC_ANSWER = re.compile(rb"New GC percent set to (-?\d+)\. Previous value was (-?\d+)\.\n?\Z")
+SET_GC_PERCENT = AgentCommand(0x10, "setgc", 1 * MiB, _SETGC_ANSWER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +180,8 @@ class GopsClient:
             raise InvalidRequest(f"GC percent must be an integer or 'off', not {percent!r}")
         payload = encode_varint(value).ljust(_MAX_VARINT_LEN, b"\x00")
         answer = await self.request(SET_GC_PERCENT, payload, timeout=timeout)
-        match = SET_GC_PERCENT.answer.match(answer)  # type: ignore[union-attr]  # checked in request
-        assert match is not None
+        match = _SETGC_ANSWER.match(answer)
+        assert match is not None  # request() checked the shape
         return GCPercentChange(int(match[1]), int(match[2]), _text(answer).strip())
 
     # -- the exchange ---------------------------------------------------------
