@@ -17,7 +17,8 @@ of them show, so one stack gets one key whatever the source:
   2. drop every frame the debug=2 traceback hides: unexported runtime.* functions
      anywhere in the stack (runtime.goexit, runtime.main, runtime.gopanic, ...)
      and names without a package qualifier.
-The key is then the remaining (function, file, line) frames, leaf first. Stacks
+The key is then the remaining (function, file, line) frames, leaf first; stacks
+with none left (runtime-only, or "stack unavailable") share the empty key. Stacks
 deeper than a source records (32 frames in profiles before Go 1.23, 128 since;
 debug=2 elides the middle of stacks over 100 frames) can still get different keys.
 """
@@ -145,7 +146,7 @@ class GoroutineGroup:
 
     key: StackKey
     count: int
-    frames: tuple[Frame, ...]  # the full stack as the first source line showed it, leaf first
+    frames: tuple[Frame, ...]  # the full stack of its first member, as the source showed it, leaf first
     states: Counter[str] = field(default_factory=Counter)  # empty when the source has no states
     leaked: int = 0  # how many are proven leaked
     max_wait_minutes: int | None = None  # None when the source has no wait times
@@ -255,7 +256,8 @@ def _labels(labels: Labels | Mapping[str, str] | None) -> Labels:
     return tuple(sorted((str(k), str(v)) for k, v in pairs))
 
 
-StackSample = tuple[int, Sequence[Frame], "Labels | Mapping[str, str] | None"]
+# (count, frames leaf first, labels): what a decoded protobuf profile yields per sample.
+StackSample = tuple[int, Sequence[Frame], Labels | Mapping[str, str] | None]
 
 
 def groups_from_stacks(stacks: Iterable[StackSample], *, leaked: bool = False) -> tuple[GoroutineGroup, ...]:
@@ -294,6 +296,17 @@ def _cut_partial_line(text: str) -> tuple[list[str], bool]:
     lines = text.split("\n")
     truncated = lines[-1] != ""
     return lines[:-1], truncated
+
+
+FrameTable = dict[tuple[str, str, int], Frame]
+
+
+def _intern(table: FrameTable, function: str, file: str, line: int) -> Frame:
+    """One Frame object per call site: a dump repeats the same frames thousands of times."""
+    frame = table.get((function, file, line))
+    if frame is None:
+        frame = table[(function, file, line)] = Frame(function, file, line)
+    return frame
 
 
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
@@ -363,7 +376,7 @@ def _header(match: re.Match[str]) -> dict:
 class _DumpBuilder:
     """Turns the lines of one goroutine block into a Goroutine."""
 
-    def __init__(self, header: dict, interned: dict) -> None:
+    def __init__(self, header: dict, interned: FrameTable) -> None:
         self.header = header
         self.interned = interned
         self.frames: list[Frame] = []
@@ -374,8 +387,7 @@ class _DumpBuilder:
         self.elided = self.unavailable = self.in_ancestors = False
 
     def _frame(self, function: str, file: str, line: int) -> Frame:
-        frame = Frame(function, file, line)
-        return self.interned.setdefault(frame, frame)
+        return _intern(self.interned, function, file, line)
 
     def _flush_pending(self) -> None:
         if self.pending is not None:
@@ -432,7 +444,7 @@ def parse_goroutine_dump(data: str | bytes) -> GoroutineDump:
     text = _to_text(data, "goroutine dump")
     lines, truncated = _cut_partial_line(text)
     goroutines: list[Goroutine] = []
-    interned: dict[Frame, Frame] = {}
+    interned: FrameTable = {}
     current: _DumpBuilder | None = None
     for number, line in enumerate(lines, 1):
         if line.startswith("goroutine ") and (header := _HEADER.fullmatch(line)) is not None:
@@ -467,7 +479,7 @@ _RECORD = re.compile(r"(\d+) @(?: 0x[0-9a-fA-F]+)*\s*")
 _PPROF_LABEL = re.compile(rf"({_QUOTED}):({_QUOTED})")
 
 
-def _pprof_frame(line: str, interned: dict[Frame, Frame]) -> Frame:
+def _pprof_frame(line: str, interned: FrameTable) -> Frame:
     """`#\\t0x4d84fc\\tinternal/poll.(*pollDesc).waitRead+0x27c\\t\\tfile.go:89` -> Frame."""
     parts = [part for part in line[1:].split("\t") if part]
     function = file = ""
@@ -480,8 +492,7 @@ def _pprof_frame(line: str, interned: dict[Frame, Frame]) -> Frame:
             number = int(digits)
         else:
             file = location
-    frame = Frame(function, file, number)
-    return interned.setdefault(frame, frame)
+    return _intern(interned, function, file, number)
 
 
 def parse_goroutine_profile_text(data: str | bytes) -> GoroutineProfile:
@@ -498,7 +509,7 @@ def parse_goroutine_profile_text(data: str | bytes) -> GoroutineProfile:
     kind, total = match.group(1), int(match.group(2))
 
     samples: list[tuple[int, tuple[Frame, ...], Labels]] = []
-    interned: dict[Frame, Frame] = {}
+    interned: FrameTable = {}
     count: int | None = None
     frames: list[Frame] = []
     labels: Labels = ()
