@@ -1,0 +1,154 @@
+"""Every target gotop watches, kept current by discovery in the background.
+
+Discovery re-runs (in a thread) so that new Go processes appear and exited
+ones are marked, then dropped. A followed target (the one on screen) is kept
+after it exits, and when a new process of the same executable, or of the same
+name in the same working directory, starts -- a rebuild or a restart -- the
+target moves to it and its history marks the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psutil
+
+from gotop.discovery.processes import GoProcess, Scanner
+from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Update
+from gotop.engine.poller import Poller, Tiers
+from gotop.engine.target import Target
+from gotop.errors import GotopError
+
+RESCAN_EVERY = 5.0
+RESCAN_WHILE_FOLLOWING = 1.0  # a followed target exited: look for its successor often
+KEEP_EXITED = 10.0  # seconds an exited target stays listed
+
+
+@dataclass
+class Watched:
+    """One watched target; the object stays the same when it follows a restart."""
+
+    name: str
+    target: Target
+    history: TargetHistory
+    process: GoProcess | None = None  # None for targets named by address
+    followed: bool = False
+    task: asyncio.Task | None = None
+    exited_at: float | None = None
+    identity: tuple[str, str, str] | None = None  # (exe, name, cwd) to recognise a successor
+
+    @property
+    def pid(self) -> int | None:
+        return self.target.pid
+
+
+@dataclass
+class Fleet:
+    on_change: Callable[[Watched], None]
+    tiers: Tiers = field(default_factory=Tiers)
+    window: float = DEFAULT_WINDOW
+    discover: bool = True
+    scanner: Scanner = field(default_factory=Scanner)
+    watched: dict[object, Watched] = field(default_factory=dict)  # key: (pid, start) or address
+    skipped: int = 0  # processes discovery could not inspect
+
+    async def run(self) -> None:
+        """Discovery loop; returns at once when discovery is off."""
+        while self.discover:
+            try:
+                result = await asyncio.to_thread(self.scanner.scan)
+            except GotopError:
+                result = None
+            if result is not None:
+                self.skipped = len(result.skipped)
+                self._reconcile(result.processes)
+            self._drop_exited()
+            following = any(w.followed and w.exited_at for w in self.watched.values())
+            await asyncio.sleep(RESCAN_WHILE_FOLLOWING if following else RESCAN_EVERY)
+
+    def add(self, target: Target, key: object | None = None, process: GoProcess | None = None) -> Watched:
+        """Watch a target (a discovered process, or one named on the command line)."""
+        watched = Watched(target.label, target, TargetHistory(self.tiers.interval, self.window), process)
+        if process is not None:
+            watched.identity = _identity(process)
+        self.watched[key if key is not None else target.label] = watched
+        self._start(watched)
+        return watched
+
+    def find_pid(self, pid: int) -> Watched | None:
+        return next((w for w in self.watched.values() if w.pid == pid), None)
+
+    async def aclose(self) -> None:
+        for w in self.watched.values():
+            if w.task:
+                w.task.cancel()
+        await asyncio.gather(*(w.task for w in self.watched.values() if w.task), return_exceptions=True)
+        await asyncio.gather(*(w.target.aclose() for w in self.watched.values()), return_exceptions=True)
+
+    # -- internals ------------------------------------------------------------
+
+    def _start(self, watched: Watched) -> None:
+        def on_update(update: Update) -> None:
+            watched.history.apply(update)
+            if update.state is TargetState.EXITED and watched.exited_at is None:
+                watched.exited_at = update.time
+            self.on_change(watched)
+
+        watched.task = asyncio.create_task(Poller(watched.target, on_update, self.tiers).run())
+
+    def _reconcile(self, processes: tuple[GoProcess, ...]) -> None:
+        for proc in processes:
+            key = (proc.pid, proc.create_time)
+            if key in self.watched:
+                self.watched[key].process = proc
+                continue
+            successor_of = self._waiting_for(proc)
+            if successor_of is not None:
+                self._move(successor_of, key, proc)
+            else:
+                self.add(Target.for_process(proc), key, proc)
+                self.on_change(self.watched[key])
+
+    def _waiting_for(self, proc: GoProcess) -> object | None:
+        """The key of an exited, followed target that `proc` succeeds."""
+        identity = None
+        for key, w in self.watched.items():
+            if not (w.followed and w.exited_at and w.identity):
+                continue
+            identity = identity or _identity(proc)
+            exe, name, cwd = w.identity
+            if identity[0] == exe or (identity[1] == name and identity[2] == cwd):
+                return key
+        return None
+
+    def _move(self, old_key: object, key: object, proc: GoProcess) -> None:
+        watched = self.watched.pop(old_key)
+        asyncio.create_task(watched.target.aclose())
+        watched.target = Target.for_process(proc)
+        watched.name = watched.target.label
+        watched.process = proc
+        watched.identity = _identity(proc)
+        watched.exited_at = None
+        watched.history.mark_restart(time.time())
+        self.watched[key] = watched
+        self._start(watched)
+        self.on_change(watched)
+
+    def _drop_exited(self) -> None:
+        now = time.time()
+        for key, w in list(self.watched.items()):
+            if w.exited_at and not w.followed and now - w.exited_at > KEEP_EXITED:
+                del self.watched[key]
+                asyncio.create_task(w.target.aclose())
+                self.on_change(w)
+
+
+def _identity(proc: GoProcess) -> tuple[str, str, str]:
+    try:
+        cwd = psutil.Process(proc.pid).cwd()
+    except psutil.Error:
+        cwd = ""
+    return proc.exe.removesuffix(" (deleted)"), proc.name, cwd

@@ -1,0 +1,143 @@
+"""What gotop remembers of one target: its figures over the watch window.
+
+The poller turns each poll into an `Update`; `TargetHistory.apply` folds it
+into time series. Replaying recorded updates rebuilds the same history, so
+the screens never know whether they watch a live process or a recording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from gotop.engine.series import Series
+from gotop.engine.target import Sample
+from gotop.model.goroutines import GoroutineProfile, StackKey
+
+DEFAULT_WINDOW = 600.0  # seconds of history kept
+
+
+class TargetState(str, Enum):
+    STARTING = "starting"  # no answer yet
+    UP = "up"
+    SLOW = "slow"  # answers, but late
+    UNREACHABLE = "unreachable"  # polls fail; retried with back-off
+    EXITED = "exited"
+
+
+@dataclass(frozen=True)
+class Update:
+    """One poll's outcome."""
+
+    time: float  # unix seconds
+    state: TargetState
+    sample: Sample | None = None
+    goroutines: GoroutineProfile | None = None  # slow tier only
+    error: str | None = None
+    poll_seconds: float | None = None  # how long the poll took
+
+
+# The figures kept as series, and how each is read from a sample.
+FIGURES = (
+    "heap_alloc", "heap_inuse", "heap_sys", "next_gc", "heap_objects", "goroutines",
+    "num_gc", "gc_cpu_fraction", "alloc_rate", "rss", "cpu", "threads", "fds",
+)
+
+
+@dataclass
+class GroupTrend:
+    """The count of one goroutine stack group over time."""
+
+    counts: Series
+    first_seen: float
+
+
+@dataclass
+class TargetHistory:
+    interval: float = 1.0
+    window: float = DEFAULT_WINDOW
+    series: dict[str, Series] = field(init=False)
+    gc_pauses: Series = field(init=False)  # one point per GC: (pause end, pause ns)
+    groups: dict[StackKey, GroupTrend] = field(default_factory=dict)
+    goroutines: GoroutineProfile | None = None  # the latest grouped profile
+    state: TargetState = TargetState.STARTING
+    error: str | None = None
+    last_sample: Sample | None = None
+    last_update: float | None = None
+    restarts: list[float] = field(default_factory=list)  # times a new process took over
+    lost_pauses: int = 0  # GC pauses that fell out of the ring between polls
+
+    def __post_init__(self) -> None:
+        capacity = max(2, int(self.window / self.interval) + 1)
+        self.series = {name: Series(capacity) for name in FIGURES}
+        self.gc_pauses = Series(capacity * 4)
+        self._group_capacity = capacity
+
+    def apply(self, update: Update) -> None:
+        self.state = update.state
+        self.error = update.error
+        self.last_update = update.time
+        if update.sample is not None:
+            self._apply_sample(update.sample)
+        if update.goroutines is not None:
+            self._apply_goroutines(update.time, update.goroutines)
+
+    def mark_restart(self, t: float) -> None:
+        """A new process replaced the watched one (a rebuild or restart)."""
+        self.restarts.append(t)
+        self.last_sample = None
+
+    def _apply_sample(self, s: Sample) -> None:
+        prev = self.last_sample
+        t = s.time
+        m = s.memstats
+        values: dict[str, float | None] = {
+            "goroutines": s.stats.goroutines,
+        }
+        if m is not None:
+            values |= {
+                "heap_alloc": m.heap_alloc, "heap_inuse": m.heap_inuse, "heap_sys": m.heap_sys,
+                "next_gc": m.next_gc, "heap_objects": m.heap_objects, "num_gc": m.num_gc,
+                "gc_cpu_fraction": m.gc_cpu_fraction,
+            }
+            prev_m = prev.memstats if prev else None
+            if prev_m and prev_m.total_alloc is not None and m.total_alloc is not None and t > prev.time:
+                values["alloc_rate"] = max(0, m.total_alloc - prev_m.total_alloc) / (t - prev.time)
+            if prev_m and prev_m.num_gc is not None:
+                pauses = m.new_pauses(prev_m.num_gc)
+                self.lost_pauses += pauses.lost
+                for pause in pauses.pauses:
+                    self.gc_pauses.append(pause.end_ns / 1e9 if pause.end_ns else t, pause.pause_ns)
+        if s.os is not None:
+            values |= {"rss": s.os.rss, "cpu": s.os.cpu_percent, "threads": s.os.threads, "fds": s.os.open_fds}
+        for name, value in values.items():
+            if value is not None:
+                self.series[name].append(t, float(value))
+        self.last_sample = s
+
+    def _apply_goroutines(self, t: float, profile: GoroutineProfile) -> None:
+        self.goroutines = profile
+        seen = profile.by_key()
+        for key, group in seen.items():
+            if key not in self.groups:
+                self.groups[key] = GroupTrend(Series(self._group_capacity), t)
+            self.groups[key].counts.append(t, group.count)
+        for key in list(self.groups.keys() - seen.keys()):
+            trend = self.groups[key]
+            if trend.counts.last == 0 and t - trend.counts.times[-1] > self.window:
+                del self.groups[key]  # gone for a whole window: forget it
+            elif trend.counts.last != 0:
+                trend.counts.append(t, 0)
+
+    # -- derived figures for the screens ---------------------------------------
+
+    def gc_per_minute(self) -> float | None:
+        """GC cycles in the last minute (or the rate over a shorter history)."""
+        num_gc = self.series["num_gc"]
+        if len(num_gc) < 2:
+            return None
+        recent = num_gc.since(num_gc.times[-1] - 60)
+        (t0, v0), (t1, v1) = recent[0], recent[-1]
+        if t1 <= t0 or v1 < v0:
+            return None
+        return (v1 - v0) / (t1 - t0) * 60

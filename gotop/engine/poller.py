@@ -1,0 +1,81 @@
+"""One polling loop per target.
+
+Each poll reschedules the next one after it finishes, so polls never overlap
+and a slow target is polled less, not piled up. Tiers:
+
+  fast   every interval (1 s):   memstats + goroutine counts + OS figures
+  slow   every `slow_every` (5 s): goroutines grouped by stack (debug=1, no stop-the-world)
+
+A failing target is retried with exponential back-off; an exited one ends
+the loop. Every outcome is handed to `on_update` as an `Update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gotop.engine.history import TargetState, Update
+from gotop.engine.target import Target
+from gotop.errors import GotopError
+from gotop.model.goroutines import GoroutineProfile
+from gotop.sources.procfs import ProcessGone
+
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tiers:
+    interval: float = 1.0  # fast tier
+    slow_every: float = 5.0  # grouped goroutines
+
+
+class Poller:
+    def __init__(self, target: Target, on_update: Callable[[Update], None], tiers: Tiers = Tiers()) -> None:
+        self.target = target
+        self.on_update = on_update
+        self.tiers = tiers
+        self._next_slow = 0.0
+        self._failures = 0
+
+    async def run(self) -> None:
+        """Poll until the target exits (or the task is cancelled)."""
+        while True:
+            started = time.monotonic()
+            update = await self.poll_once()
+            self.on_update(update)
+            if update.state is TargetState.EXITED:
+                return
+            await asyncio.sleep(self._delay(update, time.monotonic() - started))
+
+    async def poll_once(self) -> Update:
+        started = time.monotonic()
+        try:
+            sample = await self.target.sample()
+        except ProcessGone as e:
+            return Update(time.time(), TargetState.EXITED, error=str(e))
+        except GotopError as e:
+            self._failures += 1
+            return Update(time.time(), TargetState.UNREACHABLE, error=str(e))
+        self._failures = 0
+        goroutines, problem = await self._slow_tier(started)
+        elapsed = time.monotonic() - started
+        state = TargetState.SLOW if elapsed > self.tiers.interval else TargetState.UP
+        problems = [*sample.problems, *([problem] if problem else [])]
+        return Update(sample.time, state, sample, goroutines, "; ".join(problems) or None, elapsed)
+
+    async def _slow_tier(self, now: float) -> tuple[GoroutineProfile | None, str | None]:
+        if self.target.http is None or now < self._next_slow:
+            return None, None
+        self._next_slow = now + self.tiers.slow_every
+        try:
+            return await self.target.goroutine_profile(), None
+        except GotopError as e:
+            return None, str(e)
+
+    def _delay(self, update: Update, elapsed: float) -> float:
+        if update.state is TargetState.UNREACHABLE:
+            return min(self.tiers.interval * 2 ** self._failures, MAX_BACKOFF)
+        return max(0.0, self.tiers.interval - elapsed)

@@ -1,0 +1,106 @@
+"""The engine: series, history, pollers and the fleet, against real Go processes."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from gotargets import target_binary
+
+from gotop.engine.fleet import Fleet
+from gotop.engine.history import TargetHistory, TargetState, Update
+from gotop.engine.poller import Poller, Tiers
+from gotop.engine.series import Series
+from gotop.engine.target import Target
+
+FAST = Tiers(interval=0.2, slow_every=0.5)
+
+
+def test_series_keeps_the_last_points_and_their_slope():
+    s = Series(capacity=5)
+    for i in range(8):
+        s.append(100.0 + i, 10.0 * i)
+    assert s.times == [103.0, 104.0, 105.0, 106.0, 107.0]
+    assert (s.min, s.max, s.last) == (30.0, 70.0, 70.0)
+    assert s.slope_per_minute() == pytest.approx(600.0)  # 10 per second
+    assert Series(3).slope_per_minute() is None
+
+
+async def poll_until(poller: Poller, updates: list[Update], condition, limit: int = 100) -> None:
+    for _ in range(limit):
+        update = await poller.poll_once()
+        updates.append(update)
+        poller.on_update(update)
+        if condition(update):
+            return
+        await asyncio.sleep(poller.tiers.interval)
+    raise AssertionError(f"condition not met in {limit} polls: last {updates[-1]}")
+
+
+async def test_poller_fills_history_and_sees_the_exit(go_target):
+    t = go_target("agentpprof", args=["-workload", "park", "-n", "25"])
+    history = TargetHistory(FAST.interval)
+    updates: list[Update] = []
+    async with Target.open(str(t.pid)) as target:
+        poller = Poller(target, history.apply, FAST)
+        await poll_until(poller, updates, lambda u: len(history.series["heap_alloc"]) >= 3)
+        assert {u.state for u in updates} == {TargetState.UP}
+        assert updates[0].goroutines is not None  # the slow tier runs on the first poll
+        assert history.goroutines.groups[0].top_function.endswith("workload.parkedHere")
+        assert history.series["goroutines"].last >= 25
+        assert history.series["rss"].last > 0
+        t.kill()
+        await poll_until(poller, updates, lambda u: u.state is TargetState.EXITED)
+    assert history.state is TargetState.EXITED
+
+
+async def test_unreachable_target_backs_off(go_target):
+    t = go_target("agentpprof")
+    agent = t.ready["agent"]
+    t.kill()
+    async with Target.open(agent) as target:
+        poller = Poller(target, lambda u: None, Tiers(interval=1.0))
+        update = await poller.poll_once()
+        assert update.state is TargetState.UNREACHABLE
+        assert "refused" in update.error
+        assert poller._delay(update, 0.0) == 2.0
+        assert poller._delay(await poller.poll_once(), 0.0) == 4.0
+
+
+async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):
+    exe = tmp_path / "devbuild"
+    shutil.copy(target_binary("agentpprof"), exe)
+    first = go_target("agentpprof", binary=exe)
+    changes: list = []
+    fleet = Fleet(on_change=changes.append, tiers=FAST)
+    discovery = asyncio.create_task(fleet.run())
+    try:
+        watched = await wait_for(lambda: fleet.find_pid(first.pid))
+        watched.followed = True
+        await wait_for(lambda: len(watched.history.series["heap_alloc"]) >= 2)
+
+        first.kill()
+        shutil.copy(target_binary("agentpprof"), exe.with_suffix(".new"))
+        exe.with_suffix(".new").rename(exe)  # a rebuild replaces the binary
+        await wait_for(lambda: watched.history.state is TargetState.EXITED)
+        second = go_target("agentpprof", binary=exe)
+
+        await wait_for(lambda: watched.pid == second.pid)
+        assert len(watched.history.restarts) == 1
+        assert fleet.find_pid(second.pid) is watched
+        await wait_for(lambda: watched.history.state is TargetState.UP)
+    finally:
+        discovery.cancel()
+        await fleet.aclose()
+
+
+async def wait_for(condition, timeout: float = 30.0):
+    """Poll `condition` until it is truthy (a safety net, not a timing assertion)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := condition()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met before the safety timeout")
+        await asyncio.sleep(0.05)
+    return result
