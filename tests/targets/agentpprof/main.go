@@ -16,6 +16,7 @@ import (
 )
 
 func main() {
+	workload.DefineFlags()
 	httpAddr := flag.String("http", "127.0.0.1:0", "address for net/http/pprof and expvar")
 	agentAddr := flag.String("agent", "", "address for the gops agent (default: its own)")
 	flag.Parse()

@@ -10,6 +10,7 @@ import (
 )
 
 func main() {
+	workload.DefineFlags()
 	flag.Parse()
 	workload.Start()
 	ready.Announce("", "")

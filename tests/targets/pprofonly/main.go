@@ -14,6 +14,7 @@ import (
 )
 
 func main() {
+	workload.DefineFlags()
 	httpAddr := flag.String("http", "127.0.0.1:0", "address for net/http/pprof and expvar")
 	flag.Parse()
 	workload.Start()

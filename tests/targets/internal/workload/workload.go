@@ -19,9 +19,16 @@ var registry = map[string]Workload{}
 func register(name string, w Workload) { registry[name] = w }
 
 var (
-	name = flag.String("workload", "idle", "behaviour to run: "+names())
-	size = flag.Int("n", 100, "size parameter of the workload (goroutines, objects, ...)")
+	name *string
+	size *int
 )
+
+// DefineFlags adds -workload and -n to the command line. Call it before
+// flag.Parse; it runs after every init(), so the help lists all workloads.
+func DefineFlags() {
+	name = flag.String("workload", "idle", "behaviour to run: "+names())
+	size = flag.Int("n", 100, "size parameter of the workload (goroutines, objects, ms between leaks, ...)")
+}
 
 func names() string {
 	var all []string
@@ -33,8 +40,8 @@ func names() string {
 }
 
 // Start runs the workload selected on the command line in the background. It
-// must be called after flag.Parse. Setup that tests rely on (parked goroutines,
-// retained objects) is finished before Start returns.
+// must be called after DefineFlags and flag.Parse. Setup that tests rely on
+// (parked goroutines, retained objects) is finished before Start returns.
 func Start() {
 	w, ok := registry[*name]
 	if !ok {
