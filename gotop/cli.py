@@ -33,6 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gotop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = sub.choices  # name -> subparser, filled below
+
+    p = sub.add_parser("tui", help="the live monitor (the default: `gotop [TARGET...]`)")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help=f"open straight on these ({TARGET_HELP}); default: every Go process here")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
+    p.add_argument("--slow-every", type=float, default=5.0,
+                   help="seconds between grouped goroutine profiles (default 5)")
+    p.add_argument("--window", type=float, default=600.0, help="seconds of history kept (default 600)")
+    p.add_argument("--save-dir", default=".", help="where profiles and traces are saved (default: here)")
+    p.add_argument("--mouse", action=argparse.BooleanOptionalAction, default=None,
+                   help="mouse support (default: on, off over SSH)")
+    p.set_defaults(run="gotop.ui.run")
 
     p = sub.add_parser("list", help="list the Go processes on this host (like gops)")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per Go process")
@@ -73,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0] not in parser.commands and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["tui", *argv]  # `gotop`, `gotop PID`, `gotop --interval 2 host:port`
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["list", *(argv or sys.argv[1:])])
     try:
         module = importlib.import_module(args.run)
         return getattr(module, getattr(args, "entry", "run"))(args)

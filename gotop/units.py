@@ -41,3 +41,26 @@ def fmt_duration_ns(ns: float | None) -> str:
             digits = 2 if value < 10 else 1 if value < 100 else 0
             return f"{value:.{digits}f} {unit}"
     return f"{int(ns)} ns"
+
+
+def fmt_bytes_short(n: float | None) -> str:
+    """1536 -> '1.5K', 2_000_000_000 -> '1.9G': for tight columns."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if abs(value) < 1024 or unit == "P":
+            break
+        value /= 1024
+    if not unit:
+        return f"{int(value)}B"
+    return f"{value:.1f}{unit}" if abs(value) < 10 else f"{value:.0f}{unit}"
+
+
+def fmt_count(n: float | None) -> str:
+    """12345 -> '12,345'; 2_500_000 -> '2.5M'."""
+    if n is None:
+        return "-"
+    if abs(n) >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    return f"{n:,.0f}"

@@ -204,6 +204,12 @@ class Target:
             *([("agent", self.gops.heap_profile)] if self.gops else []),
         ]))[0]
 
+    async def goroutine_profile_proto(self) -> bytes:
+        """The goroutine profile as gzipped protobuf (as `go tool pprof` reads it)."""
+        if not self.http:
+            raise TargetError(f"{self.label}: the goroutine profile needs net/http/pprof")
+        return await self.http.profile("goroutine")
+
     async def cpu_profile(self, seconds: int, progress: ProgressCallback | None = None) -> bytes:
         if self.http:
             return await self.http.cpu_profile(seconds, progress=progress)

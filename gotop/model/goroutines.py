@@ -113,6 +113,38 @@ def top_function(frames: Sequence[Frame]) -> str:
     return frames[0].function if frames else ""
 
 
+# Where a grouped profile (no states) shows a goroutine blocked, read from its
+# frames, leaf first: runtime frames (kept by the protobuf profile) name channel
+# and select waits; sync, poll and sleep frames show in every source. The
+# names are the runtime's wait reasons, as a full dump would print them.
+_WAIT_FRAMES: tuple[tuple[str, str], ...] = (
+    ("runtime.chanrecv", "chan receive"),
+    ("runtime.chansend", "chan send"),
+    ("runtime.selectgo", "select"),
+    ("runtime.block", "select (no cases)"),
+    ("sync.(*RWMutex).RLock", "sync.RWMutex.RLock"),
+    ("sync.(*RWMutex).Lock", "sync.RWMutex.Lock"),
+    ("sync.(*Mutex).Lock", "sync.Mutex.Lock"),
+    ("sync.(*WaitGroup).Wait", "sync.WaitGroup.Wait"),
+    ("sync.(*Cond).Wait", "sync.Cond.Wait"),
+    ("internal/poll.runtime_pollWait", "IO wait"),
+    ("runtime.netpollblock", "IO wait"),
+    ("time.Sleep", "sleep"),
+    ("syscall.Syscall", "syscall"),
+    ("syscall.RawSyscall", "syscall"),
+    ("internal/runtime/syscall.Syscall", "syscall"),
+)
+
+
+def likely_state(frames: Sequence[Frame]) -> str | None:
+    """The wait reason the frames of a grouped profile imply, or None if they don't say."""
+    for frame in frames:
+        for prefix, state in _WAIT_FRAMES:
+            if frame.function.startswith(prefix):
+                return state
+    return None
+
+
 # --- data model --------------------------------------------------------------------
 
 
@@ -162,6 +194,13 @@ class GoroutineGroup:
     @property
     def top_function(self) -> str:
         return top_function(self.frames)
+
+    @property
+    def state(self) -> str | None:
+        """The most common state (full dumps), else the one the frames imply."""
+        if self.states:
+            return self.states.most_common(1)[0][0]
+        return likely_state(self.frames)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,115 @@
+"""The gotop TUI: the fleet of watched targets and the screens that show it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from gotop.engine.fleet import Fleet, Watched
+from gotop.engine.poller import Tiers
+from gotop.engine.target import Target
+from gotop.engine.targetspec import parse_target
+from gotop.errors import GotopError
+from gotop.ui import keys
+from gotop.ui.help import HelpScreen
+from gotop.ui.overview import OverviewScreen
+from gotop.ui.process import ProcessScreen
+
+WATCHDOG_EVERY = 2.0  # seconds between checks that the terminal is still there
+
+
+class GotopApp(App):
+    CSS_PATH = "gotop.tcss"
+    TITLE = "gotop"
+    BINDINGS = keys.bindings(keys.GLOBAL)
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(self, specs: Iterable[str] = (), tiers: Tiers = Tiers(), window: float = 600.0,
+                 save_dir: Path = Path.cwd(), fleet: Fleet | None = None) -> None:
+        super().__init__()
+        self.specs = [parse_target(s) for s in specs]
+        self.tiers = tiers
+        self.save_dir = save_dir
+        addresses = [s for s in self.specs if s.pid is None]
+        self.fleet = fleet or Fleet(self._changed, tiers, window, discover=not addresses)
+        self._open_pid = next((s.pid for s in self.specs if s.pid is not None), None)
+        self._shell_pid = os.getppid()
+
+    async def on_mount(self) -> None:
+        where = ", ".join(s.text for s in self.specs) or os.uname().nodename
+        self.push_screen(OverviewScreen(self.fleet, where))
+        self.set_interval(self.tiers.interval, self._tick)
+        self.set_interval(WATCHDOG_EVERY, self._watch_terminal)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+        self.run_worker(self.fleet.run(), exit_on_error=False, group="discovery")
+        for spec in self.specs:
+            if spec.pid is None:
+                self.run_worker(self._add_address(spec.text), exit_on_error=False)
+
+    async def _add_address(self, text: str) -> None:
+        try:
+            target = await asyncio.to_thread(Target.open, text)
+        except GotopError as e:
+            self.notify(str(e), severity="error", timeout=15)
+            return
+        watched = self.fleet.add(target)
+        if len(self.specs) == 1:
+            self.open_process(watched)
+
+    async def on_unmount(self) -> None:
+        await self.fleet.aclose()
+
+    def _changed(self, watched: Watched) -> None:
+        """A target was updated, appeared or left (screens repaint on the next tick)."""
+        if self._open_pid is not None and watched.pid == self._open_pid:
+            self._open_pid = None
+            self.open_process(watched)
+
+    def _tick(self) -> None:
+        screen = self.screen
+        if hasattr(screen, "refresh_data"):
+            screen.refresh_data()
+
+    def _watch_terminal(self) -> None:
+        """End gotop when its terminal or its shell is gone (an SSH drop without SIGHUP)."""
+        if self.is_headless:
+            return
+        if not os.isatty(0) or os.getppid() != self._shell_pid:
+            self.exit(return_code=1)
+
+    # -- navigation -------------------------------------------------------------
+
+    def open_process(self, watched: Watched) -> None:
+        self.push_screen(ProcessScreen(watched, self.save_dir))
+
+    def open_heap(self, watched: Watched) -> None:
+        from gotop.ui.heap import HeapScreen
+
+        self.push_screen(HeapScreen(watched))
+
+    def open_goroutines(self, watched: Watched) -> None:
+        from gotop.ui.goroutines import GoroutinesScreen
+
+        self.push_screen(GoroutinesScreen(watched))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette lists this screen's actions, from the same table as the footer."""
+        yield from super().get_system_commands(screen)
+        for binding in screen.BINDINGS:
+            if isinstance(binding, tuple) or not binding.description:
+                continue
+            action = binding.action
+            target = self if action.startswith("app.") else screen
+            name = action.removeprefix("app.")
+            callback = getattr(target, f"action_{name}", None)
+            if callback is not None and "(" not in name:
+                yield SystemCommand(binding.description, binding.tooltip or binding.description, callback)

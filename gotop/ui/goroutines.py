@@ -1,0 +1,184 @@
+"""Goroutines grouped by stack, biggest growth first; a group's full stack on enter."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from gotop.engine.fleet import Watched
+from gotop.engine.history import GroupTrend
+from gotop.errors import GotopError
+from gotop.model.goroutines import GoroutineGroup, StackKey
+from gotop.textsafe import plain
+from gotop.ui import keys
+from gotop.ui.dialogs import TextScreen
+from gotop.ui.spark import mini_spark
+from gotop.ui.table import Column, LiveTable, SortableText, cell
+
+COLUMNS = (
+    Column("count", "COUNT", 8),
+    Column("growth", "Δ/min", 7),
+    Column("trend", "", 8, min_screen_width=100, justify="left"),
+    Column("state", "STATE", 13, justify="left"),
+    Column("top", "TOP OF STACK", 28, justify="left"),
+    Column("where", "WHERE", 18, min_screen_width=110, justify="left"),
+    Column("entry", "STARTED IN", 24, min_screen_width=130, justify="left"),
+)
+SORTS = ("growth", "count")
+
+
+def short_function(name: str) -> str:
+    """'github.com/acme/api/handler.(*S).wait' -> 'handler.(*S).wait'."""
+    return name.rsplit("/", 1)[-1]
+
+
+def growth_per_minute(trend: GroupTrend) -> float:
+    return trend.counts.slope_per_minute() or 0.0
+
+
+def row_for(group: GoroutineGroup, trend: GroupTrend | None) -> dict[str, SortableText]:
+    growth = growth_per_minute(trend) if trend else 0.0
+    growing = growth >= 1
+    style = "bold yellow" if growing else ""
+    top = group.top_function
+    top_frame = next((f for f in group.key if f.function == top), group.leaf)
+    entry = group.frames[-1].function if group.frames else ""
+    return {
+        "count": cell(f"{group.count:,}", group.count, style),
+        "growth": cell(f"{growth:+.0f}" if trend and len(trend.counts) > 1 else "-", growth, style),
+        "trend": cell(mini_spark(trend.counts.values) if trend else "", 0, "cyan", justify="left"),
+        "state": cell(plain(group.state or "?"), group.state or "", justify="left"),
+        "top": cell(plain(short_function(top)) or "(runtime only)", top, style, justify="left"),
+        "where": cell(plain(f"{top_frame.file.rsplit('/', 1)[-1]}:{top_frame.line}") if top_frame else "",
+                      "", justify="left"),
+        "entry": cell(plain(short_function(entry)), entry, justify="left"),
+    }
+
+
+def stack_text(group: GoroutineGroup, trend: GroupTrend | None) -> str:
+    lines = [f"{group.count:,} goroutines"]
+    if group.states:
+        lines.append("states: " + ", ".join(f"{s} x{n}" for s, n in group.states.most_common()))
+    elif group.state:
+        lines.append(f"state (from the stack): {group.state}")
+    if trend and len(trend.counts) > 1:
+        lines.append(f"growth: {growth_per_minute(trend):+.1f}/min over {trend.counts.times[-1] - trend.counts.times[0]:.0f} s"
+                     f" (min {trend.counts.min:.0f}, max {trend.counts.max:.0f})")
+    if group.leaked:
+        lines.append(f"proven leaked by the runtime: {group.leaked}")
+    if group.max_wait_minutes:
+        lines.append(f"longest wait: {group.max_wait_minutes} minutes")
+    for labels, n in group.labels.most_common():
+        lines.append(f"labels {dict(labels)}: {n}")
+    lines.append("")
+    for frame in group.frames:
+        lines.append(frame.function)
+        lines.append(f"\t{frame.file}:{frame.line}")
+    if group.created_by:
+        lines.append(f"created by {group.created_by}")
+    return "\n".join(lines)
+
+
+class GoroutinesScreen(Screen):
+    BINDINGS = keys.bindings(keys.GOROUTINES)
+
+    def __init__(self, watched: Watched) -> None:
+        super().__init__()
+        self.watched = watched
+        self._groups: dict[str, StackKey] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        table = LiveTable(COLUMNS, id="groups")
+        table.sort_column, table.sort_reverse = "growth", True
+        yield table
+        yield Static("", id="legend")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_data()
+
+    @property
+    def table(self) -> LiveTable:
+        return self.query_one("#groups", LiveTable)
+
+    def refresh_data(self) -> None:
+        h = self.watched.history
+        profile = h.goroutines
+        title = Text.assemble(("goroutines", "bold"), f" · {plain(self.watched.name)}")
+        if profile is None:
+            reason = "waiting for the first grouped profile" if self.watched.target.http else \
+                "grouped goroutines need net/http/pprof (the agent only has full dumps: press d on the process)"
+            self.query_one("#title", Static).update(title.append(f" · {reason}"))
+            return
+        when = h.groups and max(t.counts.times[-1] for t in h.groups.values())
+        title.append(f" · {profile.total:,} in {len(profile.groups):,} groups")
+        title.append(f" · window {h.window / 60:.0f} min · sort {self.table.sort_column}")
+        if when:
+            title.append(f" · {time.time() - when:.0f}s ago", "dim")
+        self.query_one("#title", Static).update(title)
+        self._groups = {str(hash(g.key)): g.key for g in profile.groups}
+        self.table.show({rk: row_for(g, h.groups.get(g.key)) for rk, g in
+                         ((str(hash(g.key)), g) for g in profile.groups)})
+        growing = sum(1 for g in profile.groups if (t := h.groups.get(g.key)) and growth_per_minute(t) >= 1)
+        self.query_one("#legend", Static).update(
+            Text(f"{growing} growing group{'s' if growing != 1 else ''} (yellow)   "
+                 "enter full stack   w wait times of the group (one full dump)", "dim"))
+
+    def _selected(self) -> GoroutineGroup | None:
+        key = self._groups.get(self.table.selected_key() or "")
+        profile = self.watched.history.goroutines
+        return profile.by_key().get(key) if profile and key is not None else None
+
+    @on(DataTable.RowSelected, "#groups")
+    def action_stack(self) -> None:
+        group = self._selected()
+        if group:
+            trend = self.watched.history.groups.get(group.key)
+            self.app.push_screen(TextScreen(f"stack of {group.count:,} goroutines", stack_text(group, trend)))
+
+    def action_sort_next(self) -> None:
+        current = self.table.sort_column
+        self.table.sort_by(SORTS[(SORTS.index(current) + 1) % len(SORTS)] if current in SORTS else SORTS[0], True)
+        self.refresh_data()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    @work(exclusive=True, group="dump")
+    async def action_wait_times(self) -> None:
+        group = self._selected()
+        if group is None:
+            return
+        self.notify("Taking one goroutine dump for the wait times...")
+        try:
+            dump = await self.watched.target.goroutine_dump()
+        except GotopError as e:
+            self.notify(str(e), severity="error")
+            return
+        members = [g for g in dump.goroutines if g.key == group.key]
+        self.app.push_screen(TextScreen(f"wait times of {short_function(group.top_function)}",
+                                        wait_report(members)))
+
+
+def wait_report(goroutines) -> str:
+    """How long the goroutines of one group have waited, from a full dump."""
+    if not goroutines:
+        return "The group has no goroutines in the dump (it changed since the profile)."
+    by_minutes: dict[int, int] = {}
+    for g in goroutines:
+        by_minutes[g.wait_minutes] = by_minutes.get(g.wait_minutes, 0) + 1
+    states = sorted({g.state for g in goroutines})
+    lines = [f"{len(goroutines):,} goroutines; states: {', '.join(states)}", "",
+             "waiting for    goroutines"]
+    for minutes in sorted(by_minutes, reverse=True):
+        label = "< 1 minute" if minutes == 0 else f"{minutes} min"
+        lines.append(f"{label:>13}  {by_minutes[minutes]:>10,}")
+    oldest = sorted(goroutines, key=lambda g: -g.wait_minutes)[:20]
+    lines += ["", "longest waiting: " + ", ".join(f"#{g.id} ({g.wait_minutes} min)" for g in oldest)]
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""Every key binding of the TUI, in one table.
+
+The screens' BINDINGS, the footer, the help screen (`?`) and the command
+palette (ctrl+p) all read this table, so a key is described once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    id: str
+    keys: str  # Textual key names, comma-separated
+    action: str
+    label: str  # short, for the footer and the palette
+    help: str  # one sentence for the help screen
+    show: bool = True  # in the footer
+    display: str | None = None  # how the help screen writes the key
+
+    def binding(self) -> Binding:
+        return Binding(self.keys, self.action, self.label, show=self.show, id=self.id,
+                       key_display=self.display, tooltip=self.help)
+
+
+GLOBAL = (
+    Key("help", "question_mark", "app.help", "Help", "Show this help: every key of every screen.", display="?"),
+    Key("quit", "q", "app.quit", "Quit", "Quit gotop. Targets are never changed by leaving."),
+    Key("palette", "ctrl+p", "app.command_palette", "Commands",
+        "Search every action of this screen by name.", show=False),
+)
+
+OVERVIEW = (
+    Key("open", "enter", "open", "Open", "Open the process under the cursor: live panes, heap and goroutines."),
+    Key("filter", "slash", "filter", "Filter", "Show only processes whose pid, name or path contains the text.",
+        display="/"),
+    Key("sort", "s", "sort_next", "Sort", "Sort by the next column (again to cycle; S reverses)."),
+    Key("sort_reverse", "S", "sort_reverse", "Reverse", "Reverse the sort order.", show=False),
+    Key("pause", "space", "pause", "Pause", "Freeze the table (polling goes on); again to resume."),
+)
+
+PROCESS = (
+    Key("heap", "h", "heap", "Heap", "Heap top-N: allocation sites by in-use or allocated bytes, live."),
+    Key("goroutines", "g", "goroutines", "Goroutines", "Goroutines grouped by stack, biggest growth first."),
+    Key("gc", "G", "force_gc", "GC", "Run a garbage collection in the target (asks first)."),
+    Key("gogc", "p", "set_gogc", "GOGC", "Set the target's GC percent, or turn GC off (asks first; needs the agent)."),
+    Key("cpu", "c", "cpu_profile", "CPU prof", "Save a 30 s CPU profile to a file (polling goes on)."),
+    Key("trace", "t", "trace", "Trace", "Save a 5 s execution trace to a file."),
+    Key("heap_file", "H", "heap_profile", "Heap prof", "Save the heap profile to a file.", show=False),
+    Key("dump", "d", "dump", "Dump", "Show every goroutine's stack (one dump; it stops the world while written)."),
+    Key("back", "escape", "back", "Back", "Back to the previous screen.", display="esc"),
+)
+
+GOROUTINES = (
+    Key("stack", "enter", "stack", "Stack", "Show the full stack of the group under the cursor."),
+    Key("wait_times", "w", "wait_times", "Wait times",
+        "How long the group's goroutines have waited: takes one full dump (stops the world while written)."),
+    Key("group_sort", "s", "sort_next", "Sort", "Sort by growth per minute or by count."),
+    Key("back", "escape", "back", "Back", "Back to the process.", display="esc"),
+)
+
+SCREENS: dict[str, tuple[Key, ...]] = {
+    "Everywhere": GLOBAL,
+    "Process list": OVERVIEW,
+    "Process": PROCESS,
+    "Goroutines": GOROUTINES,
+}
+
+
+def bindings(keys: Iterable[Key]) -> list[Binding]:
+    return [key.binding() for key in keys]

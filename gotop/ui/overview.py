@@ -1,0 +1,202 @@
+"""The default screen: one row per Go process, live."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from gotop.engine.fleet import Fleet, Watched
+from gotop.engine.history import TargetState
+from gotop.textsafe import plain
+from gotop.ui import keys
+from gotop.ui.spark import mini_spark
+from gotop.ui.table import Column, LiveTable, SortableText, cell
+from gotop.units import fmt_bytes
+
+COLUMNS = (
+    Column("pid", "PID", 7),
+    Column("name", "NAME", 12, justify="left"),
+    Column("go", "GO", 7, min_screen_width=100, justify="left"),
+    Column("via", "VIA", 4, justify="left"),
+    Column("goroutines", "GOROUTINES", 10),
+    Column("g_trend", "", 8, min_screen_width=110, justify="left"),
+    Column("heap", "HEAP INUSE", 10),
+    Column("h_trend", "", 8, min_screen_width=120, justify="left"),
+    Column("rss", "RSS", 8),
+    Column("cpu", "CPU", 5),
+    Column("gc", "GC/min", 6, min_screen_width=90),
+    Column("state", "STATE", 7, justify="left"),
+)
+SORTABLE = ("cpu", "heap", "goroutines", "rss", "gc", "pid", "name")
+
+STATE_STYLE = {
+    TargetState.STARTING: "dim",
+    TargetState.UP: "",
+    TargetState.SLOW: "yellow",
+    TargetState.UNREACHABLE: "red",
+    TargetState.EXITED: "dim strike",
+}
+
+LEGEND = "enter open  A gops agent  P pprof  E expvar  ns other netns  - no way in"
+STATE_TEXT = {
+    TargetState.STARTING: "start", TargetState.UP: "up", TargetState.SLOW: "slow",
+    TargetState.UNREACHABLE: "unreach", TargetState.EXITED: "exited",
+}
+
+
+def marks(w: Watched) -> str:
+    t = w.target
+    found = [m for m, present in (("A", t.gops), ("P", t.http), ("E", t.expvar)) if present]
+    if w.process and w.process.other_netns:
+        found = ["ns"]
+    return "".join(found) or "-"
+
+
+def row_for(w: Watched) -> dict[str, SortableText]:
+    h = w.history
+    s = h.series
+    style = STATE_STYLE[h.state]
+    name = plain(w.process.name if w.process else w.name)
+    go = (w.process.go_version if w.process else "").removeprefix("go")
+
+    def figure(series: str, fmt) -> SortableText:
+        last = s[series].last
+        return cell(fmt(last) if last is not None else "-", last if last is not None else -1, style)
+
+    state = STATE_TEXT[h.state] + ("↻" if h.restarts else "")
+    return {
+        "pid": cell(str(w.pid) if w.pid else "-", w.pid or 0, style),
+        "name": cell(name, name.lower(), style, justify="left"),
+        "go": cell(go or "?", go, style, justify="left"),
+        "via": cell(marks(w), marks(w), style, justify="left"),
+        "goroutines": figure("goroutines", lambda v: f"{v:,.0f}"),
+        "g_trend": cell(mini_spark(s["goroutines"].values), 0, "cyan", justify="left"),
+        "heap": figure("heap_inuse", fmt_bytes),
+        "h_trend": cell(mini_spark(s["heap_inuse"].values), 0, "magenta", justify="left"),
+        "rss": figure("rss", fmt_bytes),
+        "cpu": figure("cpu", lambda v: f"{v:.0f}%"),
+        "gc": cell(_gc_rate(w), h.gc_per_minute() or -1, style),
+        "state": cell(state, state, style, justify="left"),
+    }
+
+
+def _gc_rate(w: Watched) -> str:
+    rate = w.history.gc_per_minute()
+    return "-" if rate is None else f"{rate:.0f}"
+
+
+class OverviewScreen(Screen):
+    BINDINGS = keys.bindings(keys.OVERVIEW) + [Binding("escape", "clear_filter", show=False)]
+
+    def __init__(self, fleet: Fleet, title: str) -> None:
+        super().__init__()
+        self.fleet = fleet
+        self.title_text = title
+        self.paused = False
+        self.filter_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        table = LiveTable(COLUMNS, id="processes")
+        table.sort_column, table.sort_reverse = "cpu", True
+        yield table
+        with Horizontal(id="filter-bar"):
+            yield Static("filter: ", id="filter-label")
+            yield Input(placeholder="pid, name or path", id="filter")
+        yield Static(LEGEND, id="legend")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter-bar").display = False
+        self.refresh_data()
+
+    @property
+    def table(self) -> LiveTable:
+        return self.query_one("#processes", LiveTable)
+
+    def refresh_data(self) -> None:
+        """Called every tick by the app."""
+        self._update_title()
+        if self.paused:
+            return
+        needle = self.filter_text.lower()
+        rows = {
+            str(key): row_for(w) for key, w in self.fleet.watched.items()
+            if not needle or needle in f"{w.pid} {w.name} {w.process.exe if w.process else ''}".lower()
+        }
+        self.table.show(rows)
+
+    def _update_title(self) -> None:
+        n = len(self.fleet.watched)
+        title = Text.assemble(("gotop", "bold"), f"  {plain(self.title_text)}   {n} Go process{'es' if n != 1 else ''}")
+        if self.fleet.skipped:
+            title.append(f"   {self.fleet.skipped} not inspectable", "dim")
+        if self.paused:
+            title.append("   ")
+            title.append(" PAUSED ", "reverse")
+        if self.filter_text:
+            title.append(f"   filter: {plain(self.filter_text)!r}")
+        arrow = " ▼" if self.table.sort_reverse else " ▲"
+        title.append(f"   sort: {self.table.sort_column or '-'}{arrow}", "dim")
+        self.query_one("#title", Static).update(title)
+
+    # -- actions ----------------------------------------------------------------
+
+    def action_open(self) -> None:
+        key = self.table.selected_key()
+        watched = next((w for k, w in self.fleet.watched.items() if str(k) == key), None)
+        if watched is not None:
+            self.app.open_process(watched)
+
+    @on(DataTable.RowSelected, "#processes")
+    def _row_selected(self) -> None:
+        self.action_open()
+
+    def action_filter(self) -> None:
+        bar = self.query_one("#filter-bar")
+        bar.display = True
+        self.query_one("#filter", Input).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value
+        self.refresh_data()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#filter-bar").display = bool(self.filter_text)
+        self.table.focus()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.filter_text = ""
+        self.query_one("#filter-bar").display = False
+        self.table.focus()
+        self.refresh_data()
+
+    def action_sort_next(self) -> None:
+        current = self.table.sort_column
+        nxt = SORTABLE[(SORTABLE.index(current) + 1) % len(SORTABLE)] if current in SORTABLE else SORTABLE[0]
+        self.table.sort_by(nxt, reverse=nxt not in ("pid", "name"))
+        self._update_title()
+
+    def action_sort_reverse(self) -> None:
+        self.table.sort_by(self.table.sort_column or "cpu", not self.table.sort_reverse)
+        self._update_title()
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.refresh_data()
+
+    @on(DataTable.HeaderSelected, "#processes")
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        column = event.column_key.value
+        if column in SORTABLE:
+            same = column == self.table.sort_column
+            self.table.sort_by(column, not self.table.sort_reverse if same else column not in ("pid", "name"))
+            self._update_title()

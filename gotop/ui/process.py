@@ -1,0 +1,247 @@
+"""One process, live: heap, goroutines, GC and OS panes, a plot, and actions."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, ProgressBar, Static
+from textual_plotext import PlotextPlot
+
+from gotop.engine.captures import capture, default_name, opener, save_private
+from gotop.engine.fleet import Watched
+from gotop.engine.history import TargetHistory, TargetState
+from gotop.errors import GotopError
+from gotop.sources.progress import CaptureProgress
+from gotop.textsafe import plain
+from gotop.ui import keys
+from gotop.ui.dialogs import ConfirmScreen, GcPercentScreen, TextScreen
+from gotop.ui.widgets import MetricRow
+from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns
+
+STATE_STYLE = {
+    TargetState.STARTING: "dim", TargetState.UP: "green", TargetState.SLOW: "yellow",
+    TargetState.UNREACHABLE: "red", TargetState.EXITED: "red",
+}
+
+
+def header_text(w: Watched) -> Text:
+    """Name, pid, Go version, module and revision, GOMAXPROCS, state."""
+    text = Text()
+    text.append(plain(w.process.name if w.process else w.name), "bold")
+    if w.pid:
+        text.append(f"  pid {w.pid}")
+    build = w.process.build if w.process else None
+    if build:
+        text.append(f"  {build.go_version}")
+        if build.main:
+            text.append(f"  {plain(build.main.path)} {plain(build.main.version)}", "dim")
+        revision = build.setting("vcs.revision")
+        if revision:
+            dirty = ", dirty" if build.setting("vcs.modified") == "true" else ""
+            text.append(f" ({revision[:7]}{dirty})", "dim")
+    sample = w.history.last_sample
+    if sample and sample.stats.gomaxprocs:
+        text.append(f"  GOMAXPROCS {sample.stats.gomaxprocs}")
+    h = w.history
+    text.append(f"  {h.state.value.upper()}", STATE_STYLE[h.state])
+    if h.restarts:
+        text.append(f"  restarted {len(h.restarts)}x", "yellow")
+    return text
+
+
+def pane(title: str, *rows, id: str) -> Vertical:
+    box = Vertical(*rows, id=id, classes="pane")
+    box.border_title = title
+    return box
+
+
+class ProcessScreen(Screen):
+    BINDINGS = keys.bindings(keys.PROCESS)
+
+    def __init__(self, watched: Watched, save_dir: Path) -> None:
+        super().__init__()
+        self.watched = watched
+        self.save_dir = save_dir
+        self.capturing: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        with Grid(id="panes"):
+            yield pane("Heap",
+                       MetricRow("in use", fmt_bytes_short, id="heap_inuse"),
+                       MetricRow("alloc", fmt_bytes_short, id="heap_alloc"),
+                       Static(id="heap_text", classes="text"), id="heap-pane")
+            yield pane("Goroutines",
+                       MetricRow("count", fmt_count, id="goroutines"),
+                       Static(id="goroutine_text", classes="text"),
+                       Static(id="group_text", classes="text"), id="goroutine-pane")
+            yield pane("GC",
+                       MetricRow("pause", lambda ns: fmt_duration_ns(ns).replace(" ", ""), id="gc_pauses"),
+                       MetricRow("alloc/s", fmt_bytes_short, id="alloc_rate"),
+                       Static(id="gc_text", classes="text"), id="gc-pane")
+            yield pane("OS",
+                       MetricRow("RSS", fmt_bytes_short, id="rss"),
+                       MetricRow("CPU %", lambda v: f"{v:.0f}", id="cpu"),
+                       MetricRow("fds", fmt_count, id="fds"), id="os-pane")
+        yield PlotextPlot(id="plot")
+        yield Static(id="message")
+        yield ProgressBar(id="capture", show_eta=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#capture").display = False
+        self.watched.followed = True
+        self.refresh_data()
+
+    def on_unmount(self) -> None:
+        self.watched.followed = False
+
+    def refresh_data(self) -> None:
+        """Called every tick by the app."""
+        w = self.watched
+        h = w.history
+        self.query_one("#title", Static).update(header_text(w))
+        for row in self.query(MetricRow):
+            row.show(h.gc_pauses if row.id == "gc_pauses" else h.series[row.id])
+        self._texts(h)
+        self._plot(h)
+        self.query_one("#message", Static).update(Text(plain(h.error or ""), "yellow"))
+
+    def _texts(self, h: TargetHistory) -> None:
+        s = h.last_sample
+        m = s.memstats if s else None
+        heap = "no memstats (no agent, no expvar)" if m is None else (
+            f"sys {fmt_bytes_short(m.heap_sys)}  next GC {fmt_bytes_short(m.next_gc)}  "
+            f"{fmt_count(m.heap_objects)} obj")
+        self.query_one("#heap_text", Static).update(heap)
+        slope = h.series["goroutines"].slope_per_minute(60)
+        threads = s.os.threads if s and s.os else None
+        self.query_one("#goroutine_text", Static).update(
+            f"Δ {slope:+.0f}/min  threads {threads}" if slope is not None else f"threads {threads or '-'}")
+        self.query_one("#group_text", Static).update(Text(self._top_group(h), overflow="ellipsis", no_wrap=True))
+        gc_rate = h.gc_per_minute()
+        gc = ("" if gc_rate is None else f"{gc_rate:.0f}/min  ") + (
+            f"CPU {m.gc_cpu_fraction:.2%}  cycles {fmt_count(m.num_gc)}" if m and m.gc_cpu_fraction is not None else "")
+        if m and m.last_gc:
+            gc += f"  last {max(0, time.time() - m.last_gc / 1e9):.0f}s ago"
+        self.query_one("#gc_text", Static).update(gc or "-")
+
+    @staticmethod
+    def _top_group(h: TargetHistory) -> str:
+        if not h.goroutines or not h.goroutines.groups:
+            return "groups: need net/http/pprof"
+        group = h.goroutines.groups[0]
+        return f"top: {group.count:,}x {plain(group.top_function.rsplit('/', 1)[-1])}"
+
+    def _plot(self, h: TargetHistory) -> None:
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        now = time.time()
+        heap = h.series["heap_inuse"]
+        goroutines = h.series["goroutines"]
+        if len(heap):
+            plt.plot([t - now for t in heap.times], [v / 2**20 for v in heap.values],
+                     label="heap in use MiB", marker="braille", color="magenta")
+        if len(goroutines):
+            plt.plot([t - now for t in goroutines.times], goroutines.values,
+                     label="goroutines", yside="right", marker="braille", color="cyan")
+        for t in h.restarts:
+            plt.vline(t - now, "yellow")
+        plt.xlabel("seconds ago")
+        plot.refresh()
+
+    # -- actions ----------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_heap(self) -> None:
+        self.app.open_heap(self.watched)
+
+    def action_goroutines(self) -> None:
+        self.app.open_goroutines(self.watched)
+
+    def action_force_gc(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run_gc()
+        self.app.push_screen(ConfirmScreen(f"Run a garbage collection in {plain(self.watched.name)}?"), answered)
+
+    @work(exclusive=True, group="action")
+    async def _run_gc(self) -> None:
+        try:
+            via = await self.watched.target.gc()
+            self.notify(f"Garbage collection ran (via {via})")
+        except GotopError as e:
+            self.notify(str(e), severity="error")
+
+    def action_set_gogc(self) -> None:
+        def entered(text: str | None) -> None:
+            if text is None:
+                return
+            question = f"Set the GC percent of {plain(self.watched.name)} to {text}?"
+            self.app.push_screen(ConfirmScreen(question), lambda yes: yes and self._run_setgc(text))
+        self.app.push_screen(GcPercentScreen(), entered)
+
+    @work(exclusive=True, group="action")
+    async def _run_setgc(self, text: str) -> None:
+        percent = None if text.lower() == "off" else int(text)
+        try:
+            change = await self.watched.target.set_gc_percent(percent)
+            self.notify(plain(change.line))
+        except GotopError as e:
+            self.notify(str(e), severity="error")
+
+    def action_cpu_profile(self) -> None:
+        self._capture("cpu")
+
+    def action_trace(self) -> None:
+        self._capture("trace")
+
+    def action_heap_profile(self) -> None:
+        self._capture("heap")
+
+    def _capture(self, kind: str) -> None:
+        if self.capturing:
+            self.notify(f"a {self.capturing} capture is running", severity="warning")
+            return
+        self.capturing = kind
+        self._run_capture(kind)
+
+    @work(group="capture")
+    async def _run_capture(self, kind: str) -> None:
+        bar = self.query_one("#capture", ProgressBar)
+        bar.update(total=100, progress=0)
+        bar.display = kind != "heap"
+
+        def progress(p: CaptureProgress) -> None:
+            bar.update(progress=p.fraction * 100)
+
+        try:
+            data = await capture(self.watched.target, kind, progress=progress)
+            path = self.save_dir / default_name(kind, str(self.watched.pid or self.watched.name))
+            save_private(str(path), data)
+            self.notify(f"{kind} saved: {path}\nopen with: {opener(kind)} {path}", timeout=10)
+        except (GotopError, OSError) as e:
+            self.notify(f"{kind}: {e}", severity="error")
+        finally:
+            bar.display = False
+            self.capturing = None
+
+    @work(exclusive=True, group="action")
+    async def action_dump(self) -> None:
+        self.notify("Taking a goroutine dump...")
+        try:
+            text = await self.watched.target.goroutine_dump_text()
+        except GotopError as e:
+            self.notify(str(e), severity="error")
+            return
+        self.app.push_screen(TextScreen(f"goroutine dump of {plain(self.watched.name)}", text))

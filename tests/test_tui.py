@@ -1,0 +1,126 @@
+"""The TUI driven by Pilot against real Go processes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gotop.engine.history import TargetState
+from gotop.engine.poller import Tiers
+from gotop.ui.app import GotopApp
+from gotop.ui.dialogs import ConfirmScreen
+from gotop.ui.goroutines import GoroutinesScreen
+from gotop.ui.overview import OverviewScreen
+from gotop.ui.process import ProcessScreen
+
+FAST = Tiers(interval=0.3, slow_every=0.6)
+
+
+async def until(pilot, condition, timeout: float = 30.0):
+    """Let the app run until `condition()` is truthy (a safety net, not a timing assertion)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := condition()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met before the safety timeout")
+        await pilot.pause(0.1)
+    return result
+
+
+def row_texts(table, key: str) -> list[str]:
+    return [c.plain for c in table.get_row(key)]
+
+
+async def open_process(app: GotopApp, pilot, pid: int):
+    """Wait for `pid` in the overview, move the cursor onto it and press enter."""
+    overview = app.screen
+    assert isinstance(overview, OverviewScreen)
+    watched = await until(pilot, lambda: app.fleet.find_pid(pid))
+    key = next(str(k) for k, w in app.fleet.watched.items() if w is watched)
+    await until(pilot, lambda: key in overview.table.rows)
+    overview.table.select(key)
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, ProcessScreen))
+    return watched
+
+
+async def test_overview_lists_targets_with_their_figures(go_target):
+    both = go_target("agentpprof", args=["-workload", "park", "-n", "42"])
+    plain = go_target("plain")
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.table
+        for t in (both, plain):
+            await until(pilot, lambda t=t: app.fleet.find_pid(t.pid))
+        key = next(str(k) for k, w in app.fleet.watched.items() if w.pid == both.pid)
+        await until(pilot, lambda: key in table.rows and row_texts(table, key)[4] != "-")
+        cells = row_texts(table, key)
+        assert cells[:4] == [str(both.pid), "agentpprof", go_version_short(), "APE"]
+        assert int(cells[4].replace(",", "")) >= 42
+        plain_key = next(str(k) for k, w in app.fleet.watched.items() if w.pid == plain.pid)
+        await until(pilot, lambda: plain_key in table.rows)
+        assert row_texts(table, plain_key)[3] == "-"
+
+
+def go_version_short() -> str:
+    from gotargets import go_version
+
+    return go_version("go").removeprefix("go")
+
+
+async def test_process_screen_shows_live_figures_that_change(go_target):
+    t = go_target("agentpprof", args=["-workload", "churn", "-n", "100"])
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        screen = app.screen
+        series = watched.history.series
+        await until(pilot, lambda: len(series["total_alloc"] if "total_alloc" in series else series["alloc_rate"]) >= 3)
+        values = series["num_gc"].values
+        await until(pilot, lambda: series["num_gc"].last > values[-1])  # the churn makes GCs run
+        value = screen.query_one("#heap_inuse .value").render()
+        assert str(value) not in ("", "-")
+        assert str(t.pid) in str(screen.query_one("#title").render())
+
+
+async def test_goroutine_view_puts_the_leaking_group_first(go_target):
+    t = go_target("agentpprof", args=["-workload", "leak-send"])
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(110, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        await pilot.press("g")
+        screen = await until(pilot, lambda: isinstance(app.screen, GoroutinesScreen) and app.screen)
+        await until(pilot, lambda: len(watched.history.groups) and screen.table.row_count
+                    and any(len(tr.counts) >= 4 for tr in watched.history.groups.values()))
+        screen.table.move_cursor(row=0)
+        first = screen._selected()
+        assert first.top_function.endswith("leakySendResult")
+
+
+async def test_gc_asks_first_then_num_gc_rises(go_target):
+    t = go_target("agentpprof")
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        num_gc = watched.history.series["num_gc"]
+        await until(pilot, lambda: len(num_gc) >= 1)
+        before = num_gc.last
+        await pilot.press("G")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(3 * FAST.interval)
+        assert num_gc.last == before  # nothing happens while the question is open
+        await pilot.press("y")
+        await until(pilot, lambda: num_gc.last > before)
+
+
+async def test_killed_target_is_shown_exited(go_target):
+    t = go_target("agentpprof")
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        t.kill()
+        await until(pilot, lambda: watched.history.state is TargetState.EXITED)
+        await pilot.pause(2 * FAST.interval)
+        assert "EXITED" in str(app.screen.query_one("#title").render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
