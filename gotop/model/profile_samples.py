@@ -1,0 +1,346 @@
+"""Bulk decoding of a profile's samples into columns (used by profile.py).
+
+A big heap profile has 10^5-10^6 samples and 10^6-10^7 frames, so nothing here
+touches samples or frames one by one in Python:
+
+1. The raw Sample messages are joined with separator fields and parsed as ONE
+   message by upb, so all location ids, values and labels arrive as flat
+   columns. The separators (location id 0, a random 62-bit value, a label with
+   key -1) are counted where they must be, so a malformed sample cannot shift
+   the columns unnoticed.
+2. Each stack becomes a `str` with one character per location (its *code*):
+   compact, hashable, and set/slice/search run in C. When location ids are
+   1..L with L < 16384 (every Go profile but huge ones), ids are not even turned
+   into Python ints: the packed varint bytes are mapped byte by byte onto UTF-16
+   surrogates so that a 2-byte varint becomes a surrogate pair, and a UTF-16
+   round trip merges each pair into one character. Otherwise ids go through upb
+   as ints and a lookup table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import compress, islice
+
+from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from gotop.model import profile_pb
+
+# A Label with key -1 (never valid: keys are string indexes), as a Sample field.
+_LABEL_SEPARATOR = b"\x1a\x0b\x08" + b"\xff" * 9 + b"\x01"
+_LABEL_SEPARATOR_BLOB = _LABEL_SEPARATOR[2:]
+_STACK_SEPARATOR = "\x00"  # between stacks while decoding: no location has code 0
+
+_BATCH = 1 << 16  # samples decoded at a time
+_PAIRED_MAX_ID = 1 << 14  # ids below this are 1- or 2-byte varints
+_U32 = next(code for code in "IL" if array(code).itemsize == 4)
+_UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"
+_SURROGATES = range(0xD800, 0xE000)
+_MAX_CODE = 0x10FFFF
+
+# The packed path turns each varint byte into one UTF-16 unit, whose low byte is
+# the byte's 7 bits and whose high byte says what the byte is: 0xD8 a 2-byte
+# varint's first byte (a high surrogate), 0xDC the byte after one (a low
+# surrogate), 0x00 a 1-byte varint (an ASCII character).
+_LOW_BITS = bytes(b & 0x7F for b in range(256))
+_HIGH_OF_FIRST = bytes(0xD8 if b >= 0x80 else 0 for b in range(256))
+_HIGH_OF_NEXT = bytes(0xDC if b >= 0x80 else 0 for b in range(256))
+
+
+class MalformedSamples(Exception):
+    """The samples do not decode; the message says why (one line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SampleColumns:
+    stacks: list[str]  # per sample: location codes, leaf first
+    values: list[array]  # per sample type: one int64 per sample
+    label_sets: list[str]  # per sample: label codes (chr(index into label_table))
+    label_table: tuple  # index 0 unused
+
+
+@dataclass(frozen=True, slots=True)
+class LocationCodes:
+    """Which character stands for which location id in stacks."""
+
+    of_id: dict[int, str]
+    varint: bool  # codes follow the packed-varint scheme (ids 1..L, L < 16384)
+
+    @classmethod
+    def for_ids(cls, ids: Iterable[int]) -> LocationCodes:
+        ids = list(ids)
+        if set(ids) == set(range(1, len(ids) + 1)) and len(ids) < _PAIRED_MAX_ID:
+            return cls({i: varint_code(i) for i in ids}, True)
+        if len(ids) > _MAX_CODE - len(_SURROGATES):
+            raise MalformedSamples("too many locations")
+        return cls(dict(zip(ids, dense_codes())), False)
+
+
+def varint_code(location_id: int) -> str:
+    """The character the packed path makes of a location id's varint: the id
+    itself below 128, else the code point of the surrogate pair its 2 bytes make."""
+    if location_id < 0x80:
+        return chr(location_id)
+    return chr(0x10000 + ((location_id & 0x7F) << 10) + (location_id >> 7))
+
+
+def dense_codes() -> Iterable[str]:
+    """chr(1), chr(2), ... skipping the surrogates."""
+    return (chr(c) for c in range(1, _MAX_CODE + 1) if c not in _SURROGATES)
+
+
+def decode_samples(
+    raw: Sequence[bytes], value_count: int, codes: LocationCodes, make_label: Callable[[bytes], object | None],
+) -> SampleColumns:
+    """Columns of the raw Sample messages, all-zero samples dropped.
+
+    `make_label(blob)` decodes one Label message (None: a label pprof ignores).
+    Samples are decoded in batches, which bounds the memory of the temporaries.
+    """
+    labeler = _Labeler(make_label)
+    stacks: list[str] = []
+    values = [array("q") for _ in range(value_count)]
+    label_sets: list[str] = []
+    for start in range(0, len(raw), _BATCH):
+        blobs = list(raw[start:start + _BATCH])
+        batch_stacks, batch_values, batch_labels = _decode_batch(blobs, value_count, codes, labeler)
+        stacks += batch_stacks
+        label_sets += batch_labels
+        for column, batch_column in zip(values, batch_values):
+            column += batch_column
+    _drop_zero_samples(stacks, values, label_sets)
+    return SampleColumns(stacks, values, label_sets, labeler.table())
+
+
+def _drop_zero_samples(stacks: list[str], values: list[array], label_sets: list[str]) -> None:
+    """Remove, in place, the samples whose values are all 0 (as pprof's Merge)."""
+    kept = bytes(map(any, zip(*values)))
+    if kept.find(b"\x00") < 0:
+        return
+    zero = [m.start() for m in re.finditer(b"\x00", kept)]
+    if len(zero) < 64:  # the usual: a few samples not yet published by the runtime
+        for column in (stacks, label_sets, *values):
+            for i in reversed(zero):
+                del column[i]
+        return
+    stacks[:] = compress(stacks, kept)
+    label_sets[:] = compress(label_sets, kept)
+    for column in values:
+        column[:] = array("q", compress(column, kept))
+
+
+def _decode_batch(blobs: list[bytes], value_count: int, codes: LocationCodes, labeler: _Labeler
+                  ) -> tuple[list[str], list[array], list[str]]:
+    n = len(blobs)
+    marker = _marker()
+    batch = _parse(profile_pb.SampleBatchPacked if codes.varint else profile_pb.SampleBatch, blobs, marker)
+    values = _values(batch.value, n, value_count, marker)
+    label_sets = labeler.sets(batch.label, n)
+    stacks = _packed_stacks(batch, blobs, codes) if codes.varint else None
+    del batch
+    if stacks is None:
+        stacks = _typed_stacks(blobs, codes)
+    return stacks, values, label_sets
+
+
+def _parse(message_type, blobs: list[bytes], marker: int):
+    """All samples as one message, a separator between two samples: a location
+    id 0 (in the packed view: an empty packed chunk), the marker value, a label
+    with key -1."""
+    location = b"\x0a\x00" if message_type is profile_pb.SampleBatchPacked else b"\x08\x00"
+    separator = location + b"\x10" + _varint(marker) + _LABEL_SEPARATOR
+    message = message_type()
+    try:
+        message.ParseFromString(separator.join(blobs))
+    except DecodeError:
+        raise MalformedSamples("a sample does not decode") from None
+    return message
+
+
+def _packed_stacks(batch, blobs: list[bytes], codes: LocationCodes) -> list[str] | None:
+    """Stacks straight from the packed varint bytes (see module doc), or None
+    when the typed path must decide (ids not minimal 1-2 byte varints of known
+    locations, or mostly unpacked)."""
+    n = len(blobs)
+    chunks = list(batch.location_id)  # with an empty chunk between samples
+    unpacked = sum(field.field_number == 1 for field in UnknownFieldSet(batch))
+    if not unpacked and len(chunks) == 2 * n - 1 and not any(chunks[1::2]) and all(chunks[0::2]):
+        present = chunks[0::2]  # the usual: one packed chunk per sample
+    else:
+        # Go writes the ids of stacks of 1 or 2 frames unpacked: re-encode those.
+        present = _regroup(chunks, blobs, unpacked)
+        if present is None:
+            return None
+    del chunks
+    joined = b"\x00".join(present)
+    del present
+    if not _minimal_varints(joined, len(codes.of_id)):
+        return None
+    stacks = _varint_text(joined).split(_STACK_SEPARATOR)
+    if len(stacks) != n:
+        raise MalformedSamples("a sample names location id 0")
+    return stacks
+
+
+def _regroup(chunks: list[bytes], blobs: list[bytes], unpacked: int) -> list[bytes] | None:
+    """One packed chunk per sample: several joined, none re-encoded from the
+    typed decoding of the sample (its ids were unpacked, or it has none)."""
+    chunk_counts = bytes(map(bool, chunks)).split(b"\x00")  # per sample, b"\x01" per chunk
+    if len(chunk_counts) != len(blobs):
+        return None  # an empty packed field: legal, rare, not worth a path
+    present = iter(filter(None, chunks))
+    stack_bytes: list[bytes] = []
+    missing: list[int] = []
+    for i, count in enumerate(chunk_counts):
+        if len(count) == 1:
+            stack_bytes.append(next(present))
+        elif count:
+            stack_bytes.append(b"".join(islice(present, len(count))))
+        else:
+            stack_bytes.append(b"")
+            missing.append(i)
+    if len(missing) > len(blobs) // 2:
+        return None
+    found = 0
+    for i in missing:
+        try:
+            ids = profile_pb.SampleBatch.FromString(blobs[i]).location_id
+        except DecodeError:
+            raise MalformedSamples("a sample does not decode") from None
+        stack_bytes[i] = b"".join(map(_varint, ids))
+        found += len(ids)
+    if found != unpacked:
+        return None  # some sample mixes packed and unpacked ids
+    return stack_bytes
+
+
+def _minimal_varints(joined: bytes, max_id: int) -> bool:
+    """Whether `joined` (stacks separated by a 0 byte) holds only minimal 1- and
+    2-byte varints of ids 1..max_id. Checked on a map of byte classes, in C."""
+    high, last = max_id >> 7, max_id & 0x7F  # the top id's second byte, and first byte's bits
+    single_max = min(max_id, 0x7F)
+    classes = bytearray(256)
+    for b in range(0x80):
+        # A varint's last byte, by what it may end: 'z' 0 (the separator),
+        # 'p' a pair below the top row, 'q' a pair in the top row, 's' only a
+        # 1-byte varint, 'x' nothing.
+        classes[b] = ord("z" if b == 0 else "p" if b < high else "q" if b == high else "s" if b <= single_max else "x")
+    for b in range(0x80, 0x100):
+        # A 2-byte varint's first byte: 'a' fits the top row, 'A' does not.
+        classes[b] = ord("a" if (b & 0x7F) <= last else "A")
+    shape = joined.translate(bytes(classes))
+    if high == 0:
+        bad = [b"a", b"A", b"x"]  # no location needs 2 bytes
+    else:
+        bad = [b"x", b"Aq", b"az", b"Az", b"as", b"As", b"aa", b"aA", b"Aa", b"AA"]
+    return shape[-1:] not in (b"a", b"A") and not any(pattern in shape for pattern in bad)
+
+
+def _varint_text(joined: bytes) -> str:
+    """One character per varint (see _LOW_BITS), built with whole-buffer
+    operations: the high bytes are a big-int OR of two translations, the
+    second shifted by one byte so that it marks the byte after a first byte."""
+    if joined.isascii():
+        return joined.decode("ascii")  # all ids < 128: one byte each
+    size = len(joined)
+    first = int.from_bytes(joined.translate(_HIGH_OF_FIRST), "little")
+    after_first = int.from_bytes(joined.translate(_HIGH_OF_NEXT), "little") << 8
+    units = bytearray(2 * size)
+    units[0::2] = joined.translate(_LOW_BITS)
+    units[1::2] = (first | after_first).to_bytes(size + 1, "little")[:size]
+    return units.decode("utf-16-le")
+
+
+def _typed_stacks(blobs: list[bytes], codes: LocationCodes) -> list[str]:
+    """Stacks through upb's ints: any location ids, packed or not."""
+    batch = _parse(profile_pb.SampleBatch, blobs, _marker())
+    lookup = {location_id: ord(code) for location_id, code in codes.of_id.items()}
+    lookup[0] = ord(_STACK_SEPARATOR)
+    try:
+        ids = array(_U32, map(lookup.__getitem__, batch.location_id))
+    except KeyError:
+        raise MalformedSamples("a sample names an unknown location") from None
+    del batch
+    stacks = ids.tobytes().decode(_UTF32).split(_STACK_SEPARATOR)
+    if len(stacks) != len(blobs):
+        raise MalformedSamples("a sample names location id 0")
+    return stacks
+
+
+def _values(flat_values, n: int, k: int, marker: int) -> list[array]:
+    """Per sample type, one value per sample, after checking that every sample
+    had exactly k values (the marker follows each sample but the last)."""
+    flat = array("q", flat_values)
+    marker_bytes = array("q", [marker]).tobytes()
+    stride = k + 1
+    if (
+        len(flat) != n * stride - 1
+        or flat[k::stride].tobytes() != marker_bytes * (n - 1)
+        or flat.tobytes().count(marker_bytes) != n - 1
+    ):
+        raise MalformedSamples(f"a sample does not have {k} values (one per sample type)")
+    return [flat[t::stride] for t in range(k)]
+
+
+class _Labeler:
+    """Gives each distinct label a code, across the batches of one profile."""
+
+    def __init__(self, make_label: Callable[[bytes], object | None]):
+        self._make_label = make_label
+        self._table: list = [None]
+        self._code_of: dict[bytes, str] = {_LABEL_SEPARATOR_BLOB: "\x00"}
+        self._codes = dense_codes()
+
+    def sets(self, flat_blobs, n: int) -> list[str]:
+        """Per sample, its labels as a str of codes (the flat list holds the
+        label separator between samples)."""
+        blobs = list(flat_blobs)
+        for blob in dict.fromkeys(blobs):
+            if blob not in self._code_of:
+                self._code_of[blob] = self._code(blob)
+        code = self._code_of.__getitem__
+        separators = n - 1
+        if len(blobs) == separators and blobs.count(_LABEL_SEPARATOR_BLOB) == separators:
+            return [""] * n  # no sample has labels
+        if len(blobs) == 2 * n - 1 and blobs[1::2].count(_LABEL_SEPARATOR_BLOB) == separators:
+            return list(map(code, blobs[0::2]))  # one label per sample, as in heap profiles
+        label_sets = "".join(map(code, blobs)).split("\x00")
+        if len(label_sets) != n:
+            raise MalformedSamples("a sample has a label with key -1")
+        return label_sets
+
+    def _code(self, blob: bytes) -> str:
+        label = self._make_label(blob)
+        if label is None:
+            return ""  # pprof ignores a label with neither a value nor a unit
+        code = next(self._codes, None)
+        if code is None:
+            raise MalformedSamples("too many distinct labels")
+        self._table.extend([None] * (ord(code) - len(self._table)))
+        self._table.append(label)
+        return code
+
+    def table(self) -> tuple:
+        return tuple(self._table)
+
+
+def _marker() -> int:
+    """A value no real sample holds (2^-62 odds per value), checked anyway."""
+    return int.from_bytes(os.urandom(8), "little") >> 2 | (1 << 62)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
