@@ -123,7 +123,11 @@ class SampleTable(Sequence):
         )
 
     def labels(self, i: int) -> tuple[Label, ...]:
-        return tuple(self.label_table[ord(code)] for code in self.label_sets[i])  # type: ignore[misc]
+        return self.labels_of(self.label_sets[i])
+
+    def labels_of(self, label_set: str) -> tuple[Label, ...]:
+        """The labels a label_sets entry stands for."""
+        return tuple(self.label_table[ord(code)] for code in label_set)  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -23,7 +23,7 @@ import os
 import re
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress, islice
 
@@ -90,9 +90,13 @@ def varint_code(location_id: int) -> str:
     return chr(0x10000 + ((location_id & 0x7F) << 10) + (location_id >> 7))
 
 
-def dense_codes() -> Iterable[str]:
-    """chr(1), chr(2), ... skipping the surrogates."""
-    return (chr(c) for c in range(1, _MAX_CODE + 1) if c not in _SURROGATES)
+def dense_code(n: int) -> str:
+    """The n-th (from 1) of chr(1), chr(2), ... skipping the surrogates."""
+    return chr(n if n < _SURROGATES.start else n + len(_SURROGATES))
+
+
+def dense_codes() -> Iterator[str]:
+    return map(dense_code, range(1, _MAX_CODE - len(_SURROGATES) + 1))
 
 
 def decode_samples(
