@@ -7,7 +7,7 @@ the cheapest source first and of the others on failure:
 
   memstats     expvar (carries the GC pause rings)  > agent memstats > heap?debug=1 trailer
   goroutines   agent stats (with threads, GOMAXPROCS) > pprof index counts
-  groups       goroutine?debug=1 (grouped, no stop-the-world); the agent only has full dumps
+  groups       goroutine protobuf (grouped, no stop-the-world); the agent only has full dumps
   heap / CPU   HTTP (does not block the agent)  > agent
   GC           agent > heap?gc=1
   GC percent   agent only
@@ -25,12 +25,7 @@ from urllib.parse import urlsplit
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.targetspec import TargetError, TargetSpec, parse_target
 from gotop.errors import GotopError
-from gotop.model.goroutines import (
-    GoroutineDump,
-    GoroutineProfile,
-    parse_goroutine_dump,
-    parse_goroutine_profile_text,
-)
+from gotop.model.goroutines import GoroutineDump, GoroutineProfile, parse_goroutine_dump, profile_from_pprof
 from gotop.model.memstats import (
     MemStats,
     Stats,
@@ -39,6 +34,7 @@ from gotop.model.memstats import (
     parse_gops_stats,
     parse_heap_debug1_memstats,
 )
+from gotop.model.profile import parse_profile
 from gotop.sources.errors import TransportError
 from gotop.sources.gops import GCPercentChange, GopsClient
 from gotop.sources.http import PprofClient, is_loopback
@@ -177,14 +173,15 @@ class Target:
         return Sample(time.time(), values[0], values[1] or Stats(), os_figures, sources, problems)
 
     async def goroutine_profile(self) -> GoroutineProfile:
-        """Goroutines grouped by stack, from the cheap grouped profile."""
+        """Goroutines grouped by stack, from the protobuf profile (no stop-the-world,
+        and its runtime frames tell each group's wait state)."""
         if not self.http:
             raise TargetError(
                 f"{self.label}: grouped goroutines need net/http/pprof "
                 "(the gops agent only has the full dump, which stops the world)"
             )
-        text = await self.http.profile_text("goroutine")
-        return await asyncio.to_thread(parse_goroutine_profile_text, text)
+        data = await self.http.profile("goroutine")
+        return await asyncio.to_thread(lambda: profile_from_pprof(parse_profile(data)))
 
     async def goroutine_dump_text(self) -> str:
         """Every goroutine's stack as text (debug=2). Stops the world: on request only."""

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gotop.errors import GotopError
+from gotop.model.profile import Profile
 
 # runtime.Stack caps a dump at 64 MiB; leave room for the agent's framing.
 MAX_TEXT_CHARS = 72 * 1024 * 1024
@@ -317,6 +318,32 @@ def profile_from_stacks(stacks: Iterable[StackSample], *, kind: str = KIND_GOROU
     groups = groups_from_stacks(stacks, leaked=kind == KIND_GOROUTINELEAK)
     return GoroutineProfile(kind, sum(g.count for g in groups) if total is None else total,
                             groups, has_states=False)
+
+
+def profile_from_pprof(profile: Profile, *, kind: str = KIND_GOROUTINE) -> GoroutineProfile:
+    """Groups of a decoded goroutine (or goroutineleak) protobuf profile.
+
+    The protobuf keeps the runtime frames (runtime.gopark, runtime.chanrecv1,
+    ...) that debug=1 hides, so the groups' states can be read from their frames.
+    """
+    frames_of: dict[int, tuple[Frame, ...]] = {}
+    table: FrameTable = {}
+
+    def frames(location_id: int) -> tuple[Frame, ...]:
+        if location_id not in frames_of:
+            lines = profile.locations[location_id].lines
+            frames_of[location_id] = tuple(
+                _intern(table, ln.function.name, ln.function.filename, ln.line) for ln in lines
+            )
+        return frames_of[location_id]
+
+    samples = profile.samples
+    stacks = (
+        (sample.values[0], [f for lid in sample.location_ids for f in frames(lid)],
+         tuple((label.key, label.value) for label in sample.labels if label.value is not None))
+        for sample in (samples[i] for i in range(len(samples)))
+    )
+    return profile_from_stacks(stacks, kind=kind)
 
 
 # --- text helpers --------------------------------------------------------------------------
