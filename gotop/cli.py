@@ -81,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="file to write (default: KIND-TARGET-TIME.pb.gz or .trace)")
     p.add_argument("--seconds", type=float, help="capture length for cpu (default 30) and trace (default 5)")
     p.set_defaults(run="gotop.commands.profile")
+
+    p = sub.add_parser("top", help="the `go tool pprof -top` table of a profile file or a target's heap")
+    p.add_argument("source", metavar="PROFILE_FILE|TARGET", help=f"a pprof file, or {TARGET_HELP}")
+    p.add_argument("-n", type=int, metavar="N", help="show the top N rows only")
+    p.add_argument("--sample-index", metavar="NAME",
+                   help="sample type, e.g. inuse_space, inuse_objects, alloc_space, alloc_objects")
+    p.add_argument("--cum", action="store_true", help="sort by cumulative value")
+    p.add_argument("--json", action="store_true", help="print sample_type, unit, total and rows as JSON")
+    p.set_defaults(run="gotop.commands.top")
     return parser
 
 

@@ -246,3 +246,36 @@ def test_snapshot_of_a_go_process_without_transports_has_os_figures(go_target):
     assert snap["source"] == {"process": "procfs"}
     assert snap["process"]["rss"] > 0
     assert snap["problems"] == ["no gops agent, no net/http/pprof (no memstats, no goroutine count)"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--cum"], ["--sample-index", "alloc_space"], ["--sample-index", "inuse_objects"]])
+def test_top_equals_go_tool_pprof(go_target, tmp_path, extra):
+    t = go_target("agentpprof", args=["-workload", "retain", "-n", "60"])
+    path = tmp_path / "heap.pb.gz"
+    ok("profile", "heap", str(t.pid), "-o", str(path))
+    pprof_flags = ["-" + f.lstrip("-").replace("-", "_") if f.startswith("-") else f for f in extra]
+    pprof_flags = [f"{a}={b}" for a, b in zip(pprof_flags[::2], pprof_flags[1::2])] if "--sample-index" in extra \
+        else pprof_flags
+    expected = subprocess.run(["go", "tool", "pprof", "-top", *pprof_flags, str(path)],
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+    assert ok("top", str(path), *extra) == expected
+    assert "workload.retainHere" in expected
+
+
+def test_top_of_a_live_target_as_json(go_target):
+    t = go_target("agentpprof", args=["-workload", "retain", "-n", "60"])
+    for _ in range(2):  # the heap profile shows allocations once two GC cycles published them
+        ok("gc", str(t.pid))
+    report = json.loads(ok("top", str(t.pid), "--json", "-n", "3"))
+    assert report["sample_type"] == "inuse_space" and report["unit"] == "bytes"
+    first = report["rows"][0]
+    assert first["function"] == "gotop.test/targets/internal/workload.retainHere"
+    assert first["flat"] >= 60 * 64 << 10
+    assert len(report["rows"]) == 3
+    assert report["rows"][-1]["sum_pct"] <= 100.0
+
+
+def test_top_of_garbage_is_one_line(tmp_path):
+    junk = tmp_path / "junk.pb.gz"
+    junk.write_bytes(b"\x1f\x8b" + b"\x00" * 100)
+    assert_one_line_error(gotop("top", str(junk)), str(junk))

@@ -1,0 +1,58 @@
+"""`gotop top PROFILE_FILE|TARGET`: the `go tool pprof -top` table, no Go toolchain needed."""
+
+from __future__ import annotations
+
+import json
+import os
+from argparse import Namespace
+
+from gotop.commands.common import with_target
+from gotop.engine.target import Target
+from gotop.errors import GotopError
+from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, parse_profile
+from gotop.model.profile_report import TopReport, top
+from gotop.model.profile_text import format_top
+
+
+def run(args: Namespace) -> int:
+    profile = load(args.source)
+    report = top(profile, args.sample_index, cum=args.cum, node_limit=args.n or 0)
+    if args.json:
+        print(json.dumps(top_json(report), indent=2))
+    else:
+        print("\n".join(format_top(profile, report)))
+    return 0
+
+
+def load(source: str) -> Profile:
+    """A profile file, or the heap profile of a target."""
+    if os.path.isfile(source):
+        try:
+            with open(source, "rb") as f:
+                data = f.read(DEFAULT_MAX_SIZE + 1)
+        except OSError as e:
+            raise GotopError(f"{source}: {e.strerror}") from None
+        return _parse(source, data)
+    return _parse(source, with_target(source, Target.heap_profile))
+
+
+def _parse(source: str, data: bytes) -> Profile:
+    try:
+        return parse_profile(data)
+    except GotopError as e:
+        raise GotopError(f"{source}: {e}") from None
+
+
+def top_json(report: TopReport) -> dict:
+    total = report.scope.total
+    rows, running = [], 0
+
+    def pct(v: int) -> float:
+        return round(abs(v) / total * 100, 4) if total else 0.0
+
+    for row in report.rows:
+        running += row.flat
+        rows.append({"function": row.name, "flat": row.flat, "flat_pct": pct(row.flat),
+                     "sum_pct": pct(running), "cum": row.cum, "cum_pct": pct(row.cum)})
+    return {"sample_type": report.scope.sample_type.type, "unit": report.scope.sample_type.unit,
+            "total": total, "rows": rows}
