@@ -270,7 +270,7 @@ def test_top_of_a_live_target_as_json(go_target):
     assert report["sample_type"] == "inuse_space" and report["unit"] == "bytes"
     first = report["rows"][0]
     assert first["function"] == "gotop.test/targets/internal/workload.retainHere"
-    assert first["flat"] >= 60 * 64 << 10
+    assert first["flat"] == pytest.approx(60 * 64 << 10, rel=0.25)  # heap profiles are sampled
     assert len(report["rows"]) == 3
     assert report["rows"][-1]["sum_pct"] <= 100.0
 
