@@ -138,6 +138,7 @@ class FleetCost:
     final_rss: int
     polled: int  # processes polled each second
     note: str = ""
+    peer: bool = False
 
 
 def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int], seconds: float,
@@ -161,6 +162,16 @@ def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int],
     note = f"{title}, {shown} rows on screen, {(bytes1 - bytes0) / (t1 - t0) / 1e3:.1f} kB/s drawn"
     return FleetCost(f"gotop {size[0]}x{size[1]}", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu,
                      peak, final, len(targets), note)
+
+
+def measure_engine(targets: Sequence[RunningTarget], seconds: float) -> FleetCost:
+    """gotop's Fleet without the screen (bench/engine_cost.py), to split engine and UI cost."""
+    script = Path(__file__).resolve().parent / "engine_cost.py"
+    out = subprocess.run([sys.executable, str(script), "--seconds", str(seconds), "--expect", str(len(targets))],
+                         env=gotop_env(), capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    return FleetCost("gotop engine alone (no TUI)", r["cpu_percent"], r["startup_cpu"], r["peak_rss"],
+                     r["final_rss"], r["watched"], "bench/engine_cost.py: Fleet + pollers, same process count")
 
 
 def run_child(argv: Sequence[str]) -> tuple[float, int, bytes]:
@@ -191,28 +202,37 @@ def measure_gops_loop(targets: Sequence[RunningTarget], seconds: float) -> Fleet
         time.sleep(max(0.0, next_round - time.perf_counter()))
     wall = time.perf_counter() - start
     note = f"{rounds} rounds, {late} overran 1 s; RSS is per gops process"
-    return FleetCost(f"gops {GOPS_VERSION} stats+memstats loop", 100 * cpu / wall, 0.0, peak, peak, len(agents), note)
+    return FleetCost(f"gops {GOPS_VERSION} stats+memstats loop", 100 * cpu / wall, 0.0, peak, peak, len(agents), note,
+                     peer=True)
 
 
 def report_fleet(rows: Sequence[FleetCost], seconds: float) -> None:
     print(f"\n== 1. fleet: {rows[0].polled} Go processes watched at 1 s for {seconds:.0f} s ==")
-    print(f"{'':34}{'polls/s':>8}{'CPU %core':>11}{'start CPU':>11}{'peak RSS':>10}{'final RSS':>11}  verdict")
+    print(f"{'':36}{'polled':>7}{'CPU %core':>11}{'start CPU':>11}{'peak RSS':>10}{'final RSS':>11}  verdict")
     for r in rows:
-        is_gotop = r.label.startswith("gotop")
-        verdict = (("OK" if r.cpu_percent <= 5 and r.peak_rss <= 80 * MB else "OVER") + " (<=5 %, <=80 MB)"
-                   if is_gotop else "peer")
-        start = f"{r.startup_cpu:9.2f}s" if is_gotop else f"{'-':>10}"
-        print(f"{r.label:34}{r.polled:8d}{r.cpu_percent:10.2f}%{start:>11}{r.peak_rss / MB:8.1f}MB"
+        verdict = "peer" if r.peer else (
+            ("OK" if r.cpu_percent <= 5 and r.peak_rss <= 80 * MB else "OVER") + " (<=5 %, <=80 MB)")
+        start = f"{'-':>10}" if r.peer else f"{r.startup_cpu:9.2f}s"
+        print(f"{r.label:36}{r.polled:7d}{r.cpu_percent:10.2f}%{start:>11}{r.peak_rss / MB:8.1f}MB"
               f"{r.final_rss / MB:9.1f}MB  {verdict}")
-        print(f"{'':34}  {r.note}")
-    peer = next((r for r in rows if not r.label.startswith("gotop")), None)
-    if peer is None or peer.cpu_percent == 0:
-        return
+        print(f"{'':38}{r.note}")
+    engine = next((r for r in rows if r.label.startswith("gotop engine")), None)
+    peer = next((r for r in rows if r.peer), None)
     for r in rows:
-        if r.label.startswith("gotop"):
+        if r.peer or r is engine:
+            continue
+        if engine is not None:
+            ui = r.cpu_percent - engine.cpu_percent
+            print(f"{r.label}: engine {engine.cpu_percent:.2f} % + screen {ui:.2f} % of a core "
+                  f"(screen {ui / r.cpu_percent:.0%} of gotop's CPU)")
+        if peer is not None and peer.cpu_percent > 0:
             per_proc = (r.cpu_percent / r.polled) / (peer.cpu_percent / peer.polled)
             print(f"ratio {r.label} / gops loop: CPU {r.cpu_percent / peer.cpu_percent:.2f}x "
                   f"({r.polled} processes vs {peer.polled} agents; per polled process {per_proc:.2f}x)")
+    if engine is not None and peer is not None and peer.cpu_percent > 0:
+        per_proc = (engine.cpu_percent / engine.polled) / (peer.cpu_percent / peer.polled)
+        print(f"ratio gotop engine / gops loop: CPU {engine.cpu_percent / peer.cpu_percent:.2f}x "
+              f"(per polled process {per_proc:.2f}x)")
 
 
 # -- 2. startup ------------------------------------------------------------------------
@@ -377,6 +397,7 @@ def main() -> None:
             if "fleet" in parts:
                 rows = [measure_gotop_fleet(targets, size, args.seconds, profile_path(args.profile, size))
                         for size in sizes]
+                rows.append(measure_engine(targets, args.seconds))
                 rows.append(measure_gops_loop(targets, args.seconds))
                 report_fleet(rows, args.seconds)
         finally:
