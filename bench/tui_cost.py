@@ -328,13 +328,16 @@ def measure_impact(seconds: float, pairs: int, size: tuple[int, int]) -> None:
 
 def report_impact(windows: Sequence[tuple[Window, Window]], seconds: float) -> None:
     print(f"\n== 3. impact: spin target (agentpprof, GOMAXPROCS=1), {len(windows)} pairs of {seconds:.0f} s windows ==")
-    print(f"{'pair':>4}{'alone ops/s':>13}{'watched ops/s':>15}{'loss':>8}{'target CPU A/B':>17}{'gotop CPU':>11}")
-    losses = []
+    print(f"{'pair':>4}{'alone ops/s':>13}{'watched ops/s':>15}{'loss':>8}{'target CPU A/B':>17}"
+          f"{'ops/CPU-s loss':>16}{'gotop CPU':>11}")
+    losses, cpu_losses = [], []
     for i, (a, b) in enumerate(windows, 1):
         loss = 100 * (1 - b.ops_per_s / a.ops_per_s)
+        cpu_loss = 100 * (1 - (b.ops_per_s / b.target_cpu) / (a.ops_per_s / a.target_cpu))
         losses.append(loss)
+        cpu_losses.append(cpu_loss)
         print(f"{i:4d}{a.ops_per_s:13.1f}{b.ops_per_s:15.1f}{loss:7.2f}%"
-              f"{100 * a.target_cpu:8.1f}%/{100 * b.target_cpu:5.1f}%{100 * b.gotop_cpu:10.2f}%")
+              f"{100 * a.target_cpu:8.1f}%/{100 * b.target_cpu:5.1f}%{cpu_loss:15.2f}%{100 * b.gotop_cpu:10.2f}%")
     alone = statistics.median(a.ops_per_s for a, _ in windows)
     watched = statistics.median(b.ops_per_s for _, b in windows)
     spread = statistics.stdev(losses) if len(losses) > 1 else 0.0
@@ -342,6 +345,8 @@ def report_impact(windows: Sequence[tuple[Window, Window]], seconds: float) -> N
     print(f"loss: median {median_loss:.2f} % (mean {statistics.mean(losses):.2f} %, stdev {spread:.2f} %, "
           f"min {min(losses):.2f} %, max {max(losses):.2f} %); medians {alone:.1f} vs {watched:.1f} ops/s "
           f"-> ratio watched/alone {watched / alone:.4f}  {'OK' if median_loss < 1 else 'OVER'} (<1 %)")
+    print(f"per CPU-second of the target (insensitive to other load on the host): loss median "
+          f"{statistics.median(cpu_losses):.2f} %, stdev {statistics.stdev(cpu_losses) if len(cpu_losses) > 1 else 0:.2f} %")
 
 
 # -- main --------------------------------------------------------------------------------
@@ -357,6 +362,18 @@ def isolate() -> None:
     argv = [unshare, "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable, *sys.argv]
     sys.stdout.flush()
     os.execve(unshare, argv, os.environ | {ISOLATED_ENV: "1"})
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def gotop_revision() -> str:
+    """The commit measured, and whether gotop/ had uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = git("status", "--porcelain", "--", "gotop")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes in gotop/" if dirty else "")
 
 
 def profile_path(base: Path | None, size: tuple[int, int]) -> Path | None:
@@ -387,8 +404,8 @@ def main() -> None:
     # As PID 1 of a namespace, SIGTERM would be ignored: make it unwind the finally blocks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    print(f"host: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"isolated: {bool(os.environ.get(ISOLATED_ENV))}; python {sys.version.split()[0]}")
+    print(f"host: {os.cpu_count()} CPUs, load average {load_average()}; isolated: {bool(os.environ.get(ISOLATED_ENV))}; "
+          f"python {sys.version.split()[0]}; gotop {gotop_revision()}")
     if parts & {"fleet", "startup"}:
         targets = start_fleet(args.targets)
         try:
@@ -404,6 +421,7 @@ def main() -> None:
             kill_all(targets)
     if "impact" in parts:
         measure_impact(args.window, args.pairs, sizes[0])
+    print(f"\nload average at the end: {load_average()} (other work on the host makes the figures noisier)")
 
 
 if __name__ == "__main__":
