@@ -310,10 +310,11 @@ class _Labeler:
                 self._code_of[blob] = self._code(blob)
         code = self._code_of.__getitem__
         separators = n - 1
-        if len(blobs) == separators and blobs.count(_LABEL_SEPARATOR_BLOB) == separators:
-            return [""] * n  # no sample has labels
-        if len(blobs) == 2 * n - 1 and blobs[1::2].count(_LABEL_SEPARATOR_BLOB) == separators:
-            return list(map(code, blobs[0::2]))  # one label per sample, as in heap profiles
+        if blobs.count(_LABEL_SEPARATOR_BLOB) == separators:  # else: a label with key -1, below
+            if len(blobs) == separators:
+                return [""] * n  # no sample has labels
+            if len(blobs) == 2 * n - 1 and blobs[1::2].count(_LABEL_SEPARATOR_BLOB) == separators:
+                return list(map(code, blobs[0::2]))  # one label per sample, as in heap profiles
         label_sets = "".join(map(code, blobs)).split("\x00")
         if len(label_sets) != n:
             raise MalformedSamples("a sample has a label with key -1")
