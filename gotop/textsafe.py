@@ -23,3 +23,8 @@ def plain(text: str, keep: str = "") -> str:
 def _escape(ch: str) -> str:
     code = ord(ch)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain_lines(text: str) -> str:
+    """Multi-line text (a stack dump, a listing) made safe line by line; tabs kept."""
+    return "\n".join(plain(line, keep="\t") for line in text.split("\n"))

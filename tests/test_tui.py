@@ -131,3 +131,36 @@ async def test_killed_target_is_shown_exited(go_target):
         assert "EXITED" in str(app.screen.query_one("#title").render())
         await pilot.press("escape")
         assert isinstance(app.screen, OverviewScreen)
+
+
+async def test_heap_view_shows_the_real_allocation_site_and_drills_into_it(go_target):
+    from gotop.ui.function import FunctionScreen
+    from gotop.ui.heap import HeapScreen
+
+    t = go_target("agentpprof", args=["-workload", "retain", "-n", "400"])
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(120, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        await pilot.press("h")
+        screen = await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
+        await until(pilot, lambda: screen.table.row_count > 0)
+        screen.table.move_cursor(row=0)
+        assert screen.table.selected_key() == "gotop.test/targets/internal/workload.retainHere"
+
+        # The cursor stays on its function when the order changes.
+        screen.table.select("gotop.test/targets/internal/workload.retain")
+        await pilot.press("s")  # sort by cum
+        await pilot.pause(0.2)
+        assert screen.table.selected_key() == "gotop.test/targets/internal/workload.retain"
+
+        await pilot.press("enter")
+        drill = await until(pilot, lambda: isinstance(app.screen, FunctionScreen) and app.screen)
+        edges = drill.query_one("#edges")
+        await until(pilot, lambda: edges.row_count > 0)
+        names = [str(edges.get_row(key)[3]) for key in edges.rows]
+        assert "gotop.test/targets/internal/workload.Start" in names[0]  # its caller
+        assert "workload.retain" in names[1]  # the function itself
+        assert any("retainHere" in n for n in names[2:])  # its callee
+        assert watched.poller.heap_every is not None
+        await pilot.press("escape", "escape")
+        assert watched.poller.heap_every is None  # heap profiles stop with the view

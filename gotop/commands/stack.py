@@ -7,14 +7,14 @@ from argparse import Namespace
 from gotop.commands.common import with_target
 from gotop.engine.target import Target
 from gotop.model.goroutines import GoroutineProfile
-from gotop.textsafe import plain
+from gotop.textsafe import plain, plain_lines
 
 
 def run(args: Namespace) -> int:
     if args.groups:
         print(format_groups(with_target(args.target, _groups)))
     else:
-        print(plain_dump(with_target(args.target, Target.goroutine_dump_text)), end="")
+        print(plain_lines(with_target(args.target, Target.goroutine_dump_text)), end="")
     return 0
 
 
@@ -23,11 +23,6 @@ async def _groups(target: Target) -> GoroutineProfile:
     if target.http:
         return await target.goroutine_profile()
     return (await target.goroutine_dump()).profile()
-
-
-def plain_dump(text: str) -> str:
-    """Stack text from the target, with any control character made visible."""
-    return "\n".join(plain(line, keep="\t") for line in text.split("\n"))
 
 
 def format_groups(profile: GoroutineProfile) -> str:

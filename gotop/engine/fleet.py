@@ -36,6 +36,7 @@ class Watched:
     history: TargetHistory
     process: GoProcess | None = None  # None for targets named by address
     followed: bool = False
+    poller: Poller | None = None
     task: asyncio.Task | None = None
     exited_at: float | None = None
     identity: tuple[str, str, str] | None = None  # (exe, name, cwd) to recognise a successor
@@ -97,7 +98,10 @@ class Fleet:
                 watched.exited_at = update.time
             self.on_change(watched)
 
-        watched.task = asyncio.create_task(Poller(watched.target, on_update, self.tiers).run())
+        heap_every = watched.poller.heap_every if watched.poller else None  # kept across a restart
+        watched.poller = Poller(watched.target, on_update, self.tiers)
+        watched.poller.heap_every = heap_every
+        watched.task = asyncio.create_task(watched.poller.run())
 
     def _reconcile(self, processes: tuple[GoProcess, ...]) -> None:
         for proc in processes:

@@ -13,6 +13,7 @@ from enum import Enum
 from gotop.engine.series import Series
 from gotop.engine.target import Sample
 from gotop.model.goroutines import GoroutineProfile, StackKey
+from gotop.model.profile import Profile
 
 DEFAULT_WINDOW = 600.0  # seconds of history kept
 
@@ -26,6 +27,15 @@ class TargetState(str, Enum):
 
 
 @dataclass(frozen=True)
+class HeapSnapshot:
+    """A heap profile as fetched (gzipped protobuf) and decoded."""
+
+    time: float
+    raw: bytes
+    profile: Profile
+
+
+@dataclass(frozen=True)
 class Update:
     """One poll's outcome."""
 
@@ -33,6 +43,7 @@ class Update:
     state: TargetState
     sample: Sample | None = None
     goroutines: GoroutineProfile | None = None  # slow tier only
+    heap: HeapSnapshot | None = None  # heap tier: while asked for
     error: str | None = None
     poll_seconds: float | None = None  # how long the poll took
 
@@ -60,6 +71,8 @@ class TargetHistory:
     gc_pauses: Series = field(init=False)  # one point per GC: (pause end, pause ns)
     groups: dict[StackKey, GroupTrend] = field(default_factory=dict)
     goroutines: GoroutineProfile | None = None  # the latest grouped profile
+    heap: HeapSnapshot | None = None  # the latest heap profile
+    first_heap: HeapSnapshot | None = None  # the first one of this process, for growth
     state: TargetState = TargetState.STARTING
     error: str | None = None
     last_sample: Sample | None = None
@@ -81,11 +94,15 @@ class TargetHistory:
             self._apply_sample(update.sample)
         if update.goroutines is not None:
             self._apply_goroutines(update.time, update.goroutines)
+        if update.heap is not None:
+            self.heap = update.heap
+            self.first_heap = self.first_heap or update.heap
 
     def mark_restart(self, t: float) -> None:
         """A new process replaced the watched one (a rebuild or restart)."""
         self.restarts.append(t)
         self.last_sample = None
+        self.first_heap = None
 
     def _apply_sample(self, s: Sample) -> None:
         prev = self.last_sample

@@ -4,7 +4,8 @@ Each poll reschedules the next one after it finishes, so polls never overlap
 and a slow target is polled less, not piled up. Tiers:
 
   fast   every interval (1 s):   memstats + goroutine counts + OS figures
-  slow   every `slow_every` (5 s): goroutines grouped by stack (debug=1, no stop-the-world)
+  slow   every `slow_every` (5 s): goroutines grouped by stack (protobuf, no stop-the-world)
+  heap   every `heap_every` while a screen asks for it (15 s), or once on request
 
 A failing target is retried with exponential back-off; an exited one ends
 the loop. Every outcome is handed to `on_update` as an `Update`.
@@ -17,10 +18,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gotop.engine.history import TargetState, Update
+from gotop.engine.history import HeapSnapshot, TargetState, Update
 from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.model.goroutines import GoroutineProfile
+from gotop.model.profile import parse_profile
 from gotop.sources.procfs import ProcessGone
 
 MAX_BACKOFF = 30.0
@@ -37,8 +39,15 @@ class Poller:
         self.target = target
         self.on_update = on_update
         self.tiers = tiers
+        self.heap_every: float | None = None  # seconds between heap profiles; None: only on request
+        self._heap_requested = False
         self._next_slow = 0.0
+        self._next_heap = 0.0
         self._failures = 0
+
+    def request_heap(self) -> None:
+        """Fetch a heap profile at the next poll."""
+        self._heap_requested = True
 
     async def run(self) -> None:
         """Poll until the target exits (or the task is cancelled)."""
@@ -61,10 +70,11 @@ class Poller:
             return Update(time.time(), TargetState.UNREACHABLE, error=str(e))
         self._failures = 0
         goroutines, problem = await self._slow_tier(started)
+        heap, heap_problem = await self._heap_tier(started)
         elapsed = time.monotonic() - started
         state = TargetState.SLOW if elapsed > self.tiers.interval else TargetState.UP
-        problems = [*sample.problems, *([problem] if problem else [])]
-        return Update(sample.time, state, sample, goroutines, "; ".join(problems) or None, elapsed)
+        problems = [*sample.problems, *(p for p in (problem, heap_problem) if p)]
+        return Update(sample.time, state, sample, goroutines, heap, "; ".join(problems) or None, elapsed)
 
     async def _slow_tier(self, now: float) -> tuple[GoroutineProfile | None, str | None]:
         if self.target.http is None or now < self._next_slow:
@@ -74,6 +84,19 @@ class Poller:
             return await self.target.goroutine_profile(), None
         except GotopError as e:
             return None, str(e)
+
+    async def _heap_tier(self, now: float) -> tuple[HeapSnapshot | None, str | None]:
+        due = self.heap_every is not None and now >= self._next_heap
+        if not (due or self._heap_requested):
+            return None, None
+        self._heap_requested = False
+        self._next_heap = now + (self.heap_every or 0)
+        try:
+            raw = await self.target.heap_profile()
+            profile = await asyncio.to_thread(parse_profile, raw)
+        except GotopError as e:
+            return None, str(e)
+        return HeapSnapshot(time.time(), raw, profile), None
 
     def _delay(self, update: Update, elapsed: float) -> float:
         if update.state is TargetState.UNREACHABLE:

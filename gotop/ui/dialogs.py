@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
-from gotop.textsafe import plain
+from gotop.textsafe import plain, plain_lines
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -79,6 +79,5 @@ class TextScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(Text(self.heading, "bold"), id="title")
         # TextArea renders its content verbatim: no markup, no escapes reach the terminal.
-        yield TextArea("\n".join(plain(line, keep="\t") for line in self.text.split("\n")),
-                       read_only=True, show_line_numbers=True, soft_wrap=False)
+        yield TextArea(plain_lines(self.text), read_only=True, show_line_numbers=True, soft_wrap=False)
         yield Footer()

@@ -12,11 +12,14 @@ from textual.widgets import Static
 
 from gotop.ui import keys
 
-ABOUT = """\
-gotop watches Go processes through the gops agent (A) and net/http/pprof / expvar (P, E).
-Figures: heap in use = spans with objects (HeapInuse); alloc = live objects (HeapAlloc);
-GC pause = stop-the-world time of each cycle; alloc/s = bytes allocated per second (TotalAlloc).
-Nothing is changed in a target unless you confirm an action (GC, GOGC)."""
+ABOUT = (
+    "gotop watches Go processes through the gops agent (A) and net/http/pprof / expvar (P, E). "
+    "Nothing in a target changes unless you confirm an action (GC, GOGC).\n\n"
+    "heap in use: spans holding objects (HeapInuse). alloc: live objects (HeapAlloc). "
+    "GC pause: stop-the-world time of each cycle. alloc/s: bytes allocated per second. "
+    "Δ/min: growth per minute over the window. flat: allocated in the function itself; "
+    "cum: in it and everything it calls.\n"
+)
 
 
 def key_table() -> Table:

@@ -63,10 +63,30 @@ GOROUTINES = (
     Key("back", "escape", "back", "Back", "Back to the process.", display="esc"),
 )
 
+HEAP = (
+    Key("drill", "enter", "drill", "Drill", "Callers, callees, stacks and source lines of the function under the cursor."),
+    Key("heap_sort", "s", "sort", "Sort", "Sort by flat or by cum."),
+    Key("sample_type", "i", "sample_type", "Type",
+        "Next sample type: inuse_space, inuse_objects, alloc_space, alloc_objects."),
+    Key("heap_filter", "slash", "filter", "Regex", "Show only functions matching a regular expression.", display="/"),
+    Key("baseline", "b", "baseline", "Baseline", "Mark the current profile as the baseline; Δ shows growth since."),
+    Key("growth", "v", "growth", "Growth", "Show only the growth since the baseline (pprof -base)."),
+    Key("freeze", "space", "freeze", "Freeze", "Freeze the table; again to follow the live profile."),
+    Key("refresh_heap", "r", "refresh_now", "Refresh", "Fetch a new heap profile now (otherwise every 15 s)."),
+)
+
+FUNCTION = (
+    Key("graph_tab", "1", "tab('graph')", "Callers", "Callers and callees with their share; enter follows one."),
+    Key("stacks_tab", "2", "tab('stacks')", "Stacks", "The heaviest stacks that reach the function."),
+    Key("source_tab", "3", "tab('source')", "Source", "Source lines with flat and cum, when the file is on this host."),
+)
+
 SCREENS: dict[str, tuple[Key, ...]] = {
     "Everywhere": GLOBAL,
     "Process list": OVERVIEW,
     "Process": PROCESS,
+    "Heap": HEAP,
+    "Function (heap drill-down)": FUNCTION,
     "Goroutines": GOROUTINES,
 }
 

@@ -1,0 +1,244 @@
+"""Heap top-N, live: `go tool pprof -top` of the target's heap, with growth since a baseline."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from gotop.engine.fleet import Watched
+from gotop.engine.history import HeapSnapshot
+from gotop.errors import GotopError
+from gotop.model.profile import Profile
+from gotop.model.profile_diff import diff
+from gotop.model.profile_report import TopReport, top
+from gotop.model.profile_units import percentage, scaled_label
+from gotop.textsafe import plain
+from gotop.ui import keys
+from gotop.ui.table import Column, LiveTable, SortableText, cell
+
+HEAP_EVERY = 15.0  # seconds between heap profiles while this screen is open
+
+COLUMNS = (
+    Column("flat", "flat", 10),
+    Column("flat_pct", "flat%", 6),
+    Column("sum_pct", "sum%", 6, min_screen_width=90),
+    Column("cum", "cum", 10),
+    Column("cum_pct", "cum%", 6),
+    Column("delta", "Δ base", 10),
+    Column("function", "function", 60, justify="left"),
+)
+
+
+@dataclass(frozen=True)
+class HeapView:
+    """What the table shows: one sample type, sorted by flat or cum, filtered."""
+
+    sample_index: int = -1  # -1: the profile's default (inuse_space)
+    by_cum: bool = False
+    pattern: str = ""
+    growth: bool = False  # show the growth since the baseline instead of the heap
+
+
+def report(profile: Profile, view: HeapView, baseline: Profile | None) -> TopReport:
+    """The rows for a view. Growth mode is pprof -base: current minus baseline."""
+    index = view.sample_index if view.sample_index >= 0 else None
+    source = diff(baseline, profile) if view.growth and baseline is not None else profile
+    return top(source, index, cum=view.by_cum, node_fraction=0)
+
+
+def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | None) -> dict[str, dict]:
+    unit, total = rep.scope.sample_type.unit, rep.scope.total
+
+    def value(v: int) -> str:
+        return scaled_label(v, unit, "auto")
+
+    rows: dict[str, dict[str, SortableText]] = {}
+    running = 0
+    for node in rep.rows:
+        running += node.flat
+        if pattern and not pattern.search(node.name):
+            continue
+        delta = deltas.get(node.name)
+        grew = delta is not None and delta > 0
+        rows[node.name] = {
+            "flat": cell(value(node.flat), node.flat),
+            "flat_pct": cell(percentage(node.flat, total).strip(), abs(node.flat)),
+            "sum_pct": cell(percentage(running, total).strip(), running),
+            "cum": cell(value(node.cum), node.cum),
+            "cum_pct": cell(percentage(node.cum, total).strip(), abs(node.cum)),
+            "delta": cell("" if delta is None else ("+" if delta > 0 else "") + value(delta), delta or 0,
+                          "bold yellow" if grew else ""),
+            "function": cell(plain(node.name + (f" {node.inline}" if node.inline else "")), node.name,
+                             "bold yellow" if grew else "", justify="left"),
+        }
+    return rows
+
+
+class HeapScreen(Screen):
+    BINDINGS = keys.bindings(keys.HEAP) + [Binding("escape", "back", show=False)]
+
+    def __init__(self, watched: Watched) -> None:
+        super().__init__()
+        self.watched = watched
+        self.view = HeapView()
+        self.baseline: HeapSnapshot | None = None
+        self.frozen = False
+        self._shown: HeapSnapshot | None = None
+        self._shown_view: HeapView | None = None
+        self._report: TopReport | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield LiveTable(COLUMNS, id="heap")
+        with Horizontal(id="filter-bar"):
+            yield Static("regex: ", id="filter-label")
+            yield Input(placeholder="function name regex", id="filter")
+        yield Static(id="legend")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter-bar").display = False
+        poller = self.watched.poller
+        if poller is not None:
+            poller.heap_every = HEAP_EVERY
+            poller.request_heap()
+        self.refresh_data()
+
+    def on_unmount(self) -> None:
+        if self.watched.poller is not None:
+            self.watched.poller.heap_every = None
+
+    @property
+    def table(self) -> LiveTable:
+        return self.query_one("#heap", LiveTable)
+
+    def refresh_data(self) -> None:
+        snapshot = self.watched.history.heap
+        self._title(snapshot)
+        if snapshot is None or self.frozen:
+            return
+        if snapshot is self._shown and self.view == self._shown_view:
+            return  # nothing new: keep the table (and the cursor) as it is
+        self._shown, self._shown_view = snapshot, self.view
+        self._fill(snapshot)
+
+    def _fill(self, snapshot: HeapSnapshot) -> None:
+        try:
+            pattern = re.compile(self.view.pattern) if self.view.pattern else None
+        except re.error as e:
+            self.notify(f"bad regex: {e}", severity="error")
+            pattern = None
+        baseline = self.baseline.profile if self.baseline else None
+        try:
+            rep = report(snapshot.profile, self.view, baseline)
+            deltas = {}
+            if baseline is not None and not self.view.growth:
+                grown = report(snapshot.profile, HeapView(self.view.sample_index, growth=True), baseline)
+                deltas = {n.name: n.flat for n in grown.rows}
+        except GotopError as e:
+            self.notify(str(e), severity="error")
+            return
+        self.table.sort_column, self.table.sort_reverse = ("cum" if self.view.by_cum else "flat"), True
+        self.table.show(rows_for(rep, deltas, pattern))
+        self._report = rep
+
+    def _title(self, snapshot: HeapSnapshot | None) -> None:
+        title = Text.assemble(("heap", "bold"), f" · {plain(self.watched.name)}")
+        if snapshot is None:
+            source = "waiting for the first heap profile" if (self.watched.target.http or self.watched.target.gops) \
+                else "no heap profile: the process has neither the gops agent nor net/http/pprof"
+            self.query_one("#title", Static).update(title.append(f" · {source}"))
+            return
+        profile = snapshot.profile
+        index = profile.sample_index(self.view.sample_index if self.view.sample_index >= 0 else None)
+        sample_type = profile.sample_types[index]
+        title.append(f" · {sample_type.type}")
+        if self._report is not None:
+            title.append(f" · total {scaled_label(self._report.scope.total, sample_type.unit, 'auto')}")
+        title.append(f" · {time.time() - snapshot.time:.0f}s ago", "dim")
+        if self.baseline:
+            title.append(f" · baseline {time.strftime('%H:%M:%S', time.localtime(self.baseline.time))}")
+        if self.view.growth:
+            title.append(" · GROWTH since baseline", "bold yellow")
+        if self.frozen:
+            title.append("  ")
+            title.append(" FROZEN ", "reverse")
+        self.query_one("#title", Static).update(title)
+        self.query_one("#legend", Static).update(Text(
+            f"sort {'cum' if self.view.by_cum else 'flat'}   "
+            f"{'filter ' + repr(self.view.pattern) + '   ' if self.view.pattern else ''}"
+            "enter callers/callees/stacks/source", "dim"))
+
+    def _set_view(self, **changes) -> None:
+        self.view = HeapView(**{**self.view.__dict__, **changes})
+        self.refresh_data()
+
+    # -- actions ----------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_sort(self) -> None:
+        self._set_view(by_cum=not self.view.by_cum)
+
+    def action_sample_type(self) -> None:
+        snapshot = self.watched.history.heap
+        if snapshot is None:
+            return
+        count = len(snapshot.profile.sample_types)
+        current = snapshot.profile.sample_index(self.view.sample_index if self.view.sample_index >= 0 else None)
+        self._set_view(sample_index=(current + 1) % count)
+
+    def action_baseline(self) -> None:
+        self.baseline = self.watched.history.heap
+        if self.baseline:
+            self.notify("baseline marked: the Δ column shows growth since now")
+        self._shown = None
+        self.refresh_data()
+
+    def action_growth(self) -> None:
+        if self.baseline is None:
+            self.notify("mark a baseline first (b)", severity="warning")
+            return
+        self._set_view(growth=not self.view.growth)
+
+    def action_freeze(self) -> None:
+        self.frozen = not self.frozen
+        self._shown = None
+        self.refresh_data()
+
+    def action_refresh_now(self) -> None:
+        if self.watched.poller is not None:
+            self.watched.poller.request_heap()
+            self.notify("a new heap profile is on its way")
+
+    def action_filter(self) -> None:
+        self.query_one("#filter-bar").display = True
+        self.query_one("#filter", Input).focus()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.query_one("#filter-bar").display = False
+        self._set_view(pattern=event.value)
+        self.table.focus()
+
+    @on(DataTable.RowSelected, "#heap")
+    def action_drill(self) -> None:
+        name = self.table.selected_key()
+        snapshot = self._shown
+        if name and snapshot:
+            from gotop.ui.function import FunctionScreen
+
+            baseline = self.baseline.profile if self.baseline and self.view.growth else None
+            source = diff(baseline, snapshot.profile) if baseline else snapshot.profile
+            index = self.view.sample_index if self.view.sample_index >= 0 else None
+            self.app.push_screen(FunctionScreen(source, name, index))
