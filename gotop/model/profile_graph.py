@@ -17,7 +17,9 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import reduce
 from itertools import compress
+from operator import or_
 from typing import Literal
 
 from gotop.model.profile import Location, Profile
@@ -80,6 +82,7 @@ class NodeIndex:
 
     infos: tuple[NodeInfo, ...]
     of_location: dict[str, tuple[int, ...]]  # location code -> node indexes
+    masks: dict[str, int]  # location code -> OR of 1 << node index
 
 
 def stack_weights(profile: Profile, sample_index: int) -> StackWeights:
@@ -117,7 +120,8 @@ def node_index(profile: Profile, granularity: Granularity = "functions", *, obj_
         code: tuple(ids.setdefault(info, len(ids)) for info in _location_infos(profile.locations[loc_id], granularity, obj_names))
         for code, loc_id in profile.samples.location_ids.items()
     }
-    return NodeIndex(tuple(ids), of_location)
+    masks = {code: reduce(or_, (1 << node for node in nodes), 0) for code, nodes in of_location.items()}
+    return NodeIndex(tuple(ids), of_location, masks)
 
 
 def _location_infos(loc: Location, granularity: Granularity, obj_names: bool) -> Iterator[NodeInfo]:
@@ -138,23 +142,26 @@ def _location_infos(loc: Location, granularity: Granularity, obj_names: bool) ->
 
 
 def node_costs(index: NodeIndex, weights: StackWeights) -> list[NodeCost]:
-    """Flat and cum of every node that has either (pprof drops the others)."""
-    cum: defaultdict[int, int] = defaultdict(int)
-    of_location = index.of_location
+    """Flat and cum of every node that has either (pprof drops the others).
+
+    A location set's nodes are the OR of its locations' node bitmasks: location
+    sets with the same nodes merge, and cum then walks each distinct mask once.
+    """
+    mask_of = index.masks.__getitem__
+    by_mask: defaultdict[int, int] = defaultdict(int)
     for locations, weight in weights.by_location_set.items():
-        nodes: set[int] = set()
-        for code in locations:
-            nodes.update(of_location[code])
-        for node in nodes:
-            cum[node] += weight
-    flat: defaultdict[int, int] = defaultdict(int)
+        by_mask[reduce(or_, map(mask_of, locations), 0)] += weight
+    cum = [0] * len(index.infos)
+    for mask, weight in by_mask.items():
+        while mask:
+            lowest = mask & -mask
+            cum[lowest.bit_length() - 1] += weight
+            mask ^= lowest
+    flat = [0] * len(index.infos)
     for leaf, weight in weights.by_leaf.items():
         if leaf:
-            flat[of_location[leaf][0]] += weight
-    return [
-        NodeCost(node, flat.get(node, 0), value)
-        for node, value in cum.items() if value or flat.get(node, 0)
-    ]
+            flat[index.of_location[leaf][0]] += weight
+    return [NodeCost(node, flat[node], cum[node]) for node in range(len(cum)) if cum[node] or flat[node]]
 
 
 def _trim_cwd(path: str) -> str:

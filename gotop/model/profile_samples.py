@@ -44,14 +44,17 @@ _UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"
 _SURROGATES = range(0xD800, 0xE000)
 _MAX_CODE = 0x10FFFF
 
-# The packed path turns each varint byte into one UTF-16 unit, whose low byte is
-# the byte's 7 bits and whose high byte says what the byte is: 0xD8 a 2-byte
-# varint's first byte (a high surrogate), 0xDC the byte after one (a low
-# surrogate), 0x00 a 1-byte varint (an ASCII character).
-_LOW_BITS = bytes(b & 0x7F for b in range(256))
-_HIGH_OF_FIRST = bytes(0xD8 if b >= 0x80 else 0 for b in range(256))
-_HIGH_OF_NEXT = bytes(0xDC if b >= 0x80 else 0 for b in range(256))
-
+# The packed path turns each varint byte into one UTF-16 unit (see _varint_text):
+# tables of what a byte adds to its own unit, or to the next one.
+_IS_FIRST = range(0x80, 0x100)  # a 2-byte varint's first byte; its last byte is < 0x80
+_OWN_LOW = bytes(0xFF if b in _IS_FIRST else b for b in range(256))
+_OWN_HIGH = bytes(0xFF if b in _IS_FIRST else 0 for b in range(256))
+_FIRST_BITS = bytes(b & 0x7F if b in _IS_FIRST else 0 for b in range(256))
+_FIRST_MARK = bytes(0xFF if b in _IS_FIRST else 0 for b in range(256))
+_LAST_LOW = bytes(0 if b in _IS_FIRST else (b * 127) & 0xFF for b in range(256))
+_LAST_HIGH = bytes(0 if b in _IS_FIRST else (b * 127) >> 8 for b in range(256))
+_GONE = "\uffff"  # the unit of a first byte, removed once its bits moved on
+_NONZERO = bytes([0] + [1] * 255)
 
 class MalformedSamples(Exception):
     """The samples do not decode; the message says why (one line)."""
@@ -83,11 +86,8 @@ class LocationCodes:
 
 
 def varint_code(location_id: int) -> str:
-    """The character the packed path makes of a location id's varint: the id
-    itself below 128, else the code point of the surrogate pair its 2 bytes make."""
-    if location_id < 0x80:
-        return chr(location_id)
-    return chr(0x10000 + ((location_id & 0x7F) << 10) + (location_id >> 7))
+    """The character the packed path makes of a location id: chr(id)."""
+    return chr(location_id)
 
 
 def dense_code(n: int) -> str:
@@ -124,7 +124,7 @@ def decode_samples(
 
 def _drop_zero_samples(stacks: list[str], values: list[array], label_sets: list[str]) -> None:
     """Remove, in place, the samples whose values are all 0 (as pprof's Merge)."""
-    kept = bytes(map(any, zip(*values)))
+    kept = _nonzero(values)
     if kept.find(b"\x00") < 0:
         return
     zero = [m.start() for m in re.finditer(b"\x00", kept)]
@@ -137,6 +137,20 @@ def _drop_zero_samples(stacks: list[str], values: list[array], label_sets: list[
     label_sets[:] = compress(label_sets, kept)
     for column in values:
         column[:] = array("q", compress(column, kept))
+
+
+def _nonzero(values: list[array]) -> bytes:
+    """Per sample, 1 if any of its values is not 0, else 0; in big-int passes:
+    OR the columns' bytes, OR each 8-byte value's bytes into its lowest one."""
+    if not values or not values[0]:
+        return b""
+    any_byte = 0
+    for column in values:
+        any_byte |= int.from_bytes(column.tobytes(), "little")
+    for shift in (8, 16, 32):  # fold the 8 bytes of each value onto its first
+        any_byte |= any_byte >> shift
+    size = values[0].itemsize
+    return any_byte.to_bytes(len(values[0]) * size, "little")[0::size].translate(_NONZERO)
 
 
 def _decode_batch(blobs: list[bytes], value_count: int, codes: LocationCodes, labeler: _Labeler
@@ -172,7 +186,7 @@ def _packed_stacks(batch, blobs: list[bytes], codes: LocationCodes) -> list[str]
     when the typed path must decide (ids not minimal 1-2 byte varints of known
     locations, or mostly unpacked)."""
     n = len(blobs)
-    chunks = list(batch.location_id)  # with an empty chunk between samples
+    chunks = batch.location_id[:]  # with an empty chunk between samples
     unpacked = sum(field.field_number == 1 for field in UnknownFieldSet(batch))
     if not unpacked and len(chunks) == 2 * n - 1 and not any(chunks[1::2]) and all(chunks[0::2]):
         present = chunks[0::2]  # the usual: one packed chunk per sample
@@ -247,49 +261,71 @@ def _minimal_varints(joined: bytes, max_id: int) -> bool:
 
 
 def _varint_text(joined: bytes) -> str:
-    """One character per varint (see _LOW_BITS), built with whole-buffer
-    operations: the high bytes are a big-int OR of two translations, the
-    second shifted by one byte so that it marks the byte after a first byte."""
+    """chr(id) for each 1- or 2-byte varint of `joined`, in C-speed passes.
+
+    Each byte becomes a 16-bit unit: a last byte t its value, a first byte a
+    marker. Where a first byte (low bits a) precedes t, the unit must become
+    a + 128*t: big-int arithmetic adds a (shifted one unit on) and 127*t
+    (masked to the units after a first byte). Decoding the units as UTF-16 and
+    dropping the markers leaves one character per varint.
+    """
     if joined.isascii():
         return joined.decode("ascii")  # all ids < 128: one byte each
     size = len(joined)
-    first = int.from_bytes(joined.translate(_HIGH_OF_FIRST), "little")
-    after_first = int.from_bytes(joined.translate(_HIGH_OF_NEXT), "little") << 8
-    units = bytearray(2 * size)
-    units[0::2] = joined.translate(_LOW_BITS)
-    units[1::2] = (first | after_first).to_bytes(size + 1, "little")[:size]
-    return units.decode("utf-16-le")
+
+    def units(low: bytes, high: bytes | None = None) -> int:
+        buffer = bytearray(2 * size)
+        buffer[0::2] = joined.translate(low)
+        if high is not None:
+            buffer[1::2] = joined.translate(high)
+        return int.from_bytes(buffer, "little")
+
+    after_first = units(_FIRST_MARK, _FIRST_MARK) << 16
+    total = units(_OWN_LOW, _OWN_HIGH) + (units(_FIRST_BITS) << 16) + (units(_LAST_LOW, _LAST_HIGH) & after_first)
+    return total.to_bytes(2 * size + 4, "little")[:2 * size].decode("utf-16-le").replace(_GONE, "")
 
 
 def _typed_stacks(blobs: list[bytes], codes: LocationCodes) -> list[str]:
     """Stacks through upb's ints: any location ids, packed or not."""
     batch = _parse(profile_pb.SampleBatch, blobs, _marker())
-    lookup = {location_id: ord(code) for location_id, code in codes.of_id.items()}
-    lookup[0] = ord(_STACK_SEPARATOR)
-    try:
-        ids = array(_U32, map(lookup.__getitem__, batch.location_id))
-    except KeyError:
-        raise MalformedSamples("a sample names an unknown location") from None
+    ids = batch.location_id[:]
     del batch
-    stacks = ids.tobytes().decode(_UTF32).split(_STACK_SEPARATOR)
+    try:
+        if codes.varint:  # codes are chr(id) for ids 1..L
+            text = array(_U32, ids).tobytes().decode(_UTF32)
+            if _beyond(len(codes.of_id)).search(text):
+                raise KeyError
+        else:
+            lookup = {location_id: ord(code) for location_id, code in codes.of_id.items()}
+            lookup[0] = ord(_STACK_SEPARATOR)
+            text = array(_U32, map(lookup.__getitem__, ids)).tobytes().decode(_UTF32)
+    except (KeyError, OverflowError, UnicodeDecodeError):
+        raise MalformedSamples("a sample names an unknown location") from None
+    stacks = text.split(_STACK_SEPARATOR)
     if len(stacks) != len(blobs):
         raise MalformedSamples("a sample names location id 0")
     return stacks
 
 
+def _beyond(max_id: int) -> re.Pattern[str]:
+    """Matches a character that is no location code when codes are chr(1..max_id)."""
+    return re.compile("[^\\x00-" + re.escape(chr(max_id)) + "]")
+
+
 def _values(flat_values, n: int, k: int, marker: int) -> list[array]:
     """Per sample type, one value per sample, after checking that every sample
-    had exactly k values (the marker follows each sample but the last)."""
-    flat = array("q", flat_values)
-    marker_bytes = array("q", [marker]).tobytes()
+    had exactly k values (the marker follows each sample but the last).
+
+    (upb containers slice in C far faster than they iterate.)
+    """
     stride = k + 1
-    if (
-        len(flat) != n * stride - 1
-        or flat[k::stride].tobytes() != marker_bytes * (n - 1)
-        or flat.tobytes().count(marker_bytes) != n - 1
-    ):
+    if len(flat_values) != n * stride - 1 or flat_values[k::stride] != [marker] * (n - 1):
         raise MalformedSamples(f"a sample does not have {k} values (one per sample type)")
-    return [flat[t::stride] for t in range(k)]
+    columns = [array("q", flat_values[t::stride]) for t in range(k)]
+    marker_bytes = array("q", [marker]).tobytes()
+    if any(column.tobytes().count(marker_bytes) for column in columns):
+        raise MalformedSamples(f"a sample does not have {k} values (one per sample type)")
+    return columns
 
 
 class _Labeler:
@@ -302,23 +338,29 @@ class _Labeler:
         self._codes = dense_codes()
 
     def sets(self, flat_blobs, n: int) -> list[str]:
-        """Per sample, its labels as a str of codes (the flat list holds the
-        label separator between samples)."""
-        blobs = list(flat_blobs)
-        for blob in dict.fromkeys(blobs):
-            if blob not in self._code_of:
-                self._code_of[blob] = self._code(blob)
-        code = self._code_of.__getitem__
+        """Per sample, its labels as a str of codes (the flat container holds
+        the label separator between samples)."""
         separators = n - 1
-        if blobs.count(_LABEL_SEPARATOR_BLOB) == separators:  # else: a label with key -1, below
-            if len(blobs) == separators:
+        if len(flat_blobs) == separators:
+            blobs = flat_blobs[:]
+            if blobs.count(_LABEL_SEPARATOR_BLOB) == separators:
                 return [""] * n  # no sample has labels
-            if len(blobs) == 2 * n - 1 and blobs[1::2].count(_LABEL_SEPARATOR_BLOB) == separators:
-                return list(map(code, blobs[0::2]))  # one label per sample, as in heap profiles
-        label_sets = "".join(map(code, blobs)).split("\x00")
+        elif len(flat_blobs) == 2 * n - 1 and flat_blobs[1::2] == [_LABEL_SEPARATOR_BLOB] * separators:
+            singles = flat_blobs[0::2]  # one label per sample, as in heap profiles
+            if _LABEL_SEPARATOR_BLOB not in singles:
+                return list(map(self._codes_of(singles).__getitem__, singles))
+        blobs = flat_blobs[:]
+        label_sets = "".join(map(self._codes_of(blobs).__getitem__, blobs)).split("\x00")
         if len(label_sets) != n:
             raise MalformedSamples("a sample has a label with key -1")
         return label_sets
+
+    def _codes_of(self, blobs: list[bytes]) -> dict[bytes, str]:
+        code_of = self._code_of
+        for blob in dict.fromkeys(blobs):
+            if blob not in code_of:
+                code_of[blob] = self._code(blob)
+        return code_of
 
     def _code(self, blob: bytes) -> str:
         label = self._make_label(blob)

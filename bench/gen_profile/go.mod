@@ -1,0 +1,3 @@
+module gotop.bench/genprofile
+
+go 1.18
