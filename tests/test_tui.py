@@ -141,6 +141,8 @@ async def test_heap_view_shows_the_real_allocation_site_and_drills_into_it(go_ta
     app = GotopApp(tiers=FAST)
     async with app.run_test(size=(120, 30)) as pilot:
         watched = await open_process(app, pilot, t.pid)
+        for _ in range(2):  # the heap profile shows allocations once two GC cycles published them
+            await watched.target.gc()
         await pilot.press("h")
         screen = await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
         await until(pilot, lambda: screen.table.row_count > 0)

@@ -21,6 +21,7 @@ from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Upd
 from gotop.engine.poller import Poller, Tiers
 from gotop.engine.target import Target
 from gotop.errors import GotopError
+from gotop.sources.procfs import ProcessGone
 
 RESCAN_EVERY = 5.0
 RESCAN_WHILE_FOLLOWING = 1.0  # a followed target exited: look for its successor often
@@ -109,12 +110,15 @@ class Fleet:
             if key in self.watched:
                 self.watched[key].process = proc
                 continue
+            try:
+                target = Target.for_process(proc)
+            except ProcessGone:  # short-lived (a `go build` step): gone since the scan
+                continue
             successor_of = self._waiting_for(proc)
             if successor_of is not None:
-                self._move(successor_of, key, proc)
+                self._move(successor_of, key, proc, target)
             else:
-                self.add(Target.for_process(proc), key, proc)
-                self.on_change(self.watched[key])
+                self.on_change(self.add(target, key, proc))
 
     def _waiting_for(self, proc: GoProcess) -> object | None:
         """The key of an exited, followed target that `proc` succeeds."""
@@ -128,10 +132,10 @@ class Fleet:
                 return key
         return None
 
-    def _move(self, old_key: object, key: object, proc: GoProcess) -> None:
+    def _move(self, old_key: object, key: object, proc: GoProcess, target: Target) -> None:
         watched = self.watched.pop(old_key)
         asyncio.create_task(watched.target.aclose())
-        watched.target = Target.for_process(proc)
+        watched.target = target
         watched.name = watched.target.label
         watched.process = proc
         watched.identity = _identity(proc)

@@ -73,7 +73,7 @@ class GotopApp(App):
 
     def _tick(self) -> None:
         screen = self.screen
-        if screen.is_mounted and hasattr(screen, "refresh_data"):
+        if self.is_running and screen.is_mounted and hasattr(screen, "refresh_data"):
             screen.refresh_data()
 
     def _watch_terminal(self) -> None:
