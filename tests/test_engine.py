@@ -104,3 +104,23 @@ async def wait_for(condition, timeout: float = 30.0):
             raise AssertionError("condition not met before the safety timeout")
         await asyncio.sleep(0.05)
     return result
+
+
+async def test_slow_tier_reads_proven_leaks_and_descriptor_kinds(go_target):
+    leaky = go_target("agentpprof", toolchain="go1.27", args=["-workload", "leak-send", "-n", "50"])
+    sockets = go_target("pprofonly", args=["-workload", "leak-sockets", "-n", "50"])
+    tiers = Tiers(interval=0.2, slow_every=0.2, leak_every=0.5)
+    async with Target.open(str(leaky.pid)) as target:
+        poller = Poller(target, lambda u: None, tiers)
+        history = TargetHistory(tiers.interval)
+        poller.on_update = history.apply
+        await poll_until(poller, [], lambda u: history.leaks is not None and history.leaks.groups)
+        group = history.leaks.groups[0]
+        assert group.top_function.endswith("leakySendResult")
+        assert group.leaked == group.count > 0
+    async with Target.open(str(sockets.pid)) as target:
+        history = TargetHistory(tiers.interval)
+        poller = Poller(target, history.apply, tiers)
+        tcp = history.series["fds_tcp"]
+        await poll_until(poller, [], lambda u: len(tcp) >= 2 and tcp.last >= tcp.values[0] + 10)
+        assert history.series["fds_file"].last < 20  # the growth is sockets, not files

@@ -14,6 +14,7 @@ from gotop.engine.series import Series
 from gotop.engine.target import Sample
 from gotop.model.goroutines import GoroutineProfile, StackKey
 from gotop.model.profile import Profile
+from gotop.sources.procfs import FD_KINDS
 
 DEFAULT_WINDOW = 600.0  # seconds of history kept
 
@@ -43,6 +44,8 @@ class Update:
     state: TargetState
     sample: Sample | None = None
     goroutines: GoroutineProfile | None = None  # slow tier only
+    fds: dict[str, int] | None = None  # slow tier: open descriptors by kind
+    leaks: GoroutineProfile | None = None  # leak tier: the runtime's goroutineleak profile
     heap: HeapSnapshot | None = None  # heap tier: while asked for
     error: str | None = None
     poll_seconds: float | None = None  # how long the poll took
@@ -52,6 +55,7 @@ class Update:
 FIGURES = (
     "heap_alloc", "heap_inuse", "heap_sys", "next_gc", "heap_objects", "goroutines",
     "num_gc", "gc_cpu_fraction", "alloc_rate", "rss", "cpu", "threads", "fds",
+    *(f"fds_{kind}" for kind in FD_KINDS),
 )
 
 
@@ -71,6 +75,7 @@ class TargetHistory:
     gc_pauses: Series = field(init=False)  # one point per GC: (pause end, pause ns)
     groups: dict[StackKey, GroupTrend] = field(default_factory=dict)
     goroutines: GoroutineProfile | None = None  # the latest grouped profile
+    leaks: GoroutineProfile | None = None  # the latest goroutineleak profile
     heap: HeapSnapshot | None = None  # the latest heap profile
     first_heap: HeapSnapshot | None = None  # the first one of this process, for growth
     state: TargetState = TargetState.STARTING
@@ -94,6 +99,10 @@ class TargetHistory:
             self._apply_sample(update.sample)
         if update.goroutines is not None:
             self._apply_goroutines(update.time, update.goroutines)
+        if update.leaks is not None:
+            self.leaks = update.leaks
+        for kind, count in (update.fds or {}).items():
+            self.series[f"fds_{kind}"].append(update.time, count)
         if update.heap is not None:
             self.heap = update.heap
             self.first_heap = self.first_heap or update.heap

@@ -5,6 +5,8 @@ and a slow target is polled less, not piled up. Tiers:
 
   fast   every interval (1 s):   memstats + goroutine counts + OS figures
   slow   every `slow_every` (5 s): goroutines grouped by stack (protobuf, no stop-the-world)
+         and open descriptors by kind
+  leak   every `leak_every` (30 s): goroutineleak, where the runtime offers it (Go >= 1.26)
   heap   every `heap_every` while a screen asks for it (15 s), or once on request
 
 A failing target is retried with exponential back-off; an exited one ends
@@ -21,7 +23,6 @@ from dataclasses import dataclass
 from gotop.engine.history import HeapSnapshot, TargetState, Update
 from gotop.engine.target import Target
 from gotop.errors import GotopError
-from gotop.model.goroutines import GoroutineProfile
 from gotop.model.profile import parse_profile
 from gotop.sources.procfs import ProcessGone
 
@@ -31,7 +32,8 @@ MAX_BACKOFF = 30.0
 @dataclass(frozen=True, slots=True)
 class Tiers:
     interval: float = 1.0  # fast tier
-    slow_every: float = 5.0  # grouped goroutines
+    slow_every: float = 5.0  # grouped goroutines, descriptors by kind
+    leak_every: float = 30.0  # the runtime's goroutineleak profile (it runs a GC cycle)
 
 
 class Poller:
@@ -42,6 +44,7 @@ class Poller:
         self.heap_every: float | None = None  # seconds between heap profiles; None: only on request
         self._heap_requested = False
         self._next_slow = 0.0
+        self._next_leak = 0.0
         self._next_heap = 0.0
         self._failures = 0
 
@@ -69,21 +72,35 @@ class Poller:
             self._failures += 1
             return Update(time.time(), TargetState.UNREACHABLE, error=str(e))
         self._failures = 0
-        goroutines, problem = await self._slow_tier(started)
+        slow, problems = await self._slow_tier(started)
         heap, heap_problem = await self._heap_tier(started)
         elapsed = time.monotonic() - started
         state = TargetState.SLOW if elapsed > self.tiers.interval else TargetState.UP
-        problems = [*sample.problems, *(p for p in (problem, heap_problem) if p)]
-        return Update(sample.time, state, sample, goroutines, heap, "; ".join(problems) or None, elapsed)
+        problems = [*sample.problems, *problems, *([heap_problem] if heap_problem else [])]
+        return Update(sample.time, state, sample, heap=heap, error="; ".join(problems) or None,
+                      poll_seconds=elapsed, **slow)
 
-    async def _slow_tier(self, now: float) -> tuple[GoroutineProfile | None, str | None]:
-        if self.target.http is None or now < self._next_slow:
-            return None, None
+    async def _slow_tier(self, now: float) -> tuple[dict, list[str]]:
+        """Grouped goroutines, descriptors by kind and (less often) proven leaks."""
+        if now < self._next_slow:
+            return {}, []
         self._next_slow = now + self.tiers.slow_every
-        try:
-            return await self.target.goroutine_profile(), None
-        except GotopError as e:
-            return None, str(e)
+        fetches = {"goroutines": self.target.goroutine_profile, "fds": self.target.fd_kinds}
+        if self.target.http and now >= self._next_leak:
+            self._next_leak = now + self.tiers.leak_every
+            fetches["leaks"] = self.target.goroutine_leaks
+        if not self.target.http:
+            del fetches["goroutines"]
+        results = await asyncio.gather(*(fetch() for fetch in fetches.values()), return_exceptions=True)
+        found, problems = {}, []
+        for name, result in zip(fetches, results):
+            if isinstance(result, (GotopError, OSError)):
+                problems.append(str(result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                found[name] = result
+        return found, problems
 
     async def _heap_tier(self, now: float) -> tuple[HeapSnapshot | None, str | None]:
         due = self.heap_every is not None and now >= self._next_heap

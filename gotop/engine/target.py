@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.targetspec import TargetError, TargetSpec, parse_target
 from gotop.errors import GotopError
-from gotop.model.goroutines import GoroutineDump, GoroutineProfile, parse_goroutine_dump, profile_from_pprof
+from gotop.model.goroutines import (
+    KIND_GOROUTINELEAK,
+    GoroutineDump,
+    GoroutineProfile,
+    parse_goroutine_dump,
+    profile_from_pprof,
+)
 from gotop.model.memstats import (
     MemStats,
     Stats,
@@ -38,7 +44,7 @@ from gotop.model.profile import parse_profile
 from gotop.sources.errors import TransportError
 from gotop.sources.gops import GCPercentChange, GopsClient
 from gotop.sources.http import PprofClient, is_loopback
-from gotop.sources.procfs import OsFigures, OsSampler
+from gotop.sources.procfs import OsFigures, OsSampler, fd_kinds
 from gotop.sources.progress import ProgressCallback
 
 T = TypeVar("T")
@@ -90,6 +96,7 @@ class Target:
         self.pid = pid
         self.process = process
         self._os = OsSampler(pid) if pid is not None else None
+        self._offers_leak_profile: bool | None = None  # known after the first look at the index
 
     @classmethod
     def open(cls, spec: TargetSpec | str, *, scanner: Scanner | None = None) -> Target:
@@ -182,6 +189,26 @@ class Target:
             )
         data = await self.http.profile("goroutine")
         return await asyncio.to_thread(lambda: profile_from_pprof(parse_profile(data)))
+
+    async def goroutine_leaks(self) -> GoroutineProfile | None:
+        """The runtime's own goroutineleak profile (goroutines proven leaked by a
+        GC-based check, Go >= 1.26), or None when the target does not offer it.
+
+        Each request runs a leak-detecting GC cycle in the target: ask sparingly.
+        """
+        if not self.http:
+            return None
+        if self._offers_leak_profile is None:
+            self._offers_leak_profile = "goroutineleak" in await self.http.index()
+        if not self._offers_leak_profile:
+            return None
+        data = await self.http.profile("goroutineleak")
+        return await asyncio.to_thread(
+            lambda: profile_from_pprof(parse_profile(data), kind=KIND_GOROUTINELEAK))
+
+    async def fd_kinds(self) -> dict[str, int] | None:
+        """Open descriptors by kind, for a local process."""
+        return fd_kinds(self.pid) if self.pid is not None else None
 
     async def goroutine_dump_text(self) -> str:
         """Every goroutine's stack as text (debug=2). Stops the world: on request only."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -94,6 +95,60 @@ class OsSampler:
             return None
         then, cpu_then = self._last_cpu
         return max(0.0, (cpu - cpu_then) / (now - then) * 100)
+
+
+FD_KINDS = ("file", "tcp", "udp", "unix", "pipe", "other")
+_SOCKET_TABLES = (("tcp", 9), ("tcp6", 9), ("udp", 9), ("udp6", 9), ("unix", 6))  # (file, inode column)
+_MAX_TABLE_BYTES = 64 << 20
+
+
+def fd_kinds(pid: int) -> dict[str, int]:
+    """Open descriptors by kind: files, TCP/UDP/UNIX sockets, pipes, other.
+
+    Sockets are told apart by their inode in the process's own network
+    namespace tables. Raises ProcessGone, or PermissionError for another
+    user's process.
+    """
+    counts = dict.fromkeys(FD_KINDS, 0)
+    sockets: list[int] = []
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        raise ProcessGone(f"pid {pid} has exited") from None
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            sockets.append(int(link[8:-1]))
+        elif link.startswith("pipe:"):
+            counts["pipe"] += 1
+        elif link.startswith("/"):
+            counts["file"] += 1
+        else:
+            counts["other"] += 1
+    if sockets:
+        kind_of = _socket_kinds(pid)
+        for inode in sockets:
+            counts[kind_of.get(inode, "other")] += 1
+    return counts
+
+
+def _socket_kinds(pid: int) -> dict[int, str]:
+    kinds: dict[int, str] = {}
+    for name, column in _SOCKET_TABLES:
+        try:
+            with open(f"/proc/{pid}/net/{name}", "rb") as f:
+                data = f.read(_MAX_TABLE_BYTES)
+        except OSError:
+            continue
+        kind = name.rstrip("6")
+        for line in data.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > column and fields[column].isdigit():
+                kinds[int(fields[column])] = kind
+    return kinds
 
 
 def _num_fds(proc: psutil.Process) -> int | None:
