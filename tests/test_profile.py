@@ -310,11 +310,15 @@ def test_header_of_a_heap_profile():
     assert p.samples[0].labels[0].key == "bytes" and p.samples[0].labels[0].value is None
 
 
-def test_goroutine_labels(live):
+def test_goroutine_labels_and_frames(live):
     p = live["labelled"].profile
     labelled = [s for s in p.samples if s.labels]
     assert labelled and sum(s.values[0] for s in labelled) >= 30
     assert {(l.key, l.value) for l in labelled[0].labels} == {("role", "worker"), ("note", "needs quoting: yes")}
+    frames = p.frames(labelled[0])
+    assert frames[0].function.name.startswith("runtime.")  # where the goroutine is blocked
+    assert any(f.function.name.endswith("workload.labelledHere") and f.function.filename.endswith("labelled.go")
+               for f in frames)
 
 
 def test_sample_index_rules():

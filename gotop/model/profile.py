@@ -147,6 +147,11 @@ class Profile:
     functions: MappingProxyType[int, Function]  # by id
     samples: SampleTable
 
+    def frames(self, sample: Sample) -> tuple[Line, ...]:
+        """A sample's call stack, leaf first, inlined calls expanded (each Line
+        gives function, file and line): what a traceback shows."""
+        return tuple(line for location_id in sample.location_ids for line in self.locations[location_id].lines)
+
     def sample_index(self, name: str | int | None = None) -> int:
         """pprof's SampleIndexByName: '' picks default_sample_type, else the last
         type; a number is an index; 'inuse_space' also matches a legacy 'space'."""

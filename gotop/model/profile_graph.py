@@ -5,9 +5,13 @@ line ("lines"); inlined frames are nodes of their own. Per sample, the leaf
 node gets the sample's weight as flat, and every *distinct* node on the stack
 gets it once as cum, so recursion is not counted twice.
 
-Cum only depends on which locations a sample holds, so samples are first
-summed by their set of locations (`StackWeights`), in one C-heavy pass; the
-node-level sums then run over the far fewer distinct sets.
+Cum only depends on which nodes a sample holds, so samples are first summed
+by that set (a frozenset of one-character codes, built in C), and the per-node
+sums run over the far fewer distinct sets. Sets of latin-1 characters are the
+cheapest (CPython shares those strings): samples are summed by location set, and
+each distinct set turned into nodes with bitmasks; but when location codes are
+not latin-1 and the granularity has at most 255 nodes, stacks are first
+translated to node codes, which are.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import reduce
 from itertools import compress
@@ -60,16 +64,6 @@ class NodeInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class StackWeights:
-    """One sample type's weights, summed by what flat and cum depend on."""
-
-    sample_index: int
-    by_location_set: dict[frozenset[str], int]  # cum: the set of locations a sample holds
-    by_leaf: dict[str, int]  # flat: the sample's leaf location ('' for an empty stack)
-    total: int  # pprof's report total: sum of |weight| (over the diff base only, if marked)
-
-
-@dataclass(frozen=True, slots=True)
 class NodeCost:
     node: int  # index into NodeIndex.infos
     flat: int
@@ -80,21 +74,82 @@ class NodeCost:
 class NodeIndex:
     """The nodes of one granularity, and each location's nodes (innermost first)."""
 
+    granularity: Granularity
     infos: tuple[NodeInfo, ...]
     of_location: dict[str, tuple[int, ...]]  # location code -> node indexes
     masks: dict[str, int]  # location code -> OR of 1 << node index
 
 
-def stack_weights(profile: Profile, sample_index: int) -> StackWeights:
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """Flat and cum per node for one sample type, and pprof's report total."""
+
+    sample_index: int
+    index: NodeIndex
+    nodes: tuple[NodeCost, ...]  # every node with a non-zero flat or cum (pprof drops the others)
+    total: int  # sum of |weight| (over the diff base only, if marked)
+
+
+_LATIN1_NODES = 255  # node codes chr(1..255): CPython shares these strings
+_LATIN1_MAX = "\xff"
+
+
+def node_costs(profile: Profile, sample_index: int, index: NodeIndex) -> Costs:
     weights = profile.samples.values[sample_index]
-    stacks = profile.samples.stacks
+    # Zero weights add nothing (pprof skips them too): drop them in C first.
+    stacks = list(compress(profile.samples.stacks, weights))
+    nonzero = list(filter(None, weights))
+    size = len(index.infos)
+    if size <= _LATIN1_NODES and max(index.of_location, default="\x00") > _LATIN1_MAX:
+        cum, flat = _by_node_set(stacks, nonzero, index)  # worth a translation to latin-1
+    else:
+        cum, flat = _by_location_set(stacks, nonzero, index)
+    nodes = tuple(NodeCost(node, flat[node], cum[node]) for node in range(size) if cum[node] or flat[node])
+    return Costs(sample_index, index, nodes, _total(profile, weights))
+
+
+def _by_node_set(stacks: list[str], weights: list[int], index: NodeIndex) -> tuple[list[int], list[int]]:
+    """Stacks translated to node codes chr(node + 1), leaf first, then summed by node set."""
+    to_nodes = {ord(code): "".join(chr(node + 1) for node in nodes) for code, nodes in index.of_location.items()}
+    node_stacks = "\x00".join(stacks).translate(to_nodes).split("\x00")
     by_set: defaultdict[frozenset[str], int] = defaultdict(int)
     by_leaf: defaultdict[str, int] = defaultdict(int)
-    # Zero weights add nothing (pprof skips them too): drop them in C first.
-    for stack, weight in zip(compress(stacks, weights), filter(None, weights)):
-        by_set[frozenset(stack)] += weight
+    for key, stack, weight in zip(map(frozenset, node_stacks), node_stacks, weights):
+        by_set[key] += weight
         by_leaf[stack[:1]] += weight
-    return StackWeights(sample_index, dict(by_set), dict(by_leaf), _total(profile, weights))
+    cum = [0] * len(index.infos)
+    for nodes, weight in by_set.items():
+        for code in nodes:
+            cum[ord(code) - 1] += weight
+    flat = [0] * len(index.infos)
+    for leaf, weight in by_leaf.items():
+        if leaf:
+            flat[ord(leaf) - 1] += weight
+    return cum, flat
+
+
+def _by_location_set(stacks: list[str], weights: list[int], index: NodeIndex) -> tuple[list[int], list[int]]:
+    """Summed by location set, then each distinct set's nodes as an OR of bitmasks."""
+    by_set: defaultdict[frozenset[str], int] = defaultdict(int)
+    by_leaf: defaultdict[str, int] = defaultdict(int)
+    for key, stack, weight in zip(map(frozenset, stacks), stacks, weights):
+        by_set[key] += weight
+        by_leaf[stack[:1]] += weight
+    mask_of = index.masks.__getitem__
+    by_mask: defaultdict[int, int] = defaultdict(int)
+    for locations, weight in by_set.items():
+        by_mask[reduce(or_, map(mask_of, locations), 0)] += weight
+    cum = [0] * len(index.infos)
+    for mask, weight in by_mask.items():
+        while mask:
+            lowest = mask & -mask
+            cum[lowest.bit_length() - 1] += weight
+            mask ^= lowest
+    flat = [0] * len(index.infos)
+    for leaf, weight in by_leaf.items():
+        if leaf:
+            flat[index.of_location[leaf][0]] += weight
+    return cum, flat
 
 
 def _total(profile: Profile, weights) -> int:
@@ -121,7 +176,7 @@ def node_index(profile: Profile, granularity: Granularity = "functions", *, obj_
         for code, loc_id in profile.samples.location_ids.items()
     }
     masks = {code: reduce(or_, (1 << node for node in nodes), 0) for code, nodes in of_location.items()}
-    return NodeIndex(tuple(ids), of_location, masks)
+    return NodeIndex(granularity, tuple(ids), of_location, masks)
 
 
 def _location_infos(loc: Location, granularity: Granularity, obj_names: bool) -> Iterator[NodeInfo]:
@@ -139,29 +194,6 @@ def _location_infos(loc: Location, granularity: Granularity, obj_names: bool) ->
             start_line=function.start_line if keep_obj else 0,
             objfile=objfile if keep_obj else "",
         )
-
-
-def node_costs(index: NodeIndex, weights: StackWeights) -> list[NodeCost]:
-    """Flat and cum of every node that has either (pprof drops the others).
-
-    A location set's nodes are the OR of its locations' node bitmasks: location
-    sets with the same nodes merge, and cum then walks each distinct mask once.
-    """
-    mask_of = index.masks.__getitem__
-    by_mask: defaultdict[int, int] = defaultdict(int)
-    for locations, weight in weights.by_location_set.items():
-        by_mask[reduce(or_, map(mask_of, locations), 0)] += weight
-    cum = [0] * len(index.infos)
-    for mask, weight in by_mask.items():
-        while mask:
-            lowest = mask & -mask
-            cum[lowest.bit_length() - 1] += weight
-            mask ^= lowest
-    flat = [0] * len(index.infos)
-    for leaf, weight in weights.by_leaf.items():
-        if leaf:
-            flat[index.of_location[leaf][0]] += weight
-    return [NodeCost(node, flat[node], cum[node]) for node in range(len(cum)) if cum[node] or flat[node]]
 
 
 def _trim_cwd(path: str) -> str:
@@ -204,7 +236,7 @@ def edges_touching(
     target_codes = {code for code, nodes in index.of_location.items() if not targets.isdisjoint(nodes)}
     if not target_codes:
         return {}
-    find_targets = _char_class(target_codes)
+    find_targets = locations_pattern(target_codes)
     weights = profile.samples.values[sample_index]
     of_location = index.of_location
     edges: defaultdict[tuple[int, int], EdgeWeight] = defaultdict(EdgeWeight)
@@ -258,5 +290,6 @@ def _callee(stack: str, position: int, line: int, of_location) -> tuple[int | No
     return of_location[stack[position - 1]][-1], False
 
 
-def _char_class(codes: set[str]) -> re.Pattern[str]:
-    return re.compile("[" + "".join(re.escape(code) for code in sorted(codes)) + "]")
+def locations_pattern(codes: Iterable[str]) -> re.Pattern[str]:
+    """A regex that finds any of these location codes in a stack."""
+    return re.compile("[" + "".join(map(re.escape, sorted(codes))) + "]")

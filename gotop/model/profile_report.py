@@ -13,7 +13,7 @@ from itertools import compress
 
 from gotop.model.profile import Profile, ProfileError, ValueType
 from gotop.model.profile_graph import (
-    Granularity, NodeCost, NodeIndex, NodeInfo, StackWeights, edges_touching, node_costs, node_index, stack_weights,
+    Costs, Granularity, NodeCost, NodeIndex, NodeInfo, edges_touching, locations_pattern, node_costs, node_index,
 )
 from gotop.model.profile_units import output_unit
 
@@ -113,15 +113,17 @@ class _Analysis:
     """One profile, one sample type, one granularity: the shared first steps."""
 
     def __init__(self, profile: Profile, sample_index: str | int | None, granularity: Granularity,
-                 weights: StackWeights | None = None, obj_names: bool = False):
+                 costs: Costs | None = None, obj_names: bool = False):
         self.profile = profile
         self.index_of_type = profile.sample_index(sample_index)
-        if weights is not None and weights.sample_index != self.index_of_type:
-            raise ValueError("weights are for another sample type")
-        self.weights = weights or stack_weights(profile, self.index_of_type)
+        if costs is None:
+            costs = node_costs(profile, self.index_of_type, node_index(profile, granularity, obj_names=obj_names))
+        elif costs.sample_index != self.index_of_type or costs.index.granularity != granularity:
+            raise ValueError("costs are for another sample type or granularity")
+        self.total = costs.total
+        self.nodes: NodeIndex = costs.index
+        self.costs = list(costs.nodes)
         self.sample_type = profile.sample_types[self.index_of_type]
-        self.nodes: NodeIndex = node_index(profile, granularity, obj_names=obj_names)
-        self.costs = node_costs(self.nodes, self.weights)
 
     def info(self, cost: NodeCost) -> NodeInfo:
         return self.nodes.infos[cost.node]
@@ -136,8 +138,15 @@ class _Analysis:
         return sorted(costs, key=key)
 
     def scope(self, shown: Iterable[NodeCost]) -> Scope:
-        unit = output_unit([(c.flat, c.cum) for c in shown], self.weights.total, self.sample_type.unit)
-        return Scope(self.sample_type, self.weights.total, unit)
+        unit = output_unit([(c.flat, c.cum) for c in shown], self.total, self.sample_type.unit)
+        return Scope(self.sample_type, self.total, unit)
+
+
+def costs_of(profile: Profile, sample_index: str | int | None = None,
+             granularity: Granularity = "functions") -> Costs:
+    """Flat and cum per node, to reuse across top() calls (the costly part)."""
+    index = profile.sample_index(sample_index)
+    return node_costs(profile, index, node_index(profile, granularity))
 
 
 def top(
@@ -149,18 +158,19 @@ def top(
     node_limit: int = 0,
     node_fraction: float = DEFAULT_NODE_FRACTION,
     edge_fraction: float = DEFAULT_EDGE_FRACTION,
-    weights: StackWeights | None = None,
+    costs: Costs | None = None,
 ) -> TopReport:
     """`go tool pprof -top` (and -cum, -lines, -nodecount, -nodefraction, -edgefraction).
 
-    `weights` may be passed to reuse a stack_weights() of the same sample type.
+    `costs` (from costs_of() with the same sample type and granularity) skips
+    the aggregation, e.g. to re-sort a report.
     """
-    analysis = _Analysis(profile, sample_index, granularity, weights)
-    costs = analysis.costs
-    flat_total = sum(c.flat for c in costs)
+    analysis = _Analysis(profile, sample_index, granularity, costs)
+    costs_list = analysis.costs
+    flat_total = sum(c.flat for c in costs_list)
     node_cutoff = abs(int(flat_total * node_fraction))
     edge_cutoff = abs(int(flat_total * edge_fraction))
-    kept = [c for c in costs if abs(c.cum) >= node_cutoff] if node_cutoff > 0 else costs
+    kept = [c for c in costs_list if abs(c.cum) >= node_cutoff] if node_cutoff > 0 else costs_list
     kept = analysis.sorted(kept, by_cum=cum)
     before_limit = len(kept)
     if 0 < node_limit < before_limit:
@@ -172,8 +182,8 @@ def top(
     return TopReport(
         scope=analysis.scope(kept),
         rows=rows,
-        dropped_nodes=len(costs) - before_limit,
-        dropped_cutoff=abs(int(analysis.weights.total * node_fraction)),
+        dropped_nodes=len(costs_list) - before_limit,
+        dropped_cutoff=abs(int(analysis.total * node_fraction)),
         node_limit=node_limit,
         nodes_before_limit=before_limit,
     )
@@ -250,28 +260,26 @@ def paths_to(profile: Profile, function: str, sample_index: str | int | None = N
     """The heaviest call paths from the root to `function` (a function-level node
     name), summed over the samples through it; under recursion a sample counts
     once, on the path to the outermost call."""
-    analysis = _Analysis(profile, sample_index, "functions")
-    infos = analysis.nodes.infos
-    targets = {i for i, info in enumerate(infos) if info.printable_name == function}
+    nodes = node_index(profile, "functions")
+    targets = {i for i, info in enumerate(nodes.infos) if info.printable_name == function}
     if not targets:
         raise ProfileError(f"no function named {function!r} in the profile")
-    of_location = analysis.nodes.of_location
-    target_codes = {code for code, nodes in of_location.items() if not targets.isdisjoint(nodes)}
-    find = re.compile("[" + "".join(map(re.escape, sorted(target_codes))) + "]")
-    weights = profile.samples.values[analysis.index_of_type]
+    of_location = nodes.of_location
+    find = locations_pattern(code for code, held in of_location.items() if not targets.isdisjoint(held))
+    weights = profile.samples.values[profile.sample_index(sample_index)]
     sums: defaultdict[tuple[int, ...], int] = defaultdict(int)
     for stack, weight in zip(compress(profile.samples.stacks, weights), filter(None, weights)):
         matches = list(find.finditer(stack))
         if not matches:
             continue
-        outermost = matches[-1].start()
-        nodes = of_location[stack[outermost]]
-        line = max(i for i, node in enumerate(nodes) if node in targets)
+        outermost = matches[-1].start()  # stacks are leaf first
+        held = of_location[stack[outermost]]
+        line = max(i for i, node in enumerate(held) if node in targets)
         path = [node for code in reversed(stack[outermost + 1:]) for node in reversed(of_location[code])]
-        path.extend(reversed(nodes[line:]))
+        path.extend(reversed(held[line:]))
         sums[tuple(path)] += weight
     heaviest = sorted(sums.items(), key=lambda item: (-abs(item[1]), item[0]))[:limit]
-    return [CallPath(tuple(infos[n].printable_name for n in path), weight) for path, weight in heaviest]
+    return [CallPath(tuple(nodes.infos[n].printable_name for n in path), weight) for path, weight in heaviest]
 
 
 def list_routines(profile: Profile, pattern: str, sample_index: str | int | None = None) -> ListReport:
@@ -298,7 +306,7 @@ def list_routines(profile: Profile, pattern: str, sample_index: str | int | None
                 LineCost(analysis.info(c).line, c.flat, c.cum, analysis.info(c).start_line) for c in costs
             )
             routines.append(Routine(name, file, sum(c.flat for c in costs), sum(c.cum for c in costs), lines))
-    scope = Scope(analysis.sample_type, analysis.weights.total, "minimum")  # pprof's list keeps -unit=minimum
+    scope = Scope(analysis.sample_type, analysis.total, "minimum")  # pprof's list keeps -unit=minimum
     return ListReport(scope, tuple(routines))
 
 
