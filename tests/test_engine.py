@@ -124,3 +124,19 @@ async def test_slow_tier_reads_proven_leaks_and_descriptor_kinds(go_target):
         tcp = history.series["fds_tcp"]
         await poll_until(poller, [], lambda u: len(tcp) >= 2 and tcp.last >= tcp.values[0] + 10)
         assert history.series["fds_file"].last < 20  # the growth is sockets, not files
+
+
+async def test_every_gc_pause_is_recovered_from_the_ring(go_target):
+    t = go_target("pprofonly", args=["-workload", "healthy-churn", "-n", "20"])
+    history = TargetHistory(FAST.interval)
+    async with Target.open(str(t.pid)) as target:
+        poller = Poller(target, history.apply, FAST)
+        first: list = []
+        await poll_until(poller, first, lambda u: True)
+        start = first[0].sample.memstats.num_gc
+        await poll_until(poller, [], lambda u: u.sample.memstats.num_gc >= start + 10)
+        end = history.last_sample.memstats.num_gc
+    # Several GCs run between polls; expvar's PauseNs ring gives each one.
+    assert len(history.gc_pauses) == end - start
+    assert history.lost_pauses == 0
+    assert all(p > 0 for p in history.gc_pauses.values)

@@ -13,6 +13,7 @@ from enum import Enum
 from gotop.engine.series import Series
 from gotop.engine.target import Sample
 from gotop.model.goroutines import GoroutineProfile, StackKey
+from gotop.model.memstats import GcPause
 from gotop.model.profile import Profile
 from gotop.sources.procfs import FD_KINDS
 
@@ -47,6 +48,8 @@ class Update:
     fds: dict[str, int] | None = None  # slow tier: open descriptors by kind
     leaks: GoroutineProfile | None = None  # leak tier: the runtime's goroutineleak profile
     heap: HeapSnapshot | None = None  # heap tier: while asked for
+    gc_pauses: tuple[GcPause, ...] = ()  # every GC pause since the previous poll that is known
+    lost_pauses: int = 0  # GCs since the previous poll whose pause is not known
     error: str | None = None
     poll_seconds: float | None = None  # how long the poll took
 
@@ -97,6 +100,9 @@ class TargetHistory:
         self.last_update = update.time
         if update.sample is not None:
             self._apply_sample(update.sample)
+        self.lost_pauses += update.lost_pauses
+        for pause in update.gc_pauses:
+            self.gc_pauses.append(pause.end_ns / 1e9 if pause.end_ns else update.time, pause.pause_ns)
         if update.goroutines is not None:
             self._apply_goroutines(update.time, update.goroutines)
         if update.leaks is not None:
@@ -129,11 +135,6 @@ class TargetHistory:
             prev_m = prev.memstats if prev else None
             if prev_m and prev_m.total_alloc is not None and m.total_alloc is not None and t > prev.time:
                 values["alloc_rate"] = max(0, m.total_alloc - prev_m.total_alloc) / (t - prev.time)
-            if prev_m and prev_m.num_gc is not None:
-                pauses = m.new_pauses(prev_m.num_gc)
-                self.lost_pauses += pauses.lost
-                for pause in pauses.pauses:
-                    self.gc_pauses.append(pause.end_ns / 1e9 if pause.end_ns else t, pause.pause_ns)
         if s.os is not None:
             values |= {"rss": s.os.rss, "cpu": s.os.cpu_percent, "threads": s.os.threads, "fds": s.os.open_fds}
         for name, value in values.items():

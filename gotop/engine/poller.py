@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gotop.engine.history import HeapSnapshot, TargetState, Update
-from gotop.engine.target import Target
+from gotop.engine.target import Sample, Target
 from gotop.errors import GotopError
+from gotop.model.memstats import GcPauses
 from gotop.model.profile import parse_profile
 from gotop.sources.procfs import ProcessGone
 
@@ -47,6 +48,7 @@ class Poller:
         self._next_leak = 0.0
         self._next_heap = 0.0
         self._failures = 0
+        self._last_num_gc: int | None = None
 
     def request_heap(self) -> None:
         """Fetch a heap profile at the next poll."""
@@ -77,8 +79,17 @@ class Poller:
         elapsed = time.monotonic() - started
         state = TargetState.SLOW if elapsed > self.tiers.interval else TargetState.UP
         problems = [*sample.problems, *problems, *([heap_problem] if heap_problem else [])]
-        return Update(sample.time, state, sample, heap=heap, error="; ".join(problems) or None,
-                      poll_seconds=elapsed, **slow)
+        pauses = self._new_pauses(sample)
+        return Update(sample.time, state, sample, heap=heap, gc_pauses=pauses.pauses, lost_pauses=pauses.lost,
+                      error="; ".join(problems) or None, poll_seconds=elapsed, **slow)
+
+    def _new_pauses(self, sample: Sample) -> GcPauses:
+        """The GC pauses since the previous poll (from the PauseNs ring when expvar gives it)."""
+        m = sample.memstats
+        if m is None or m.num_gc is None:
+            return GcPauses((), 0)
+        previous, self._last_num_gc = self._last_num_gc, m.num_gc
+        return m.new_pauses(previous) if previous is not None else GcPauses((), 0)
 
     async def _slow_tier(self, now: float) -> tuple[dict, list[str]]:
         """Grouped goroutines, descriptors by kind and (less often) proven leaks."""
