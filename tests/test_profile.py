@@ -343,8 +343,8 @@ def test_packed_and_typed_decoding_agree(live):
         view = profile_pb.ProfileView.FromString(gzip.decompress(c.path.read_bytes()))
         ids = [location.id for location in view.location]
         fast = LocationCodes.for_ids(ids)
-        general = LocationCodes({i: dense_code(n) for n, i in enumerate(ids, 1)}, varint=False)
-        assert fast.varint
+        general = LocationCodes({i: dense_code(n) for n, i in enumerate(ids, 1)}, direct=False)
+        assert fast.direct
         tables = []
         for codes in (fast, general):
             columns = decode_samples(view.sample, len(view.sample_type), codes, lambda blob: blob)
@@ -497,6 +497,18 @@ def test_concatenated_gzip_members_are_one_profile():
     raw = gzip.decompress((SAMPLES / "pprof-heap.pb.gz").read_bytes())
     split = gzip.compress(raw[:100]) + gzip.compress(raw[100:])
     assert raw_lines(parse_profile(split)) == raw_lines(parse_profile(raw))
+
+
+def test_non_minimal_varints_decode_as_protobuf_says():
+    """Location ids written with padded varints (legal protobuf, never by Go):
+    the packed fast path declines and the typed one decodes them."""
+    minimal = profile_pb.ProfileView.FromString(crafted(samples=[sample(ids=(1, 1), values=(5,))], **ONE_LOCATION))
+    padded = profile_pb.ProfileView()
+    padded.CopyFrom(minimal)
+    del padded.sample[:]
+    padded.sample.append(b"\x0a\x04\x81\x00\x01\x01" + b"\x10\x05")  # ids [1 (as 0x81 0x00), 1, 1]
+    p = parse_profile(padded.SerializeToString())
+    assert [(s.location_ids, s.values) for s in p.samples] == [((1, 1, 1), (5,))]
 
 
 def test_unknown_location_ids_beyond_a_str_still_decode():

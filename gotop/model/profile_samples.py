@@ -10,11 +10,10 @@ touches samples or frames one by one in Python:
    the columns unnoticed.
 2. Each stack becomes a `str` with one character per location (its *code*):
    compact, hashable, and set/slice/search run in C. When location ids are
-   1..L with L < 16384 (every Go profile but huge ones), ids are not even turned
-   into Python ints: the packed varint bytes are mapped byte by byte onto UTF-16
-   surrogates so that a 2-byte varint becomes a surrogate pair, and a UTF-16
-   round trip merges each pair into one character. Otherwise ids go through upb
-   as ints and a lookup table.
+   1..L with L < 16384 (every Go profile but huge ones), the code is chr(id)
+   and ids are not even turned into Python ints: the packed varint bytes become
+   the characters through byte translations and big-int arithmetic on the whole
+   buffer (_varint_text). Otherwise ids go through upb as ints and a lookup table.
 """
 
 from __future__ import annotations
@@ -56,6 +55,7 @@ _LAST_HIGH = bytes(0 if b in _IS_FIRST else (b * 127) >> 8 for b in range(256))
 _GONE = "\uffff"  # the unit of a first byte, removed once its bits moved on
 _NONZERO = bytes([0] + [1] * 255)
 
+
 class MalformedSamples(Exception):
     """The samples do not decode; the message says why (one line)."""
 
@@ -73,21 +73,16 @@ class LocationCodes:
     """Which character stands for which location id in stacks."""
 
     of_id: dict[int, str]
-    varint: bool  # codes follow the packed-varint scheme (ids 1..L, L < 16384)
+    direct: bool  # chr(id) for ids 1..L, L < 16384: the packed varint path applies
 
     @classmethod
     def for_ids(cls, ids: Iterable[int]) -> LocationCodes:
         ids = list(ids)
         if set(ids) == set(range(1, len(ids) + 1)) and len(ids) < _PAIRED_MAX_ID:
-            return cls({i: varint_code(i) for i in ids}, True)
+            return cls({i: chr(i) for i in ids}, True)
         if len(ids) > _MAX_CODE - len(_SURROGATES):
             raise MalformedSamples("too many locations")
         return cls(dict(zip(ids, dense_codes())), False)
-
-
-def varint_code(location_id: int) -> str:
-    """The character the packed path makes of a location id: chr(id)."""
-    return chr(location_id)
 
 
 def dense_code(n: int) -> str:
@@ -157,13 +152,15 @@ def _decode_batch(blobs: list[bytes], value_count: int, codes: LocationCodes, la
                   ) -> tuple[list[str], list[array], list[str]]:
     n = len(blobs)
     marker = _marker()
-    batch = _parse(profile_pb.SampleBatchPacked if codes.varint else profile_pb.SampleBatch, blobs, marker)
+    batch = _parse(profile_pb.SampleBatchPacked if codes.direct else profile_pb.SampleBatch, blobs, marker)
     values = _values(batch.value, n, value_count, marker)
     label_sets = labeler.sets(batch.label, n)
-    stacks = _packed_stacks(batch, blobs, codes) if codes.varint else None
-    del batch
-    if stacks is None:
-        stacks = _typed_stacks(blobs, codes)
+    if not codes.direct:
+        return _typed_stacks(batch.location_id, n, codes), values, label_sets
+    stacks = _packed_stacks(batch, blobs, codes)
+    if stacks is None:  # the typed view decides
+        del batch
+        stacks = _typed_stacks(_parse(profile_pb.SampleBatch, blobs, marker).location_id, n, codes)
     return stacks, values, label_sets
 
 
@@ -191,7 +188,6 @@ def _packed_stacks(batch, blobs: list[bytes], codes: LocationCodes) -> list[str]
     if not unpacked and len(chunks) == 2 * n - 1 and not any(chunks[1::2]) and all(chunks[0::2]):
         present = chunks[0::2]  # the usual: one packed chunk per sample
     else:
-        # Go writes the ids of stacks of 1 or 2 frames unpacked: re-encode those.
         present = _regroup(chunks, blobs, unpacked)
         if present is None:
             return None
@@ -207,8 +203,10 @@ def _packed_stacks(batch, blobs: list[bytes], codes: LocationCodes) -> list[str]
 
 
 def _regroup(chunks: list[bytes], blobs: list[bytes], unpacked: int) -> list[bytes] | None:
-    """One packed chunk per sample: several joined, none re-encoded from the
-    typed decoding of the sample (its ids were unpacked, or it has none)."""
+    """Each sample's packed ids as one chunk: a sample's several chunks joined,
+    and for a sample with none, its ids decoded by the typed view and packed
+    again (Go writes them unpacked for stacks of 1 or 2 frames). None when most
+    samples have none, or the unpacked ids are not all accounted for."""
     chunk_counts = bytes(map(bool, chunks)).split(b"\x00")  # per sample, b"\x01" per chunk
     if len(chunk_counts) != len(blobs):
         return None  # an empty packed field: legal, rare, not worth a path
@@ -285,13 +283,12 @@ def _varint_text(joined: bytes) -> str:
     return total.to_bytes(2 * size + 4, "little")[:2 * size].decode("utf-16-le").replace(_GONE, "")
 
 
-def _typed_stacks(blobs: list[bytes], codes: LocationCodes) -> list[str]:
-    """Stacks through upb's ints: any location ids, packed or not."""
-    batch = _parse(profile_pb.SampleBatch, blobs, _marker())
-    ids = batch.location_id[:]
-    del batch
+def _typed_stacks(flat_ids, n: int, codes: LocationCodes) -> list[str]:
+    """Stacks through upb's ints (location id 0 between samples): any ids,
+    packed or not."""
+    ids = flat_ids[:]
     try:
-        if codes.varint:  # codes are chr(id) for ids 1..L
+        if codes.direct:
             text = array(_U32, ids).tobytes().decode(_UTF32)
             if _beyond(len(codes.of_id)).search(text):
                 raise KeyError
@@ -302,13 +299,14 @@ def _typed_stacks(blobs: list[bytes], codes: LocationCodes) -> list[str]:
     except (KeyError, OverflowError, UnicodeDecodeError):
         raise MalformedSamples("a sample names an unknown location") from None
     stacks = text.split(_STACK_SEPARATOR)
-    if len(stacks) != len(blobs):
+    if len(stacks) != n:
         raise MalformedSamples("a sample names location id 0")
     return stacks
 
 
 def _beyond(max_id: int) -> re.Pattern[str]:
-    """Matches a character that is no location code when codes are chr(1..max_id)."""
+    """Matches a character that is no location code when codes are chr(1..max_id)
+    (or the separator, chr(0))."""
     return re.compile("[^\\x00-" + re.escape(chr(max_id)) + "]")
 
 
@@ -379,7 +377,7 @@ class _Labeler:
 
 def _marker() -> int:
     """A value no real sample holds (2^-62 odds per value), checked anyway."""
-    return int.from_bytes(os.urandom(8), "little") >> 2 | (1 << 62)
+    return (int.from_bytes(os.urandom(8), "little") >> 2) | (1 << 62)
 
 
 def _varint(value: int) -> bytes:
