@@ -537,6 +537,12 @@ def test_fuzzed_profiles_decode_or_fail_cleanly(data):
         return
     for index in range(len(profile.sample_types)):  # whatever decoded must also report
         format_top(profile, top(profile, index))
+        format_top(profile, top(profile, index, granularity="lines", cum=True))
+    if any(top(profile).rows):
+        format_peek(profile, peek(profile, "."))
+        list_routines(profile, ".")
+    if profile.sample_types:
+        diff(profile, profile)
     list(profile.samples)
 
 

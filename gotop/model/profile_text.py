@@ -4,7 +4,7 @@ lines, identical to pprof's output, for the CLI to write."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from gotop.model.profile import Profile
 from gotop.model.profile_graph import go_base
@@ -96,8 +96,7 @@ def profile_labels(profile: Profile, scope: Scope) -> list[str]:
     if profile.doc_url:
         labels.append(f"Doc: {profile.doc_url}")
     if profile.time_nanos:
-        when = datetime.fromtimestamp(profile.time_nanos // 1_000_000_000).astimezone()
-        labels.append(f"Time: {when.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+        labels.append(f"Time: {_local_time(profile.time_nanos)}")
     if profile.duration_nanos:
         duration = scaled_label(profile.duration_nanos, "nanoseconds", "auto")
         total_nanos, total_unit = scale(scope.total, scope.sample_type.unit, "nanoseconds")
@@ -106,6 +105,16 @@ def profile_labels(profile: Profile, scope: Scope) -> list[str]:
             ratio = f"({percentage(int(total_nanos), profile.duration_nanos)})"
         labels.append(f"Duration: {duration}, Total samples = {_formatter(scope)(scope.total)} {ratio}")
     return labels
+
+
+def _local_time(unix_nanos: int) -> str:
+    """Go's "2006-01-02 15:04:05 MST" in local time (UTC if the OS cannot say)."""
+    seconds = unix_nanos // 1_000_000_000
+    try:
+        when = datetime.fromtimestamp(seconds).astimezone()
+    except (OverflowError, OSError, ValueError):
+        when = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _formatter(scope: Scope) -> Callable[[int], str]:
