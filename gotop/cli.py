@@ -42,10 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-every", type=float, default=5.0,
                    help="seconds between grouped goroutine profiles (default 5)")
     p.add_argument("--window", type=float, default=600.0, help="seconds of history kept (default 600)")
-    p.add_argument("--save-dir", default=".", help="where profiles and traces are saved (default: here)")
+    p.add_argument("--save-dir", default=".", help="where profiles, traces and recordings are saved (default: here)")
+    p.add_argument("--record", metavar="FILE", help="record the session into FILE (the R key starts one too)")
     p.add_argument("--mouse", action=argparse.BooleanOptionalAction, default=None,
                    help="mouse support (default: on, off over SSH)")
     p.set_defaults(run="gotop.ui.run")
+
+    p = sub.add_parser("record", help="record targets headless into a file that `gotop replay` plays")
+    p.add_argument("targets", nargs="*", metavar="TARGET", help=f"{TARGET_HELP}; default: every Go process here")
+    p.add_argument("-o", "--output", required=True, help="the recording to create (SQLite)")
+    p.add_argument("--for", dest="duration", default="60s", help="how long: 30s, 5m, 1h (default 60s)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
+    p.add_argument("--slow-every", type=float, default=5.0, help="seconds between goroutine profiles (default 5)")
+    p.set_defaults(run="gotop.commands.record")
+
+    p = sub.add_parser("replay", help="play a recording in the TUI, with time controls")
+    p.add_argument("file", help="a recording made by `gotop record` or the TUI's R key")
+    p.set_defaults(run="gotop.ui.run", entry="replay")
 
     p = sub.add_parser("list", help="list the Go processes on this host (like gops)")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per Go process")

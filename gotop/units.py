@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from gotop.errors import GotopError
+
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
@@ -64,3 +68,16 @@ def fmt_count(n: float | None) -> str:
     if abs(n) >= 1_000_000:
         return f"{n / 1e6:.1f}M"
     return f"{n:,.0f}"
+
+
+def parse_duration(text: str) -> float:
+    """'30', '30s', '2m', '1h30m', '1.5s' -> seconds; GotopError for anything else."""
+    spec = text.strip().lower()
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", spec)
+    if not spec or parts is None or not any(parts.groups()):
+        raise GotopError(f"{text!r} is not a duration: use e.g. 30, 30s, 2m or 1h")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise GotopError(f"{text!r}: a duration must be positive")
+    return total

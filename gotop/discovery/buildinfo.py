@@ -79,6 +79,11 @@ class Module:
             "replace": self.replace.to_json() if self.replace else None,
         }
 
+    @classmethod
+    def from_json(cls, data: dict) -> Module:
+        replace = data.get("replace")
+        return cls(data["path"], data["version"], data.get("sum", ""), cls.from_json(replace) if replace else None)
+
 
 @dataclass(frozen=True, slots=True)
 class GoBuildInfo:
@@ -102,6 +107,14 @@ class GoBuildInfo:
             "deps": [dep.to_json() for dep in self.deps],
             "settings": dict(self.settings),
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> GoBuildInfo:
+        main = data.get("main")
+        return cls(
+            data["go_version"], data.get("path", ""), Module.from_json(main) if main else None,
+            tuple(Module.from_json(d) for d in data.get("deps", ())), tuple(data.get("settings", {}).items()),
+        )
 
 
 def read_build_info(source: str | os.PathLike | BinaryIO) -> GoBuildInfo | None:

@@ -65,6 +65,10 @@ class Agent:
     def to_json(self) -> dict:
         return {"port": self.port, "host": self.host, "port_file": self.port_file, "reachable": self.reachable}
 
+    @classmethod
+    def from_json(cls, data: dict) -> Agent:
+        return cls(data["port"], data["host"], data["port_file"], data["reachable"])
+
 
 @dataclass(frozen=True, slots=True)
 class _Identity:
@@ -111,6 +115,7 @@ class GoProcess:
             "name": self.name,
             "exe": self.exe,
             "user": self.username,
+            "uid": self.uid,
             "create_time": self.create_time,
             "go_version": self.go_version or None,
             "agent": self.agent.to_json() if self.agent else None,
@@ -121,6 +126,19 @@ class GoProcess:
             "build": self.build.to_json(),
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> GoProcess:
+        """The inverse of to_json (for recordings); listening sockets keep no inode."""
+        return cls(
+            pid=data["pid"], ppid=data["ppid"], name=data["name"], exe=data["exe"],
+            create_time=data["create_time"], uid=data.get("uid", -1), username=data["user"],
+            build=GoBuildInfo.from_json(data["build"]),
+            agent=Agent.from_json(data["agent"]) if data.get("agent") else None,
+            pprof=data.get("pprof"), expvar=data.get("expvar"),
+            listening=tuple(ListenSocket(s["host"], s["port"], 0) for s in data.get("listening", ())),
+            other_netns=data.get("netns") == "other", notes=tuple(data.get("notes", ())),
+        )
 
 
 @dataclass(frozen=True, slots=True)

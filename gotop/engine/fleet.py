@@ -10,6 +10,7 @@ target moves to it and its history marks the restart.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import psutil
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Update
 from gotop.engine.poller import Poller, Tiers
+from gotop.engine.recording import Recorder, target_info
 from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.sources.procfs import ProcessGone
@@ -41,6 +43,7 @@ class Watched:
     task: asyncio.Task | None = None
     exited_at: float | None = None
     identity: tuple[str, str, str] | None = None  # (exe, name, cwd) to recognise a successor
+    recording_id: int | None = None  # its id in the recording, when recording
 
     @property
     def pid(self) -> int | None:
@@ -56,6 +59,7 @@ class Fleet:
     scanner: Scanner = field(default_factory=Scanner)
     watched: dict[object, Watched] = field(default_factory=dict)  # key: (pid, start) or address
     skipped: int = 0  # processes discovery could not inspect
+    recorder: Recorder | None = None  # every update also goes there
 
     async def run(self) -> None:
         """Discovery loop; returns at once when discovery is off."""
@@ -73,17 +77,35 @@ class Fleet:
 
     def add(self, target: Target, key: object | None = None, process: GoProcess | None = None) -> Watched:
         """Watch a target (a discovered process, or one named on the command line)."""
+        process = process or target.process
         watched = Watched(target.label, target, TargetHistory(self.tiers.interval, self.window), process)
         if process is not None:
             watched.identity = _identity(process)
-        self.watched[key if key is not None else target.label] = watched
+        key = key if key is not None else target.label
+        if self.recorder is not None:
+            watched.recording_id = self.recorder.add_target(str(key), target.label, target_info(target, process))
+        self.watched[key] = watched
         self._start(watched)
         return watched
+
+    def start_recording(self, recorder: Recorder) -> None:
+        """Record every watched target from now on (and the ones that come)."""
+        self.recorder = recorder
+        for key, w in self.watched.items():
+            w.recording_id = recorder.add_target(str(key), w.name, target_info(w.target, w.process))
+
+    def stop_recording(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        self.recorder = None
+        for w in self.watched.values():
+            w.recording_id = None
 
     def find_pid(self, pid: int) -> Watched | None:
         return next((w for w in self.watched.values() if w.pid == pid), None)
 
     async def aclose(self) -> None:
+        self.stop_recording()
         for w in self.watched.values():
             if w.task:
                 w.task.cancel()
@@ -95,6 +117,8 @@ class Fleet:
     def _start(self, watched: Watched) -> None:
         def on_update(update: Update) -> None:
             watched.history.apply(update)
+            if self.recorder is not None and watched.recording_id is not None:
+                self.recorder.record(watched.recording_id, update)
             if update.state is TargetState.EXITED and watched.exited_at is None:
                 watched.exited_at = update.time
             self.on_change(watched)
@@ -141,6 +165,8 @@ class Fleet:
         watched.identity = _identity(proc)
         watched.exited_at = None
         watched.history.mark_restart(time.time())
+        if self.recorder is not None and watched.recording_id is not None:
+            self.recorder.event(watched.recording_id, time.time(), "restart", json.dumps(target_info(target, proc)))
         self.watched[key] = watched
         self._start(watched)
         self.on_change(watched)

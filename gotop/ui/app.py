@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,10 +14,14 @@ from textual.screen import Screen
 
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.poller import Tiers
+from gotop.engine.recording import Recorder
+from gotop.engine.replay import Replay
 from gotop.engine.target import Target
 from gotop.engine.targetspec import parse_target
 from gotop.errors import GotopError
+from gotop.units import parse_duration
 from gotop.ui import keys
+from gotop.ui.dialogs import AskScreen
 from gotop.ui.help import HelpScreen
 from gotop.ui.overview import OverviewScreen
 from gotop.ui.process import ProcessScreen
@@ -27,22 +32,31 @@ WATCHDOG_EVERY = 2.0  # seconds between checks that the terminal is still there
 class GotopApp(App):
     CSS_PATH = "gotop.tcss"
     TITLE = "gotop"
-    BINDINGS = keys.bindings(keys.GLOBAL)
+    BINDINGS = keys.bindings(keys.GLOBAL) + keys.bindings(keys.REPLAY)
     ENABLE_COMMAND_PALETTE = True
 
     def __init__(self, specs: Iterable[str] = (), tiers: Tiers = Tiers(), window: float = 600.0,
-                 save_dir: Path = Path.cwd(), fleet: Fleet | None = None) -> None:
+                 save_dir: Path = Path.cwd(), record: str | None = None, replay: Replay | None = None) -> None:
         super().__init__()
         self.specs = [parse_target(s) for s in specs]
-        self.tiers = tiers
+        self.tiers = Tiers(replay.interval) if replay else tiers
         self.save_dir = save_dir
+        self.replay = replay
+        self._record_to = record
         addresses = [s for s in self.specs if s.pid is None]
-        self.fleet = fleet or Fleet(self._changed, tiers, window, discover=not addresses)
+        if replay is not None:
+            replay.on_change = self._changed
+        self.fleet = replay or Fleet(self._changed, tiers, window, discover=not addresses)
         self._open_pid = next((s.pid for s in self.specs if s.pid is not None), None)
         self._shell_pid = os.getppid()
 
     async def on_mount(self) -> None:
-        where = ", ".join(s.text for s in self.specs) or os.uname().nodename
+        if self.replay:
+            where = f"replay of {self.replay.recording.path} ({self.replay.recording.meta.get('host', '?')})"
+        else:
+            where = ", ".join(s.text for s in self.specs) or os.uname().nodename
+        if self._record_to:
+            self.start_recording(self._record_to)
         self.push_screen(OverviewScreen(self.fleet, where))
         self.set_interval(self.tiers.interval, self._tick)
         self.set_interval(WATCHDOG_EVERY, self._watch_terminal)
@@ -71,6 +85,10 @@ class GotopApp(App):
             self._open_pid = None
             self.open_process(watched)
 
+    def now(self) -> float:
+        """The time the screens show: the replay clock, or the wall clock."""
+        return self.replay.clock if self.replay else time.time()
+
     def _tick(self) -> None:
         screen = self.screen
         if self.is_running and screen.is_mounted and hasattr(screen, "refresh_data"):
@@ -97,6 +115,58 @@ class GotopApp(App):
         from gotop.ui.goroutines import GoroutinesScreen
 
         self.push_screen(GoroutinesScreen(watched))
+
+    # -- recording and replay ---------------------------------------------------
+
+    def start_recording(self, path: str) -> None:
+        try:
+            self.fleet.start_recording(Recorder(path, interval=self.tiers.interval, slow_every=self.tiers.slow_every))
+        except GotopError as e:
+            self.notify(str(e), severity="error")
+            return
+        self.notify(f"recording to {path}")
+
+    def action_record(self) -> None:
+        if self.replay:
+            self.notify("this is a replay already", severity="warning")
+        elif self.fleet.recorder is not None:
+            path = self.fleet.recorder.path
+            self.fleet.stop_recording()
+            self.notify(f"recording saved: {path}\nplay it with: gotop replay {path}", timeout=10)
+        else:
+            self.start_recording(str(self.save_dir / time.strftime("gotop-%Y%m%d-%H%M%S.gotop")))
+
+    def action_replay_play(self) -> None:
+        self.replay.paused = not self.replay.paused
+
+    def action_replay_step(self) -> None:
+        self.replay.step()
+        self._tick()
+
+    def action_replay_speed(self, steps: int) -> None:
+        self.replay.faster(steps)
+        self.notify(f"speed x{self.replay.speed:g}", timeout=2)
+
+    def action_replay_seek(self, seconds: float) -> None:
+        self.replay.seek(self.replay.clock + seconds)
+        self._tick()
+
+    def action_replay_jump(self) -> None:
+        def jump(text: str | None) -> None:
+            if text:
+                try:
+                    offset = parse_duration(text.replace(":", "m", 1) + ("s" if ":" in text else ""))
+                except GotopError as e:
+                    self.notify(str(e), severity="error")
+                    return
+                self.replay.seek(self.replay.recording.start + offset)
+                self._tick()
+        self.push_screen(AskScreen("Jump to a time from the start (e.g. 90, 1:30, 2m)"), jump)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action.startswith("replay_"):
+            return self.replay is not None
+        return True
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

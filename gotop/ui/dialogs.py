@@ -66,6 +66,28 @@ class GcPercentScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class AskScreen(ModalScreen[str | None]):
+    """One line of text; dismisses with it, or None on esc."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.question))
+            yield Input(id="answer")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class TextScreen(Screen):
     """Read-only text from a target (a goroutine dump), shown as plain text."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from rich.text import Text
 from textual import on, work
@@ -120,7 +119,7 @@ class GoroutinesScreen(Screen):
         title.append(f" · {profile.total:,} in {len(profile.groups):,} groups")
         title.append(f" · window {h.window / 60:.0f} min · sort {self.table.sort_column}")
         if when:
-            title.append(f" · {time.time() - when:.0f}s ago", "dim")
+            title.append(f" · {self.app.now() - when:.0f}s ago", "dim")
         self.query_one("#title", Static).update(title)
         self._groups = {str(hash(g.key)): g.key for g in profile.groups}
         self.table.show({rk: row_for(g, h.groups.get(g.key)) for rk, g in

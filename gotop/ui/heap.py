@@ -164,7 +164,7 @@ class HeapScreen(Screen):
         title.append(f" · {sample_type.type}")
         if self._report is not None:
             title.append(f" · total {scaled_label(self._report.scope.total, sample_type.unit, 'auto')}")
-        title.append(f" · {time.time() - snapshot.time:.0f}s ago", "dim")
+        title.append(f" · {self.app.now() - snapshot.time:.0f}s ago", "dim")
         if self.baseline:
             title.append(f" · baseline {time.strftime('%H:%M:%S', time.localtime(self.baseline.time))}")
         if self.view.growth:

@@ -32,6 +32,21 @@ GLOBAL = (
     Key("quit", "q", "app.quit", "Quit", "Quit gotop. Targets are never changed by leaving."),
     Key("palette", "ctrl+p", "app.command_palette", "Commands",
         "Search every action of this screen by name.", show=False),
+    Key("record", "R", "app.record", "Record",
+        "Start or stop recording everything shown into a file (gotop replay FILE plays it).", show=False),
+)
+
+REPLAY = (
+    Key("replay_play", "P", "app.replay_play", "Play/pause", "Replay: pause or play the recording."),
+    Key("replay_step", "full_stop", "app.replay_step", "Step", "Replay: pause and show the next poll.",
+        display="."),
+    Key("replay_faster", "plus", "app.replay_speed(1)", "Faster", "Replay: play faster.", display="+"),
+    Key("replay_slower", "minus", "app.replay_speed(-1)", "Slower", "Replay: play slower.", display="-"),
+    Key("replay_back", "less_than_sign", "app.replay_seek(-30)", "-30s", "Replay: back 30 seconds.",
+        display="<", show=False),
+    Key("replay_forward", "greater_than_sign", "app.replay_seek(30)", "+30s", "Replay: forward 30 seconds.",
+        display=">", show=False),
+    Key("replay_jump", "J", "app.replay_jump", "Jump", "Replay: jump to a time from the start."),
 )
 
 OVERVIEW = (
@@ -83,6 +98,7 @@ FUNCTION = (
 
 SCREENS: dict[str, tuple[Key, ...]] = {
     "Everywhere": GLOBAL,
+    "Replay (gotop replay FILE)": REPLAY,
     "Process list": OVERVIEW,
     "Process": PROCESS,
     "Heap": HEAP,

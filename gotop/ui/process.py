@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from rich.text import Text
@@ -129,7 +128,7 @@ class ProcessScreen(Screen):
         gc = ("" if gc_rate is None else f"{gc_rate:.0f}/min  ") + (
             f"CPU {m.gc_cpu_fraction:.2%}  cycles {fmt_count(m.num_gc)}" if m and m.gc_cpu_fraction is not None else "")
         if m and m.last_gc:
-            gc += f"  last {max(0, time.time() - m.last_gc / 1e9):.0f}s ago"
+            gc += f"  last {max(0, self.app.now() - m.last_gc / 1e9):.0f}s ago"
         self.query_one("#gc_text", Static).update(gc or "-")
 
     @staticmethod
@@ -144,7 +143,7 @@ class ProcessScreen(Screen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        now = time.time()
+        now = self.app.now()
         heap = h.series["heap_inuse"]
         goroutines = h.series["goroutines"]
         if len(heap):

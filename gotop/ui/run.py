@@ -1,4 +1,4 @@
-"""Entry point of `gotop [TARGET...]`: the only module that starts Textual."""
+"""Entry points of `gotop [TARGET...]` and `gotop replay FILE`: the only modules that start Textual."""
 
 from __future__ import annotations
 
@@ -17,7 +17,24 @@ def run(args: Namespace) -> int:
         raise TargetError("--interval, --slow-every and --window must be positive")
     from gotop.ui.app import GotopApp
 
-    mouse = args.mouse if args.mouse is not None else not os.environ.get("SSH_CONNECTION")
-    app = GotopApp(args.targets, Tiers(args.interval, args.slow_every), args.window, Path(args.save_dir))
+    app = GotopApp(args.targets, Tiers(args.interval, args.slow_every), args.window, Path(args.save_dir),
+                   record=args.record)
+    return _run(app, args.mouse)
+
+
+def replay(args: Namespace) -> int:
+    from gotop.engine.recording import Recording
+    from gotop.engine.replay import Replay
+
+    recording = Recording(args.file)  # a bad file is a one-line error before the screen opens
+    from gotop.ui.app import GotopApp
+
+    app = GotopApp(replay=Replay(recording))
+    return _run(app, None)
+
+
+def _run(app, mouse: bool | None) -> int:
+    if mouse is None:
+        mouse = not os.environ.get("SSH_CONNECTION")
     app.run(mouse=mouse)
     return app.return_code or 0
