@@ -172,7 +172,8 @@ def node_index(profile: Profile, granularity: Granularity = "functions", *, obj_
         raise ValueError(f"unknown granularity {granularity!r}")
     ids: dict[NodeInfo, int] = {}
     of_location = {
-        code: tuple(ids.setdefault(info, len(ids)) for info in _location_infos(profile.locations[loc_id], granularity, obj_names))
+        code: tuple(ids.setdefault(info, len(ids))
+                    for info in _location_infos(profile.locations[loc_id], granularity, obj_names))
         for code, loc_id in profile.samples.location_ids.items()
     }
     masks = {code: reduce(or_, (1 << node for node in nodes), 0) for code, nodes in of_location.items()}

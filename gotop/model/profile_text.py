@@ -67,9 +67,8 @@ def format_list(report: ListReport, read_source: Callable[[str], str]) -> list[s
             lines.append(f"No source information for {routine.function}")
             continue
         lines.append(f"ROUTINE ======================== {routine.function} in {routine.file}")
-        lines.append(
-            f"{value(routine.flat):>10s} {value(routine.cum):>10s} (flat, cum) {percentage(routine.cum, scope.total)} of Total"
-        )
+        share = percentage(routine.cum, scope.total)
+        lines.append(f"{value(routine.flat):>10s} {value(routine.cum):>10s} (flat, cum) {share} of Total")
         try:
             text = read_source(routine.file)
         except (OSError, UnicodeError) as e:
