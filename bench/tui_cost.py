@@ -27,7 +27,7 @@ one launch that is not counted), as an installed gotop would.
 
 Usage: .venv/bin/python bench/tui_cost.py [--seconds 60] [--targets 20]
        [--sizes 120x40,80x24] [--launches 5] [--window 10] [--pairs 6]
-       [--only fleet,startup,impact] [--profile FILE]
+       [--only fleet,startup,impact] [--no-gops-loop] [--nice -10] [--no-isolate] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ WORKLOADS = (("park", 200), ("churn", 20), ("retain", 100), ("healthy-pool", 100
 ISOLATED_ENV = "GOTOP_BENCH_ISOLATED"
 SETTLE = 2.0  # seconds after gotop starts or stops before a measured window opens
 FRAME_TIMEOUT = 30.0
+TIMELINE_SLICES = 6
 MB = 1e6
 
 
@@ -159,17 +160,24 @@ def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int],
             raise RuntimeError(f"gotop showed no process list in {FRAME_TIMEOUT:.0f} s:\n" + "\n".join(app.lines()))
         startup_cpu = app.cpu_seconds()
         cpu0, bytes0, t0 = startup_cpu, app.bytes_read, time.perf_counter()
-        deadline = t0 + seconds
-        while (left := deadline - time.perf_counter()) > 0:
-            time.sleep(min(1.0, left))
-            if app.proc.poll() is not None:
-                raise RuntimeError(f"gotop exited early (status {app.proc.returncode}):\n" + "\n".join(app.lines()))
-        cpu1, bytes1, t1 = app.cpu_seconds(), app.bytes_read, time.perf_counter()
+        slices = []  # (CPU % of a core, RSS at its end) per sixth of the run: does either grow?
+        slice_cpu, slice_t = cpu0, t0
+        for k in range(1, TIMELINE_SLICES + 1):
+            while (left := t0 + seconds * k / TIMELINE_SLICES - time.perf_counter()) > 0:
+                time.sleep(min(1.0, left))
+                if app.proc.poll() is not None:
+                    raise RuntimeError(f"gotop exited early ({app.proc.returncode}):\n" + "\n".join(app.lines()))
+            cpu, now = app.cpu_seconds(), time.perf_counter()
+            slices.append((100 * (cpu - slice_cpu) / (now - slice_t), app.rss()))
+            slice_cpu, slice_t = cpu, now
+        cpu1, bytes1, t1 = slice_cpu, app.bytes_read, slice_t
         peak, final = app.peak_rss(), app.rss()
         lines = app.lines()
     shown = sum(row_pid(line) in pids for line in lines)
     title = next((m.group(0) for line in lines if (m := re.search(r"\d+ Go process\w*", line))), "no title")
-    note = f"{title}, {shown} rows on screen, {(bytes1 - bytes0) / (t1 - t0) / 1e3:.1f} kB/s drawn"
+    timeline = " ".join(f"{cpu:.1f}%/{rss / MB:.0f}MB" for cpu, rss in slices)
+    note = (f"{title}, {shown} rows on screen, {(bytes1 - bytes0) / (t1 - t0) / 1e3:.1f} kB/s drawn\n"
+            f"{'':38}CPU/RSS by sixth of the run: {timeline}")
     return FleetCost(f"gotop {size[0]}x{size[1]}", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu,
                      peak, final, len(targets), note)
 
@@ -418,6 +426,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0, help="seconds per impact window")
     parser.add_argument("--pairs", type=int, default=6, help="alone/watched window pairs")
     parser.add_argument("--only", default="fleet,startup,impact", help="which parts to run, comma-separated")
+    parser.add_argument("--no-gops-loop", action="store_true", help="skip the gops peer of the fleet part")
     parser.add_argument("--profile", type=Path, help="run gotop under cProfile in the fleet part; stats to FILE")
     parser.add_argument("--no-isolate", action="store_true", help="run on the host, not in a PID namespace")
     parser.add_argument("--nice", type=int, default=-10,
@@ -445,7 +454,8 @@ def main() -> None:
                 rows = [measure_gotop_fleet(targets, size, args.seconds, profile_path(args.profile, size))
                         for size in sizes]
                 rows.append(measure_engine(targets, args.seconds))
-                rows.append(measure_gops_loop(targets, args.seconds))
+                if not args.no_gops_loop:
+                    rows.append(measure_gops_loop(targets, args.seconds))
                 report_fleet(rows, args.seconds)
         finally:
             kill_all(targets)
