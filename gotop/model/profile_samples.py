@@ -332,33 +332,37 @@ class _Labeler:
     def __init__(self, make_label: Callable[[bytes], object | None]):
         self._make_label = make_label
         self._table: list = [None]
-        self._code_of: dict[bytes, str] = {_LABEL_SEPARATOR_BLOB: "\x00"}
+        self._code_of: dict[bytes, str] = {}  # label message -> code ("" for a label pprof ignores)
         self._codes = dense_codes()
 
     def sets(self, flat_blobs, n: int) -> list[str]:
         """Per sample, its labels as a str of codes (the flat container holds
         the label separator between samples)."""
         separators = n - 1
-        if len(flat_blobs) == separators:
-            blobs = flat_blobs[:]
-            if blobs.count(_LABEL_SEPARATOR_BLOB) == separators:
-                return [""] * n  # no sample has labels
-        elif len(flat_blobs) == 2 * n - 1 and flat_blobs[1::2] == [_LABEL_SEPARATOR_BLOB] * separators:
+        if len(flat_blobs) == separators and flat_blobs[:] == [_LABEL_SEPARATOR_BLOB] * separators:
+            return [""] * n  # no sample has labels
+        if len(flat_blobs) == 2 * n - 1 and flat_blobs[1::2] == [_LABEL_SEPARATOR_BLOB] * separators:
             singles = flat_blobs[0::2]  # one label per sample, as in heap profiles
             if _LABEL_SEPARATOR_BLOB not in singles:
-                return list(map(self._codes_of(singles).__getitem__, singles))
+                return self._coded(singles)
         blobs = flat_blobs[:]
-        label_sets = "".join(map(self._codes_of(blobs).__getitem__, blobs)).split("\x00")
+        self._coded([blob for blob in dict.fromkeys(blobs) if blob != _LABEL_SEPARATOR_BLOB])
+        lookup = {**self._code_of, _LABEL_SEPARATOR_BLOB: "\x00"}
+        label_sets = "".join(map(lookup.__getitem__, blobs)).split("\x00")
         if len(label_sets) != n:
             raise MalformedSamples("a sample has a label with key -1")
         return label_sets
 
-    def _codes_of(self, blobs: list[bytes]) -> dict[bytes, str]:
+    def _coded(self, blobs: list[bytes]) -> list[str]:
+        """The codes of these label messages, new ones decoded first."""
         code_of = self._code_of
-        for blob in dict.fromkeys(blobs):
-            if blob not in code_of:
-                code_of[blob] = self._code(blob)
-        return code_of
+        try:
+            return list(map(code_of.__getitem__, blobs))
+        except KeyError:
+            for blob in dict.fromkeys(blobs):
+                if blob not in code_of:
+                    code_of[blob] = self._code(blob)
+            return list(map(code_of.__getitem__, blobs))
 
     def _code(self, blob: bytes) -> str:
         label = self._make_label(blob)
