@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="duration", default="60s", help="how long: 30s, 5m, 1h (default 60s)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
     p.add_argument("--slow-every", type=float, default=5.0, help="seconds between goroutine profiles (default 5)")
+    p.add_argument("--heap-every", default="60s", help="time between heap profiles (default 60s)")
     p.set_defaults(run="gotop.commands.record")
 
     p = sub.add_parser("replay", help="play a recording in the TUI, with time controls")
@@ -103,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cum", action="store_true", help="sort by cumulative value")
     p.add_argument("--json", action="store_true", help="print sample_type, unit, total and rows as JSON")
     p.set_defaults(run="gotop.commands.top")
+
+    p = sub.add_parser("check", help="watch targets headless for leaks; exit 1 if one leaks (a CI gate)")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help=TARGET_HELP)
+    p.add_argument("--for", dest="duration", default="30s", help="how long to watch: 30s, 2m, 90 (default 30s)")
+    p.add_argument("--json", action="store_true", help="print the verdict and the findings as JSON")
+    p.set_defaults(run="gotop.commands.check")
     return parser
 
 
