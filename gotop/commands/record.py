@@ -11,21 +11,19 @@ from gotop.engine.recording import Recorder
 from gotop.engine.target import Target
 from gotop.units import parse_duration
 
-HEAP_EVERY = 60.0  # seconds between recorded heap profiles
-
-
 def run(args: Namespace) -> int:
     seconds = parse_duration(args.duration)
     tiers = Tiers(args.interval, args.slow_every)
     targets = [Target.open(text) for text in args.targets]  # a bad target fails before the file is made
     recorder = Recorder(args.output, interval=tiers.interval, slow_every=tiers.slow_every)
-    asyncio.run(_record(targets, tiers, recorder, seconds))
+    asyncio.run(_record(targets, tiers, recorder, seconds, parse_duration(args.heap_every)))
     print(f"recorded {len(targets) or 'every'} target{'s' if len(targets) != 1 else ''} "
           f"for {seconds:g} s into {args.output}; replay it with: gotop replay {args.output}")
     return 0
 
 
-async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, seconds: float) -> None:
+async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, seconds: float,
+                  heap_every: float) -> None:
     fleet = Fleet(lambda w: None, tiers, discover=not targets, recorder=recorder)
     for target in targets:
         fleet.add(target)
@@ -36,7 +34,7 @@ async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, secon
         while loop.time() < deadline:
             for w in fleet.watched.values():  # discovered targets too
                 if w.poller is not None:
-                    w.poller.heap_every = HEAP_EVERY
+                    w.poller.heap_every = heap_every
             await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
     finally:
         discovery.cancel()

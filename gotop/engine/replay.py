@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from gotop.discovery.processes import GoProcess
 from gotop.engine.fleet import Watched
-from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, Update
+from gotop.engine.history import DEFAULT_WINDOW, TargetHistory
 from gotop.engine.recording import Recording, RecordedTarget
 from gotop.engine.targetspec import TargetError
 

@@ -16,6 +16,7 @@ from gotop.model.goroutines import GoroutineGroup, StackKey
 from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.dialogs import TextScreen
+from gotop.ui.names import short_function
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 
@@ -24,16 +25,11 @@ COLUMNS = (
     Column("growth", "Δ/min", 7),
     Column("trend", "", 8, min_screen_width=100, justify="left"),
     Column("state", "STATE", 13, justify="left"),
-    Column("top", "TOP OF STACK", 28, justify="left"),
+    Column("top", "TOP OF STACK", 0, justify="left"),
     Column("where", "WHERE", 18, min_screen_width=110, justify="left"),
     Column("entry", "STARTED IN", 24, min_screen_width=130, justify="left"),
 )
 SORTS = ("growth", "count")
-
-
-def short_function(name: str) -> str:
-    """'github.com/acme/api/handler.(*S).wait' -> 'handler.(*S).wait'."""
-    return name.rsplit("/", 1)[-1]
 
 
 def growth_per_minute(trend: GroupTrend) -> float:

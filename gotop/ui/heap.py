@@ -23,6 +23,7 @@ from gotop.model.profile_report import TopReport, top
 from gotop.model.profile_units import percentage, scaled_label
 from gotop.textsafe import plain
 from gotop.ui import keys
+from gotop.ui.names import short_function
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 
 HEAP_EVERY = 15.0  # seconds between heap profiles while this screen is open
@@ -34,7 +35,7 @@ COLUMNS = (
     Column("cum", "cum", 10),
     Column("cum_pct", "cum%", 6),
     Column("delta", "Δ base", 10),
-    Column("function", "function", 60, justify="left"),
+    Column("function", "function", 0, justify="left"),
 )
 
 
@@ -77,7 +78,7 @@ def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | 
             "cum_pct": cell(percentage(node.cum, total).strip(), abs(node.cum)),
             "delta": cell("" if delta is None else ("+" if delta > 0 else "") + value(delta), delta or 0,
                           "bold yellow" if grew else ""),
-            "function": cell(plain(node.name + (f" {node.inline}" if node.inline else "")), node.name,
+            "function": cell(plain(short_function(node.name) + (f" {node.inline}" if node.inline else "")), node.name,
                              "bold yellow" if grew else "", justify="left"),
         }
     return rows

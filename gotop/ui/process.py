@@ -20,6 +20,7 @@ from gotop.sources.progress import CaptureProgress
 from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.dialogs import ConfirmScreen, GcPercentScreen, TextScreen
+from gotop.ui.names import short_function
 from gotop.ui.widgets import MetricRow
 from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns
 
@@ -136,7 +137,7 @@ class ProcessScreen(Screen):
         if not h.goroutines or not h.goroutines.groups:
             return "groups: need net/http/pprof"
         group = h.goroutines.groups[0]
-        return f"top: {group.count:,}x {plain(group.top_function.rsplit('/', 1)[-1])}"
+        return f"top: {group.count:,}x {plain(short_function(group.top_function))}"
 
     def _plot(self, h: TargetHistory) -> None:
         plot = self.query_one(PlotextPlot)

@@ -28,7 +28,7 @@ class SortableText(Text):
 class Column:
     key: str
     label: str
-    width: int
+    width: int  # 0: whatever the other columns leave of the screen (at least 20)
     min_screen_width: int = 0  # shown only on terminals at least this wide
     justify: str = "right"
 
@@ -94,9 +94,11 @@ class LiveTable(DataTable):
     def _rebuild_columns(self, shown: tuple[Column, ...]) -> None:
         self.clear(columns=True)
         self._rows.clear()
+        # Each column is padded by one cell on both sides; leave room for a scrollbar.
+        fill = self.app.size.width - sum(c.width + 2 for c in shown if c.width) - 2 * sum(1 for c in shown if not c.width) - 2
         for c in shown:
             label = Text(c.label, justify=c.justify)
-            self.add_column(label, width=c.width, key=c.key)
+            self.add_column(label, width=c.width or max(20, fill), key=c.key)
         self._shown = shown
 
 
