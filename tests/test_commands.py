@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import socket
 import stat
@@ -14,7 +13,7 @@ import threading
 
 import pytest
 
-from gotargets import go_version, gops_cli
+from gotargets import gops_cli
 
 WAIT_DURATION_PARK = 37
 

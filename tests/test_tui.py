@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from gotop.engine.history import TargetState
 from gotop.engine.poller import Tiers
