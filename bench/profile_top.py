@@ -6,8 +6,7 @@ distinct call stacks and writes its heap profile; N = --stacks (default 100k
 and 400k). Each profile is made once and kept in bench/out/.
 
 Measured, per profile, --runs times each, the two commands alternated:
-  gotop   `python -m gotop top FILE` when the CLI has the command, else
-          `python bench/top_entry.py FILE` (the same read/parse/report/print);
+  gotop   `python -m gotop top FILE`;
   pprof   `go tool pprof -top FILE`.
 Wall time, and peak RSS as ru_maxrss of the whole process tree (wait4: the
 command and every child it waited for). Medians are compared; before timing, the
@@ -57,15 +56,6 @@ def gotop_env() -> dict[str, str]:
     return env | {"PYTHONPYCACHEPREFIX": str(CACHE / "bench-pycache")}
 
 
-def gotop_argv() -> list[str]:
-    """`gotop top` if the CLI has it, else the stand-in entry point."""
-    probe = subprocess.run([sys.executable, "-m", "gotop", "top", "--help"], capture_output=True,
-                           env=gotop_env(), cwd=ROOT)
-    if probe.returncode == 0:
-        return [sys.executable, "-m", "gotop", "top"]
-    return [sys.executable, str(ROOT / "bench" / "top_entry.py")]
-
-
 def generator_binary() -> Path:
     source = b"".join(p.read_bytes() for p in sorted(GENERATOR.glob("*.go")) + [GENERATOR / "go.mod"])
     binary = CACHE / f"bench-gen-profile-{hashlib.sha256(source).hexdigest()[:12]}"
@@ -102,9 +92,11 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> Run:
 
 
 def compare(path: Path, runs: int, sample_index: str | None) -> tuple[float, float]:
-    flags = [f"-sample_index={sample_index}"] if sample_index else []
-    gotop = [*gotop_argv(), str(path), *flags]
-    pprof = ["go", "tool", "pprof", "-top", *flags, str(path)]
+    gotop = [sys.executable, "-m", "gotop", "top", str(path)]
+    pprof = ["go", "tool", "pprof", "-top", str(path)]
+    if sample_index:
+        gotop += ["--sample-index", sample_index]
+        pprof.insert(-1, f"-sample_index={sample_index}")
     first_gotop, first_pprof = run(gotop, gotop_env()), run(pprof)  # warm-up, not counted
     same = first_gotop.output == first_pprof.output
     print(f"\n{path.name}: {path.stat().st_size / 1e6:.1f} MB; outputs identical: {'yes' if same else 'NO'}")
