@@ -7,8 +7,12 @@ all-zero samples are dropped as pprof's Merge does.
 Samples are stored by column (`SampleTable`), because big heap profiles have
 10^5-10^6 of them and a Python object per sample would cost more than the whole
 analysis. Each stack is a `str` with one character (a *code*) per location,
-leaf first: compact, hashable, and set/slice/search run in C. How samples are
-decoded in bulk is in profile_samples.py.
+leaf first: compact, hashable, and set/slice/search run in C.
+
+The family: profile_pb (the wire schema), profile_samples (bulk sample
+decoding), profile_graph (flat/cum per node, edges), profile_report (top, peek,
+list, paths), profile_units and profile_text (pprof's formatting),
+profile_diff (-base).
 """
 
 from __future__ import annotations
