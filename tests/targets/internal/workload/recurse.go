@@ -48,13 +48,13 @@ func recursePong(n int) int {
 }
 
 func recurseSpin(rounds int) int {
-	x := 88172645463325252
+	x := uint64(88172645463325252) // uint64: the targets also build for 32-bit GOARCH
 	for i := 0; i < rounds; i++ {
 		x ^= x << 13
 		x ^= x >> 7
 		x ^= x << 17
 	}
-	return x
+	return int(x)
 }
 
 func recurseMix(rounds int) int {
