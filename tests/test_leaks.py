@@ -1,0 +1,469 @@
+"""Leak detection: the detectors on constructed histories (thresholds, plateaus,
+churn, windows, restarts), and `gotop check` against the leaking and healthy
+workloads of the Go test targets.
+
+The live part starts every workload at once and watches them with three
+concurrent checks for the default 30 s: one `gotop check` process on the
+leaking targets, one on the healthy ones, and an in-process check whose heap
+profiles the site tests read. The file takes about 40 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gotargets import TOOLCHAINS, RunningTarget, start_target
+from gotop.cli import main
+from gotop.commands import check as check_command
+from gotop.engine.history import TargetHistory, TargetState, Update
+from gotop.engine.leaks import (
+    MIN_SITE_KEPT,
+    Basis,
+    Confidence,
+    DescriptorRef,
+    GroupRef,
+    LeakKind,
+    SiteRef,
+    descriptor_leaks,
+    find_leaks,
+    gc_cycles,
+    goroutine_leaks,
+    heap_leaks,
+    retaining_sites,
+    rising_floor,
+    steady_rise,
+)
+from gotop.engine.target import Sample, Target
+from gotop.model.goroutines import KIND_GOROUTINELEAK, Frame, GoroutineProfile, profile_from_stacks
+from gotop.model.memstats import MemStats, Stats
+from gotop.sources.procfs import OsFigures
+
+T0 = 1_700_000_000.0
+MIB = 1 << 20
+WORKLOAD = "gotop.test/targets/internal/workload"
+
+
+# --- trends -----------------------------------------------------------------------------------
+
+def points(values, step=2.0, start=T0):
+    return [(start + i * step, float(v)) for i, v in enumerate(values)]
+
+
+def test_a_count_that_only_grows_is_a_steady_rise():
+    rise = steady_rise(points(range(20, 320, 20)), min_gain=10)  # +20 every 2 s
+    assert rise is not None
+    assert rise.start == T0
+    assert rise.gained == 280
+    assert rise.rate_per_min == pytest.approx(600)
+
+
+def test_small_falls_on_the_way_are_allowed_big_ones_are_not():
+    # 10 leaked a step, and now and then one finishes: falls are 1/20 of the rises.
+    leaky = [0, 10, 20, 19, 29, 39, 38, 48, 58, 57, 67]
+    assert steady_rise(points(leaky), min_gain=10) is not None
+    # Come and go: the count falls about as much as it rises.
+    churning = [0, 10, 20, 12, 22, 32, 21, 31, 41, 30, 40]
+    assert steady_rise(points(churning), min_gain=10) is None
+
+
+def test_a_pool_that_filled_up_and_stays_flat_is_not_a_rise():
+    assert steady_rise(points([0, 60, 100, 100, 100, 100, 100, 100, 100]), min_gain=10) is None
+    # Still filling at the end of the window: it looks like a leak, and is judged one.
+    assert steady_rise(points([0, 20, 40, 60, 80, 100]), min_gain=10) is not None
+
+
+def test_a_rise_is_judged_only_with_enough_readings_and_gain():
+    assert steady_rise(points([0, 20, 40, 60]), min_gain=10) is None  # 4 readings over 6 s
+    assert steady_rise(points([0, 1, 2, 3, 4, 5, 6, 7]), min_gain=10) is None  # gains 7
+
+
+def test_the_rise_starts_at_the_last_lowest_reading():
+    values = [50, 80, 10, 10, 20, 30, 40, 50, 60]  # a drop, then a leak
+    rise = steady_rise(points(values), min_gain=10)
+    assert rise is not None
+    assert rise.start == T0 + 3 * 2.0
+    assert rise.gained == 50
+
+
+def test_a_noisy_floor_that_keeps_rising_is_a_rise_and_a_plateau_is_not():
+    # The heap a while after each GC: the live heap plus up to 2 MiB of garbage.
+    garbage = [0.0, 1.8, 0.2, 1.5, 0.1, 2.0, 0.3, 1.1, 0.0, 1.7, 0.4, 1.9]
+    leak = [(T0 + 3 * i, (4 + 0.5 * i + g) * MIB) for i, g in enumerate(garbage)]
+    rise = rising_floor(leak, MIB)
+    assert rise is not None and rise.rate_per_min == pytest.approx(10 * MIB, rel=0.3)
+    plateau = [(T0 + 3 * i, (4 + min(i, 4) + g) * MIB) for i, g in enumerate(garbage)]
+    assert rising_floor(plateau, MIB) is None
+    assert rising_floor(plateau, MIB, still_rising=False) is not None  # it did rise, early
+    flat = [(T0 + 3 * i, (4 + g) * MIB) for i, g in enumerate(garbage)]
+    assert rising_floor(flat, MIB, still_rising=False) is None
+    assert rising_floor(leak[:5], MIB) is None  # too few GC cycles to judge
+
+
+# --- goroutines -------------------------------------------------------------------------------
+
+def blocked_in(function: str, wait: str = "runtime.chanrecv1", line: int = 12) -> tuple[Frame, ...]:
+    """A stack as the protobuf goroutine profile gives it, leaf first."""
+    return (Frame("runtime.gopark", "/go/src/runtime/proc.go", 435),
+            Frame(wait, "/go/src/runtime/chan.go", 442),
+            Frame(f"example.com/app.{function}", "/src/app/leak.go", line),
+            Frame("runtime.goexit", "/go/src/runtime/asm_amd64.s", 1700))
+
+
+def profile(groups: dict[tuple[Frame, ...], int], kind: str = "goroutine") -> GoroutineProfile:
+    return profile_from_stacks([(count, frames, None) for frames, count in groups.items() if count], kind=kind)
+
+
+def goroutine_history(counts: dict[tuple[Frame, ...], list[int]], step: float = 2.0,
+                      leaked: dict[tuple[Frame, ...], int] | None = None) -> TargetHistory:
+    history = TargetHistory(1.0, 600)
+    n = len(next(iter(counts.values())))
+    for i in range(n):
+        leaks = profile(leaked, KIND_GOROUTINELEAK) if leaked is not None and i == n - 1 else None
+        history.apply(Update(T0 + i * step, TargetState.UP,
+                             goroutines=profile({f: c[i] for f, c in counts.items()}), leaks=leaks))
+    return history
+
+
+LEAKING = blocked_in("leakyWorker")
+POOL = blocked_in("poolWorker", line=30)
+SPAWNED = blocked_in("shortTask", line=40)
+NOW = T0 + 60
+
+
+def test_a_growing_blocked_group_is_a_goroutine_leak_with_its_place_and_evidence():
+    history = goroutine_history({
+        LEAKING: list(range(20, 320, 20)),
+        POOL: [100] * 15,
+        SPAWNED: [16, 26, 23, 28, 24, 27, 13, 26, 28, 32, 29, 25, 28, 27, 23],
+    })
+    (finding,) = find_leaks(history, NOW)
+    assert finding.kind is LeakKind.GOROUTINES
+    assert finding.where == "example.com/app.leakyWorker (leak.go:12)"
+    assert finding.ref == GroupRef(history.goroutines.groups[0].key)  # the view opens this group
+    assert finding.rate_per_min == pytest.approx(600)
+    assert finding.since == T0
+    assert finding.basis is Basis.GROWING_GROUP
+    assert finding.confidence is Confidence.MEDIUM  # 28 s of growth: high after a minute
+    assert "blocked in chan receive" in finding.evidence[0].text
+    assert finding.evidence[0].series[-1] == (T0 + 28, 300)
+    json.dumps(finding.to_json())
+
+
+def test_a_minute_of_growth_gives_high_confidence_and_an_unblocked_group_low():
+    history = goroutine_history({LEAKING: list(range(0, 310, 10))}, step=2.5)  # 75 s
+    assert [f.confidence for f in goroutine_leaks(history, NOW)] == [Confidence.HIGH]
+    sleeping = blocked_in("pollForever", wait="time.Sleep")
+    history = goroutine_history({sleeping: list(range(0, 150, 10))})
+    (finding,) = goroutine_leaks(history, NOW)
+    assert finding.confidence is Confidence.LOW
+    assert "in sleep" in finding.evidence[0].text
+
+
+def test_the_runtimes_proof_makes_a_finding_even_without_growth():
+    history = goroutine_history({LEAKING: [40] * 6, POOL: [100] * 6}, leaked={LEAKING: 40})
+    (finding,) = goroutine_leaks(history, NOW)
+    assert finding.basis is Basis.PROVEN
+    assert finding.confidence is Confidence.HIGH
+    assert finding.rate_per_min == 0
+    assert finding.evidence[0].text.startswith("40 goroutines proven leaked")
+
+
+def test_a_growing_group_the_runtime_does_not_prove_says_so():
+    ticker = blocked_in("tickerLoop")
+    history = goroutine_history({LEAKING: list(range(20, 320, 20)), ticker: list(range(20, 320, 20))},
+                                leaked={LEAKING: 300})
+    by_where = {f.where.split(" ")[0]: f for f in goroutine_leaks(history, NOW)}
+    proven, growing = by_where["example.com/app.leakyWorker"], by_where["example.com/app.tickerLoop"]
+    assert [e.basis for e in proven.evidence] == [Basis.PROVEN, Basis.GROWING_GROUP]
+    assert [e.basis for e in growing.evidence] == [Basis.GROWING_GROUP]
+    assert "not proven leaked" in growing.evidence[0].text
+
+
+def test_growth_before_the_window_or_before_a_restart_is_not_judged():
+    history = goroutine_history({LEAKING: [*range(20, 320, 20), *[300] * 15]})  # grew, then flat for 30 s
+    assert goroutine_leaks(history, T0 + 60, window=30) == ()
+    assert goroutine_leaks(history, T0 + 60, window=60) == ()  # it stopped rising
+    history = goroutine_history({LEAKING: list(range(20, 320, 20))})
+    history.mark_restart(T0 + 21)  # the new process has only 4 readings
+    assert goroutine_leaks(history, NOW) == ()
+
+
+# --- descriptors ------------------------------------------------------------------------------
+
+def fd_history(by_kind: dict[str, list[int]]) -> TargetHistory:
+    """Descriptors by kind, as the slow tier reads them every 2 s."""
+    history = TargetHistory(1.0, 600)
+    for i in range(len(next(iter(by_kind.values())))):
+        history.apply(Update(T0 + 2 * i, TargetState.UP, fds={kind: values[i] for kind, values in by_kind.items()}))
+    return history
+
+
+def test_descriptors_that_keep_opening_are_found_by_kind():
+    history = fd_history({
+        "tcp": list(range(80, 880, 40)),  # leaked connections, both ends
+        "file": [101, 102, 102, 102, 101, 102, 102, 102, 102, 101, 102, 102, 102, 102, 102, 102, 102, 102, 102, 102],
+        "unix": [0] * 20,
+        "other": [2, 2, 4, 5, 4, 3, 3, 2, 4, 4, 2, 2, 2, 2, 4, 2, 2, 2, 2, 2],
+    })
+    (finding,) = descriptor_leaks(history, NOW)
+    assert (finding.kind, finding.where, finding.ref) == (LeakKind.SOCKETS, "TCP sockets", DescriptorRef("tcp"))
+    assert finding.rate_per_min == pytest.approx(1200)
+    files = fd_history({"file": list(range(40, 440, 20))})
+    assert [(f.kind, f.where) for f in descriptor_leaks(files, NOW)] == [(LeakKind.FDS, "open files")]
+
+
+def test_without_kinds_the_total_is_judged():
+    history = TargetHistory(1.0, 600)
+    for i, count in enumerate(range(10, 210, 10)):  # the fast tier's count only
+        t = T0 + i
+        history.apply(Update(t, TargetState.UP, Sample(t, None, Stats(), OsFigures(t, 1 << 24, 1.0, 8, count), {})))
+    (finding,) = descriptor_leaks(history, NOW)
+    assert (finding.kind, finding.ref) == (LeakKind.FDS, DescriptorRef("all"))
+
+
+# --- heap -------------------------------------------------------------------------------------
+
+def heap_history(readings: list[tuple[float, float]], step: float = 1.0) -> TargetHistory:
+    """One sample a second; each reading is (heap in use, heap goal) and comes
+    right after a GC (num_gc rises by one each time)."""
+    history = TargetHistory(1.0, 600)
+    for i, (heap_alloc, next_gc) in enumerate(readings):
+        memstats = MemStats(heap_alloc=int(heap_alloc), next_gc=int(next_gc), num_gc=i)
+        history.apply(Update(T0 + i * step, TargetState.UP, Sample(T0 + i * step, memstats, Stats(), None, {})))
+    return history
+
+
+GARBAGE = [0.1, 1.8, 0.2, 1.5, 0.0, 2.0, 0.3, 1.1, 0.0, 1.7, 0.4, 1.9, 0.2, 0.9, 0.0, 1.2, 0.1, 1.6]
+
+
+def live_heap(live_mib: list[float]) -> list[tuple[float, float]]:
+    """(heap after GC, goal) for a live heap: garbage allocated since the GC, goal at GOGC=100."""
+    return [((live + g) * MIB, max(4.0, 2 * live) * MIB) for live, g in zip(live_mib, GARBAGE)]
+
+
+def test_a_live_heap_rising_across_gc_cycles_is_a_heap_leak():
+    history = heap_history(live_heap([3 + 0.25 * i for i in range(18)]))  # +15 MiB/min
+    assert [c[0] for c in gc_cycles(history, T0 - 1)] == [T0 + i for i in range(1, 18)]
+    (finding,) = heap_leaks(history, NOW)
+    assert (finding.kind, finding.where, finding.ref) == (LeakKind.HEAP, "live heap", SiteRef(None))
+    assert finding.basis is Basis.LIVE_HEAP
+    assert finding.confidence is Confidence.MEDIUM  # no heap profile names a site
+    assert finding.rate_per_min == pytest.approx(15 * MIB, rel=0.5)
+
+
+@pytest.mark.parametrize("live", [
+    [3.0] * 18,  # churn: the GC reclaims everything
+    [min(3 + 0.5 * i, 6) for i in range(18)],  # a cache that filled up early
+    [1 + 0.05 * i for i in range(18)],  # below the 4 MiB minimum goal: too small to judge
+], ids=["churn", "plateau", "tiny"])
+def test_no_heap_leak_for_churn_or_a_plateau(live):
+    assert heap_leaks(heap_history(live_heap(live)), NOW) == ()
+
+
+def test_a_live_heap_without_a_site_is_left_to_leaking_goroutines():
+    history = heap_history(live_heap([3 + 0.25 * i for i in range(18)]), step=2.0)
+    for i in range(18):
+        history.apply(Update(T0 + 2 * i, TargetState.UP, goroutines=profile({LEAKING: 20 * (i + 1)})))
+    assert {f.kind for f in find_leaks(history, NOW)} == {LeakKind.GOROUTINES}
+    assert len(heap_leaks(history, NOW)) == 1
+
+
+# --- gotop check: errors and hygiene ---------------------------------------------------------
+
+def test_check_errors_exit_2_with_one_line(capsys):
+    assert main(["check", "not a target"]) == 2
+    assert main(["check", "1", "--for", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert "'not a target' is not a target" in err
+    assert "'soon' is not a duration" in err
+    assert "Traceback" not in err
+
+
+def test_check_of_an_unreachable_agent_exits_2():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    result = run_check(f"127.0.0.1:{port}", "--for", "5s")
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_target_that_exits_during_the_check_exits_2(go_target):
+    target = go_target("agentpprof", args=["-workload", "healthy-pool"])
+    killer = threading.Timer(3.0, target.kill)
+    killer.start()
+    try:
+        result = run_check(str(target.pid), "--for", "8s")
+    finally:
+        killer.cancel()
+    assert result.returncode == 2
+    assert "exited" in result.stdout + result.stderr
+
+
+def test_check_does_not_import_textual():
+    probe = ("import sys, gotop.commands.check; "
+             "print(any(m.split('.')[0] == 'textual' for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def run_check(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gotop", "check", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# --- gotop check on live targets ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    workload: str
+    binary: str = "agentpprof"
+    toolchain: str = "go"
+
+    def __str__(self) -> str:
+        return "-".join(p for p in (self.workload, self.binary, self.toolchain) if p not in ("agentpprof", "go"))
+
+
+# The leak each workload must be found with: (kind, function named in `where`).
+GOROUTINE_LEAKS = {"leak-send": "leakySendResult", "leak-recv": "leakyAwaitReply",
+                   "leak-ticker": "leakyTickerLoop", "leak-select": "leakySelectForever"}
+EXPECTED = {
+    **{Case(w): {("goroutines", f)} for w, f in GOROUTINE_LEAKS.items()},
+    Case("leak-all"): {("goroutines", f) for f in GOROUTINE_LEAKS.values()},
+    Case("leak-all", toolchain="go1.27"): {("goroutines", f) for f in GOROUTINE_LEAKS.values()},
+    Case("retain-slice"): {("heap", "retainAppend")},
+    Case("retain-map"): {("heap", "cachePutNoEvict")},
+    Case("leak-fds"): {("fds", "open files")},
+    Case("leak-fds", binary="plain"): {("fds", "open files")},
+    Case("leak-sockets"): {("sockets", "TCP sockets")},
+    Case("leak-sockets", binary="plain"): {("sockets", "TCP sockets")},
+}
+HEALTHY = [
+    *(Case(w) for w in ("healthy-churn", "healthy-pool", "healthy-spawn", "healthy-cache",
+                        "healthy-files", "healthy-conns")),
+    Case("healthy-pool", binary="pprofonly"),
+    Case("healthy-pool", toolchain="go1.27"),
+    Case("healthy-spawn", toolchain="go1.27"),
+]
+# Watched in-process, for their heap profiles.
+SITES = [Case("retain-slice"), Case("healthy-cache")]
+CHECK_SECONDS = 30.0  # what `gotop check` watches by default
+
+
+@dataclass
+class Checked:
+    returncode: int
+    report: dict  # gotop check --json
+    pids: dict[Case, int]
+
+    def findings(self, case: Case) -> list[dict]:
+        label = next(t["target"] for t in self.report["targets"] if t["pid"] == self.pids[case])
+        return [f for f in self.report["findings"] if f["target"] == label]
+
+
+def available(cases) -> list[Case]:
+    return [c for c in cases if TOOLCHAINS[c.toolchain].available()]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> dict[str, object]:
+    """Start every case, then run the three checks at once for the default 30 s."""
+    if not TOOLCHAINS["go"].available():
+        pytest.skip("Go is not installed")
+    leaks, healthy, sites = available(EXPECTED), available(HEALTHY), available(SITES)
+    running: list[RunningTarget] = []
+
+    def start(cases: list[Case]) -> dict[Case, int]:
+        for case in cases:
+            running.append(start_target(case.binary, toolchain=case.toolchain, args=["-workload", case.workload],
+                                        config_dir=tmp_path_factory.mktemp("gops")))
+        return {case: target.pid for case, target in zip(cases, running[-len(cases):])}
+
+    def check_in_process(pids: dict[Case, int]) -> dict[Case, check_command.Verdict]:
+        targets = [Target.open(str(pid)) for pid in pids.values()]
+        return dict(zip(pids, asyncio.run(check_command.check(targets, CHECK_SECONDS))))
+
+    try:
+        leak_pids, healthy_pids, site_pids = start(leaks), start(healthy), start(sites)
+        with ThreadPoolExecutor(3) as pool:
+            leak_run = pool.submit(run_check, *map(str, leak_pids.values()), "--json")
+            healthy_run = pool.submit(run_check, *map(str, healthy_pids.values()), "--json")
+            site_run = pool.submit(check_in_process, site_pids)
+            return {"leaks": _checked(leak_run.result(), leak_pids),
+                    "healthy": _checked(healthy_run.result(), healthy_pids),
+                    "sites": site_run.result()}
+    finally:
+        for target in running:
+            target.kill()
+
+
+def _checked(result: subprocess.CompletedProcess, pids: dict[Case, int]) -> Checked:
+    assert result.stdout.startswith("{"), result.stderr
+    return Checked(result.returncode, json.loads(result.stdout), pids)
+
+
+@pytest.mark.parametrize("case", EXPECTED, ids=str)
+def test_check_finds_each_leak_with_its_kind_and_place(live, case):
+    if case not in live["leaks"].pids:
+        pytest.skip(f"{case.toolchain} is not installed")
+    findings = live["leaks"].findings(case)
+    found = {(f["kind"], where) for f in findings for _, where in EXPECTED[case] if where in f["where"]}
+    assert found == EXPECTED[case], findings
+    assert {f["kind"] for f in findings} == {kind for kind, _ in EXPECTED[case]}, findings
+    for f in findings:
+        assert f["rate_per_min"] > 0 and f["evidence"] and f["found_after"] is not None, f
+
+
+def test_check_exits_1_on_leaks_and_says_so(live):
+    checked = live["leaks"]
+    assert checked.returncode == 1
+    assert checked.report["verdict"] == "leak"
+    assert {t["verdict"] for t in checked.report["targets"]} == {"leak"}
+    assert all(t["problem"] is None for t in checked.report["targets"])
+
+
+def test_the_runtime_proves_the_channel_leaks_but_not_the_ticker_go127(live):
+    case = Case("leak-all", toolchain="go1.27")
+    if case not in live["leaks"].pids:
+        pytest.skip("go1.27 is not installed")
+    basis = {f["where"].split(" ")[0].rsplit(".", 1)[1]: (f["basis"], f["confidence"])
+             for f in live["leaks"].findings(case)}
+    proven = (Basis.PROVEN.value, "high")
+    assert basis == {"leakySendResult": proven, "leakyAwaitReply": proven, "leakySelectForever": proven,
+                     "leakyTickerLoop": (Basis.GROWING_GROUP.value, "medium")}
+
+
+def test_check_finds_nothing_on_healthy_busy_targets(live):
+    checked = live["healthy"]
+    assert checked.report["findings"] == [], checked.report["findings"]
+    assert checked.report["verdict"] == "ok"
+    assert checked.returncode == 0
+    for t in checked.report["targets"]:  # every detector had something to judge
+        c = t["checked"]
+        assert c["descriptor_counts"] >= 10 and c["samples"] >= 20, t
+        if "plain" not in t["target"]:
+            assert c["goroutine_profiles"] >= 10 and c["heap_profiles"] >= 5 and c["gc_cycles"] >= 6, t
+
+
+def test_the_heap_profiles_name_the_retaining_site_and_not_a_bounded_cache(live):
+    verdicts = live["sites"]
+    slice_history = verdicts[Case("retain-slice")].watch.history
+    sites = retaining_sites(slice_history.first_heap, slice_history.heap)
+    assert sites and sites[0].site.function == f"{WORKLOAD}.retainAppend", sites
+    assert Path(sites[0].site.file).name == "leak_heap.go"
+    assert sites[0].kept > 0.9 >= MIN_SITE_KEPT  # what a leak allocates, it keeps
+    cache_history = verdicts[Case("healthy-cache")].watch.history
+    assert retaining_sites(cache_history.first_heap, cache_history.heap) == ()
+    assert verdicts[Case("healthy-cache")].findings == ()
+    assert [f.ref for f in verdicts[Case("retain-slice")].findings] == [SiteRef(sites[0].site)]
