@@ -54,6 +54,9 @@ _LAST_LOW = bytes(0 if b in _IS_FIRST else (b * 127) & 0xFF for b in range(256))
 _LAST_HIGH = bytes(0 if b in _IS_FIRST else (b * 127) >> 8 for b in range(256))
 _GONE = "\uffff"  # the unit of a first byte, removed once its bits moved on
 _NONZERO = bytes([0] + [1] * 255)
+# _minimal_varints' byte classes, coarser: first bytes 'f', what may not follow one 'b'.
+_AFTER_FIRST_CLASSES = bytes(
+    ord("f") if chr(b) in "aA" else ord("b") if chr(b) in "zsx" else ord(".") for b in range(256))
 
 
 class MalformedSamples(Exception):
@@ -243,19 +246,19 @@ def _minimal_varints(joined: bytes, max_id: int) -> bool:
     single_max = min(max_id, 0x7F)
     classes = bytearray(256)
     for b in range(0x80):
-        # A varint's last byte, by what it may end: 'z' 0 (the separator),
-        # 'p' a pair below the top row, 'q' a pair in the top row, 's' only a
-        # 1-byte varint, 'x' nothing.
+        # A varint's last byte, by what it may end: 'z' 0 (the separator) and
+        # 's' a 1-byte varint only, 'p' also a pair below the top row, 'q' also
+        # a pair in the top row, 'x' nothing.
         classes[b] = ord("z" if b == 0 else "p" if b < high else "q" if b == high else "s" if b <= single_max else "x")
     for b in range(0x80, 0x100):
         # A 2-byte varint's first byte: 'a' fits the top row, 'A' does not.
-        classes[b] = ord("a" if (b & 0x7F) <= last else "A")
+        classes[b] = ord("a" if (b & 0x7F) <= last and high else "A")
     shape = joined.translate(bytes(classes))
-    if high == 0:
-        bad = [b"a", b"A", b"x"]  # no location needs 2 bytes
-    else:
-        bad = [b"x", b"Aq", b"az", b"Az", b"as", b"As", b"aa", b"aA", b"Aa", b"AA"]
-    return shape[-1:] not in (b"a", b"A") and not any(pattern in shape for pattern in bad)
+    if b"x" in shape or b"Aq" in shape or shape[-1:] in (b"a", b"A"):
+        return False
+    # A first byte must be followed by the last byte of a pair ('p' or 'q').
+    follows_first = shape.translate(_AFTER_FIRST_CLASSES)
+    return b"fb" not in follows_first and b"ff" not in follows_first
 
 
 def _varint_text(joined: bytes) -> str:
