@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import random
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -419,13 +420,15 @@ def crafted(*, sample_types=(("count", "count"),), samples=(), locations=(), fun
             strings=None, default_sample_type=None) -> bytes:
     """A raw profile built field by field, string indexes assigned as needed."""
     table = [""] if strings is None else list(strings)
+    indexes = {s: i for i, s in reversed(list(enumerate(table)))}
 
     def index(s):
         if isinstance(s, int):
             return s
-        if s not in table:
+        if s not in indexes:
+            indexes[s] = len(table)
             table.append(s)
-        return table.index(s)
+        return indexes[s]
 
     view = profile_pb.ProfileView()
     for t, u in sample_types:
@@ -505,6 +508,21 @@ def test_concatenated_gzip_members_are_one_profile():
     raw = gzip.decompress((SAMPLES / "pprof-heap.pb.gz").read_bytes())
     split = gzip.compress(raw[:100]) + gzip.compress(raw[100:])
     assert raw_lines(parse_profile(split)) == raw_lines(parse_profile(raw))
+
+
+@pytest.mark.parametrize("locations", [100, 300, 16383, 16384])
+def test_location_ids_of_one_and_two_varint_bytes(locations):
+    """Stacks over many locations (2-byte varints past id 127; past 16383 the
+    general path) decode to the ids written, stacks of 1-2 frames included."""
+    rng = random.Random(locations)
+    functions = [dict(id=i, name=f"f{i}", system_name=f"f{i}") for i in range(1, locations + 1)]
+    stacks = [tuple(rng.randint(1, locations) for _ in range(rng.choice([1, 2, 3, 8, 40]))) for _ in range(500)]
+    stacks += [(locations,), tuple(min(i, locations) for i in (127, 128, locations, 1, 128, 255, 256))]
+    data = crafted(samples=[sample(ids=stack, values=(i + 1,)) for i, stack in enumerate(stacks)],
+                   functions=functions, locations=[dict(id=i, functions=[i]) for i in range(1, locations + 1)])
+    p = parse_profile(data)
+    assert [s.location_ids for s in p.samples] == stacks
+    assert [s.values for s in p.samples] == [(i + 1,) for i in range(len(stacks))]
 
 
 def test_non_minimal_varints_decode_as_protobuf_says():
