@@ -6,8 +6,6 @@ import json
 import os
 from argparse import Namespace
 
-from gotop.commands.common import with_target
-from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, parse_profile
 from gotop.model.profile_report import TopReport, top
@@ -33,6 +31,10 @@ def load(source: str) -> Profile:
         except OSError as e:
             raise GotopError(f"{source}: {e.strerror}") from None
         return _parse(source, data)
+    # Only now the transports: reading a file must not pay for loading them.
+    from gotop.commands.common import with_target
+    from gotop.engine.target import Target
+
     return _parse(source, with_target(source, Target.heap_profile))
 
 
