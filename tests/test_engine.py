@@ -90,7 +90,8 @@ async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):
         await wait_for(lambda: watched.pid == second.pid)
         assert len(watched.history.restarts) == 1
         assert fleet.find_pid(second.pid) is watched
-        await wait_for(lambda: watched.history.state is TargetState.UP)
+        # Polled again (SLOW only says the polls take longer than the interval: a loaded machine).
+        await wait_for(lambda: watched.history.state in (TargetState.UP, TargetState.SLOW))
     finally:
         discovery.cancel()
         await fleet.aclose()

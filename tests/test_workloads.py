@@ -271,8 +271,9 @@ def test_files_are_opened_and_closed_with_a_steady_count(observed):
 def test_connections_are_dialled_and_closed_with_a_steady_count(observed):
     samples = observed[Run("healthy-conns")]
     sockets = [len(s.tcp) for s in samples[WARM_UP:]]
-    # Two ends per open connection, plus listeners and a few closing at any moment.
-    assert all(2 * DEFAULT_N - 4 <= n <= 2 * DEFAULT_N + 10 for n in sockets), sockets
+    # Two ends per open connection, plus listeners and a few closing at any moment
+    # (a loaded machine catches more of them between close and the next dial).
+    assert all(2 * DEFAULT_N - 10 <= n <= 2 * DEFAULT_N + 10 for n in sockets), sockets
     assert spread(sockets) <= 8, sockets
     assert spread([s.goroutines("serveUntilClosed") for s in samples[WARM_UP:]]) <= 4
 
