@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mouse support (default: on, off over SSH)")
     p.set_defaults(run="gotop.ui.run")
 
+    p = sub.add_parser("demo", help="build and run example Go programs that leak, and watch them")
+    p.add_argument("--replay", action="store_true", help="play the bundled recording of the demo instead")
+    p.add_argument("--save-dir", default=".", help="where profiles, traces and recordings are saved")
+    p.add_argument("--mouse", action=argparse.BooleanOptionalAction, default=None,
+                   help="mouse support (default: on, off over SSH)")
+    p.set_defaults(run="gotop.ui.run", entry="demo")
+
     p = sub.add_parser("record", help="record targets headless into a file that `gotop replay` plays")
     p.add_argument("targets", nargs="*", metavar="TARGET", help=f"{TARGET_HELP}; default: every Go process here")
     p.add_argument("-o", "--output", required=True, help="the recording to create (SQLite)")

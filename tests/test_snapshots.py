@@ -1,33 +1,26 @@
 """Pictures of every screen, from recorded data with the replay clock frozen.
 
-The data is tests/data/session.gotop (made by tests/data/make_session.py from
-real Go targets); Textual is pinned in pyproject.toml so the SVGs stay stable.
-Update them after an intended change with: tests/run tests/test_snapshots.py --snapshot-update
+The data is the demo recording (examples/demo.gotop, made by
+examples/record_demo.py from the real demo programs); Textual is pinned in
+pyproject.toml so the SVGs stay stable. Update them after an intended change
+with: tests/run tests/test_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from gotop.demo import bundled_recording
 from gotop.engine.recording import Recording
 from gotop.engine.replay import Replay
 from gotop.ui.app import GotopApp
 
-SESSION = Path(__file__).resolve().parent / "data" / "session.gotop"
-
-
 def frozen_app(at: float = 45.0) -> GotopApp:
     """The app on the recording, paused `at` seconds in."""
-    replay = Replay(Recording(str(SESSION)))
+    replay = Replay(Recording(str(bundled_recording())))
     replay.paused = True
     replay.seek(replay.recording.start + at)
     return GotopApp(replay=replay)
-
-
-def pid_of(app: GotopApp, name: str) -> int:
-    return next(w.pid for w in app.fleet.watched.values() if w.process and w.process.name == name)
 
 
 async def open_process(pilot, name: str) -> None:
@@ -49,14 +42,14 @@ def test_overview(snap_compare, size):
 @pytest.mark.parametrize("size", [(80, 24), (100, 30)])
 def test_process(snap_compare, size):
     async def run_before(pilot):
-        await open_process(pilot, "agentpprof")
+        await open_process(pilot, "leakyservice")
 
     assert snap_compare(frozen_app(), terminal_size=size, run_before=run_before)
 
 
 def test_goroutines(snap_compare):
     async def run_before(pilot):
-        await open_process(pilot, "agentpprof")
+        await open_process(pilot, "leakyservice")
         await pilot.press("g")
         await pilot.pause()
 
@@ -65,7 +58,7 @@ def test_goroutines(snap_compare):
 
 def test_heap(snap_compare):
     async def run_before(pilot):
-        await open_process(pilot, "pprofonly")
+        await open_process(pilot, "cache")
         await pilot.press("h")
         await pilot.pause()
 

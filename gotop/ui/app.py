@@ -36,13 +36,15 @@ class GotopApp(App):
     ENABLE_COMMAND_PALETTE = True
 
     def __init__(self, specs: Iterable[str] = (), tiers: Tiers = Tiers(), window: float = 600.0,
-                 save_dir: Path = Path.cwd(), record: str | None = None, replay: Replay | None = None) -> None:
+                 save_dir: Path = Path.cwd(), record: str | None = None, replay: Replay | None = None,
+                 title: str | None = None) -> None:
         super().__init__()
         self.specs = [parse_target(s) for s in specs]
         self.tiers = Tiers(replay.interval) if replay else tiers
         self.save_dir = save_dir
         self.replay = replay
         self._record_to = record
+        self._title = title
         addresses = [s for s in self.specs if s.pid is None]
         if replay is not None:
             replay.on_change = self._changed
@@ -51,7 +53,9 @@ class GotopApp(App):
         self._shell_pid = os.getppid()
 
     async def on_mount(self) -> None:
-        if self.replay:
+        if self._title:
+            where = self._title
+        elif self.replay:
             where = f"replay of {self.replay.recording.path} ({self.replay.recording.meta.get('host', '?')})"
         else:
             where = ", ".join(s.text for s in self.specs) or os.uname().nodename

@@ -45,14 +45,19 @@ def row_for(group: GoroutineGroup, trend: GroupTrend | None) -> dict[str, Sortab
     entry = group.frames[-1].function if group.frames else ""
     return {
         "count": cell(f"{group.count:,}", group.count, style),
-        "growth": cell(f"{growth:+.0f}" if trend and len(trend.counts) > 1 else "-", growth, style),
+        "growth": cell(_signed(growth) if trend and len(trend.counts) > 1 else "-", growth, style),
         "trend": cell(mini_spark(trend.counts.values) if trend else "", 0, "cyan", justify="left"),
-        "state": cell(plain(group.state or "?"), group.state or "", justify="left"),
+        "state": cell(plain(group.state or "-"), group.state or "", justify="left"),
         "top": cell(plain(short_function(top)) or "(runtime only)", top, style, justify="left"),
         "where": cell(plain(f"{top_frame.file.rsplit('/', 1)[-1]}:{top_frame.line}") if top_frame else "",
                       "", justify="left"),
         "entry": cell(plain(short_function(entry)), entry, justify="left"),
     }
+
+
+def _signed(value: float) -> str:
+    rounded = round(value)
+    return f"{rounded:+d}" if rounded else "0"
 
 
 def stack_text(group: GoroutineGroup, trend: GroupTrend | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -31,6 +32,22 @@ def replay(args: Namespace) -> int:
 
     app = GotopApp(replay=Replay(recording))
     return _run(app, None)
+
+
+def demo(args: Namespace) -> int:
+    from gotop import demo as examples
+
+    if args.replay:
+        return replay(Namespace(file=str(examples.bundled_recording())))
+    binaries = examples.build(progress=lambda line: print(line, file=sys.stderr, flush=True))
+    running = examples.start(binaries)
+    try:
+        from gotop.ui.app import GotopApp
+
+        app = GotopApp(save_dir=Path(args.save_dir), title=f"demo: {len(running.pids)} example programs")
+        return _run(app, args.mouse)
+    finally:
+        running.stop()
 
 
 def _run(app, mouse: bool | None) -> int:

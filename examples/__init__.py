@@ -1,0 +1,1 @@
+"""The example Go programs of `gotop demo` (installed as gotop.examples)."""

@@ -1,0 +1,74 @@
+"""Run a program in a real pseudo-terminal, as a user at a terminal would.
+
+Used to test what only a terminal shows: the TUI starting, keys, and what
+happens when the terminal goes away.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import termios
+import threading
+import time
+
+
+class Terminal:
+    def __init__(self, argv: list[str], size: tuple[int, int] = (100, 30), env: dict | None = None) -> None:
+        self.master, slave = os.openpty()
+        cols, rows = size
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.proc = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            env={**os.environ, "TERM": "xterm-256color", **(env or {})},
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                ready, _, _ = select.select([self.master], [], [], 0.1)
+                if ready:
+                    data = os.read(self.master, 65536)
+                    if not data:
+                        return
+                    self.output += data
+            except OSError:  # the other side is gone
+                return
+
+    def expect(self, text: str, timeout: float = 60.0) -> None:
+        """Wait until `text` was written to the terminal (a safety timeout, not a timing assertion)."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; last output: {bytes(self.output[-2000:])!r}")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited ({self.proc.returncode}) before {text!r}: {bytes(self.output[-2000:])!r}")
+            time.sleep(0.05)
+
+    def send(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def hang_up(self) -> None:
+        """Close the terminal, as a dropped SSH session does."""
+        os.close(self.master)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
