@@ -76,19 +76,12 @@ def gotop_argv(args: Sequence[str] = (), profile: Path | None = None) -> list[st
     return [sys.executable, *runner, *args]
 
 
-_gotop_niceness = 0
-
-
-def set_gotop_niceness(niceness: int) -> None:
-    global _gotop_niceness
-    _gotop_niceness = niceness
-
-
 @contextmanager
 def gotop(size: tuple[int, int], args: Sequence[str] = (), profile: Path | None = None) -> Iterator[PtyApp]:
     app = PtyApp(gotop_argv(args, profile), *size, env=gotop_env())
-    if _gotop_niceness:
-        set_niceness(app.pid, _gotop_niceness)  # its own session: its own autogroup
+    niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness:
+        set_niceness(app.pid, niceness)  # inherited, but gotop's own session has an autogroup of its own
     try:
         yield app
     finally:
@@ -208,7 +201,7 @@ def measure_gops_loop(targets: Sequence[RunningTarget], seconds: float) -> Fleet
     agents = [t.ready["agent"] for t in targets if t.agent_port]
     cpu, peak, rounds, late = 0.0, 0, 0, 0
     start = time.perf_counter()
-    while (now := time.perf_counter()) < start + seconds:
+    while time.perf_counter() < start + seconds:
         next_round = start + rounds + 1
         for agent in agents:
             for command in ("stats", "memstats"):
@@ -438,7 +431,6 @@ def main() -> None:
     if not args.no_isolate:
         isolate()
     niceness = set_niceness(os.getpid(), args.nice)
-    set_gotop_niceness(niceness)
     # As PID 1 of a namespace, SIGTERM would be ignored: make it unwind the finally blocks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
