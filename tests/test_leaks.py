@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from gotargets import TOOLCHAINS, RunningTarget, start_target
+from leakcases import EXPECTED, HEALTHY, UNNAMED_HEAP, Case, findings_of, matches, of_kind
 from gotop.cli import main
 from gotop.commands import check as check_command
 from gotop.engine.history import TargetHistory, TargetState, Update
@@ -40,7 +41,7 @@ from gotop.engine.leaks import (
     goroutine_leaks,
     heap_leaks,
     retaining_sites,
-    rising_floor,
+    rising_level,
     steady_rise,
 )
 from gotop.engine.target import Sample, Target
@@ -95,18 +96,27 @@ def test_the_rise_starts_at_the_last_lowest_reading():
     assert rise.gained == 50
 
 
-def test_a_noisy_floor_that_keeps_rising_is_a_rise_and_a_plateau_is_not():
+def test_a_noisy_level_that_keeps_rising_is_a_rise_and_a_plateau_is_not():
     # The heap a while after each GC: the live heap plus up to 2 MiB of garbage.
     garbage = [0.0, 1.8, 0.2, 1.5, 0.1, 2.0, 0.3, 1.1, 0.0, 1.7, 0.4, 1.9]
     leak = [(T0 + 3 * i, (4 + 0.5 * i + g) * MIB) for i, g in enumerate(garbage)]
-    rise = rising_floor(leak, MIB)
-    assert rise is not None and rise.rate_per_min == pytest.approx(10 * MIB, rel=0.3)
+    rise = rising_level(leak, MIB, 0.25)
+    assert rise is not None and rise.still_rising
+    assert rise.rate_per_min == pytest.approx(10 * MIB, rel=0.3)
     plateau = [(T0 + 3 * i, (4 + min(i, 4) + g) * MIB) for i, g in enumerate(garbage)]
-    assert rising_floor(plateau, MIB) is None
-    assert rising_floor(plateau, MIB, still_rising=False) is not None  # it did rise, early
+    rise = rising_level(plateau, MIB, 0.25)
+    assert rise is not None and not rise.still_rising  # it did rise, early
     flat = [(T0 + 3 * i, (4 + g) * MIB) for i, g in enumerate(garbage)]
-    assert rising_floor(flat, MIB, still_rising=False) is None
-    assert rising_floor(leak[:5], MIB) is None  # too few GC cycles to judge
+    assert rising_level(flat, MIB, 0.25) is None
+    assert rising_level(leak[:5], MIB, 0.25) is None  # too few GC cycles to judge
+
+
+def test_a_lone_low_reading_does_not_stand_for_a_third():
+    readings = [3.3] * 15
+    readings[1] = 0.5  # the first GC found the program between two bursts of work
+    points = [(T0 + i, v * MIB) for i, v in enumerate(readings)]
+    assert rising_level(points, MIB, 0.25) is None
+    assert rising_level(points, MIB, 0.0) is not None  # its lowest reading would
 
 
 # --- goroutines -------------------------------------------------------------------------------
@@ -270,6 +280,25 @@ def test_no_heap_leak_for_churn_or_a_plateau(live):
     assert heap_leaks(heap_history(live_heap(live)), NOW) == ()
 
 
+def test_rare_low_readings_of_a_busy_program_are_not_a_rise():
+    # healthy-churn: most GCs find its 3.3 MiB burst of work in flight, now and then none.
+    heap = [3.3] * 18
+    heap[2], heap[4] = 1.3, 3.0
+    goal = [6.8] * 18
+    goal[1], goal[8], goal[9] = 4.0, 4.4, 5.0
+    history = heap_history([(h * MIB, g * MIB) for h, g in zip(heap, goal)])
+    assert heap_leaks(history, NOW) == ()
+
+
+def test_a_rising_heap_needs_a_second_witness():
+    # The heap after GC rises by 2 MiB, but the goal stays at its minimum and no
+    # heap profile names a site that keeps its bytes.
+    readings = [((1 + 0.12 * i + g) * MIB, 4 * MIB) for i, g in enumerate(GARBAGE)]
+    history = heap_history(readings)
+    assert rising_level([(t, heap) for t, heap, _ in gc_cycles(history, T0)], MIB, 0.25) is not None
+    assert heap_leaks(history, NOW) == ()
+
+
 def test_a_live_heap_without_a_site_is_left_to_leaking_goroutines():
     history = heap_history(live_heap([3 + 0.25 * i for i in range(18)]), step=2.0)
     for i in range(18):
@@ -325,35 +354,17 @@ def run_check(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 # --- gotop check on live targets ------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Case:
-    workload: str
-    binary: str = "agentpprof"
-    toolchain: str = "go"
-
-    def __str__(self) -> str:
-        return "-".join(p for p in (self.workload, self.binary, self.toolchain) if p not in ("agentpprof", "go"))
-
-
-# The leak each workload must be found with: (kind, function named in `where`).
-GOROUTINE_LEAKS = {"leak-send": "leakySendResult", "leak-recv": "leakyAwaitReply",
-                   "leak-ticker": "leakyTickerLoop", "leak-select": "leakySelectForever"}
-EXPECTED = {
-    **{Case(w): {("goroutines", f)} for w, f in GOROUTINE_LEAKS.items()},
-    Case("leak-all"): {("goroutines", f) for f in GOROUTINE_LEAKS.values()},
-    Case("leak-all", toolchain="go1.27"): {("goroutines", f) for f in GOROUTINE_LEAKS.values()},
-    Case("retain-slice"): {("heap", "retainAppend")},
-    Case("retain-map"): {("heap", "cachePutNoEvict")},
-    Case("leak-fds"): {("fds", "open files")},
-    Case("leak-fds", binary="plain"): {("fds", "open files")},
-    Case("leak-sockets"): {("sockets", "TCP sockets")},
-    Case("leak-sockets", binary="plain"): {("sockets", "TCP sockets")},
-}
-HEALTHY = [
-    *(Case(w) for w in ("healthy-churn", "healthy-pool", "healthy-spawn", "healthy-cache",
-                        "healthy-files", "healthy-conns")),
+LEAKS = [
+    *(Case(w) for w in EXPECTED),
+    Case("retain-map", n=25),  # four times the pace: heap profile samples enough to always name the site
+    Case("leak-all", toolchain="go1.27"),  # the runtime's goroutineleak profile proves three of the four
+    Case("leak-fds", binary="plain"),  # no agent, no pprof: descriptors are still read from /proc
+    Case("leak-sockets", binary="plain"),
+]
+HEALTHY_CASES = [
+    *(Case(w) for w in HEALTHY),
     Case("healthy-pool", binary="pprofonly"),
-    Case("healthy-pool", toolchain="go1.27"),
+    Case("healthy-pool", toolchain="go1.27"),  # goroutineleak stays quiet on waiting workers
     Case("healthy-spawn", toolchain="go1.27"),
 ]
 # Watched in-process, for their heap profiles.
@@ -368,8 +379,10 @@ class Checked:
     pids: dict[Case, int]
 
     def findings(self, case: Case) -> list[dict]:
-        label = next(t["target"] for t in self.report["targets"] if t["pid"] == self.pids[case])
-        return [f for f in self.report["findings"] if f["target"] == label]
+        return findings_of(self.report, self.pids[case])
+
+    def target(self, case: Case) -> dict:
+        return next(t for t in self.report["targets"] if t["pid"] == self.pids[case])
 
 
 def available(cases) -> list[Case]:
@@ -381,12 +394,12 @@ def live(tmp_path_factory) -> dict[str, object]:
     """Start every case, then run the three checks at once for the default 30 s."""
     if not TOOLCHAINS["go"].available():
         pytest.skip("Go is not installed")
-    leaks, healthy, sites = available(EXPECTED), available(HEALTHY), available(SITES)
+    leaks, healthy, sites = available(LEAKS), available(HEALTHY_CASES), available(SITES)
     running: list[RunningTarget] = []
 
     def start(cases: list[Case]) -> dict[Case, int]:
         for case in cases:
-            running.append(start_target(case.binary, toolchain=case.toolchain, args=["-workload", case.workload],
+            running.append(start_target(case.binary, toolchain=case.toolchain, args=case.args(),
                                         config_dir=tmp_path_factory.mktemp("gops")))
         return {case: target.pid for case, target in zip(cases, running[-len(cases):])}
 
@@ -413,16 +426,21 @@ def _checked(result: subprocess.CompletedProcess, pids: dict[Case, int]) -> Chec
     return Checked(result.returncode, json.loads(result.stdout), pids)
 
 
-@pytest.mark.parametrize("case", EXPECTED, ids=str)
+@pytest.mark.parametrize("case", LEAKS, ids=str)
 def test_check_finds_each_leak_with_its_kind_and_place(live, case):
     if case not in live["leaks"].pids:
         pytest.skip(f"{case.toolchain} is not installed")
     findings = live["leaks"].findings(case)
-    found = {(f["kind"], where) for f in findings for _, where in EXPECTED[case] if where in f["where"]}
-    assert found == EXPECTED[case], findings
-    assert {f["kind"] for f in findings} == {kind for kind, _ in EXPECTED[case]}, findings
+    for expected in case.expected:
+        found = [f for f in findings if matches(expected, f)]
+        if case.site_may_be_unnamed and not found:
+            found = [f for f in findings if of_kind(expected, f) and f["where"] == UNNAMED_HEAP]
+        assert found, (expected, findings)
+    assert len(findings) == len(case.expected), findings  # nothing else
     for f in findings:
         assert f["rate_per_min"] > 0 and f["evidence"] and f["found_after"] is not None, f
+    first_found = live["leaks"].target(case)["first_found"]
+    assert first_found.keys() == {kind for kind, _ in case.expected}
 
 
 def test_check_exits_1_on_leaks_and_says_so(live):

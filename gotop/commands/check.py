@@ -68,6 +68,14 @@ class Watch:
             return f"stopped answering: {self.history.error}"
         return None
 
+    def first_found(self) -> dict[str, float]:
+        """Per kind of leak, seconds until the first finding of that kind, even
+        one replaced since (a live heap finding, once its site was named)."""
+        first: dict[str, float] = {}
+        for (kind, _), seconds in self.found_after.items():
+            first[kind.value] = min(seconds, first.get(kind.value, seconds))
+        return first
+
     def checked(self) -> dict[str, int]:
         """How much each detector had to go on."""
         num_gc = self.history.series["num_gc"]
@@ -177,6 +185,7 @@ def to_json(verdicts: list[Verdict], duration: float) -> dict:
         "targets": [{
             "target": v.watch.target.label, "pid": v.watch.target.pid,
             "verdict": "leak" if v.leaks else "ok", "problem": v.watch.problem(), "checked": v.watch.checked(),
+            "first_found": {kind: round(s, 1) for kind, s in v.watch.first_found().items()},
         } for v in verdicts],
         "findings": [
             {"target": v.watch.target.label, **f.to_json(), "found_after": _rounded(v.watch.found_after.get(f.key))}

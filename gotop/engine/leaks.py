@@ -52,10 +52,15 @@ MAX_FALL_SHARE = 0.1
 # must be at least this share of its overall pace. A pool or cache that filled
 # up and then stayed flat fails this.
 MIN_RECENT_PACE = 0.5
-# The live heap is read once per GC cycle, a little after the cycle ended, so
-# garbage allocated since inflates some readings; the lowest reading of each
-# third of the window is the one to trust, and each third needs a few.
+# The heap is judged once per GC cycle, on each third of the readings, and
+# each third needs a few. What stands for a third depends on the noise: the
+# heap in use after GC only gains (the garbage allocated since the GC ended),
+# so its low readings are the ones to trust; the goal set at the GC's end errs
+# both ways (garbage still floating, or a GC that found a busy program
+# between two bursts of work), so its median.
 MIN_GC_CYCLES_PER_THIRD = 2
+HEAP_AFTER_GC_QUANTILE = 0.25
+HEAP_GOAL_QUANTILE = 0.5
 # Heap profiles sample about one allocation per 512 KiB (runtime.MemProfileRate),
 # each weighted to stand for 512 KiB: a site must keep at least two samples'
 # worth before it is named, and most of what it allocated since the first
@@ -192,6 +197,7 @@ class Rise:
     points: tuple[Point, ...]  # the readings from the start of the rise
     gained: float
     rate_per_min: float
+    still_rising: bool = True  # in the recent part too
 
     @property
     def start(self) -> float:
@@ -225,28 +231,30 @@ def steady_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
     if -sum(s for s in steps if s < 0) > MAX_FALL_SHARE * sum(s for s in steps if s > 0):
         return None
     tr, vr = _last_at_or_before(rise, t1 - span / 3)
-    if t1 <= tr or (v1 - vr) / (t1 - tr) < MIN_RECENT_PACE * gained / span:
+    if (v1 - vr) / (t1 - tr) < MIN_RECENT_PACE * gained / span:
         return None
     return Rise(rise, gained, _slope_per_minute(rise))
 
 
-def rising_floor(points: Sequence[Point], min_gain: float, *, still_rising: bool = True) -> Rise | None:
-    """The rise of a figure read with upward noise (the heap at GC ends),
-    judged on the lowest reading of each third of the readings, or None.
+def rising_level(points: Sequence[Point], min_gain: float, quantile: float) -> Rise | None:
+    """The rise of a noisy figure read once per GC cycle, or None.
 
-    The floor of the last third must be `min_gain` above that of the first
-    and, if `still_rising`, above that of the middle third by MIN_RECENT_PACE
-    of half of it (a steady rise gains half of it there).
+    Each third of the readings is represented by its reading at `quantile`
+    (not its lowest: a lone low reading must not stand for a whole third). The
+    level of the last third must be `min_gain` above that of the first; it is
+    still rising if it is above that of the middle third by MIN_RECENT_PACE of
+    half of it (a steady rise gains half of it there).
     """
     n = len(points)
     if n < 3 * MIN_GC_CYCLES_PER_THIRD or points[-1][0] - points[0][0] < MIN_SPAN:
         return None
     thirds = (points[:n // 3], points[n // 3:n - n // 3], points[n - n // 3:])
-    first, middle, last = (min(third, key=lambda p: p[1]) for third in thirds)
+    first, middle, last = (sorted(third, key=lambda p: p[1])[int((len(third) - 1) * quantile)] for third in thirds)
     gained = last[1] - first[1]
-    if gained < min_gain or (still_rising and last[1] - middle[1] < MIN_RECENT_PACE * gained / 2):
+    if gained < min_gain:
         return None
-    return Rise(tuple(p for p in points if p[0] >= first[0]), gained, gained / (last[0] - first[0]) * 60)
+    return Rise(tuple(p for p in points if p[0] >= first[0]), gained, gained / (last[0] - first[0]) * 60,
+                still_rising=last[1] - middle[1] >= MIN_RECENT_PACE * gained / 2)
 
 
 def _last_at_or_before(points: Sequence[Point], t: float) -> Point:
@@ -271,10 +279,11 @@ def goroutine_leaks(history: TargetHistory, now: float, window: float | None = N
     total = history.goroutines.total if history.goroutines else 0
     findings = []
     for key in [*history.groups, *(k for k in proven if k not in history.groups)]:
-        trend = history.groups.get(key)
+        trend, proof = history.groups.get(key), proven.get(key)
+        if proof is None and (trend is None or (trend.counts.last or 0) < MIN_GOROUTINE_GAIN):
+            continue  # too small to have gained enough: most groups of a big program
         points = trend.counts.since(since) if trend else []
         rise = steady_rise(points, MIN_GOROUTINE_GAIN)
-        proof = proven.get(key)
         group = latest.get(key) or proof
         if (rise is None and proof is None) or group is None:
             continue
@@ -343,26 +352,31 @@ class SiteGrowth:
 def heap_leaks(history: TargetHistory, now: float, window: float | None = None) -> tuple[Finding, ...]:
     """A live heap rising across GC cycles, named by the sites that keep their bytes."""
     cycles = gc_cycles(history, window_start(history, now, window))
-    # The goal is the cleaner figure, so it decides whether the heap still rises;
-    # the heap in use after each GC must confirm the gain (the goal also counts
-    # goroutine stacks, and garbage still floating at the GC's end).
-    goal = rising_floor([(t, goal) for t, _, goal in cycles], MIN_HEAP_GOAL_GAIN)
-    after_gc = rising_floor([(t, heap) for t, heap, _ in cycles], MIN_LIVE_HEAP_GAIN, still_rising=False)
-    if after_gc is None or goal is None:
+    goal = rising_level([(t, goal) for t, _, goal in cycles], MIN_HEAP_GOAL_GAIN, HEAP_GOAL_QUANTILE)
+    rise = rising_level([(t, heap) for t, heap, _ in cycles], MIN_LIVE_HEAP_GAIN, HEAP_AFTER_GC_QUANTILE)
+    if rise is None:
+        return ()
+    # A second witness, so that a busy program's ups and downs are not taken
+    # for a rise: the heap goal (it sits at its 4 MiB minimum while the live
+    # heap is under 2 MiB), or an allocation site that keeps what it allocates.
+    first, last = history.first_heap, history.heap
+    sites = retaining_sites(first, last) if first and last and last.time > first.time else ()
+    if goal is None and not sites:
+        return ()
+    # Both figures read the same live heap, each with noise of its own: either may show it still rising.
+    if not (rise.still_rising or (goal and goal.still_rising)):
         return ()
     live = Evidence(
         Basis.LIVE_HEAP,
-        f"heap in use after GC rose by {fmt_bytes(after_gc.gained)} over {len(after_gc.points)} GC cycles "
-        f"in {after_gc.span:.0f} s ({_signed_bytes(after_gc.rate_per_min)}/min), and the heap goal set at "
-        f"each GC end by {fmt_bytes(goal.gained)}; still rising",
-        after_gc.points, "bytes")
-    first, last = history.first_heap, history.heap
-    sites = retaining_sites(first, last) if first and last and last is not first else ()
+        f"heap in use after GC rose by {fmt_bytes(rise.gained)} over {len(rise.points)} GC cycles "
+        f"in {rise.span:.0f} s ({_signed_bytes(rise.rate_per_min)}/min), still rising"
+        + (f"; the heap goal set at each GC end rose by {fmt_bytes(goal.gained)}" if goal else ""),
+        rise.points, "bytes")
     if not sites:
         if first is not None:
             live = replace(live, text=f"{live.text}; no allocation site stands out between the heap profiles")
-        return (Finding(LeakKind.HEAP, "live heap", SiteRef(None), after_gc.rate_per_min, "bytes",
-                        after_gc.start, Confidence.MEDIUM, (live,)),)
+        return (Finding(LeakKind.HEAP, "live heap", SiteRef(None), rise.rate_per_min, "bytes",
+                        rise.start, Confidence.MEDIUM, (live,)),)
     assert first is not None and last is not None
     seconds = last.time - first.time
     return tuple(
