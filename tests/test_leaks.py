@@ -26,7 +26,7 @@ from gotargets import TOOLCHAINS, RunningTarget, start_target
 from leakcases import EXPECTED, HEALTHY, UNNAMED_HEAP, Case, findings_of, matches, of_kind
 from gotop.cli import main
 from gotop.commands import check as check_command
-from gotop.engine.history import TargetHistory, TargetState, Update
+from gotop.engine.history import HeapSnapshot, TargetHistory, TargetState, Update
 from gotop.engine.leaks import (
     MIN_SITE_KEPT,
     Basis,
@@ -46,7 +46,9 @@ from gotop.engine.leaks import (
 )
 from gotop.engine.target import Sample, Target
 from gotop.model.goroutines import KIND_GOROUTINELEAK, Frame, GoroutineProfile, profile_from_stacks
+from gotop.model import profile_pb
 from gotop.model.memstats import MemStats, Stats
+from gotop.model.profile import parse_profile
 from gotop.sources.procfs import OsFigures
 
 T0 = 1_700_000_000.0
@@ -299,12 +301,76 @@ def test_a_rising_heap_needs_a_second_witness():
     assert heap_leaks(history, NOW) == ()
 
 
-def test_a_live_heap_without_a_site_is_left_to_leaking_goroutines():
+def heap_snapshot(t: float, stacks: dict[tuple[str, ...], tuple[float, float]]) -> HeapSnapshot:
+    """A Go heap profile: per stack (functions, leaf first), MiB allocated and MiB in use."""
+    table = [""]
+
+    def index(s: str) -> int:
+        if s not in table:
+            table.append(s)
+        return table.index(s)
+
+    view = profile_pb.ProfileView()
+    for kind, unit in (("alloc_objects", "count"), ("alloc_space", "bytes"),
+                       ("inuse_objects", "count"), ("inuse_space", "bytes")):
+        view.sample_type.add(type=index(kind), unit=index(unit))
+    ids: dict[str, int] = {}
+    for stack, (allocated, inuse) in stacks.items():
+        for name in stack:
+            if name not in ids:
+                ids[name] = len(ids) + 1  # one function and one location each
+                view.function.add(id=ids[name], name=index(name), system_name=index(name),
+                                  filename=index("/src/app/cache.go"))
+                view.location.add(id=ids[name]).line.add(function_id=ids[name], line=10 * ids[name])
+        values = [1, int(allocated * MIB), 1, int(inuse * MIB)]
+        sample = profile_pb.SampleBatch(location_id=[ids[n] for n in stack], value=values)
+        view.sample.append(sample.SerializeToString())
+    view.string_table.extend(s.encode() for s in table)
+    raw = view.SerializeToString()
+    return HeapSnapshot(t, raw, parse_profile(raw))
+
+
+LEAKY_PUT = ("app.leakyPut", "app.handle")
+MAP_GROWTH = ("runtime.mallocgc", "internal/runtime/maps.newarray", "app.leakyPut", "app.handle")
+CACHE_PUT = ("app.cachePut", "app.handle")
+LAZY_INIT = ("app.buildTable", "sync.(*Once).doSlow")
+GOROUTINE_DESCRIPTOR = ("runtime.mallocgc", "runtime.malg", "runtime.newproc1", "runtime.systemstack")
+
+
+def test_retaining_sites_keep_most_of_what_they_allocate():
+    first = heap_snapshot(T0, {LEAKY_PUT: (1, 1), MAP_GROWTH: (0.1, 0.1), CACHE_PUT: (2, 1)})
+    last = heap_snapshot(T0 + 30, {
+        LEAKY_PUT: (4, 4), MAP_GROWTH: (0.6, 0.6),  # all it allocated still in use
+        CACHE_PUT: (8, 1.1),  # a bounded cache: what it allocated is mostly gone again
+        LAZY_INIT: (0.5, 0.5),  # one sample's worth, kept: not enough to name
+    })
+    (site,) = retaining_sites(first, last)
+    assert site.site == Frame("app.leakyPut", "/src/app/cache.go", 10)  # the map's growth is charged to it
+    assert site.inuse == pytest.approx(3.5 * MIB, rel=0.01) and site.kept == pytest.approx(1.0)
+
+
+def test_a_rising_heap_is_named_by_its_retaining_sites():
+    history = heap_history(live_heap([3 + 0.25 * i for i in range(18)]))
+    history.apply(Update(T0, TargetState.UP, heap=heap_snapshot(T0, {LEAKY_PUT: (1, 1)})))
+    history.apply(Update(T0 + 17, TargetState.UP, heap=heap_snapshot(T0 + 17, {LEAKY_PUT: (5, 5)})))
+    (finding,) = find_leaks(history, NOW)
+    assert (finding.where, finding.basis, finding.confidence) == (
+        "app.leakyPut (cache.go:10)", Basis.ALLOCATION_SITE, Confidence.HIGH)
+    assert finding.rate_per_min == pytest.approx(4 * MIB / 17 * 60)
+    assert [e.basis for e in finding.evidence] == [Basis.ALLOCATION_SITE, Basis.LIVE_HEAP]
+
+
+def test_heap_held_by_leaking_goroutines_is_left_to_them():
     history = heap_history(live_heap([3 + 0.25 * i for i in range(18)]), step=2.0)
     for i in range(18):
         history.apply(Update(T0 + 2 * i, TargetState.UP, goroutines=profile({LEAKING: 20 * (i + 1)})))
+    assert len(heap_leaks(history, NOW)) == 1  # the live heap, no site
     assert {f.kind for f in find_leaks(history, NOW)} == {LeakKind.GOROUTINES}
-    assert len(heap_leaks(history, NOW)) == 1
+    # The runtime's allocations for the goroutines have no user frame to blame.
+    history.apply(Update(T0, TargetState.UP, heap=heap_snapshot(T0, {GOROUTINE_DESCRIPTOR: (1, 1)})))
+    history.apply(Update(T0 + 34, TargetState.UP, heap=heap_snapshot(T0 + 34, {GOROUTINE_DESCRIPTOR: (3, 3)})))
+    assert [f.where.split(" ")[0] for f in heap_leaks(history, NOW)] == ["runtime.mallocgc"]
+    assert {f.kind for f in find_leaks(history, NOW)} == {LeakKind.GOROUTINES}
 
 
 # --- gotop check: errors and hygiene ---------------------------------------------------------

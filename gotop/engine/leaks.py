@@ -171,15 +171,22 @@ class Finding:
 def find_leaks(history: TargetHistory, now: float, window: float | None = None) -> tuple[Finding, ...]:
     """Every finding over the last `window` seconds (default: the history's window).
 
-    A live heap that rises without an allocation site to blame is left out
-    when goroutines or descriptors leak: they hold heap memory of their own.
+    When goroutines or descriptors leak, they hold heap memory of their own:
+    a live heap that rises with no site to blame, or with the runtime to
+    blame (it allocates each goroutine's descriptor), is left to them.
     """
     goroutines = goroutine_leaks(history, now, window)
     descriptors = descriptor_leaks(history, now, window)
     heap = heap_leaks(history, now, window)
     if goroutines or descriptors:
-        heap = tuple(f for f in heap if f.ref != SiteRef(None))
+        heap = tuple(f for f in heap if not _runtime_memory(f))
     return (*goroutines, *heap, *descriptors)
+
+
+def _runtime_memory(finding: Finding) -> bool:
+    """A heap finding with no site, or a site inside the runtime."""
+    site = finding.ref.site if isinstance(finding.ref, SiteRef) else None
+    return site is None or not stack_key((site,))
 
 
 def window_start(history: TargetHistory, now: float, window: float | None = None) -> float:
