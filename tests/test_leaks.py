@@ -187,7 +187,7 @@ def test_the_runtimes_proof_makes_a_finding_even_without_growth():
     assert finding.basis is Basis.PROVEN
     assert finding.confidence is Confidence.HIGH
     assert finding.rate_per_min == 0
-    assert finding.evidence[0].text.startswith("40 goroutines proven leaked")
+    assert finding.evidence[0].text == "40 goroutines proven leaked, blocked in chan receive"
 
 
 def test_a_growing_group_the_runtime_does_not_prove_says_so():

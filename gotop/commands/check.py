@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from gotop.discovery.processes import Scanner
 from gotop.engine.history import TargetHistory, TargetState, Update
-from gotop.engine.leaks import Finding, find_leaks
+from gotop.engine.leaks import Finding, LeakKind, Ref, find_leaks
 from gotop.engine.poller import Poller, Tiers
 from gotop.engine.target import Target
 from gotop.errors import GotopError
@@ -47,7 +47,7 @@ class Watch:
     target: Target
     history: TargetHistory
     started: float  # unix time the watch began
-    found_after: dict = field(default_factory=dict)  # finding key -> seconds until first found
+    found_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # finding key -> seconds
     fetched: Counter = field(default_factory=Counter)  # what the polls brought, by name
     exited_after: float | None = None
 

@@ -307,15 +307,15 @@ def _goroutine_finding(group: GoroutineGroup, points: list[Point], rise: Rise | 
     evidence = []
     if proof is not None:
         evidence.append(Evidence(
-            Basis.PROVEN, f"{fmt_count(proof.leaked)} goroutines proven leaked by the runtime's "
-                          f"goroutineleak profile, {waiting}", tuple(points), "goroutines"))
+            Basis.PROVEN, f"{fmt_count(proof.leaked)} goroutines proven leaked, {waiting}",
+            tuple(points), "goroutines"))
     if rise is not None:
         (_, first), (_, last) = rise.points[0], rise.points[-1]
         share = f", {last / total:.0%} of all goroutines" if total else ""
         evidence.append(Evidence(
             Basis.GROWING_GROUP,
             f"grew {fmt_count(first)} -> {fmt_count(last)} in {rise.span:.0f} s "
-            f"({_signed(rise.rate_per_min)}/min) without falling back, still growing; {waiting}{share}"
+            f"({_signed(rise.rate_per_min)}/min) without falling back; {waiting}{share}"
             + ("; not proven leaked by the runtime's goroutineleak profile (something still reaches it)"
                if proof is None and leak_profile is not None else ""),
             rise.points, "goroutines"))
@@ -359,13 +359,13 @@ class SiteGrowth:
 def heap_leaks(history: TargetHistory, now: float, window: float | None = None) -> tuple[Finding, ...]:
     """A live heap rising across GC cycles, named by the sites that keep their bytes."""
     cycles = gc_cycles(history, window_start(history, now, window))
-    goal = rising_level([(t, goal) for t, _, goal in cycles], MIN_HEAP_GOAL_GAIN, HEAP_GOAL_QUANTILE)
     rise = rising_level([(t, heap) for t, heap, _ in cycles], MIN_LIVE_HEAP_GAIN, HEAP_AFTER_GC_QUANTILE)
     if rise is None:
         return ()
     # A second witness, so that a busy program's ups and downs are not taken
     # for a rise: the heap goal (it sits at its 4 MiB minimum while the live
     # heap is under 2 MiB), or an allocation site that keeps what it allocates.
+    goal = rising_level([(t, goal) for t, _, goal in cycles], MIN_HEAP_GOAL_GAIN, HEAP_GOAL_QUANTILE)
     first, last = history.first_heap, history.heap
     sites = retaining_sites(first, last) if first and last and last.time > first.time else ()
     if goal is None and not sites:
@@ -376,7 +376,7 @@ def heap_leaks(history: TargetHistory, now: float, window: float | None = None) 
     live = Evidence(
         Basis.LIVE_HEAP,
         f"heap in use after GC rose by {fmt_bytes(rise.gained)} over {len(rise.points)} GC cycles "
-        f"in {rise.span:.0f} s ({_signed_bytes(rise.rate_per_min)}/min), still rising"
+        f"in {rise.span:.0f} s ({_signed_bytes(rise.rate_per_min)}/min)"
         + (f"; the heap goal set at each GC end rose by {fmt_bytes(goal.gained)}" if goal else ""),
         rise.points, "bytes")
     if not sites:
@@ -498,7 +498,7 @@ def descriptor_leaks(history: TargetHistory, now: float, window: float | None = 
         evidence = Evidence(
             Basis.DESCRIPTORS,
             f"{name} rose {fmt_count(first)} -> {fmt_count(last)} in {rise.span:.0f} s "
-            f"({_signed(rise.rate_per_min)}/min) without closing, still rising", rise.points, "descriptors")
+            f"({_signed(rise.rate_per_min)}/min) without closing", rise.points, "descriptors")
         confidence = Confidence.HIGH if rise.span >= HIGH_CONFIDENCE_SPAN else Confidence.MEDIUM
         findings.append(Finding(leak_kind, name, DescriptorRef(kind), rise.rate_per_min, "descriptors",
                                 rise.start, confidence, (evidence,)))
