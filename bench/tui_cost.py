@@ -145,9 +145,19 @@ class FleetCost:
     peer: bool = False
 
 
+def host_tcp_sockets() -> int:
+    """Entries of this network namespace's TCP tables: gotop's descriptor census reads them whole."""
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, "rb") as f:
+            total += f.read().count(b"\n") - 1
+    return total
+
+
 def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int], seconds: float,
                         profile: Path | None) -> FleetCost:
     pids = {t.pid for t in targets}
+    sockets_before = host_tcp_sockets()
     with gotop(size, profile=profile) as app:
         if app.wait_for(shows_process_list(pids), FRAME_TIMEOUT) is None:
             raise RuntimeError(f"gotop showed no process list in {FRAME_TIMEOUT:.0f} s:\n" + "\n".join(app.lines()))
@@ -169,7 +179,8 @@ def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int],
     shown = sum(row_pid(line) in pids for line in lines)
     title = next((m.group(0) for line in lines if (m := re.search(r"\d+ Go process\w*", line))), "no title")
     timeline = " ".join(f"{cpu:.1f}%/{rss / MB:.0f}MB" for cpu, rss in slices)
-    note = (f"{title}, {shown} rows on screen, {(bytes1 - bytes0) / (t1 - t0) / 1e3:.1f} kB/s drawn\n"
+    note = (f"{title}, {shown} rows on screen, {(bytes1 - bytes0) / (t1 - t0) / 1e3:.1f} kB/s drawn, "
+            f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}\n"
             f"{'':38}CPU/RSS by sixth of the run: {timeline}")
     return FleetCost(f"gotop {size[0]}x{size[1]}", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu,
                      peak, final, len(targets), note)
@@ -178,11 +189,13 @@ def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int],
 def measure_engine(targets: Sequence[RunningTarget], seconds: float) -> FleetCost:
     """gotop's Fleet without the screen (bench/engine_cost.py), to split engine and UI cost."""
     script = Path(__file__).resolve().parent / "engine_cost.py"
+    sockets_before = host_tcp_sockets()
     out = subprocess.run([sys.executable, str(script), "--seconds", str(seconds), "--expect", str(len(targets))],
                          env=gotop_env(), capture_output=True, text=True, check=True).stdout
     r = json.loads(out)
     return FleetCost("gotop engine alone (no TUI)", r["cpu_percent"], r["startup_cpu"], r["peak_rss"],
-                     r["final_rss"], r["watched"], "bench/engine_cost.py: Fleet + pollers, same process count")
+                     r["final_rss"], r["watched"],
+                     f"bench/engine_cost.py: Fleet + pollers; host TCP sockets {sockets_before} -> {host_tcp_sockets()}")
 
 
 def run_child(argv: Sequence[str]) -> tuple[float, int, bytes]:
