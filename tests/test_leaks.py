@@ -541,13 +541,12 @@ def test_check_finds_nothing_on_healthy_busy_targets(live):
 
 
 def test_the_heap_profiles_name_the_retaining_site_and_not_a_bounded_cache(live):
-    verdicts = live["sites"]
-    slice_history = verdicts[Case("retain-slice")].watch.history
-    sites = retaining_sites(slice_history.first_heap, slice_history.heap)
+    leak, cache = live["sites"][Case("retain-slice")], live["sites"][Case("healthy-cache")]
+    sites = retaining_sites(leak.watch.history.first_heap, leak.watch.history.heap)
     assert sites and sites[0].site.function == f"{WORKLOAD}.retainAppend", sites
     assert Path(sites[0].site.file).name == "leak_heap.go"
     assert sites[0].kept > 0.9 >= MIN_SITE_KEPT  # what a leak allocates, it keeps
-    cache_history = verdicts[Case("healthy-cache")].watch.history
-    assert retaining_sites(cache_history.first_heap, cache_history.heap) == ()
-    assert verdicts[Case("healthy-cache")].findings == ()
-    assert [f.ref for f in verdicts[Case("retain-slice")].findings] == [SiteRef(sites[0].site)]
+    assert [f.ref for f in leak.findings] == [SiteRef(sites[0].site)], (leak.findings, leak.watch.checked())
+    cache_sites = retaining_sites(cache.watch.history.first_heap, cache.watch.history.heap)
+    assert cache_sites == ()
+    assert cache.findings == (), (cache.findings, cache.watch.checked())
