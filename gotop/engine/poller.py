@@ -76,7 +76,7 @@ class Poller:
         self._failures = 0
         slow, problems = await self._slow_tier(started)
         heap, heap_problem = await self._heap_tier(started)
-        elapsed = time.monotonic() - started
+        elapsed = round(time.monotonic() - started, 4)
         state = TargetState.SLOW if elapsed > self.tiers.interval else TargetState.UP
         problems = [*sample.problems, *problems, *([heap_problem] if heap_problem else [])]
         pauses = self._new_pauses(sample)

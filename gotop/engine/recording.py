@@ -7,12 +7,16 @@ Schema (format "gotop-recording", version 1); times are unix seconds:
   targets(id INTEGER PRIMARY KEY, key TEXT, label TEXT, info TEXT)
       info: JSON {"process": gotop list --json's object or null, "pid",
       "transports": {"agent", "pprof", "expvar"}}
-  samples(target, time, state, error, poll_seconds, <one column per figure>)
-      the fast tier: memstats (Go's names in snake_case, without the pause
-      rings), goroutines, os_threads, gomaxprocs, num_cpu, rss, cpu_percent,
-      threads, open_fds, sources (JSON)
-  gc_pauses(target, time, num, pause_ns, end_ns)   every GC pause recovered
-  lost_pauses(target, time, count)                 GCs whose pause is unknown
+  polls(target, time, row)          the newest polls of a target, one JSON row each
+  poll_chunks(target, first, last, rows)
+      older polls, CHUNK_ROWS per blob: zlib JSON, column by column, integer
+      columns as differences from the previous value (counters and clocks then
+      cost a few bytes a poll). A row is ROW_FIELDS: time, state, error,
+      poll_seconds, sampled (0 when the poll got no sample), lost_pauses,
+      pauses ([num, pause ns, end ns] of every GC since the previous poll),
+      sources (which transport gave what), then the figures: memstats (Go's
+      names in snake_case, without the pause rings), goroutines, os_threads,
+      gomaxprocs, num_cpu, rss, cpu_percent, threads, open_fds.
   fds(target, time, file, tcp, udp, unix, pipe, other)
   stacks(target, id, frames)        each distinct goroutine stack once (zlib JSON)
   goroutines(target, time, kind, total, groups)
@@ -21,8 +25,9 @@ Schema (format "gotop-recording", version 1); times are unix seconds:
   heaps(target, time, fetched, profile)  the heap profile as fetched (gzipped protobuf)
   events(target, time, kind, detail)               e.g. restart
 
-Rows are committed as they come, in WAL mode: a recorder killed at any moment
-leaves a file that opens with everything up to its last committed sample.
+Every poll is committed as it comes, in WAL mode, and moving a full chunk out of
+`polls` is one transaction: a recorder killed at any moment leaves a file that
+opens with everything up to its last committed poll.
 """
 
 from __future__ import annotations
@@ -53,16 +58,16 @@ VERSION = 1
 MEMSTATS_COLUMNS = tuple(f.name for f in fields(MemStats) if f.name not in ("pause_ns", "pause_end"))
 STATS_COLUMNS = tuple(f.name for f in fields(Stats))
 OS_COLUMNS = ("rss", "cpu_percent", "threads", "open_fds")
-_SAMPLE_COLUMNS = ("target", "time", "state", "error", "poll_seconds", "sources",
-                   *MEMSTATS_COLUMNS, *STATS_COLUMNS, *OS_COLUMNS)
+FIGURES = ("sources", *MEMSTATS_COLUMNS, *STATS_COLUMNS, *OS_COLUMNS)
+ROW_FIELDS = ("time", "state", "error", "poll_seconds", "sampled", "lost_pauses", "pauses", *FIGURES)
+_PAUSES = ROW_FIELDS.index("pauses")
+CHUNK_ROWS = 60
 
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE targets (id INTEGER PRIMARY KEY, key TEXT NOT NULL, label TEXT NOT NULL, info TEXT NOT NULL);
-CREATE TABLE samples ({", ".join(_SAMPLE_COLUMNS)});
-CREATE INDEX samples_by_time ON samples (time);
-CREATE TABLE gc_pauses (target, time, num, pause_ns, end_ns);
-CREATE TABLE lost_pauses (target, time, count);
+CREATE TABLE polls (target, time, row TEXT);
+CREATE TABLE poll_chunks (target, first, last, rows BLOB);
 CREATE TABLE fds (target, time, {", ".join(FD_KINDS)});
 CREATE TABLE stacks (target, id, frames BLOB, PRIMARY KEY (target, id));
 CREATE TABLE goroutines (target, time, kind, total, groups BLOB);
@@ -105,6 +110,7 @@ class Recorder:
             raise RecordingError(f"{path}: {e.strerror}") from None
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA auto_vacuum=FULL")  # polls moved into chunks give their pages back
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
@@ -112,6 +118,7 @@ class Recorder:
             raise RecordingError(f"{path}: cannot write a recording: {e}") from None
         self.path = path
         self._stacks: dict[int, dict[tuple[Frame, ...], int]] = {}
+        self._pending: dict[int, list[list]] = {}  # per target: rows in `polls`, not yet in a chunk
         self._write("INSERT INTO meta VALUES (?, ?)", *[(k, str(v)) for k, v in {
             "format": FORMAT, "version": VERSION, "gotop_version": __version__,
             "created": f"{time.time():.3f}", "host": socket.gethostname(),
@@ -132,14 +139,15 @@ class Recorder:
         t = update.time
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute(
-                f"INSERT INTO samples VALUES ({', '.join('?' * len(_SAMPLE_COLUMNS))})",
-                (target, t, update.state.value, update.error, update.poll_seconds, *_sample_row(update.sample)),
-            )
-            self.db.executemany("INSERT INTO gc_pauses VALUES (?, ?, ?, ?, ?)",
-                                [(target, t, p.num, p.pause_ns, p.end_ns) for p in update.gc_pauses])
-            if update.lost_pauses:
-                self.db.execute("INSERT INTO lost_pauses VALUES (?, ?, ?)", (target, t, update.lost_pauses))
+            row = _row(update)
+            self.db.execute("INSERT INTO polls VALUES (?, ?, ?)", (target, t, _json(row)))
+            pending = self._pending.setdefault(target, [])
+            pending.append(row)
+            if len(pending) == CHUNK_ROWS:
+                self.db.execute("INSERT INTO poll_chunks VALUES (?, ?, ?, ?)",
+                                (target, pending[0][0], t, zlib.compress(_json(_columns(pending)).encode(), 9)))
+                self.db.execute("DELETE FROM polls WHERE target = ?", (target,))
+                pending.clear()
             if update.fds is not None:
                 self.db.execute(f"INSERT INTO fds VALUES (?, ?, {', '.join('?' * len(FD_KINDS))})",
                                 (target, t, *(update.fds.get(k, 0) for k in FD_KINDS)))
@@ -172,12 +180,78 @@ class Recorder:
             self.db.executemany(sql, rows)
 
 
-def _sample_row(sample: Sample | None) -> tuple:
-    if sample is None:
-        return (None,) * (1 + len(MEMSTATS_COLUMNS) + len(STATS_COLUMNS) + len(OS_COLUMNS))
+def _row(update: Update) -> list:
+    sample = update.sample
+    figures = _figures(sample) if sample else (None,) * len(FIGURES)
+    pauses = [[p.num, p.pause_ns, p.end_ns] for p in update.gc_pauses]
+    return [update.time, update.state.value, update.error, update.poll_seconds, sample is not None,
+            update.lost_pauses, pauses, *figures]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _columns(rows: list[list]) -> list:
+    """Rows to columns; integer columns become differences (None stays None)."""
+    encoded = []
+    for index, column in enumerate(zip(*rows)):
+        if index == _PAUSES:
+            flat = [value for pauses in column for pause in pauses for value in pause]
+            encoded.append(["p", [len(p) for p in column], _deltas(flat[0::3]), flat[1::3], _deltas(flat[2::3])])
+        elif all(_is_int(v) or v is None for v in column):
+            encoded.append(["d", _deltas(column)])
+        else:
+            encoded.append(["v", list(column)])
+    return encoded
+
+
+def _rows(columns: list) -> list[list]:
+    decoded = []
+    for column in columns:
+        kind = column[0]
+        if kind == "p":
+            counts, nums, pauses, ends = column[1], _sums(column[2]), column[3], _sums(column[4])
+            triples = [list(t) for t in zip(nums, pauses, ends)]
+            starts = [sum(counts[:i]) for i in range(len(counts))]
+            decoded.append([triples[start:start + n] for start, n in zip(starts, counts)])
+        elif kind == "d":
+            decoded.append(_sums(column[1]))
+        else:
+            decoded.append(column[1])
+    return [list(row) for row in zip(*decoded)]
+
+
+def _deltas(values) -> list:
+    out, previous = [], 0
+    for v in values:
+        if v is None:
+            out.append(None)
+        else:
+            out.append(v - previous)
+            previous = v
+    return out
+
+
+def _sums(deltas) -> list:
+    out, previous = [], 0
+    for d in deltas:
+        if d is None:
+            out.append(None)
+        else:
+            previous += d
+            out.append(previous)
+    return out
+
+
+def _json(data) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _figures(sample: Sample) -> tuple:
     m, st, os_ = sample.memstats, sample.stats, sample.os
     return (
-        json.dumps(sample.sources),
+        sample.sources,
         *(getattr(m, c) if m else None for c in MEMSTATS_COLUMNS),
         *(getattr(st, c) for c in STATS_COLUMNS),
         *(getattr(os_, c) if os_ else None for c in OS_COLUMNS),
@@ -185,7 +259,7 @@ def _sample_row(sample: Sample | None) -> tuple:
 
 
 def _pack(data) -> bytes:
-    return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 6)
+    return zlib.compress(_json(data).encode(), 6)
 
 
 def _unpack(blob: bytes):
@@ -216,7 +290,9 @@ class Recording:
         try:
             self.targets = [RecordedTarget(i, k, label, json.loads(info))
                             for i, k, label, info in self.db.execute("SELECT id, key, label, info FROM targets")]
-            first, last = self.db.execute("SELECT min(time), max(time) FROM samples").fetchone()
+            first, last = self.db.execute(
+                "SELECT min(t), max(t) FROM (SELECT time AS t FROM polls UNION ALL SELECT first FROM poll_chunks"
+                " UNION ALL SELECT last FROM poll_chunks)").fetchone()
         except (sqlite3.DatabaseError, ValueError) as e:
             raise RecordingError(f"{path}: damaged recording ({e})") from None
         if first is None:
@@ -239,14 +315,18 @@ class Recording:
 
     def _updates(self, since: float) -> Iterator[tuple[int, Update]]:
         extras = self._extras(since)
-        for row in self.db.execute(
-            f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM samples WHERE time > ? ORDER BY time, rowid", (since,)
-        ):
-            target, t = row[0], row[1]
-            extra = extras.get((target, t), {})
+        rows = [(target, row) for target, blob in self.db.execute("SELECT target, rows FROM poll_chunks")
+                for row in _rows(json.loads(zlib.decompress(blob)))]
+        rows += [(target, json.loads(row)) for target, row in self.db.execute("SELECT target, row FROM polls")]
+        rows.sort(key=lambda item: item[1][0])
+        for target, row in rows:
+            t, state, error, poll_seconds, sampled, lost, pauses = row[:7]
+            if t <= since:
+                continue
             yield target, Update(
-                time=t, state=TargetState(row[2]), sample=_sample(row), error=row[3], poll_seconds=row[4],
-                **extra,
+                time=t, state=TargetState(state), sample=_sample(t, row[7:]) if sampled else None,
+                gc_pauses=tuple(GcPause(*p) for p in pauses), lost_pauses=lost,
+                error=error, poll_seconds=poll_seconds, **extras.get((target, t), {}),
             )
 
     def _extras(self, since: float) -> dict[tuple[int, float], dict]:
@@ -256,12 +336,6 @@ class Recording:
         def slot(target: int, t: float) -> dict:
             return extras.setdefault((target, t), {})
 
-        for target, t, num, pause, end in self.db.execute(
-                "SELECT target, time, num, pause_ns, end_ns FROM gc_pauses WHERE time > ? ORDER BY num", (since,)):
-            s = slot(target, t)
-            s["gc_pauses"] = s.get("gc_pauses", ()) + (GcPause(num, pause, end),)
-        for target, t, count in self.db.execute("SELECT * FROM lost_pauses WHERE time > ?", (since,)):
-            slot(target, t)["lost_pauses"] = count
         for target, t, *counts in self.db.execute("SELECT * FROM fds WHERE time > ?", (since,)):
             slot(target, t)["fds"] = dict(zip(FD_KINDS, counts))
         stacks = self._stacks()
@@ -280,19 +354,16 @@ class Recording:
         return stacks
 
 
-def _sample(row: tuple) -> Sample | None:
-    sources = row[5]
-    if sources is None:
-        return None
-    values = row[6:]
+def _sample(t: float, figures: tuple) -> Sample:
+    sources, values = figures[0], figures[1:]
     memstats_values = values[: len(MEMSTATS_COLUMNS)]
     stats_values = values[len(MEMSTATS_COLUMNS): len(MEMSTATS_COLUMNS) + len(STATS_COLUMNS)]
     os_values = values[len(MEMSTATS_COLUMNS) + len(STATS_COLUMNS):]
     memstats = None
     if any(v is not None for v in memstats_values):
         memstats = MemStats(**{c: _typed(c, v) for c, v in zip(MEMSTATS_COLUMNS, memstats_values)})
-    os_figures = OsFigures(row[1], *os_values) if os_values[0] is not None else None
-    return Sample(row[1], memstats, Stats(*stats_values), os_figures, json.loads(sources))
+    os_figures = OsFigures(t, *os_values) if os_values[0] is not None else None
+    return Sample(t, memstats, Stats(*stats_values), os_figures, sources or {})
 
 
 def _typed(column: str, value):

@@ -177,7 +177,7 @@ class Target:
             raise TargetError(f"{self.label}: {'; '.join(problems)}")
         if os_figures is not None:
             sources["process"] = "procfs"
-        return Sample(time.time(), values[0], values[1] or Stats(), os_figures, sources, problems)
+        return Sample(round(time.time(), 3), values[0], values[1] or Stats(), os_figures, sources, problems)
 
     async def goroutine_profile(self) -> GoroutineProfile:
         """Goroutines grouped by stack, from the protobuf profile (no stop-the-world,

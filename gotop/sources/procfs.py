@@ -77,7 +77,7 @@ class OsSampler:
                 now = time.monotonic()
                 cpu = times.user + times.system
                 figures = OsFigures(
-                    time=time.time(),
+                    time=round(time.time(), 3),
                     rss=self._proc.memory_info().rss,
                     cpu_percent=self._cpu_percent(now, cpu),
                     threads=self._proc.num_threads(),
@@ -94,7 +94,7 @@ class OsSampler:
         if self._last_cpu is None or now <= self._last_cpu[0]:
             return None
         then, cpu_then = self._last_cpu
-        return max(0.0, (cpu - cpu_then) / (now - then) * 100)
+        return round(max(0.0, (cpu - cpu_then) / (now - then) * 100), 2)
 
 
 FD_KINDS = ("file", "tcp", "udp", "unix", "pipe", "other")
