@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from concurrent.futures import Future
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -60,12 +61,16 @@ class Fleet:
     watched: dict[object, Watched] = field(default_factory=dict)  # key: (pid, start) or address
     skipped: int = 0  # processes discovery could not inspect
     recorder: Recorder | None = None  # every update also goes there
+    first_scan: Future | None = None  # a scan started before the loop (gotop starts it early)
 
     async def run(self) -> None:
         """Discovery loop; returns at once when discovery is off."""
         while self.discover:
             try:
-                result = await asyncio.to_thread(self.scanner.scan)
+                if self.first_scan is not None:
+                    result, self.first_scan = await asyncio.wrap_future(self.first_scan), None
+                else:
+                    result = await asyncio.to_thread(self.scanner.scan)
             except GotopError:
                 result = None
             if result is not None:

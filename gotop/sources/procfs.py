@@ -129,13 +129,35 @@ def fd_kinds(pid: int) -> dict[str, int]:
         else:
             counts["other"] += 1
     if sockets:
-        kind_of = _socket_kinds(pid)
+        kind_of = _socket_kinds(pid, sockets)
         for inode in sockets:
             counts[kind_of.get(inode, "other")] += 1
     return counts
 
 
-def _socket_kinds(pid: int) -> dict[int, str]:
+_socket_tables: dict[int, dict[int, str]] = {}  # netns inode -> (socket inode -> kind)
+
+
+def _socket_kinds(pid: int, sockets: list[int]) -> dict[int, str]:
+    """Socket inode -> kind in the network namespace of `pid`.
+
+    On a busy host the tables hold thousands of sockets (milliseconds to
+    read), so one reading serves every process of the namespace until one of
+    them shows a socket it does not know.
+    """
+    try:
+        netns = os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return _read_socket_kinds(pid)
+    known = _socket_tables.get(netns)
+    if known is None or any(inode not in known for inode in sockets):
+        known = _socket_tables[netns] = _read_socket_kinds(pid)
+        # Sockets in none of the tables (netlink, raw, unbound) stay "other".
+        known.update((inode, "other") for inode in sockets if inode not in known)
+    return known
+
+
+def _read_socket_kinds(pid: int) -> dict[int, str]:
     kinds: dict[int, str] = {}
     for name, column in _SOCKET_TABLES:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import Future
 import signal
 import time
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ from pathlib import Path
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from gotop.discovery.processes import Scanner
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.poller import Tiers
 from gotop.engine.recording import Recorder
@@ -37,7 +39,8 @@ class GotopApp(App):
 
     def __init__(self, specs: Iterable[str] = (), tiers: Tiers = Tiers(), window: float = 600.0,
                  save_dir: Path = Path.cwd(), record: str | None = None, replay: Replay | None = None,
-                 title: str | None = None) -> None:
+                 title: str | None = None, scanner: Scanner | None = None,
+                 first_scan: Future | None = None) -> None:
         super().__init__()
         self.specs = [parse_target(s) for s in specs]
         self.tiers = Tiers(replay.interval) if replay else tiers
@@ -45,10 +48,13 @@ class GotopApp(App):
         self.replay = replay
         self._record_to = record
         self._title = title
+        self._repaint_soon = False
+        self._seen: set[int] = set()  # targets shown at least once
         addresses = [s for s in self.specs if s.pid is None]
         if replay is not None:
             replay.on_change = self._changed
-        self.fleet = replay or Fleet(self._changed, tiers, window, discover=not addresses)
+        self.fleet = replay or Fleet(self._changed, tiers, window, discover=not addresses,
+                                     scanner=scanner or Scanner(), first_scan=first_scan)
         self._open_pid = next((s.pid for s in self.specs if s.pid is not None), None)
         self._shell_pid = os.getppid()
 
@@ -84,16 +90,22 @@ class GotopApp(App):
         await self.fleet.aclose()
 
     def _changed(self, watched: Watched) -> None:
-        """A target was updated, appeared or left (screens repaint on the next tick)."""
+        """A target was updated, appeared or left. Screens repaint on the next tick,
+        except that the first figures of a target are shown at once."""
         if self._open_pid is not None and watched.pid == self._open_pid:
             self._open_pid = None
             self.open_process(watched)
+        if id(watched) not in self._seen and not self._repaint_soon:
+            self._seen.add(id(watched))
+            self._repaint_soon = True
+            self.set_timer(0.05, self._tick)
 
     def now(self) -> float:
         """The time the screens show: the replay clock, or the wall clock."""
         return self.replay.clock if self.replay else time.time()
 
     def _tick(self) -> None:
+        self._repaint_soon = False
         screen = self.screen
         if self.is_running and screen.is_mounted and hasattr(screen, "refresh_data"):
             screen.refresh_data()

@@ -124,13 +124,11 @@ class HeapScreen(Screen):
 
     def refresh_data(self) -> None:
         snapshot = self.watched.history.heap
+        new = snapshot is not self._shown or self.view != self._shown_view
+        if snapshot is not None and not self.frozen and new:  # else keep the table (and cursor) as it is
+            self._shown, self._shown_view = snapshot, self.view
+            self._fill(snapshot)
         self._title(snapshot)
-        if snapshot is None or self.frozen:
-            return
-        if snapshot is self._shown and self.view == self._shown_view:
-            return  # nothing new: keep the table (and the cursor) as it is
-        self._shown, self._shown_view = snapshot, self.view
-        self._fill(snapshot)
 
     def _fill(self, snapshot: HeapSnapshot) -> None:
         try:

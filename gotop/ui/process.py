@@ -24,6 +24,8 @@ from gotop.ui.names import short_function
 from gotop.ui.widgets import MetricRow
 from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns
 
+PLOT_EVERY = 3  # ticks between redraws of the plot (it costs more than the rest of the screen)
+
 STATE_STYLE = {
     TargetState.STARTING: "dim", TargetState.UP: "green", TargetState.SLOW: "yellow",
     TargetState.UNREACHABLE: "red", TargetState.EXITED: "red",
@@ -69,6 +71,7 @@ class ProcessScreen(Screen):
         self.watched = watched
         self.save_dir = save_dir
         self.capturing: str | None = None
+        self._ticks = 0
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -106,11 +109,13 @@ class ProcessScreen(Screen):
         """Called every tick by the app."""
         w = self.watched
         h = w.history
-        self.query_one("#title", Static).update(header_text(w))
+        self.query_one("#title", Static).update(header_text(w), layout=False)
         for row in self.query(MetricRow):
             row.show(h.gc_pauses if row.id == "gc_pauses" else h.series[row.id])
         self._texts(h)
-        self._plot(h)
+        self._ticks += 1
+        if self._ticks % PLOT_EVERY == 1:
+            self._plot(h)
         self.query_one("#message", Static).update(Text(plain(h.error or ""), "yellow"))
 
     def _texts(self, h: TargetHistory) -> None:
@@ -119,18 +124,20 @@ class ProcessScreen(Screen):
         heap = "no memstats (no agent, no expvar)" if m is None else (
             f"sys {fmt_bytes_short(m.heap_sys)}  next GC {fmt_bytes_short(m.next_gc)}  "
             f"{fmt_count(m.heap_objects)} obj")
-        self.query_one("#heap_text", Static).update(heap)
+        self.query_one("#heap_text", Static).update(heap, layout=False)  # one fixed line, like the others
         slope = h.series["goroutines"].slope_per_minute(60)
         threads = s.os.threads if s and s.os else None
         self.query_one("#goroutine_text", Static).update(
-            f"Δ {slope:+.0f}/min  threads {threads}" if slope is not None else f"threads {threads or '-'}")
-        self.query_one("#group_text", Static).update(Text(self._top_group(h), overflow="ellipsis", no_wrap=True))
+            f"Δ {slope:+.0f}/min  threads {threads}" if slope is not None else f"threads {threads or '-'}",
+            layout=False)
+        self.query_one("#group_text", Static).update(
+            Text(self._top_group(h), overflow="ellipsis", no_wrap=True), layout=False)
         gc_rate = h.gc_per_minute()
         gc = ("" if gc_rate is None else f"{gc_rate:.0f}/min  ") + (
             f"CPU {m.gc_cpu_fraction:.2%}  cycles {fmt_count(m.num_gc)}" if m and m.gc_cpu_fraction is not None else "")
         if m and m.last_gc:
             gc += f"  last {max(0, self.app.now() - m.last_gc / 1e9):.0f}s ago"
-        self.query_one("#gc_text", Static).update(gc or "-")
+        self.query_one("#gc_text", Static).update(gc or "-", layout=False)
 
     @staticmethod
     def _top_group(h: TargetHistory) -> str:

@@ -16,11 +16,31 @@ def run(args: Namespace) -> int:
         parse_target(spec)  # a bad target is a one-line error before the screen opens
     if args.interval <= 0 or args.slow_every <= 0 or args.window <= 0:
         raise TargetError("--interval, --slow-every and --window must be positive")
+    scanner, first_scan = _discover_early()
     from gotop.ui.app import GotopApp
 
     app = GotopApp(args.targets, Tiers(args.interval, args.slow_every), args.window, Path(args.save_dir),
-                   record=args.record)
+                   record=args.record, scanner=scanner, first_scan=first_scan)
     return _run(app, args.mouse)
+
+
+def _discover_early():
+    """Scan for Go processes on a thread while Textual loads (half a second)."""
+    import threading
+    from concurrent.futures import Future
+
+    from gotop.discovery.processes import Scanner
+
+    scanner, first_scan = Scanner(), Future()
+
+    def scan() -> None:
+        try:
+            first_scan.set_result(scanner.scan())
+        except BaseException as e:  # handed to the fleet, which reports it
+            first_scan.set_exception(e)
+
+    threading.Thread(target=scan, name="first-scan", daemon=True).start()
+    return scanner, first_scan
 
 
 def replay(args: Namespace) -> int:

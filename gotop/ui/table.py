@@ -88,7 +88,12 @@ class LiveTable(DataTable):
         self.select(selected)
 
     def _sort(self) -> None:
-        if self.sort_column and any(c.key == self.sort_column for c in self._shown):
+        """Re-sort only when the order changes: a sort makes the table redraw every cell."""
+        if not self.sort_column or not any(c.key == self.sort_column for c in self._shown):
+            return
+        current = [row.key.value for row in self.ordered_rows]
+        wanted = sorted(current, key=lambda k: _sort_value(self._rows[k][self.sort_column]), reverse=self.sort_reverse)
+        if wanted != current:
             self.sort(self.sort_column, key=_sort_value, reverse=self.sort_reverse)
 
     def _rebuild_columns(self, shown: tuple[Column, ...]) -> None:

@@ -42,7 +42,7 @@ class MetricRow(Horizontal):
 
     def show(self, series: Series, extra: str = "") -> None:
         values = series.values
-        self.query_one(".value", Static).update(self.fmt(values[-1]) if values else "-")
+        self.query_one(".value", Static).update(self.fmt(values[-1]) if values else "-", layout=False)
         self.query_one(Sparkline).data = values[-240:]
         if values:
             text = f"{self.fmt(min(values))}..{self.fmt(max(values))}"
