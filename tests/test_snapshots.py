@@ -34,7 +34,7 @@ async def open_process(pilot, name: str) -> None:
     await pilot.pause()
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 36)])
+@pytest.mark.parametrize("size", [(80, 24), (120, 36), (150, 30)])
 def test_overview(snap_compare, size):
     assert snap_compare(frozen_app(), terminal_size=size)
 

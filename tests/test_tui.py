@@ -165,3 +165,49 @@ async def test_heap_view_shows_the_real_allocation_site_and_drills_into_it(go_ta
         assert watched.poller.heap_every is not None
         await pilot.press("escape", "escape")
         assert watched.poller.heap_every is None  # heap profiles stop with the view
+
+
+async def test_leaks_are_marked_and_open_their_evidence():
+    """On the demo recording (real programs): the leaking process is marked in the
+    list, its screen names the leak, and each finding opens the view with its evidence."""
+    from gotop.demo import bundled_recording
+    from gotop.engine.recording import Recording
+    from gotop.engine.replay import Replay
+    from gotop.ui.heap import HeapScreen
+    from gotop.ui.leaks import LeaksScreen
+
+    replay = Replay(Recording(str(bundled_recording())))
+    replay.paused = True
+    replay.seek(replay.recording.end)
+    app = GotopApp(replay=replay)
+    async with app.run_test(size=(120, 36)) as pilot:
+        overview = app.screen
+        by_name = {w.process.name: (str(k), w) for k, w in app.fleet.watched.items()}
+        await until(pilot, lambda: by_name["leakyservice"][0] in overview.table.rows)
+        assert row_texts(overview.table, by_name["leakyservice"][0])[1].startswith("● leakyservice")
+        assert not row_texts(overview.table, by_name["workerpool"][0])[1].startswith("●")
+
+        overview.table.select(by_name["leakyservice"][0])
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, ProcessScreen) and app.screen)
+        await pilot.pause()
+        assert "goroutines grow at main.fetchFromBackend" in str(screen.query_one("#leak-line").render())
+        await pilot.press("l")
+        leaks = await until(pilot, lambda: isinstance(app.screen, LeaksScreen) and app.screen)
+        await until(pilot, lambda: leaks.table.row_count > 0)
+        leaks.table.move_cursor(row=0)
+        await pilot.press("enter")
+        groups = await until(pilot, lambda: isinstance(app.screen, GoroutinesScreen) and app.screen)
+        await until(pilot, lambda: groups.table.row_count > 0)
+        assert groups._selected().top_function == "main.fetchFromBackend"  # the cursor is on the evidence
+        assert "✔" in row_texts(groups.table, groups.table.selected_key())[4]  # proven by Go 1.27's runtime
+
+        await pilot.press("escape", "escape", "escape")
+        overview.table.select(by_name["cache"][0])
+        await pilot.press("enter", "l")
+        leaks = await until(pilot, lambda: isinstance(app.screen, LeaksScreen) and app.screen)
+        await until(pilot, lambda: leaks.table.row_count > 0)
+        await pilot.press("enter")
+        heap = await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
+        await until(pilot, lambda: heap.table.row_count > 0)
+        assert heap.table.selected_key() == "main.storeResponse"

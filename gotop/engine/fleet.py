@@ -20,6 +20,7 @@ import psutil
 
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Update
+from gotop.engine.leaks import Finding, SiteRef, find_leaks
 from gotop.engine.poller import Poller, Tiers
 from gotop.engine.recording import Recorder, target_info
 from gotop.engine.target import Target
@@ -45,6 +46,7 @@ class Watched:
     exited_at: float | None = None
     identity: tuple[str, str, str] | None = None  # (exe, name, cwd) to recognise a successor
     recording_id: int | None = None  # its id in the recording, when recording
+    findings: tuple[Finding, ...] = ()  # the leaks the detectors see now
 
     @property
     def pid(self) -> int | None:
@@ -121,7 +123,7 @@ class Fleet:
 
     def _start(self, watched: Watched) -> None:
         def on_update(update: Update) -> None:
-            watched.history.apply(update)
+            apply_update(watched, update)
             if self.recorder is not None and watched.recording_id is not None:
                 self.recorder.record(watched.recording_id, update)
             if update.state is TargetState.EXITED and watched.exited_at is None:
@@ -183,6 +185,21 @@ class Fleet:
                 del self.watched[key]
                 asyncio.create_task(w.target.aclose())
                 self.on_change(w)
+
+
+SUSPECT_HEAP_EVERY = 60.0  # seconds between heap profiles while the live heap keeps rising
+
+
+def apply_update(watched: Watched, update: Update) -> None:
+    """Fold one poll into a target's history, and look for leaks again when the
+    poll brought slow-tier data (live and in a replay alike)."""
+    watched.history.apply(update)
+    if update.goroutines is None and update.fds is None and update.heap is None and update.leaks is None:
+        return
+    watched.findings = find_leaks(watched.history, update.time)
+    poller = watched.poller
+    if poller is not None and poller.heap_every is None and any(f.ref == SiteRef(None) for f in watched.findings):
+        poller.heap_every = SUSPECT_HEAP_EVERY  # heap profiles name the site that keeps the memory
 
 
 def _identity(proc: GoProcess) -> tuple[str, str, str]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gotop.discovery.processes import GoProcess
-from gotop.engine.fleet import Watched
+from gotop.engine.fleet import Watched, apply_update
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory
 from gotop.engine.recording import Recording, RecordedTarget
 from gotop.engine.targetspec import TargetError
@@ -82,7 +82,7 @@ class Replay:
             if update is None:
                 watched.history.mark_restart(when)
             else:
-                watched.history.apply(update)
+                apply_update(watched, update)
             self.on_change(watched)
 
     def step(self) -> None:
@@ -117,6 +117,7 @@ class Replay:
                 self.watched[recorded.key] = self._by_id[recorded.id] = watched
             else:
                 watched.history = self._history()
+                watched.findings = ()
         self._next = 0
         self.clock = self.recording.start
 

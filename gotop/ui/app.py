@@ -20,6 +20,7 @@ from gotop.engine.recording import Recorder
 from gotop.engine.replay import Replay
 from gotop.engine.target import Target
 from gotop.engine.targetspec import parse_target
+from gotop.model.goroutines import StackKey
 from gotop.errors import GotopError
 from gotop.units import parse_duration
 from gotop.ui import keys
@@ -122,15 +123,20 @@ class GotopApp(App):
     def open_process(self, watched: Watched) -> None:
         self.push_screen(ProcessScreen(watched, self.save_dir))
 
-    def open_heap(self, watched: Watched) -> None:
+    def open_heap(self, watched: Watched, select: str | None = None) -> None:
         from gotop.ui.heap import HeapScreen
 
-        self.push_screen(HeapScreen(watched))
+        self.push_screen(HeapScreen(watched, select))
 
-    def open_goroutines(self, watched: Watched) -> None:
+    def open_goroutines(self, watched: Watched, select: StackKey | None = None) -> None:
         from gotop.ui.goroutines import GoroutinesScreen
 
-        self.push_screen(GoroutinesScreen(watched))
+        self.push_screen(GoroutinesScreen(watched, select))
+
+    def open_leaks(self, watched: Watched) -> None:
+        from gotop.ui.leaks import LeaksScreen
+
+        self.push_screen(LeaksScreen(watched))
 
     # -- recording and replay ---------------------------------------------------
 

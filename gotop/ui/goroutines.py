@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from gotop.engine.fleet import Watched
 from gotop.engine.history import GroupTrend
+from gotop.engine.leaks import Finding, GroupRef
 from gotop.errors import GotopError
 from gotop.model.goroutines import GoroutineGroup, StackKey
 from gotop.textsafe import plain
@@ -36,10 +37,13 @@ def growth_per_minute(trend: GroupTrend) -> float:
     return trend.counts.slope_per_minute() or 0.0
 
 
-def row_for(group: GoroutineGroup, trend: GroupTrend | None) -> dict[str, SortableText]:
+def row_for(group: GoroutineGroup, trend: GroupTrend | None, finding: Finding | None = None,
+            proven: bool = False) -> dict[str, SortableText]:
+    """A group's row: yellow when it grows, red with ● when the detectors call it a leak
+    (✔ when the runtime's goroutineleak profile proves it)."""
     growth = growth_per_minute(trend) if trend else 0.0
-    growing = growth >= 1
-    style = "bold yellow" if growing else ""
+    style = "bold red" if finding or proven else "bold yellow" if growth >= 1 else ""
+    mark = "✔ " if proven else "● " if finding else ""
     top = group.top_function
     top_frame = next((f for f in group.key if f.function == top), group.leaf)
     entry = group.frames[-1].function if group.frames else ""
@@ -48,7 +52,7 @@ def row_for(group: GoroutineGroup, trend: GroupTrend | None) -> dict[str, Sortab
         "growth": cell(_signed(growth) if trend and len(trend.counts) > 1 else "-", growth, style),
         "trend": cell(mini_spark(trend.counts.values) if trend else "", 0, "cyan", justify="left"),
         "state": cell(plain(group.state or "-"), group.state or "", justify="left"),
-        "top": cell(plain(short_function(top)) or "(runtime only)", top, style, justify="left"),
+        "top": cell(mark + (plain(short_function(top)) or "(runtime only)"), top, style, justify="left"),
         "where": cell(plain(f"{top_frame.file.rsplit('/', 1)[-1]}:{top_frame.line}") if top_frame else "",
                       "", justify="left"),
         "entry": cell(plain(short_function(entry)), entry, justify="left"),
@@ -87,10 +91,11 @@ def stack_text(group: GoroutineGroup, trend: GroupTrend | None) -> str:
 class GoroutinesScreen(Screen):
     BINDINGS = keys.bindings(keys.GOROUTINES)
 
-    def __init__(self, watched: Watched) -> None:
+    def __init__(self, watched: Watched, select: StackKey | None = None) -> None:
         super().__init__()
         self.watched = watched
         self._groups: dict[str, StackKey] = {}
+        self._select = select  # a group to put the cursor on once shown
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -123,12 +128,17 @@ class GoroutinesScreen(Screen):
             title.append(f" · {self.app.now() - when:.0f}s ago", "dim")
         self.query_one("#title", Static).update(title)
         self._groups = {str(hash(g.key)): g.key for g in profile.groups}
-        self.table.show({rk: row_for(g, h.groups.get(g.key)) for rk, g in
-                         ((str(hash(g.key)), g) for g in profile.groups)})
+        leaking = {f.ref.key: f for f in self.watched.findings if isinstance(f.ref, GroupRef)}
+        proven = {g.key for g in h.leaks.groups} if h.leaks else set()
+        self.table.show({str(hash(g.key)): row_for(g, h.groups.get(g.key), leaking.get(g.key), g.key in proven)
+                         for g in profile.groups})
+        if self._select is not None and str(hash(self._select)) in self._groups:
+            self.table.select(str(hash(self._select)))
+            self._select = None
         growing = sum(1 for g in profile.groups if (t := h.groups.get(g.key)) and growth_per_minute(t) >= 1)
         self.query_one("#legend", Static).update(
-            Text(f"{growing} growing group{'s' if growing != 1 else ''} (yellow)   "
-                 "enter full stack   w wait times of the group (one full dump)", "dim"))
+            Text(f"{growing} growing group{'s' if growing != 1 else ''} (yellow)   ● leak  ✔ proven by the runtime   "
+                 "enter full stack   w wait times (one full dump)", "dim"))
 
     def _selected(self) -> GoroutineGroup | None:
         key = self._groups.get(self.table.selected_key() or "")

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from gotop.engine.fleet import Watched
 from gotop.engine.history import HeapSnapshot
+from gotop.engine.leaks import SiteRef
 from gotop.errors import GotopError
 from gotop.model.profile import Profile
 from gotop.model.profile_diff import diff
@@ -56,7 +57,9 @@ def report(profile: Profile, view: HeapView, baseline: Profile | None) -> TopRep
     return top(source, index, cum=view.by_cum, node_fraction=0)
 
 
-def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | None) -> dict[str, dict]:
+def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | None,
+             leaking: set[str] = frozenset()) -> dict[str, dict]:
+    """The table rows: growth since the baseline in yellow, sites the detectors blame in red with ●."""
     unit, total = rep.scope.sample_type.unit, rep.scope.total
 
     def value(v: int) -> str:
@@ -70,6 +73,8 @@ def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | 
             continue
         delta = deltas.get(node.name)
         grew = delta is not None and delta > 0
+        name_style = "bold red" if node.name in leaking else "bold yellow" if grew else ""
+        mark = "● " if node.name in leaking else ""
         rows[node.name] = {
             "flat": cell(value(node.flat), node.flat),
             "flat_pct": cell(percentage(node.flat, total).strip(), abs(node.flat)),
@@ -78,8 +83,8 @@ def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | 
             "cum_pct": cell(percentage(node.cum, total).strip(), abs(node.cum)),
             "delta": cell("" if delta is None else ("+" if delta > 0 else "") + value(delta), delta or 0,
                           "bold yellow" if grew else ""),
-            "function": cell(plain(short_function(node.name) + (f" {node.inline}" if node.inline else "")), node.name,
-                             "bold yellow" if grew else "", justify="left"),
+            "function": cell(mark + plain(short_function(node.name) + (f" {node.inline}" if node.inline else "")),
+                             node.name, name_style, justify="left"),
         }
     return rows
 
@@ -87,9 +92,11 @@ def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | 
 class HeapScreen(Screen):
     BINDINGS = keys.bindings(keys.HEAP) + [Binding("escape", "back", show=False)]
 
-    def __init__(self, watched: Watched) -> None:
+    def __init__(self, watched: Watched, select: str | None = None) -> None:
         super().__init__()
         self.watched = watched
+        self._select = select  # a function to put the cursor on once shown
+        self._heap_every_before: float | None = None
         self.view = HeapView()
         self.baseline: HeapSnapshot | None = None
         self.frozen = False
@@ -110,13 +117,14 @@ class HeapScreen(Screen):
         self.query_one("#filter-bar").display = False
         poller = self.watched.poller
         if poller is not None:
+            self._heap_every_before = poller.heap_every
             poller.heap_every = HEAP_EVERY
             poller.request_heap()
         self.refresh_data()
 
     def on_unmount(self) -> None:
         if self.watched.poller is not None:
-            self.watched.poller.heap_every = None
+            self.watched.poller.heap_every = self._heap_every_before
 
     @property
     def table(self) -> LiveTable:
@@ -147,8 +155,12 @@ class HeapScreen(Screen):
             self.notify(str(e), severity="error")
             return
         self.table.sort_column, self.table.sort_reverse = ("cum" if self.view.by_cum else "flat"), True
-        self.table.show(rows_for(rep, deltas, pattern))
+        leaking = {f.ref.site.function for f in self.watched.findings if isinstance(f.ref, SiteRef) and f.ref.site}
+        self.table.show(rows_for(rep, deltas, pattern, leaking))
         self._report = rep
+        if self._select and self._select in self.table.rows:
+            self.table.select(self._select)
+            self._select = None
 
     def _title(self, snapshot: HeapSnapshot | None) -> None:
         title = Text.assemble(("heap", "bold"), f" · {plain(self.watched.name)}")

@@ -61,6 +61,7 @@ OVERVIEW = (
 PROCESS = (
     Key("heap", "h", "heap", "Heap", "Heap top-N: allocation sites by in-use or allocated bytes, live."),
     Key("goroutines", "g", "goroutines", "Goroutines", "Goroutines grouped by stack, biggest growth first."),
+    Key("leaks", "l", "leaks", "Leaks", "The leaks gotop sees in this process, each with its evidence."),
     Key("gc", "G", "force_gc", "GC", "Run a garbage collection in the target (asks first)."),
     Key("gogc", "p", "set_gogc", "GOGC", "Set the target's GC percent, or turn GC off (asks first; needs the agent)."),
     Key("cpu", "c", "cpu_profile", "CPU prof", "Save a 30 s CPU profile to a file (polling goes on)."),
@@ -96,6 +97,12 @@ FUNCTION = (
     Key("source_tab", "3", "tab('source')", "Source", "Source lines with flat and cum, when the file is on this host."),
 )
 
+LEAKS = (
+    Key("evidence", "enter", "evidence", "Evidence",
+        "Open the view that shows the finding: its goroutine group, heap site or descriptor counts."),
+    Key("leaks_back", "escape", "app.pop_screen", "Back", "Back to the process.", display="esc"),
+)
+
 SCREENS: dict[str, tuple[Key, ...]] = {
     "Everywhere": GLOBAL,
     "Replay (gotop replay FILE)": REPLAY,
@@ -104,6 +111,7 @@ SCREENS: dict[str, tuple[Key, ...]] = {
     "Heap": HEAP,
     "Function (heap drill-down)": FUNCTION,
     "Goroutines": GOROUTINES,
+    "Leaks": LEAKS,
 }
 
 

@@ -31,8 +31,9 @@ COLUMNS = (
     Column("cpu", "CPU", 5),
     Column("gc", "GC/min", 6, min_screen_width=90),
     Column("state", "STATE", 7, justify="left"),
+    Column("leak", "LEAK", 18, min_screen_width=140, justify="left"),  # narrower: ● before the name
 )
-SORTABLE = ("cpu", "heap", "goroutines", "rss", "gc", "pid", "name")
+SORTABLE = ("cpu", "heap", "goroutines", "rss", "gc", "pid", "name", "leak")
 
 STATE_STYLE = {
     TargetState.STARTING: "dim",
@@ -42,7 +43,7 @@ STATE_STYLE = {
     TargetState.EXITED: "dim strike",
 }
 
-LEGEND = "enter open  A gops agent  P pprof  E expvar  ns other netns  - no way in"
+LEGEND = "enter open  A gops agent  P pprof  E expvar  ns other netns  - no way in  ● leaking"
 STATE_TEXT = {
     TargetState.STARTING: "start", TargetState.UP: "up", TargetState.SLOW: "slow",
     TargetState.UNREACHABLE: "unreach", TargetState.EXITED: "exited",
@@ -69,9 +70,10 @@ def row_for(w: Watched) -> dict[str, SortableText]:
         return cell(fmt(last) if last is not None else "-", last if last is not None else -1, style)
 
     state = STATE_TEXT[h.state] + ("↻" if h.restarts else "")
+    leaks = sorted({f.kind.value for f in w.findings})
     return {
         "pid": cell(str(w.pid) if w.pid else "-", w.pid or 0, style),
-        "name": cell(name, name.lower(), style, justify="left"),
+        "name": cell(("● " if leaks else "") + name, name.lower(), "bold red" if leaks else style, justify="left"),
         "go": cell(go or "?", go, style, justify="left"),
         "via": cell(marks(w), marks(w), style, justify="left"),
         "goroutines": figure("goroutines", lambda v: f"{v:,.0f}"),
@@ -82,6 +84,7 @@ def row_for(w: Watched) -> dict[str, SortableText]:
         "cpu": figure("cpu", lambda v: f"{v:.0f}%"),
         "gc": cell(_gc_rate(w), h.gc_per_minute() or -1, style),
         "state": cell(state, state, style, justify="left"),
+        "leak": cell(" ".join(leaks), " ".join(leaks), "bold red", justify="left"),
     }
 
 

@@ -20,6 +20,7 @@ from gotop.sources.progress import CaptureProgress
 from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.dialogs import ConfirmScreen, GcPercentScreen, TextScreen
+from gotop.ui.leaks import summary
 from gotop.ui.names import short_function
 from gotop.ui.widgets import MetricRow
 from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns
@@ -93,6 +94,7 @@ class ProcessScreen(Screen):
                        MetricRow("CPU %", lambda v: f"{v:.0f}", id="cpu"),
                        MetricRow("fds", fmt_count, id="fds"), id="os-pane")
         yield PlotextPlot(id="plot")
+        yield Static(id="leak-line")
         yield Static(id="message")
         yield ProgressBar(id="capture", show_eta=False)
         yield Footer()
@@ -117,6 +119,17 @@ class ProcessScreen(Screen):
         if self._ticks % PLOT_EVERY == 1:
             self._plot(h)
         self.query_one("#message", Static).update(Text(plain(h.error or ""), "yellow"))
+        self._leak_line()
+
+    def _leak_line(self) -> None:
+        findings = self.watched.findings
+        line = Text()
+        if findings:
+            line.append(plain(summary(findings[0], self.app.now())), "bold red")
+            if len(findings) > 1:
+                line.append(f"  (+{len(findings) - 1} more)", "red")
+            line.append("  l: leaks", "dim")
+        self.query_one("#leak-line", Static).update(line)
 
     def _texts(self, h: TargetHistory) -> None:
         s = h.last_sample
@@ -172,6 +185,9 @@ class ProcessScreen(Screen):
 
     def action_heap(self) -> None:
         self.app.open_heap(self.watched)
+
+    def action_leaks(self) -> None:
+        self.app.open_leaks(self.watched)
 
     def action_goroutines(self) -> None:
         self.app.open_goroutines(self.watched)
