@@ -7,7 +7,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from gotop.engine.fleet import Watched
 from gotop.engine.history import GroupTrend
@@ -145,7 +145,7 @@ class GoroutinesScreen(Screen):
         profile = self.watched.history.goroutines
         return profile.by_key().get(key) if profile and key is not None else None
 
-    @on(DataTable.RowSelected, "#groups")
+    @on(LiveTable.RowSelected, "#groups")
     def action_stack(self) -> None:
         group = self._selected()
         if group:

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from gotop.engine.fleet import Watched
 from gotop.engine.history import HeapSnapshot
@@ -242,7 +242,7 @@ class HeapScreen(Screen):
         self._set_view(pattern=event.value)
         self.table.focus()
 
-    @on(DataTable.RowSelected, "#heap")
+    @on(LiveTable.RowSelected, "#heap")
     def action_drill(self) -> None:
         name = self.table.selected_key()
         snapshot = self._shown

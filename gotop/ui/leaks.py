@@ -6,7 +6,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from gotop.engine.fleet import Watched
 from gotop.engine.leaks import DescriptorRef, Finding, GroupRef, SiteRef
@@ -92,7 +92,7 @@ class LeaksScreen(Screen):
             for key, f in self._findings.items()
         })
 
-    @on(DataTable.RowSelected, "#leaks")
+    @on(LiveTable.RowSelected, "#leaks")
     def action_evidence(self) -> None:
         finding = self._findings.get(self.table.selected_key() or "")
         if finding is not None:

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.history import TargetState
@@ -156,7 +156,7 @@ class OverviewScreen(Screen):
         if watched is not None:
             self.app.open_process(watched)
 
-    @on(DataTable.RowSelected, "#processes")
+    @on(LiveTable.RowSelected, "#processes")
     def _row_selected(self) -> None:
         self.action_open()
 
@@ -196,9 +196,9 @@ class OverviewScreen(Screen):
         self.paused = not self.paused
         self.refresh_data()
 
-    @on(DataTable.HeaderSelected, "#processes")
-    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
-        column = event.column_key.value
+    @on(LiveTable.HeaderSelected, "#processes")
+    def _header_clicked(self, event: LiveTable.HeaderSelected) -> None:
+        column = event.column
         if column in SORTABLE:
             same = column == self.table.sort_column
             self.table.sort_by(column, not self.table.sort_reverse if same else column not in ("pid", "name"))

@@ -1,9 +1,10 @@
-"""A DataTable for live data: rows keyed, updated in place, cursor kept on its row.
+"""A table for live data: rows keyed, each row drawn only when it changes.
 
-Live tables are refreshed every tick. Rebuilding them would reset the cursor
-and cost CPU, so rows are diffed by key: new rows added, gone rows removed,
-and only changed cells updated (never with update_width). After a re-sort
-the cursor is moved back to the row it was on, not left at its index.
+Live tables are refreshed every tick. Textual's DataTable redraws every cell
+whenever one changes or the rows are sorted, which made the process list
+cost more CPU than polling twenty processes. This widget keeps each row as a
+rendered strip, redraws only rows whose cells changed, and keeps the cursor
+on its row (by key) when rows are added, removed or re-sorted.
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.segment import Segment
 from rich.text import Text
-from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
+from textual.binding import Binding
+from textual.events import Click
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 
 class SortableText(Text):
@@ -22,6 +29,10 @@ class SortableText(Text):
     def __init__(self, text: str, sort_value: float | str, **kwargs) -> None:
         super().__init__(text, **kwargs)
         self.sort_value = sort_value
+
+
+def cell(text: str, sort_value: float | str | None = None, style: str = "", justify: str = "right") -> SortableText:
+    return SortableText(text, sort_value if sort_value is not None else text, style=style, justify=justify)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,78 +44,7 @@ class Column:
     justify: str = "right"
 
 
-class LiveTable(DataTable):
-    """Rows are dicts {column key: SortableText}; see `show`."""
-
-    def __init__(self, columns: Sequence[Column], **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self.all_columns = tuple(columns)
-        self.sort_column: str | None = None
-        self.sort_reverse = False
-        self._rows: dict[str, dict[str, SortableText]] = {}
-        self._shown: tuple[Column, ...] = ()
-
-    def columns_for(self, width: int) -> tuple[Column, ...]:
-        return tuple(c for c in self.all_columns if width >= c.min_screen_width)
-
-    def show(self, rows: dict[str, dict[str, SortableText]]) -> None:
-        """Make the table show `rows` (key -> cells), in sort order, cursor kept."""
-        shown = self.columns_for(self.app.size.width)
-        if shown != self._shown:
-            self._rebuild_columns(shown)
-        selected = self.selected_key()
-        for key in list(self._rows):
-            if key not in rows:
-                self.remove_row(key)
-                del self._rows[key]
-        for key, cells in rows.items():
-            old = self._rows.get(key)
-            if old is None:
-                self.add_row(*(cells[c.key] for c in self._shown), key=key)
-            else:
-                for c in self._shown:
-                    if old[c.key].plain != cells[c.key].plain or old[c.key].style != cells[c.key].style:
-                        self.update_cell(key, c.key, cells[c.key])
-            self._rows[key] = cells
-        self._sort()
-        self.select(selected)
-
-    def selected_key(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        except CellDoesNotExist:  # cursor outside the rows while they change
-            return None
-
-    def select(self, key: str | None) -> None:
-        if key is not None and key in self._rows:
-            self.move_cursor(row=self.get_row_index(key), animate=False, scroll=False)
-
-    def sort_by(self, column: str, reverse: bool) -> None:
-        self.sort_column, self.sort_reverse = column, reverse
-        selected = self.selected_key()
-        self._sort()
-        self.select(selected)
-
-    def _sort(self) -> None:
-        """Re-sort only when the order changes: a sort makes the table redraw every cell."""
-        if not self.sort_column or not any(c.key == self.sort_column for c in self._shown):
-            return
-        current = [row.key.value for row in self.ordered_rows]
-        wanted = sorted(current, key=lambda k: _sort_value(self._rows[k][self.sort_column]), reverse=self.sort_reverse)
-        if wanted != current:
-            self.sort(self.sort_column, key=_sort_value, reverse=self.sort_reverse)
-
-    def _rebuild_columns(self, shown: tuple[Column, ...]) -> None:
-        self.clear(columns=True)
-        self._rows.clear()
-        # Each column is padded by one cell on both sides; leave room for a scrollbar.
-        fill = self.app.size.width - sum(c.width + 2 for c in shown if c.width) - 2 * sum(1 for c in shown if not c.width) - 2
-        for c in shown:
-            label = Text(c.label, justify=c.justify)
-            self.add_column(label, width=c.width or max(20, fill), key=c.key)
-        self._shown = shown
+Row = dict[str, SortableText]
 
 
 def _sort_value(cell: SortableText) -> tuple[int, float | str]:
@@ -113,5 +53,206 @@ def _sort_value(cell: SortableText) -> tuple[int, float | str]:
     return (0, value) if isinstance(value, (int, float)) else (1, value)
 
 
-def cell(text: str, sort_value: float | str | None = None, style: str = "", justify: str = "right") -> SortableText:
-    return SortableText(text, sort_value if sort_value is not None else text, style=style, justify=justify)
+class LiveTable(ScrollView, can_focus=True):
+    """Rows are {column key: SortableText}, given as a whole to `show` each tick."""
+
+    DEFAULT_CSS = """
+    LiveTable { background: $surface; }
+    LiveTable > .live-table--header { text-style: bold; background: $panel; }
+    LiveTable > .live-table--odd { background: $surface-lighten-1 10%; }
+    LiveTable > .live-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground;
+                                      text-style: bold; }
+    LiveTable:blur > .live-table--cursor { background: $block-cursor-blurred-background; text-style: none; }
+    """
+    COMPONENT_CLASSES = {"live-table--header", "live-table--odd", "live-table--cursor"}
+    BINDINGS = [
+        Binding("up", "cursor(-1)", show=False), Binding("down", "cursor(1)", show=False),
+        Binding("pageup", "page(-1)", show=False), Binding("pagedown", "page(1)", show=False),
+        Binding("home", "cursor(-1000000)", show=False), Binding("end", "cursor(1000000)", show=False),
+        Binding("enter", "select_row", show=False),
+    ]
+
+    cursor_row: reactive[int] = reactive(0, repaint=False)
+
+    class RowSelected(Message):
+        """enter (or a click) on a row."""
+
+        def __init__(self, table: LiveTable, key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> LiveTable:
+            return self.table
+
+    class HeaderSelected(Message):
+        """A click on a column heading."""
+
+        def __init__(self, table: LiveTable, column: str) -> None:
+            super().__init__()
+            self.table = table
+            self.column = column
+
+        @property
+        def control(self) -> LiveTable:
+            return self.table
+
+    def __init__(self, columns: Sequence[Column], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.all_columns = tuple(columns)
+        self.sort_column: str | None = None
+        self.sort_reverse = False
+        self._rows: dict[str, Row] = {}
+        self._order: list[str] = []
+        self._strips: dict[str, Strip] = {}  # rendered rows, without cursor or stripes
+        self._shown: tuple[Column, ...] = ()
+        self._widths: tuple[int, ...] = ()
+
+    # -- what screens call --------------------------------------------------------
+
+    @property
+    def rows(self) -> dict[str, Row]:
+        return self._rows
+
+    @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    def get_row(self, key: str) -> list[SortableText]:
+        return [self._rows[key][c.key] for c in self._shown]
+
+    def show(self, rows: dict[str, Row]) -> None:
+        """Make the table show `rows` (key -> cells), in sort order, cursor kept on its row."""
+        selected = self.selected_key()
+        self._layout_columns()
+        for key in list(self._rows):
+            if key not in rows:
+                del self._rows[key]
+                self._strips.pop(key, None)
+        for key, cells in rows.items():
+            old = self._rows.get(key)
+            if old is None or any(_differs(old[c.key], cells[c.key]) for c in self._shown):
+                self._strips.pop(key, None)
+            self._rows[key] = cells
+        self._order = [k for k in self._order if k in rows] + [k for k in rows if k not in self._order]
+        self._sort()
+        self.virtual_size = Size(sum(self._widths) + 2 * len(self._widths), len(self._order) + 1)
+        self.select(selected)
+        self.refresh()
+
+    def selected_key(self) -> str | None:
+        return self._order[self.cursor_row] if 0 <= self.cursor_row < len(self._order) else None
+
+    def select(self, key: str | None) -> None:
+        if key is not None and key in self._rows:
+            self.move_cursor(row=self._order.index(key))
+
+    def move_cursor(self, row: int) -> None:
+        self.cursor_row = max(0, min(row, len(self._order) - 1))
+        top, height = round(self.scroll_y), self.size.height - 1
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False)
+        elif height > 0 and self.cursor_row >= top + height:
+            self.scroll_to(y=self.cursor_row - height + 1, animate=False)
+        self.refresh()
+
+    def sort_by(self, column: str, reverse: bool) -> None:
+        self.sort_column, self.sort_reverse = column, reverse
+        selected = self.selected_key()
+        self._sort()
+        self.select(selected)
+        self.refresh()
+
+    def columns_for(self, width: int) -> tuple[Column, ...]:
+        return tuple(c for c in self.all_columns if width >= c.min_screen_width)
+
+    # -- keys and mouse -----------------------------------------------------------
+
+    def action_cursor(self, delta: int) -> None:
+        self.move_cursor(self.cursor_row + delta)
+
+    def action_page(self, direction: int) -> None:
+        self.move_cursor(self.cursor_row + direction * max(1, self.size.height - 2))
+
+    def action_select_row(self) -> None:
+        key = self.selected_key()
+        if key is not None:
+            self.post_message(self.RowSelected(self, key))
+
+    def on_click(self, event: Click) -> None:
+        if event.y == 0:
+            column = self._column_at(event.x + round(self.scroll_x))
+            if column is not None:
+                self.post_message(self.HeaderSelected(self, column))
+            return
+        row = round(self.scroll_y) + event.y - 1
+        if 0 <= row < len(self._order):
+            self.move_cursor(row)
+            if event.chain > 1:
+                self.action_select_row()
+
+    # -- drawing ------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        scroll_x = round(self.scroll_x)
+        if y == 0:
+            style = self.get_component_rich_style("live-table--header")
+            header = [cell(c.label, justify=c.justify) for c in self._shown]
+            return self._line(header).crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
+        index = round(self.scroll_y) + y - 1
+        if index >= len(self._order):
+            return Strip.blank(width, self.rich_style)
+        key = self._order[index]
+        strip = self._strips.get(key)
+        if strip is None:
+            strip = self._strips[key] = self._line(self.get_row(key))
+        if index == self.cursor_row:
+            style = self.get_component_rich_style("live-table--cursor")
+        elif index % 2:
+            style = self.get_component_rich_style("live-table--odd")
+        else:
+            style = self.rich_style
+        return strip.crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
+
+    def _line(self, cells: Sequence[Text]) -> Strip:
+        segments: list[Segment] = []
+        for text, column, width in zip(cells, self._shown, self._widths):
+            text = text.copy()
+            text.truncate(width, overflow="ellipsis")
+            if column.justify == "right":
+                text.pad_left(width - text.cell_len)
+            else:
+                text.pad_right(width - text.cell_len)
+            segments.append(Segment(" "))
+            segments.extend(text.render(self.app.console, end=""))
+            segments.append(Segment(" "))
+        return Strip(segments)
+
+    def _layout_columns(self) -> None:
+        shown = self.columns_for(self.app.size.width)
+        if shown == self._shown:
+            return
+        # Each column is padded by one cell on both sides; leave room for a scrollbar.
+        fill = self.app.size.width - sum(c.width + 2 for c in shown if c.width) - 2 * sum(1 for c in shown if not c.width) - 2
+        self._shown = shown
+        self._widths = tuple(c.width or max(20, fill) for c in shown)
+        self._strips.clear()
+
+    def _column_at(self, x: int) -> str | None:
+        start = 0
+        for column, width in zip(self._shown, self._widths):
+            if start <= x < start + width + 2:
+                return column.key
+            start += width + 2
+        return None
+
+    def _sort(self) -> None:
+        if self.sort_column and any(c.key == self.sort_column for c in self._shown):
+            column = self.sort_column
+            self._order.sort(key=lambda k: _sort_value(self._rows[k][column]), reverse=self.sort_reverse)
+
+
+def _differs(a: Text, b: Text) -> bool:
+    return a.plain != b.plain or a.style != b.style or a.spans != b.spans
