@@ -20,15 +20,15 @@ from gotop.units import fmt_bytes
 
 COLUMNS = (
     Column("pid", "PID", 7),
-    Column("name", "NAME", 12, justify="left"),
+    Column("name", "NAME", 14, justify="left"),
     Column("go", "GO", 7, min_screen_width=100, justify="left"),
-    Column("via", "VIA", 4, justify="left"),
+    Column("via", "VIA", 3, justify="left"),
     Column("goroutines", "GOROUTINES", 10),
     Column("g_trend", "", 8, min_screen_width=110, justify="left"),
     Column("heap", "HEAP INUSE", 10),
     Column("h_trend", "", 8, min_screen_width=120, justify="left"),
     Column("rss", "RSS", 8),
-    Column("cpu", "CPU", 5),
+    Column("cpu", "CPU", 4),
     Column("gc", "GC/min", 6, min_screen_width=90),
     Column("state", "STATE", 7, justify="left"),
     Column("leak", "LEAK", 18, min_screen_width=140, justify="left"),  # narrower: ● before the name

@@ -225,8 +225,10 @@ class LiveTable(ScrollView, can_focus=True):
                 text.pad_left(width - text.cell_len)
             else:
                 text.pad_right(width - text.cell_len)
+            # Text.render leaves the text's own style out (the console adds it): add it here.
+            style = self.app.console.get_style(text.style) if text.style else None
             segments.append(Segment(" "))
-            segments.extend(text.render(self.app.console, end=""))
+            segments.extend(Segment.apply_style(text.render(self.app.console, end=""), style))
             segments.append(Segment(" "))
         return Strip(segments)
 
