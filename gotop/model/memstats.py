@@ -383,9 +383,12 @@ class ExpvarVars:
 
 def _json_field(field: str, value: Any) -> Any:
     if field in _RINGS:
-        if not isinstance(value, list) or len(value) != PAUSE_RING_SIZE:
+        # Checked as a whole (type() and min() run in C): this runs on every poll.
+        if not isinstance(value, list) or len(value) != PAUSE_RING_SIZE or set(map(type, value)) != {int}:
             raise ValueError("expected a list of 256 integers")
-        return tuple(_json_uint(v) for v in value)
+        if min(value) < 0:
+            raise ValueError("expected unsigned integers")
+        return tuple(value)
     if field in _BOOLS:
         if not isinstance(value, bool):
             raise ValueError("expected a bool")
