@@ -211,3 +211,24 @@ async def test_leaks_are_marked_and_open_their_evidence():
         heap = await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
         await until(pilot, lambda: heap.table.row_count > 0)
         assert heap.table.selected_key() == "main.storeResponse"
+
+
+async def test_gogc_is_asked_checked_confirmed_then_set(go_target):
+    from gotop.ui.dialogs import AskScreen
+
+    t = go_target("agentpprof")
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        await pilot.press("p")
+        ask = await until(pilot, lambda: isinstance(app.screen, AskScreen) and app.screen)
+        await pilot.press(*"lots", "enter")
+        assert "is not a GC percent" in str(ask.query_one("#problem").render())  # refused, still asking
+        ask.query_one("#answer").value = ""
+        await pilot.press("5", "0", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, ProcessScreen))
+        await until(pilot, lambda: all(w.is_finished for w in app.workers if w.group == "action"))
+        change = await watched.target.set_gc_percent(100)  # the agent says what it was
+        assert change.previous == 50

@@ -5,7 +5,8 @@ from __future__ import annotations
 from argparse import Namespace
 
 from gotop.commands.common import with_target
-from gotop.engine.target import Target, TargetError
+from gotop.engine.target import Target
+from gotop.engine.targetspec import parse_gc_percent
 from gotop.errors import GotopError
 from gotop.units import fmt_bytes
 
@@ -34,21 +35,8 @@ async def _memstats_or_none(target: Target):
         return None
 
 
-def parse_percent(text: str) -> int | None:
-    """'off' -> None (GC off); otherwise an integer >= -1."""
-    if text.strip().lower() == "off":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise TargetError(f"{text!r} is not a GC percent: give an integer or 'off'") from None
-    if value < -1:
-        raise TargetError(f"GC percent {value} is below -1 (use 'off' to turn the GC off)")
-    return value
-
-
 def run_setgc(args: Namespace) -> int:
-    percent = parse_percent(args.percent)
+    percent = parse_gc_percent(args.percent)
 
     async def act(target: Target) -> str:
         change = await target.set_gc_percent(percent)

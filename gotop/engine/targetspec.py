@@ -38,3 +38,16 @@ def parse_target(text: str) -> TargetSpec:
     if sep and host and port.isdigit() and port.isascii() and 0 < int(port) < 65536:
         return TargetSpec(text, agent=(host, int(port)))
     raise TargetError(f"{text!r} is not a target: give {TARGET_HELP}")
+
+
+def parse_gc_percent(text: str) -> int | None:
+    """A GC percent as typed: an integer >= -1, or 'off' (None: the GC off)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise TargetError(f"{text!r} is not a GC percent: give an integer or 'off'") from None
+    if value < -1:
+        raise TargetError(f"GC percent {value} is below -1 (use 'off' to turn the GC off)")
+    return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -43,46 +45,31 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class GcPercentScreen(ModalScreen[str | None]):
-    """Asks for a GC percent: an integer >= -1 or 'off'. Dismisses with the text, or None."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label("New GC percent (GOGC): a number such as 50, 100, 200, or 'off'")
-            yield Input(placeholder="100", id="percent")
-            yield Static("", id="problem")
-
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if text.lower() == "off" or (text.lstrip("-").isdigit() and int(text) >= -1):
-            self.dismiss(text)
-        else:
-            self.query_one("#problem", Static).update(Text(f"{plain(text)!r} is not a number or 'off'", "red"))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
 class AskScreen(ModalScreen[str | None]):
-    """One line of text; dismisses with it, or None on esc."""
+    """One line of text; dismisses with it, or None on esc. `check` returns why
+    an answer is refused (shown under the input), or None to accept it."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: str, check: Callable[[str], str | None] = lambda text: None) -> None:
         super().__init__()
         self.question = question
+        self.check = check
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text(self.question))
             yield Input(id="answer")
+            yield Static("", id="problem")
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
+        text = event.value.strip()
+        problem = self.check(text)
+        if problem is None:
+            self.dismiss(text)
+        else:
+            self.query_one("#problem", Static).update(Text(plain(problem), "red"))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

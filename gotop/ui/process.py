@@ -15,11 +15,12 @@ from textual_plotext import PlotextPlot
 from gotop.engine.captures import capture, default_name, opener, save_private
 from gotop.engine.fleet import Watched
 from gotop.engine.history import TargetHistory, TargetState
+from gotop.engine.targetspec import parse_gc_percent
 from gotop.errors import GotopError
 from gotop.sources.progress import CaptureProgress
 from gotop.textsafe import plain
 from gotop.ui import keys
-from gotop.ui.dialogs import ConfirmScreen, GcPercentScreen, TextScreen
+from gotop.ui.dialogs import AskScreen, ConfirmScreen, TextScreen
 from gotop.ui.leaks import summary
 from gotop.ui.names import short_function
 from gotop.ui.widgets import MetricRow
@@ -210,13 +211,19 @@ class ProcessScreen(Screen):
         def entered(text: str | None) -> None:
             if text is None:
                 return
+
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    self._run_setgc(parse_gc_percent(text))
+
             question = f"Set the GC percent of {plain(self.watched.name)} to {text}?"
-            self.app.push_screen(ConfirmScreen(question), lambda yes: yes and self._run_setgc(text))
-        self.app.push_screen(GcPercentScreen(), entered)
+            self.app.push_screen(ConfirmScreen(question), confirmed)
+
+        self.app.push_screen(AskScreen("New GC percent (GOGC): a number such as 50, 100, 200, or 'off'",
+                                       check=_gc_percent_problem), entered)
 
     @work(exclusive=True, group="action")
-    async def _run_setgc(self, text: str) -> None:
-        percent = None if text.lower() == "off" else int(text)
+    async def _run_setgc(self, percent: int | None) -> None:
         try:
             change = await self.watched.target.set_gc_percent(percent)
             self.notify(plain(change.line))
@@ -268,3 +275,11 @@ class ProcessScreen(Screen):
             self.notify(str(e), severity="error")
             return
         self.app.push_screen(TextScreen(f"goroutine dump of {plain(self.watched.name)}", text))
+
+
+def _gc_percent_problem(text: str) -> str | None:
+    try:
+        parse_gc_percent(text)
+    except GotopError as e:
+        return str(e)
+    return None
