@@ -8,9 +8,8 @@ channel leaks and stay quiet on the healthy goroutines.
 
 from __future__ import annotations
 
-import statistics
-
 import re
+import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
