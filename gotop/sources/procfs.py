@@ -129,32 +129,33 @@ def fd_kinds(pid: int) -> dict[str, int]:
         else:
             counts["other"] += 1
     if sockets:
-        kind_of = _socket_kinds(pid, sockets)
+        kind_of = _socket_kinds(pid)
         for inode in sockets:
             counts[kind_of.get(inode, "other")] += 1
     return counts
 
 
-_socket_tables: dict[int, dict[int, str]] = {}  # netns inode -> (socket inode -> kind)
+SOCKET_TABLES_TTL = 5.0  # seconds one reading of a namespace's socket tables serves
+_socket_tables: dict[int, tuple[float, dict[int, str]]] = {}  # netns inode -> (read at, inode -> kind)
 
 
-def _socket_kinds(pid: int, sockets: list[int]) -> dict[int, str]:
+def _socket_kinds(pid: int) -> dict[int, str]:
     """Socket inode -> kind in the network namespace of `pid`.
 
-    On a busy host the tables hold thousands of sockets (milliseconds to
-    read), so one reading serves every process of the namespace until one of
-    them shows a socket it does not know.
+    On a busy host the tables hold thousands of sockets (milliseconds to read,
+    and gotop's own polls open sockets in every target all the time), so one
+    reading serves every process of the namespace for SOCKET_TABLES_TTL:
+    a socket younger than the reading counts as "other" until the next one.
     """
     try:
         netns = os.stat(f"/proc/{pid}/ns/net").st_ino
     except OSError:
         return _read_socket_kinds(pid)
-    known = _socket_tables.get(netns)
-    if known is None or any(inode not in known for inode in sockets):
-        known = _socket_tables[netns] = _read_socket_kinds(pid)
-        # Sockets in none of the tables (netlink, raw, unbound) stay "other".
-        known.update((inode, "other") for inode in sockets if inode not in known)
-    return known
+    now = time.monotonic()
+    cached = _socket_tables.get(netns)
+    if cached is None or now - cached[0] > SOCKET_TABLES_TTL:
+        cached = _socket_tables[netns] = (now, _read_socket_kinds(pid))
+    return cached[1]
 
 
 def _read_socket_kinds(pid: int) -> dict[int, str]:

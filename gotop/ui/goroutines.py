@@ -7,7 +7,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 
 from gotop.engine.fleet import Watched
 from gotop.engine.history import GroupTrend
@@ -16,6 +16,7 @@ from gotop.errors import GotopError
 from gotop.model.goroutines import GoroutineGroup, StackKey
 from gotop.textsafe import plain
 from gotop.ui import keys
+from gotop.ui.widgets import Line
 from gotop.ui.dialogs import TextScreen
 from gotop.ui.names import short_function
 from gotop.ui.spark import mini_spark
@@ -98,11 +99,11 @@ class GoroutinesScreen(Screen):
         self._select = select  # a group to put the cursor on once shown
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title")
+        yield Line(id="title")
         table = LiveTable(COLUMNS, id="groups")
         table.sort_column, table.sort_reverse = "growth", True
         yield table
-        yield Static("", id="legend")
+        yield Line("", id="legend")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -119,14 +120,14 @@ class GoroutinesScreen(Screen):
         if profile is None:
             reason = "waiting for the first grouped profile" if self.watched.target.http else \
                 "grouped goroutines need net/http/pprof (the agent only has full dumps: press d on the process)"
-            self.query_one("#title", Static).update(title.append(f" · {reason}"))
+            self.query_one("#title", Line).update(title.append(f" · {reason}"))
             return
         when = h.groups and max(t.counts.times[-1] for t in h.groups.values())
         title.append(f" · {profile.total:,} in {len(profile.groups):,} groups")
         title.append(f" · window {h.window / 60:.0f} min · sort {self.table.sort_column}")
         if when:
             title.append(f" · {self.app.now() - when:.0f}s ago", "dim")
-        self.query_one("#title", Static).update(title)
+        self.query_one("#title", Line).update(title)
         self._groups = {str(hash(g.key)): g.key for g in profile.groups}
         leaking = {f.ref.key: f for f in self.watched.findings if isinstance(f.ref, GroupRef)}
         proven = {g.key for g in h.leaks.groups} if h.leaks else set()
@@ -136,7 +137,7 @@ class GoroutinesScreen(Screen):
             self.table.select(str(hash(self._select)))
             self._select = None
         growing = sum(1 for g in profile.groups if (t := h.groups.get(g.key)) and growth_per_minute(t) >= 1)
-        self.query_one("#legend", Static).update(
+        self.query_one("#legend", Line).update(
             Text(f"{growing} growing group{'s' if growing != 1 else ''} (yellow)   ● leak  ✔ proven by the runtime   "
                  "enter full stack   w wait times (one full dump)", "dim"))
 

@@ -24,6 +24,7 @@ from gotop.model.profile_report import TopReport, top
 from gotop.model.profile_units import percentage, scaled_label
 from gotop.textsafe import plain
 from gotop.ui import keys
+from gotop.ui.widgets import Line
 from gotop.ui.names import short_function
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 
@@ -105,12 +106,12 @@ class HeapScreen(Screen):
         self._report: TopReport | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title")
+        yield Line(id="title")
         yield LiveTable(COLUMNS, id="heap")
         with Horizontal(id="filter-bar"):
             yield Static("regex: ", id="filter-label")
             yield Input(placeholder="function name regex", id="filter")
-        yield Static(id="legend")
+        yield Line(id="legend")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -167,7 +168,7 @@ class HeapScreen(Screen):
         if snapshot is None:
             source = "waiting for the first heap profile" if (self.watched.target.http or self.watched.target.gops) \
                 else "no heap profile: the process has neither the gops agent nor net/http/pprof"
-            self.query_one("#title", Static).update(title.append(f" · {source}"))
+            self.query_one("#title", Line).update(title.append(f" · {source}"))
             return
         profile = snapshot.profile
         index = profile.sample_index(self.view.sample_index if self.view.sample_index >= 0 else None)
@@ -183,8 +184,8 @@ class HeapScreen(Screen):
         if self.frozen:
             title.append("  ")
             title.append(" FROZEN ", "reverse")
-        self.query_one("#title", Static).update(title)
-        self.query_one("#legend", Static).update(Text(
+        self.query_one("#title", Line).update(title)
+        self.query_one("#legend", Line).update(Text(
             f"sort {'cum' if self.view.by_cum else 'flat'}   "
             f"{'filter ' + repr(self.view.pattern) + '   ' if self.view.pattern else ''}"
             "enter callers/callees/stacks/source", "dim"))

@@ -12,6 +12,7 @@ from gotop.engine.fleet import Watched
 from gotop.engine.leaks import DescriptorRef, Finding, GroupRef, SiteRef
 from gotop.textsafe import plain
 from gotop.ui import keys
+from gotop.ui.widgets import Line
 from gotop.ui.dialogs import TextScreen
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, cell
@@ -60,7 +61,7 @@ class LeaksScreen(Screen):
         self._findings: dict[str, Finding] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title")
+        yield Line(id="title")
         yield LiveTable(COLUMNS, id="leaks")
         yield Static(Text("enter: the view with the evidence (goroutine group, heap site, descriptors)", "dim"),
                      id="legend")
@@ -79,7 +80,7 @@ class LeaksScreen(Screen):
         self._findings = {str(hash(f.key)): f for f in findings}
         title = Text.assemble(("leaks", "bold"), f" · {plain(self.watched.name)} · ")
         title.append(f"{len(findings)} found" if findings else "none seen (yet)", "bold red" if findings else "")
-        self.query_one("#title", Static).update(title)
+        self.query_one("#title", Line).update(title)
         self.table.show({
             key: {
                 "kind": cell(f.kind.value, f.kind.value, "bold red", justify="left"),

@@ -14,6 +14,7 @@ from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.history import TargetState
 from gotop.textsafe import plain
 from gotop.ui import keys
+from gotop.ui.widgets import Line
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 from gotop.units import fmt_bytes
@@ -104,14 +105,14 @@ class OverviewScreen(Screen):
         self.filter_text = ""
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title")
+        yield Line(id="title")
         table = LiveTable(COLUMNS, id="processes")
         table.sort_column, table.sort_reverse = "cpu", True
         yield table
         with Horizontal(id="filter-bar"):
             yield Static("filter: ", id="filter-label")
             yield Input(placeholder="pid, name or path", id="filter")
-        yield Static(LEGEND, id="legend")
+        yield Line(LEGEND, id="legend")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -146,7 +147,7 @@ class OverviewScreen(Screen):
             title.append(f"   filter: {plain(self.filter_text)!r}")
         arrow = " ▼" if self.table.sort_reverse else " ▲"
         title.append(f"   sort: {self.table.sort_column or '-'}{arrow}", "dim")
-        self.query_one("#title", Static).update(title)
+        self.query_one("#title", Line).update(title)
 
     # -- actions ----------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from gotop.ui import keys
 from gotop.ui.dialogs import AskScreen, ConfirmScreen, TextScreen
 from gotop.ui.leaks import summary
 from gotop.ui.names import short_function
-from gotop.ui.widgets import MetricRow
+from gotop.ui.widgets import Line, MetricRow
 from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns
 
 PLOT_EVERY = 3  # ticks between redraws of the plot (it costs more than the rest of the screen)
@@ -74,22 +74,23 @@ class ProcessScreen(Screen):
         self.save_dir = save_dir
         self.capturing: str | None = None
         self._ticks = 0
+        self._lines: dict[str, Text] = {}  # what the wrapping lines show now
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title")
+        yield Line(id="title")
         with Grid(id="panes"):
             yield pane("Heap",
                        MetricRow("in use", fmt_bytes_short, id="heap_inuse"),
                        MetricRow("alloc", fmt_bytes_short, id="heap_alloc"),
-                       Static(id="heap_text", classes="text"), id="heap-pane")
+                       Line(id="heap_text", classes="text"), id="heap-pane")
             yield pane("Goroutines",
                        MetricRow("count", fmt_count, id="goroutines"),
-                       Static(id="goroutine_text", classes="text"),
-                       Static(id="group_text", classes="text"), id="goroutine-pane")
+                       Line(id="goroutine_text", classes="text"),
+                       Line(id="group_text", classes="text"), id="goroutine-pane")
             yield pane("GC",
                        MetricRow("pause", lambda ns: fmt_duration_ns(ns).replace(" ", ""), id="gc_pauses"),
                        MetricRow("alloc/s", fmt_bytes_short, id="alloc_rate"),
-                       Static(id="gc_text", classes="text"), id="gc-pane")
+                       Line(id="gc_text", classes="text"), id="gc-pane")
             yield pane("OS",
                        MetricRow("RSS", fmt_bytes_short, id="rss"),
                        MetricRow("CPU %", lambda v: f"{v:.0f}", id="cpu"),
@@ -112,15 +113,21 @@ class ProcessScreen(Screen):
         """Called every tick by the app."""
         w = self.watched
         h = w.history
-        self.query_one("#title", Static).update(header_text(w), layout=False)
+        self.query_one("#title", Line).update(header_text(w))
         for row in self.query(MetricRow):
             row.show(h.gc_pauses if row.id == "gc_pauses" else h.series[row.id])
         self._texts(h)
         self._ticks += 1
         if self._ticks % PLOT_EVERY == 1:
             self._plot(h)
-        self.query_one("#message", Static).update(Text(plain(h.error or ""), "yellow"))
+        self._set_if_changed("#message", Text(plain(h.error or ""), "yellow"))
         self._leak_line()
+
+    def _set_if_changed(self, selector: str, text: Text) -> None:
+        """These lines may wrap to two: changing them costs a layout pass, so only on change."""
+        if self._lines.get(selector) != text:
+            self._lines[selector] = text
+            self.query_one(selector, Static).update(text)
 
     def _leak_line(self) -> None:
         findings = self.watched.findings
@@ -130,7 +137,7 @@ class ProcessScreen(Screen):
             if len(findings) > 1:
                 line.append(f"  (+{len(findings) - 1} more)", "red")
             line.append("  l: leaks", "dim")
-        self.query_one("#leak-line", Static).update(line)
+        self._set_if_changed("#leak-line", line)
 
     def _texts(self, h: TargetHistory) -> None:
         s = h.last_sample
@@ -138,20 +145,19 @@ class ProcessScreen(Screen):
         heap = "no memstats (no agent, no expvar)" if m is None else (
             f"sys {fmt_bytes_short(m.heap_sys)}  next GC {fmt_bytes_short(m.next_gc)}  "
             f"{fmt_count(m.heap_objects)} obj")
-        self.query_one("#heap_text", Static).update(heap, layout=False)  # one fixed line, like the others
+        self.query_one("#heap_text", Line).update(heap)
         slope = h.series["goroutines"].slope_per_minute(60)
         threads = s.os.threads if s and s.os else None
-        self.query_one("#goroutine_text", Static).update(
-            f"Δ {slope:+.0f}/min  threads {threads}" if slope is not None else f"threads {threads or '-'}",
-            layout=False)
-        self.query_one("#group_text", Static).update(
-            Text(self._top_group(h), overflow="ellipsis", no_wrap=True), layout=False)
+        self.query_one("#goroutine_text", Line).update(
+            f"Δ {slope:+.0f}/min  threads {threads}" if slope is not None else f"threads {threads or '-'}")
+        self.query_one("#group_text", Line).update(
+            Text(self._top_group(h), overflow="ellipsis", no_wrap=True))
         gc_rate = h.gc_per_minute()
         gc = ("" if gc_rate is None else f"{gc_rate:.0f}/min  ") + (
             f"CPU {m.gc_cpu_fraction:.2%}  cycles {fmt_count(m.num_gc)}" if m and m.gc_cpu_fraction is not None else "")
         if m and m.last_gc:
             gc += f"  last {max(0, self.app.now() - m.last_gc / 1e9):.0f}s ago"
-        self.query_one("#gc_text", Static).update(gc or "-", layout=False)
+        self.query_one("#gc_text", Line).update(gc or "-")
 
     @staticmethod
     def _top_group(h: TargetHistory) -> str:

@@ -14,6 +14,16 @@ from gotop.engine.series import Series
 Formatter = Callable[[float], str]
 
 
+class Line(Static):
+    """One line of text whose size never changes: updates skip the layout pass
+    (which would otherwise run for the whole screen on every tick)."""
+
+    DEFAULT_CSS = "Line { height: 1; }"
+
+    def update(self, content="", *, layout: bool = False) -> None:
+        super().update(content, layout=layout)
+
+
 class MetricRow(Horizontal):
     """One figure: its name, current value, a sparkline and its min..max.
 
@@ -35,15 +45,15 @@ class MetricRow(Horizontal):
         self.fmt = fmt
 
     def compose(self) -> ComposeResult:
-        yield Static(self.label, classes="name")
-        yield Static("-", classes="value")
+        yield Line(self.label, classes="name")
+        yield Line("-", classes="value")
         yield Sparkline([], summary_function=max)
-        yield Static("", classes="range")
+        yield Line("", classes="range")
 
     def show(self, series: Series, extra: str = "") -> None:
         values = series.values
-        self.query_one(".value", Static).update(self.fmt(values[-1]) if values else "-", layout=False)
+        self.query_one(".value", Line).update(self.fmt(values[-1]) if values else "-")
         self.query_one(Sparkline).data = values[-240:]
         if values:
             text = f"{self.fmt(min(values))}..{self.fmt(max(values))}"
-            self.query_one(".range", Static).update(Text(f"{text} {extra}".rstrip()))
+            self.query_one(".range", Line).update(Text(f"{text} {extra}".rstrip()))
