@@ -17,9 +17,14 @@ from gotop.errors import GotopError
 DESCRIPTION = """\
 gotop: a live monitor for Go processes.
 
+  gotop [TARGET...]     the live TUI: every Go process on this host, or the named targets
+  gotop COMMAND ...     one of the commands below
+
 Finds the Go processes on this host (Go build info read from their binaries),
-sees which run the gops agent or serve net/http/pprof and expvar, and reads
-their memory, goroutine and GC figures."""
+sees which run the gops agent or serve net/http/pprof and expvar, and shows
+their memory, goroutines and GC live, a heap top-N to drill into, goroutine
+groups that grow, and the leaks it sees. A TARGET is a PID, host:port of a
+gops agent, or http://host:port of net/http/pprof."""
 
 EPILOG = """\
 marks in `gotop list`:  A gops agent   P net/http/pprof   E expvar   @ns in another network namespace
