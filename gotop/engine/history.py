@@ -67,7 +67,6 @@ class GroupTrend:
     """The count of one goroutine stack group over time."""
 
     counts: Series
-    first_seen: float
 
 
 @dataclass
@@ -147,7 +146,7 @@ class TargetHistory:
         seen = profile.by_key()
         for key, group in seen.items():
             if key not in self.groups:
-                self.groups[key] = GroupTrend(Series(self._group_capacity), t)
+                self.groups[key] = GroupTrend(Series(self._group_capacity))
             self.groups[key].counts.append(t, group.count)
         for key in list(self.groups.keys() - seen.keys()):
             trend = self.groups[key]

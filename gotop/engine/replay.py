@@ -98,9 +98,6 @@ class Replay:
         index = SPEEDS.index(self.speed) if self.speed in SPEEDS else SPEEDS.index(1.0)
         self.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, index + steps))]
 
-    def find_pid(self, pid: int) -> Watched | None:
-        return next((w for w in self.watched.values() if w.pid == pid), None)
-
     async def aclose(self) -> None:
         self.recording.close()
 

@@ -12,7 +12,6 @@ import zlib
 
 from gotop.sources.errors import ResponseTooLarge, format_size
 
-KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 

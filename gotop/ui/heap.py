@@ -20,7 +20,8 @@ from gotop.engine.leaks import SiteRef
 from gotop.errors import GotopError
 from gotop.model.profile import Profile
 from gotop.model.profile_diff import diff
-from gotop.model.profile_report import TopReport, top
+from gotop.model.profile_graph import Costs
+from gotop.model.profile_report import TopReport, costs_of, top
 from gotop.model.profile_units import percentage, scaled_label
 from gotop.textsafe import plain
 from gotop.ui import keys
@@ -51,11 +52,13 @@ class HeapView:
     growth: bool = False  # show the growth since the baseline instead of the heap
 
 
-def report(profile: Profile, view: HeapView, baseline: Profile | None) -> TopReport:
-    """The rows for a view. Growth mode is pprof -base: current minus baseline."""
+def report(profile: Profile, view: HeapView, baseline: Profile | None, costs: Costs | None = None) -> TopReport:
+    """The rows for a view. Growth mode is pprof -base: current minus baseline.
+    `costs` (costs_of the same profile and sample type) saves recomputing them."""
     index = view.sample_index if view.sample_index >= 0 else None
-    source = diff(baseline, profile) if view.growth and baseline is not None else profile
-    return top(source, index, cum=view.by_cum, node_fraction=0)
+    if view.growth and baseline is not None:
+        return top(diff(baseline, profile), index, cum=view.by_cum, node_fraction=0)
+    return top(profile, index, cum=view.by_cum, node_fraction=0, costs=costs)
 
 
 def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | None,
@@ -104,6 +107,7 @@ class HeapScreen(Screen):
         self._shown: HeapSnapshot | None = None
         self._shown_view: HeapView | None = None
         self._report: TopReport | None = None
+        self._costs: tuple[HeapSnapshot, int, Costs] | None = None  # for which snapshot and sample type
 
     def compose(self) -> ComposeResult:
         yield Line(id="title")
@@ -147,7 +151,7 @@ class HeapScreen(Screen):
             pattern = None
         baseline = self.baseline.profile if self.baseline else None
         try:
-            rep = report(snapshot.profile, self.view, baseline)
+            rep = report(snapshot.profile, self.view, baseline, self._costs_for(snapshot))
             deltas = {}
             if baseline is not None and not self.view.growth:
                 grown = report(snapshot.profile, HeapView(self.view.sample_index, growth=True), baseline)
@@ -162,6 +166,14 @@ class HeapScreen(Screen):
         if self._select and self._select in self.table.rows:
             self.table.select(self._select)
             self._select = None
+
+    def _costs_for(self, snapshot: HeapSnapshot) -> Costs:
+        """Flat and cum per function of a profile and sample type, kept while they are shown
+        (re-sorting by flat or cum then costs no pass over the samples)."""
+        index = self.view.sample_index
+        if self._costs is None or self._costs[0] is not snapshot or self._costs[1] != index:
+            self._costs = (snapshot, index, costs_of(snapshot.profile, index if index >= 0 else None))
+        return self._costs[2]
 
     def _title(self, snapshot: HeapSnapshot | None) -> None:
         title = Text.assemble(("heap", "bold"), f" · {plain(self.watched.name)}")
