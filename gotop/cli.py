@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample type, e.g. inuse_space, inuse_objects, alloc_space, alloc_objects")
     p.add_argument("--cum", action="store_true", help="sort by cumulative value")
     p.add_argument("--json", action="store_true", help="print sample_type, unit, total and rows as JSON")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--peek", metavar="REGEX", help="callers and callees of matching functions (pprof -peek)")
+    shown.add_argument("--list", metavar="REGEX",
+                       help="source lines of matching functions with their values (pprof -list)")
     p.set_defaults(run="gotop.commands.top")
 
     p = sub.add_parser("check", help="watch targets headless for leaks; exit 1 if one leaks (a CI gate)")

@@ -280,3 +280,15 @@ def test_top_of_garbage_is_one_line(tmp_path):
     junk = tmp_path / "junk.pb.gz"
     junk.write_bytes(b"\x1f\x8b" + b"\x00" * 100)
     assert_one_line_error(gotop("top", str(junk)), str(junk))
+
+
+@pytest.mark.parametrize("mode", ["--peek", "--list"])
+def test_top_peek_and_list_equal_go_tool_pprof(go_target, tmp_path, mode):
+    t = go_target("agentpprof", args=["-workload", "retain", "-n", "60"])
+    path = tmp_path / "heap.pb.gz"
+    ok("profile", "heap", str(t.pid), "-o", str(path))
+    regex = "workload\\.retain"
+    expected = subprocess.run(["go", "tool", "pprof", f"-{mode[2:]}", regex, str(path)],
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+    assert ok("top", str(path), mode, regex) == expected
+    assert "retainHere" in expected

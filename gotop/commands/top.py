@@ -1,4 +1,4 @@
-"""`gotop top PROFILE_FILE|TARGET`: the `go tool pprof -top` table, no Go toolchain needed."""
+"""`gotop top PROFILE_FILE|TARGET`: `go tool pprof -top` (and -peek, -list), no Go toolchain needed."""
 
 from __future__ import annotations
 
@@ -8,17 +8,25 @@ from argparse import Namespace
 
 from gotop.errors import GotopError
 from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, parse_profile
-from gotop.model.profile_report import TopReport, top
-from gotop.model.profile_text import format_top
+from gotop.engine.sourcefiles import read_source
+from gotop.model.profile_report import TopReport, list_routines, peek, top
+from gotop.model.profile_text import format_list, format_peek, format_top
+from gotop.textsafe import plain_lines
 
 
 def run(args: Namespace) -> int:
     profile = load(args.source)
-    report = top(profile, args.sample_index, cum=args.cum, node_limit=args.n or 0)
-    if args.json:
-        print(json.dumps(top_json(report), indent=2))
+    if args.peek:
+        lines = format_peek(profile, peek(profile, args.peek, args.sample_index))
+    elif args.list:
+        lines = format_list(list_routines(profile, args.list, args.sample_index), read_source)
     else:
-        print("\n".join(format_top(profile, report)))
+        report = top(profile, args.sample_index, cum=args.cum, node_limit=args.n or 0)
+        if args.json:
+            print(json.dumps(top_json(report), indent=2))
+            return 0
+        lines = format_top(profile, report)
+    print("\n".join(plain_lines(line) for line in lines))
     return 0
 
 

@@ -14,15 +14,13 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, TextArea
 
+from gotop.engine.sourcefiles import read_source
 from gotop.errors import GotopError
 from gotop.model.profile import Profile
 from gotop.model.profile_report import CallPath, PeekEntry, Routine, Scope, list_routines, paths_to, peek, source_lines
 from gotop.model.profile_units import percentage, scaled_label
 from gotop.textsafe import plain, plain_lines
 from gotop.ui import keys
-
-MAX_SOURCE_BYTES = 4 << 20  # a source file bigger than this is not shown
-
 
 @dataclass(frozen=True)
 class Drill:
@@ -44,18 +42,6 @@ def analyse(profile: Profile, function: str, sample_index: int | None) -> Drill:
     return Drill(report.scope, report.entries[0], paths_to(profile, function, sample_index, limit=10), routines)
 
 
-def read_source(path: str) -> str | None:
-    """The text of a source file, if this host has it (dev builds do)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SOURCE_BYTES + 1)
-    except OSError:
-        return None
-    if len(data) > MAX_SOURCE_BYTES:
-        return None
-    return data.decode("utf-8", errors="replace")
-
-
 def source_text(drill: Drill) -> str:
     value = _value(drill.scope)
     lines: list[str] = []
@@ -63,7 +49,10 @@ def source_text(drill: Drill) -> str:
         lines.append(f"ROUTINE {routine.function} in {routine.file or '?'}")
         lines.append(f"{value(routine.flat):>10} {value(routine.cum):>10} (flat, cum) "
                      f"{percentage(routine.cum, drill.scope.total).strip()} of total")
-        text = read_source(routine.file) if routine.file else None
+        try:
+            text = read_source(routine.file) if routine.file else None
+        except OSError:
+            text = None
         if text is None:
             lines.append("  source not readable on this host; values by line:")
             for cost in routine.lines:
