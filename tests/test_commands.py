@@ -250,6 +250,8 @@ def test_snapshot_of_a_go_process_without_transports_has_os_figures(go_target):
 @pytest.mark.parametrize("extra", [[], ["--cum"], ["--sample-index", "alloc_space"], ["--sample-index", "inuse_objects"]])
 def test_top_equals_go_tool_pprof(go_target, tmp_path, extra):
     t = go_target("agentpprof", args=["-workload", "retain", "-n", "60"])
+    for _ in range(2):  # the heap profile shows allocations once two GC cycles published them
+        ok("gc", str(t.pid))
     path = tmp_path / "heap.pb.gz"
     ok("profile", "heap", str(t.pid), "-o", str(path))
     pprof_flags = ["-" + f.lstrip("-").replace("-", "_") if f.startswith("-") else f for f in extra]
@@ -285,6 +287,8 @@ def test_top_of_garbage_is_one_line(tmp_path):
 @pytest.mark.parametrize("mode", ["--peek", "--list"])
 def test_top_peek_and_list_equal_go_tool_pprof(go_target, tmp_path, mode):
     t = go_target("agentpprof", args=["-workload", "retain", "-n", "60"])
+    for _ in range(2):
+        ok("gc", str(t.pid))
     path = tmp_path / "heap.pb.gz"
     ok("profile", "heap", str(t.pid), "-o", str(path))
     regex = "workload\\.retain"
