@@ -260,7 +260,8 @@ def test_top_equals_go_tool_pprof(go_target, tmp_path, extra):
     expected = subprocess.run(["go", "tool", "pprof", "-top", *pprof_flags, str(path)],
                               capture_output=True, text=True, check=True, timeout=60).stdout
     assert ok("top", str(path), *extra) == expected
-    assert "workload.retainHere" in expected
+    if "inuse_objects" not in extra:  # 60 sampled objects may fall under pprof's 0.5 % node cut
+        assert "workload.retainHere" in expected
 
 
 def test_top_of_a_live_target_as_json(go_target):
