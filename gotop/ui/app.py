@@ -63,7 +63,8 @@ class GotopApp(App):
         if self._title:
             where = self._title
         elif self.replay:
-            where = f"replay of {self.replay.recording.path} ({self.replay.recording.meta.get('host', '?')})"
+            recording = self.replay.recording
+            where = f"replay of {os.path.basename(recording.path)} ({recording.meta.get('host', '?')})"
         else:
             where = ", ".join(s.text for s in self.specs) or os.uname().nodename
         if self._record_to:
