@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 
+import psutil
 import pytest
 
 from gotargets import target_binary
@@ -54,6 +55,21 @@ async def test_poller_fills_history_and_sees_the_exit(go_target):
         t.kill()
         await poll_until(poller, updates, lambda u: u.state is TargetState.EXITED)
     assert history.state is TargetState.EXITED
+
+
+async def test_polls_keep_their_http_connections_open(go_target):
+    """Each poll of a pprof-only target asks two things at once; the same two
+    connections serve every poll (no connect and TIME_WAIT per second)."""
+    t = go_target("pprofonly")
+    port = int(t.http_addr.rsplit(":", 1)[1])
+    client_ports: set[int] = set()
+    async with Target.open(str(t.pid)) as target:
+        poller = Poller(target, lambda u: None, FAST)
+        for _ in range(8):
+            assert (await poller.poll_once()).state is TargetState.UP
+            client_ports |= {c.raddr.port for c in psutil.Process(t.pid).net_connections("tcp")
+                             if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED}
+    assert 1 <= len(client_ports) <= 2
 
 
 async def test_unreachable_target_backs_off(go_target):

@@ -42,6 +42,7 @@ DEFAULT_CONNECT_TIMEOUT = 2.0
 CAPTURE_MARGIN = 10.0
 SLOW_TIMEOUT = 15.0  # heap profiles and full dumps of big processes take a while
 MAX_CONNECTIONS = 4  # a 30 s CPU profile holds one; polling goes on beside it
+KEEPALIVE_CONNECTIONS = 2  # a poll asks memstats and goroutine counts at once: both stay open
 MAX_REDIRECTS = 3
 _ERROR_BODY_LIMIT = 4096
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
@@ -192,7 +193,8 @@ class PprofClient:
             verify=self.base_url.startswith("https://"),
             follow_redirects=False,  # followed by hand, same origin only, bodies unread
             limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=1, keepalive_expiry=5.0,
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+                keepalive_expiry=5.0,
             ),
             headers={"Accept-Encoding": "identity", "User-Agent": "gotop"},
         )
