@@ -136,6 +136,20 @@ class TrickleServer(FaultServer):
             await asyncio.sleep(self.interval)
 
 
+class DropsKeptConnectionServer(FaultServer):
+    """Answers the first request of each connection, keeps it open as HTTP/1.1
+    allows, then closes it without answering when the next request comes: a
+    server whose idle timeout raced with the client's next request."""
+
+    def __init__(self, answer: bytes) -> None:
+        super().__init__("http")
+        self.answer = answer
+
+    async def misbehave(self, reader, writer) -> None:
+        await self.send(writer, self.answer)
+        await self._read_request(reader)
+
+
 class EchoServer(FaultServer):
     """A plain TCP echo server: whatever protocol the client speaks comes back."""
 
@@ -154,10 +168,9 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def http_response(status: str, body: bytes, *, content_type: str = "text/plain", extra: str = "") -> bytes:
+def http_response(status: str, body: bytes, *, content_type: str = "text/plain", extra: str = "",
+                  keep_alive: bool = False) -> bytes:
     """A whole HTTP/1.1 response with Content-Length, for CannedAnswerServer."""
-    head = (
-        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n"
-    )
+    connection = "" if keep_alive else "Connection: close\r\n"
+    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n{connection}{extra}\r\n"
     return head.encode() + body

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from faultservers import (
     CannedAnswerServer,
+    DropsKeptConnectionServer,
     EchoServer,
     EndlessAnswerServer,
     SilentServer,
@@ -23,6 +24,7 @@ from faultservers import (
 )
 from gotargets import target_binary
 from gotop.sources.http import (
+    MAX_CONNECTIONS,
     HttpStatusError,
     HttpTimeout,
     HttpUnreachable,
@@ -229,6 +231,24 @@ async def test_refused_connection():
     async with PprofClient(f"127.0.0.1:{port}") as client:
         with pytest.raises(HttpUnreachable, match=f"http://127.0.0.1:{port}/debug/pprof/: cannot connect"):
             await client.index()
+
+
+async def test_a_kept_connection_closed_by_the_server_is_replaced():
+    vars_doc = http_response("200 OK", b'{"memstats": {"HeapAlloc": 1}}', keep_alive=True)
+    async with DropsKeptConnectionServer(vars_doc) as server, PprofClient(server.url) as client:
+        for _ in range(3):
+            assert b"HeapAlloc" in await client.vars_raw()
+    assert server.connections == 3  # each request after the first was sent twice
+
+
+async def test_requests_given_up_free_their_connection_slots(go_target):
+    """More abandoned requests than the pool has connections: the next one still goes through."""
+    t = go_target("agentpprof")
+    async with PprofClient(t.http_addr) as client:
+        for _ in range(MAX_CONNECTIONS + 2):
+            with pytest.raises(HttpTimeout):
+                await client.profile("heap", seconds=5, timeout=0.2)
+        assert "memstats" in await client.vars()
 
 
 async def test_server_that_never_answers_times_out():

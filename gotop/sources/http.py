@@ -1,6 +1,7 @@
 """Client for a Go program's net/http/pprof (/debug/pprof/*) and expvar (/debug/vars).
 
-One shared httpx.AsyncClient per target with a small connection pool; every
+One shared httpx.AsyncClient per target with a small connection pool (plain
+HTTP goes through gotop's lean transport, sources/transport.py); every
 request has a connect timeout and an overall deadline (captures get their
 duration on top), answers are streamed into a size-capped buffer, redirects are
 followed only on the same origin, and environment proxies are ignored (a
@@ -29,6 +30,7 @@ from gotop.sources.errors import (
 )
 from gotop.sources.payload import MiB, CappedBuffer, gzip_problem
 from gotop.sources.progress import ProgressCallback, ProgressTicker
+from gotop.sources.transport import PlainHttpTransport
 
 __all__ = [
     "HttpAnswer", "HttpStatusError", "HttpTimeout", "HttpUnreachable", "IndexEntry", "InvalidRequest",
@@ -43,6 +45,7 @@ CAPTURE_MARGIN = 10.0
 SLOW_TIMEOUT = 15.0  # heap profiles and full dumps of big processes take a while
 MAX_CONNECTIONS = 4  # a 30 s CPU profile holds one; polling goes on beside it
 KEEPALIVE_CONNECTIONS = 2  # a poll asks memstats and goroutine counts at once: both stay open
+KEEPALIVE_EXPIRY = 5.0
 MAX_REDIRECTS = 3
 _ERROR_BODY_LIMIT = 4096
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
@@ -187,15 +190,15 @@ class PprofClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._origin = _origin(httpx.URL(self.base_url))
+        https = self.base_url.startswith("https://")
         self._client = httpx.AsyncClient(
             trust_env=False,
             # Loading the CA bundle costs each client ~1 MB and 20 ms: plain http needs none.
-            verify=self.base_url.startswith("https://"),
+            verify=https,
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+                                keepalive_expiry=KEEPALIVE_EXPIRY),
+            transport=None if https else PlainHttpTransport(MAX_CONNECTIONS, KEEPALIVE_CONNECTIONS, KEEPALIVE_EXPIRY),
             follow_redirects=False,  # followed by hand, same origin only, bodies unread
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=KEEPALIVE_CONNECTIONS,
-                keepalive_expiry=5.0,
-            ),
             headers={"Accept-Encoding": "identity", "User-Agent": "gotop"},
         )
 
