@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import socket
 
 import psutil
 import pytest
@@ -15,6 +17,7 @@ from gotop.engine.history import TargetHistory, TargetState, Update
 from gotop.engine.poller import Poller, Tiers
 from gotop.engine.series import Series
 from gotop.engine.target import Target
+from gotop.sources.procfs import fd_kinds
 
 FAST = Tiers(interval=0.2, slow_every=0.5)
 
@@ -157,3 +160,23 @@ async def test_every_gc_pause_is_recovered_from_the_ring(go_target):
     assert len(history.gc_pauses) == end - start
     assert history.lost_pauses == 0
     assert all(p > 0 for p in history.gc_pauses.values)
+
+
+def test_descriptor_kinds_name_each_socket_protocol(tmp_path):
+    """Counted on this test's own process: one more of each kind, each in its place."""
+    before = fd_kinds(os.getpid())
+    opened = [
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM), socket.socket(socket.AF_INET6, socket.SOCK_STREAM),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM), *socket.socketpair(socket.AF_UNIX),
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW), open(tmp_path / "f", "w"),
+    ]
+    read_end, write_end = os.pipe()
+    try:
+        after = fd_kinds(os.getpid())
+    finally:
+        for f in opened:
+            f.close()
+        os.close(read_end)
+        os.close(write_end)
+    grown = {kind: after[kind] - before[kind] for kind in after}
+    assert grown == {"tcp": 2, "udp": 1, "unix": 2, "other": 1, "file": 1, "pipe": 2}

@@ -12,6 +12,7 @@ for the shape the endpoint promises and returned raw; parsing is the model's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import re
@@ -348,6 +349,8 @@ class PprofClient:
             raise HttpTimeout(url, f"no complete answer within {timeout:.1f} s") from None
 
     def _url(self, path: str, params: dict[str, str] | None = None) -> str:
+        if not params:
+            return str(_parse_url(self.base_url + path))
         return str(httpx.URL(self.base_url + path, params=params))
 
     async def _get_following(
@@ -358,7 +361,7 @@ class PprofClient:
         while True:
             received_headers = False
             try:
-                async with self._client.stream("GET", url, timeout=request_timeout) as response:
+                async with self._client.stream("GET", _parse_url(url), timeout=request_timeout) as response:
                     received_headers = True
                     if response.is_redirect and response.next_request is not None:
                         url = self._follow(url, response, redirects)
@@ -394,6 +397,12 @@ class PprofClient:
         if not received_headers and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
             return NotPprof(url, f"no HTTP answer ({why}): not an HTTP server?")
         return HttpUnreachable(url, f"connection lost: {why}")
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_url(url: str) -> httpx.URL:
+    """Parsing a URL costs a poll more than its exchange: the few a target is asked for are kept."""
+    return httpx.URL(url)
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

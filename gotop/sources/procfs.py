@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass
@@ -98,80 +99,43 @@ class OsSampler:
 
 
 FD_KINDS = ("file", "tcp", "udp", "unix", "pipe", "other")
-_SOCKET_TABLES = (("tcp", 9), ("tcp6", 9), ("udp", 9), ("udp6", 9), ("unix", 6))  # (file, inode column)
-_MAX_TABLE_BYTES = 64 << 20
+_SOCKET_KINDS = (("TCP", "tcp"), ("MPTCP", "tcp"), ("UDP", "udp"), ("UNIX", "unix"))  # protocol name prefix -> kind
 
 
 def fd_kinds(pid: int) -> dict[str, int]:
     """Open descriptors by kind: files, TCP/UDP/UNIX sockets, pipes, other.
 
-    Sockets are told apart by their inode in the process's own network
-    namespace tables. Raises ProcessGone, or PermissionError for another
-    user's process.
+    A socket's kind is its protocol's name, which sockfs gives as the
+    `system.sockprotoname` attribute of /proc/PID/fd/N ("TCP", "TCPv6",
+    "UNIX-STREAM"...): no /proc/net tables to read (the kernel walks its whole
+    hash tables for those, milliseconds each), and right in any network
+    namespace. Raises ProcessGone, or PermissionError for another user's process.
     """
     counts = dict.fromkeys(FD_KINDS, 0)
-    sockets: list[int] = []
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except FileNotFoundError:
         raise ProcessGone(f"pid {pid} has exited") from None
     for fd in fds:
+        path = f"/proc/{pid}/fd/{fd}"
         try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            link = os.readlink(path)
+            kind = _socket_kind(path) if link.startswith("socket:[") else \
+                "pipe" if link.startswith("pipe:") else "file" if link.startswith("/") else "other"
         except OSError:  # closed meanwhile
             continue
-        if link.startswith("socket:["):
-            sockets.append(int(link[8:-1]))
-        elif link.startswith("pipe:"):
-            counts["pipe"] += 1
-        elif link.startswith("/"):
-            counts["file"] += 1
-        else:
-            counts["other"] += 1
-    if sockets:
-        kind_of = _socket_kinds(pid)
-        for inode in sockets:
-            counts[kind_of.get(inode, "other")] += 1
+        counts[kind] += 1
     return counts
 
 
-SOCKET_TABLES_TTL = 5.0  # seconds one reading of a namespace's socket tables serves
-_socket_tables: dict[int, tuple[float, dict[int, str]]] = {}  # netns inode -> (read at, inode -> kind)
-
-
-def _socket_kinds(pid: int) -> dict[int, str]:
-    """Socket inode -> kind in the network namespace of `pid`.
-
-    On a busy host the tables hold thousands of sockets (milliseconds to read,
-    and gotop's own polls open sockets in every target all the time), so one
-    reading serves every process of the namespace for SOCKET_TABLES_TTL:
-    a socket younger than the reading counts as "other" until the next one.
-    """
+def _socket_kind(path: str) -> str:
     try:
-        netns = os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return _read_socket_kinds(pid)
-    now = time.monotonic()
-    cached = _socket_tables.get(netns)
-    if cached is None or now - cached[0] > SOCKET_TABLES_TTL:
-        cached = _socket_tables[netns] = (now, _read_socket_kinds(pid))
-    return cached[1]
-
-
-def _read_socket_kinds(pid: int) -> dict[int, str]:
-    kinds: dict[int, str] = {}
-    for name, column in _SOCKET_TABLES:
-        try:
-            with open(f"/proc/{pid}/net/{name}", "rb") as f:
-                data = f.read(_MAX_TABLE_BYTES)
-        except OSError:
-            continue
-        kind = name.rstrip("6")
-        for line in data.splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > column and fields[column].isdigit():
-                kinds[int(fields[column])] = kind
-    return kinds
+        protocol = os.getxattr(path, "system.sockprotoname").rstrip(b"\0").decode("ascii", "replace")
+    except OSError as e:
+        if e.errno != errno.EOPNOTSUPP:  # a kernel without the attribute: an unknown socket
+            raise
+        return "other"
+    return next((kind for prefix, kind in _SOCKET_KINDS if protocol.startswith(prefix)), "other")
 
 
 def _num_fds(proc: psutil.Process) -> int | None:
