@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.events import Click
@@ -106,6 +108,7 @@ class LiveTable(ScrollView, can_focus=True):
         self._rows: dict[str, Row] = {}
         self._order: list[str] = []
         self._strips: dict[str, Strip] = {}  # rendered rows, without cursor or stripes
+        self._styles: dict[str | Style, Style] = {}  # a cell's style as the console resolves it
         self._shown: tuple[Column, ...] = ()
         self._widths: tuple[int, ...] = ()
 
@@ -219,18 +222,27 @@ class LiveTable(ScrollView, can_focus=True):
     def _line(self, cells: Sequence[Text]) -> Strip:
         segments: list[Segment] = []
         for text, column, width in zip(cells, self._shown, self._widths):
-            text = text.copy()
-            text.truncate(width, overflow="ellipsis")
-            if column.justify == "right":
-                text.pad_left(width - text.cell_len)
-            else:
-                text.pad_right(width - text.cell_len)
-            # Text.render leaves the text's own style out (the console adds it): add it here.
-            style = self.app.console.get_style(text.style) if text.style else None
             segments.append(Segment(" "))
-            segments.extend(Segment.apply_style(text.render(self.app.console, end=""), style))
+            segments.extend(self._cell(text, column.justify, width))
             segments.append(Segment(" "))
         return Strip(segments)
+
+    def _cell(self, text: Text, justify: str, width: int) -> list[Segment]:
+        """A cell's segments, `width` cells wide."""
+        style = self._styles.get(text.style)
+        if style is None:
+            # Text.render leaves the text's own style out (the console adds it): add it here.
+            style = self._styles[text.style] = self.app.console.get_style(text.style) if text.style else Style()
+        if not text.spans and (length := cell_len(text.plain)) <= width:  # one style, fits: most cells
+            gap = " " * (width - length)
+            return [Segment(gap + text.plain if justify == "right" else text.plain + gap, style)]
+        text = text.copy()
+        text.truncate(width, overflow="ellipsis")
+        if justify == "right":
+            text.pad_left(width - text.cell_len)
+        else:
+            text.pad_right(width - text.cell_len)
+        return list(Segment.apply_style(text.render(self.app.console, end=""), style))
 
     def _layout_columns(self) -> None:
         shown = self.columns_for(self.app.size.width)
