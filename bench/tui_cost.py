@@ -146,7 +146,8 @@ class FleetCost:
 
 
 def host_tcp_sockets() -> int:
-    """Entries of this network namespace's TCP tables: gotop's descriptor census reads them whole."""
+    """Entries of this network namespace's TCP tables, TIME_WAIT included: each gops
+    agent request is a connection of its own (the agent closes after each answer)."""
     total = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table, "rb") as f:
