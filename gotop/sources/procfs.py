@@ -132,9 +132,9 @@ def _socket_kind(path: str) -> str:
     try:
         protocol = os.getxattr(path, "system.sockprotoname").rstrip(b"\0").decode("ascii", "replace")
     except OSError as e:
-        if e.errno != errno.EOPNOTSUPP:  # a kernel without the attribute: an unknown socket
+        if e.errno == errno.ENOENT:  # closed meanwhile
             raise
-        return "other"
+        return "other"  # a kernel (or sandbox) without the attribute: a socket of unknown kind
     return next((kind for prefix, kind in _SOCKET_KINDS if protocol.startswith(prefix)), "other")
 
 

@@ -55,8 +55,9 @@ class _Connection:
         self.writer.close()
 
     async def send(self, request: httpx.Request, timeout: float | None) -> h11.Response:
-        """Write the request and read the answer's head. On a kept-alive
-        connection that the server closed meanwhile: _StaleConnection."""
+        """Write the request and read the answer's head; on any failure the
+        connection is closed. On a kept-alive connection that the server closed
+        meanwhile: _StaleConnection."""
         head = h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
         self.received = 0
         try:
@@ -69,8 +70,12 @@ class _Connection:
                     raise httpx.RemoteProtocolError("server disconnected without sending a response")
                 # an h11.InformationalResponse (1xx): the real answer follows
         except (httpx.ReadError, httpx.RemoteProtocolError):
+            self.close()
             if self.reused and not self.received:
                 raise _StaleConnection from None
+            raise
+        except BaseException:  # a timeout or a cancellation: the connection's state is unknown
+            self.close()
             raise
 
     async def next_event(self, timeout: float | None) -> h11.Event | type[h11.PAUSED]:
@@ -133,28 +138,27 @@ class PlainHttpTransport(httpx.AsyncBaseTransport):
                 await self._slots.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout("every connection stayed busy") from None
-        connection = None
         try:
-            connection = self._idle_connection()
-            read_timeout = timeouts.get("read")
-            try:
-                if connection is None:
-                    raise _StaleConnection
-                head = await connection.send(request, read_timeout)
-            except _StaleConnection:
-                if connection is not None:
-                    connection.close()
-                connection = await _Connection.open(request.url.host, request.url.port or 80, timeouts.get("connect"))
-                head = await connection.send(request, read_timeout)
-        except BaseException:  # an error or a cancellation: the connection's state is unknown
-            if connection is not None:
-                connection.close()
+            connection, head = await self._exchange(request, timeouts)
+        except BaseException:
             self._slots.release()
             raise
         return httpx.Response(
-            head.status_code, headers=head.headers, stream=_Body(self, connection, read_timeout),
+            head.status_code, headers=head.headers, stream=_Body(self, connection, timeouts.get("read")),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
         )
+
+    async def _exchange(self, request: httpx.Request, timeouts: dict) -> tuple[_Connection, h11.Response]:
+        """The request sent and the answer's head read: on an idle kept-alive
+        connection if one is still open, else on a new one."""
+        connection = self._idle_connection()
+        if connection is not None:
+            try:
+                return connection, await connection.send(request, timeouts.get("read"))
+            except _StaleConnection:
+                pass
+        connection = await _Connection.open(request.url.host, request.url.port or 80, timeouts.get("connect"))
+        return connection, await connection.send(request, timeouts.get("read"))
 
     def give_back(self, connection: _Connection) -> None:
         """An answer's body was closed: keep its connection for the next request
