@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from gotargets import target_binary
+from waiting import eventually
 
 from gotop.engine.fleet import Fleet
 from gotop.engine.history import TargetHistory, TargetState, Update
@@ -96,34 +97,24 @@ async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):
     fleet = Fleet(on_change=changes.append, tiers=FAST)
     discovery = asyncio.create_task(fleet.run())
     try:
-        watched = await wait_for(lambda: fleet.find_pid(first.pid))
+        watched = await eventually(lambda: fleet.find_pid(first.pid))
         watched.followed = True
-        await wait_for(lambda: len(watched.history.series["heap_alloc"]) >= 2)
+        await eventually(lambda: len(watched.history.series["heap_alloc"]) >= 2)
 
         first.kill()
         shutil.copy(target_binary("agentpprof"), exe.with_suffix(".new"))
         exe.with_suffix(".new").rename(exe)  # a rebuild replaces the binary
-        await wait_for(lambda: watched.history.state is TargetState.EXITED)
+        await eventually(lambda: watched.history.state is TargetState.EXITED)
         second = go_target("agentpprof", binary=exe)
 
-        await wait_for(lambda: watched.pid == second.pid)
+        await eventually(lambda: watched.pid == second.pid)
         assert len(watched.history.restarts) == 1
         assert fleet.find_pid(second.pid) is watched
         # Polled again (SLOW only says the polls take longer than the interval: a loaded machine).
-        await wait_for(lambda: watched.history.state in (TargetState.UP, TargetState.SLOW))
+        await eventually(lambda: watched.history.state in (TargetState.UP, TargetState.SLOW))
     finally:
         discovery.cancel()
         await fleet.aclose()
-
-
-async def wait_for(condition, timeout: float = 30.0):
-    """Poll `condition` until it is truthy (a safety net, not a timing assertion)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := condition()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the safety timeout")
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def test_slow_tier_reads_proven_leaks_and_descriptor_kinds(go_target):

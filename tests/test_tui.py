@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from waiting import eventually
 
 from gotop.engine.history import TargetState
 from gotop.engine.poller import Tiers
@@ -17,13 +16,8 @@ FAST = Tiers(interval=0.3, slow_every=0.6)
 
 
 async def until(pilot, condition, timeout: float = 30.0):
-    """Let the app run until `condition()` is truthy (a safety net, not a timing assertion)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := condition()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the safety timeout")
-        await pilot.pause(0.1)
-    return result
+    """Let the app run until `condition()` is truthy."""
+    return await eventually(condition, timeout=timeout, pause=lambda: pilot.pause(0.1))
 
 
 def row_texts(table, key: str) -> list[str]:

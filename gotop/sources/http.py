@@ -196,6 +196,7 @@ class PprofClient:
             trust_env=False,
             # Loading the CA bundle costs each client ~1 MB and 20 ms: plain http needs none.
             verify=https,
+            # The same pool bounds for both: `limits` shape httpx's own transport (HTTPS only).
             limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=KEEPALIVE_CONNECTIONS,
                                 keepalive_expiry=KEEPALIVE_EXPIRY),
             transport=None if https else PlainHttpTransport(MAX_CONNECTIONS, KEEPALIVE_CONNECTIONS, KEEPALIVE_EXPIRY),
