@@ -22,6 +22,7 @@ from gotop.errors import GotopError
 from gotop.model import profile_pb
 from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, ProfileError, parse_profile
 from gotop.model.profile_diff import diff
+from gotop.model.profile_names import pprof_function_name
 from gotop.model.profile_report import list_routines, paths_to, peek, source_lines, top
 from gotop.model.profile_samples import LocationCodes, dense_code, decode_samples
 from gotop.model.profile_text import format_list, format_peek, format_top
@@ -330,6 +331,23 @@ def test_goroutine_labels_and_frames(live):
     assert frames[0].function.name.startswith("runtime.")  # where the goroutine is blocked
     assert any(f.function.name.endswith("workload.labelledHere") and f.function.filename.endswith("labelled.go")
                for f in frames)
+
+
+# Names from real Go 1.26/1.27 profiles, shown as go tool pprof shows them (its symbolizer's
+# default demangling mode); test_commands.py compares whole reports with pprof's.
+@pytest.mark.parametrize("system_name, shown", [
+    ("encoding/json.typeEncoder.OnceValue[go.shape.func(*encoding/json.encodeState, reflect.Value, "
+     "encoding/json.encOpts)].func3", "encoding/json.typeEncoder.OnceValue[go.shape.func].func3"),
+    ("workload.keep[go.shape.map[string]func(int) (int, error)]", "workload.keep[go.shape.map[string]func ]"),
+    ("sync.(*Map[go.shape.int,go.shape.string]).Load", "sync.(*Map[go.shape.int,go.shape.string]).Load"),
+    ("net/http.(*conn).serve", "net/http.(*conn).serve"),
+    ("f[go.shape.func(int]", "f[go.shape.func(int]"),  # unbalanced: kept
+    ("f[go.shape.func)(]", "f[go.shape.func)(]"),
+])
+def test_function_names_are_shown_as_pprof_shows_them(system_name, shown):
+    assert pprof_function_name(system_name, system_name) == shown
+    assert pprof_function_name("", system_name) == shown
+    assert pprof_function_name("demangled by the writer", system_name) == "demangled by the writer"
 
 
 def test_sample_index_rules():

@@ -264,9 +264,14 @@ def test_cache_grows_to_a_plateau(observed):
 
 def test_files_are_opened_and_closed_with_a_steady_count(observed):
     counts = [s.exe_files for s in observed[Run("healthy-files")]]
-    # The ring is full after 2 s. A new file is open for a moment before the oldest closes,
-    # and psutil lists the descriptors before it reads them (one may change in between).
-    assert set(counts[WARM_UP:]) <= {DEFAULT_N - 1, DEFAULT_N, DEFAULT_N + 1}, counts
+    steady = counts[WARM_UP:]  # the ring is full after 2 s
+    # A new file is open for a moment before the oldest closes: never more than n + 1.
+    # A reading can catch fewer: psutil lists the descriptors, then reads each, and one
+    # closed in between is not counted (a loaded machine sees several close), so the
+    # typical reading is what must sit at n.
+    assert max(steady) <= DEFAULT_N + 1, counts
+    assert min(steady) >= DEFAULT_N - 10, counts
+    assert abs(statistics.median(steady) - DEFAULT_N) <= 1, counts
 
 
 def test_connections_are_dialled_and_closed_with_a_steady_count(observed):

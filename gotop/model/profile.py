@@ -11,7 +11,7 @@ leaf first: compact, hashable, and set/slice/search run in C.
 
 The family: profile_pb (the wire schema), profile_samples (bulk sample
 decoding), profile_graph (flat/cum per node, edges), profile_report (top, peek,
-list, paths), profile_units and profile_text (pprof's formatting),
+list, paths), profile_names, profile_units and profile_text (pprof's formatting),
 profile_diff (-base).
 """
 
@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 
 from gotop.errors import GotopError
 from gotop.model import profile_pb
+from gotop.model.profile_names import pprof_function_name
 from gotop.model.profile_samples import LocationCodes, MalformedSamples, decode_samples
 
 DEFAULT_MAX_SIZE = 512 << 20  # decompressed bytes; a gzip bomb stops here
@@ -276,7 +277,9 @@ def _functions(raw, strings: _StringTable) -> dict[int, Function]:
     functions: dict[int, Function] = {}
     for f in raw:
         _check_id("function", f.id, functions)
-        functions[f.id] = Function(f.id, strings[f.name], strings[f.system_name], strings[f.filename], f.start_line)
+        name, system_name = strings[f.name], strings[f.system_name]
+        functions[f.id] = Function(
+            f.id, pprof_function_name(name, system_name), system_name, strings[f.filename], f.start_line)
     return functions
 
 

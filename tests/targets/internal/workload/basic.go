@@ -9,6 +9,7 @@ func init() {
 	register("idle", func(int) {})
 	register("park", park)
 	register("retain", retain)
+	register("retain-generic", func(n int) { retainGeneric(n, func(int) {}) })
 	register("churn", churn)
 }
 
@@ -41,6 +42,17 @@ func retainHere(n int) {
 }
 
 func retain(n int) { retainHere(n) }
+
+// retainGeneric keeps n blocks of 64 KiB like retainHere, from a generic
+// function whose type parameter has a func shape: profiles name it
+// retainGeneric[go.shape.func(int)], which go tool pprof shows without the
+// parentheses.
+func retainGeneric[F ~func(int)](n int, note F) {
+	for i := 0; i < n; i++ {
+		retained = append(retained, make([]byte, 64<<10))
+		note(i)
+	}
+}
 
 var sink []byte
 
