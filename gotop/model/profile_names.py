@@ -6,7 +6,7 @@ demangled already (it holds `<>[]` or `::`) loses its parenthesised and angled
 parts. Go generics hit that rule: `f[go.shape.func(int)]` is shown as
 `f[go.shape.func]`; Go methods of generic types (`pkg.(*T[...]).M`) are spared.
 Mangled C++ and Rust symbols (`_Z...`, `_R...`), which pprof would demangle,
-are shown as they are: Go's runtime never writes them.
+are shown as they are: Go's profiles name Go functions.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _looks_like_demangled_cplusplus(name: str) -> bool:
 def _remove_matching(name: str, opening: str) -> str:
     """`name` without its outermost opening...closing runs, nested ones included.
 
-    An unmatched closing character leaves the name as it is, as in pprof."""
+    An unmatched closing character stops the removal there, as in pprof."""
     brackets = _PARENS_AND_ANGLES[opening]
     nesting = first = 0
     current = 0
