@@ -17,6 +17,7 @@ import pytest
 from gotargets import go_version, target_binary
 
 from gotop.discovery.processes import Scanner
+from gotop.discovery.sockets import netlink_listening_table, proc_listening_table
 
 TOOLCHAINS = ["go", "go1.27", "go1.19"]
 
@@ -58,6 +59,30 @@ def test_list_marks_every_target_exactly(go_target, toolchain):
     assert procs[plain.pid]["agent"] is None
     assert procs[plain.pid]["pprof"] is None
     assert procs[plain.pid]["expvar"] is None
+
+
+# Go listens on "0.0.0.0" with a dual-stack IPv6 socket: the kernel shows "::".
+@pytest.mark.parametrize("bind, bound, dialled", [
+    ("0.0.0.0:0", "::", "[::1]"), ("[::]:0", "::", "[::1]"), ("[::1]:0", "::1", "[::1]"),
+    ("127.0.0.2:0", "127.0.0.2", "127.0.0.2"),
+])
+def test_endpoints_found_on_every_kind_of_listen_address(go_target, bind, bound, dialled):
+    target = go_target("pprofonly", args=["-http", bind])
+    port = int(target.http_addr.rsplit(":", 1)[1])
+    proc = listed()[target.pid]
+    assert proc["listening"] == [{"host": bound, "port": port}]
+    assert proc["pprof"] == f"http://{dialled}:{port}/debug/pprof/"
+
+
+def test_own_namespace_listeners_from_netlink_are_the_proc_tables(go_target):
+    targets = [go_target("agentpprof"), go_target("pprofonly", args=["-http", "[::]:0"])]
+    ports = {t.agent_port for t in targets if t.agent_port} | {int(t.http_addr.rsplit(":", 1)[1]) for t in targets}
+    for _ in range(50):  # other processes may open or close a listener between the two reads
+        netlink, proc = netlink_listening_table(), proc_listening_table("self")
+        if netlink == proc:
+            break
+    assert netlink == proc
+    assert ports <= {s.port for s in netlink.values()}
 
 
 def test_list_table_like_gops(go_target):

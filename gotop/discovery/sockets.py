@@ -1,22 +1,39 @@
-"""The TCP sockets a process listens on, read from /proc in the process's own
-network namespace.
+"""The TCP sockets a process listens on, in the process's own network namespace.
 
-psutil reads /proc/net/tcp, i.e. the namespace gotop runs in, so it sees no
-sockets of a process in a container. Here the table comes from
-/proc/PID/net/tcp{,6} (the target's namespace) and is matched to the
-socket inodes among the target's open file descriptors.
+The namespace's LISTEN sockets are matched to the socket inodes among the
+target's open file descriptors. In gotop's own namespace the kernel is asked
+for LISTEN sockets only (netlink sock_diag): /proc/net/tcp{,6} would list every
+connection, and the kernel walks its whole connection table to print them
+(milliseconds per few hundred sockets, a second on a busy server), on every
+rescan. A netlink socket sees only the namespace it was made in, so for a
+process in another one (a container) the table comes from /proc/PID/net/tcp{,6},
+which psutil cannot do (it reads gotop's own namespace).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import socket
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 _TCP_LISTEN = "0A"
 # A namespace's socket table is read at most this far: a host with millions of
 # connections must not make a scan read gigabytes.
 _MAX_TABLE_BYTES = 64 << 20
+
+# Netlink sock_diag (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h).
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_TCPF_LISTEN = 1 << 10
+_NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_DIAG_REQUEST = struct.Struct("=BBBxI48x")  # inet_diag_req_v2: family, protocol, ext, states, zero socket id
+_DIAG_MESSAGE = struct.Struct("=BBBBH2x16s16x4x8x16xI")  # inet_diag_msg: family, state, timer, retrans, sport, src, inode
+_NETLINK_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +65,69 @@ def netns_id(pid: int | str) -> int | None:
 
 def listening_table(pid: int) -> dict[int, ListenSocket]:
     """All LISTEN TCP sockets of the network namespace `pid` lives in, by inode."""
+    own_namespace = netns_id("self")
+    if own_namespace is not None and netns_id(pid) == own_namespace:
+        try:
+            return netlink_listening_table()
+        except OSError:
+            pass  # no sock_diag here (a sandbox, a kernel without inet_diag): the /proc tables
+    return proc_listening_table(pid)
+
+
+def netlink_listening_table() -> dict[int, ListenSocket]:
+    """The LISTEN TCP sockets of gotop's own network namespace, by inode, from
+    netlink sock_diag. Raises OSError when the kernel refuses or garbles it."""
+    table: dict[int, ListenSocket] = {}
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG) as sock:
+        sock.settimeout(_NETLINK_TIMEOUT)
+        for sequence, family in enumerate((socket.AF_INET, socket.AF_INET6), start=1):
+            request = _DIAG_REQUEST.pack(family, socket.IPPROTO_TCP, 0, _TCPF_LISTEN)
+            header = _NLMSG_HEADER.pack(
+                _NLMSG_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, sequence, 0)
+            sock.sendto(header + request, (0, 0))
+            for message in _netlink_dump(sock, sequence):
+                listener = _diag_listener(message)
+                table[listener.inode] = listener
+    return table
+
+
+def _netlink_dump(sock: socket.socket, sequence: int) -> Iterator[bytes]:
+    """The payloads of one dump's messages, until its end (NLMSG_DONE)."""
+    received = 0
+    while True:
+        data = sock.recv(1 << 16)
+        received += len(data)
+        if not data or received > _MAX_TABLE_BYTES:
+            raise OSError("sock_diag: dump cut short")
+        offset = 0
+        while offset + _NLMSG_HEADER.size <= len(data):
+            length, kind, _flags, seq, _port = _NLMSG_HEADER.unpack_from(data, offset)
+            if length < _NLMSG_HEADER.size or offset + length > len(data):
+                raise OSError("sock_diag: malformed message")
+            payload = data[offset + _NLMSG_HEADER.size : offset + length]
+            offset += (length + 3) & ~3  # messages are 4-byte aligned
+            if seq != sequence:
+                continue
+            if kind == _NLMSG_DONE:
+                return
+            if kind == _NLMSG_ERROR:
+                code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 0
+                raise OSError(code, f"sock_diag: {os.strerror(code)}")
+            if kind == _SOCK_DIAG_BY_FAMILY:
+                yield payload
+
+
+def _diag_listener(message: bytes) -> ListenSocket:
+    if len(message) < _DIAG_MESSAGE.size:
+        raise OSError("sock_diag: short inet_diag_msg")
+    family, _state, _timer, _retrans, port, address, inode = _DIAG_MESSAGE.unpack_from(message)
+    host = ipaddress.IPv4Address(address[:4]) if family == socket.AF_INET else ipaddress.IPv6Address(address)
+    return ListenSocket(str(host), socket.ntohs(port), inode)
+
+
+def proc_listening_table(pid: int | str) -> dict[int, ListenSocket]:
+    """The LISTEN TCP sockets of `pid`'s network namespace, by inode, from
+    /proc/PID/net/tcp{,6}: any namespace, at the cost of a walk of every connection."""
     table: dict[int, ListenSocket] = {}
     for name in ("tcp", "tcp6"):
         try:
