@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import socket
+import time
 
 import psutil
 import pytest
@@ -18,7 +19,7 @@ from gotop.engine.history import TargetHistory, TargetState, Update
 from gotop.engine.poller import Poller, Tiers
 from gotop.engine.series import Series
 from gotop.engine.target import Target
-from gotop.sources.procfs import fd_kinds
+from gotop.sources.procfs import OsSampler, ProcessGone, fd_kinds
 
 FAST = Tiers(interval=0.2, slow_every=0.5)
 
@@ -171,3 +172,22 @@ def test_descriptor_kinds_name_each_socket_protocol(tmp_path):
         os.close(write_end)
     grown = {kind: after[kind] - before[kind] for kind in after}
     assert grown == {"tcp": 2, "udp": 1, "unix": 2, "other": 1, "file": 1, "pipe": 2}
+
+
+def test_os_figures_are_the_kernels(go_target):
+    """OsSampler reads /proc/PID/stat itself: its figures are psutil's, and CPU shows work."""
+    spinning = go_target("plain", args=["-workload", "spin"])
+    parked = go_target("plain", args=["-workload", "park", "-n", "50"])
+    samplers = {t.pid: OsSampler(t.pid) for t in (spinning, parked)}
+    time.sleep(0.5)
+    figures = {pid: sampler.sample() for pid, sampler in samplers.items()}
+    for pid, f in figures.items():
+        proc = psutil.Process(pid)
+        assert f.threads == proc.num_threads()
+        assert f.open_fds == proc.num_fds()
+        assert abs(f.rss - proc.memory_info().rss) < 1 << 20
+    assert figures[spinning.pid].cpu_percent > 10  # one goroutine computing all the time
+    assert figures[parked.pid].cpu_percent < figures[spinning.pid].cpu_percent
+    spinning.kill()  # and reaped
+    with pytest.raises(ProcessGone, match=f"pid {spinning.pid} has exited"):
+        samplers[spinning.pid].sample()

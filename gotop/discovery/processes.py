@@ -20,6 +20,7 @@ from gotop.discovery.portfile import PortFileInvalid, config_dir, read_environ, 
 from gotop.discovery.probes import PROBE_TIMEOUT, HttpEndpoints, probe_all
 from gotop.discovery.sockets import ListenSocket, listening_sockets, listening_table, netns_id
 from gotop.errors import GotopError
+from gotop.procstat import ProcStat, read_proc_stat
 
 # A port file older than its process belongs to an earlier process with the
 # same pid. Process start times are known to about a second (boot time in
@@ -29,27 +30,11 @@ _START_TIME_SLACK = 2.0
 ProcessKey = tuple[int, int]  # (pid, start time in clock ticks): one process, even across pid reuse
 
 
-@dataclass(frozen=True, slots=True)
-class _Stat:
-    ppid: int
-    start_ticks: int
-
-
-def _read_stat(pid: int) -> _Stat | None:
-    """The two fields of /proc/PID/stat a scan needs, None if the process is gone.
-
-    Read directly rather than through psutil.Process: on a rescan this is the
-    only work per non-Go process, and it is several times cheaper.
-    """
+def _read_stat(pid: int) -> ProcStat | None:
+    """None if the process is gone (or its stat unreadable): it is skipped."""
     try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        fields = data[data.rindex(b")") + 2 :].split()  # the name before ")" may hold anything
-        return _Stat(ppid=int(fields[1]), start_ticks=int(fields[19]))
-    except (OSError, ValueError, IndexError):
+        return read_proc_stat(pid)
+    except (OSError, ValueError):
         return None
 
 

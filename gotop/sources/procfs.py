@@ -1,4 +1,4 @@
-"""What the OS knows about a process (psutil): memory, CPU, threads, descriptors."""
+"""What the OS knows about a process: memory, CPU, threads, descriptors (from /proc)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import psutil
 
 from gotop.errors import GotopError
+from gotop.procstat import CLOCK_TICKS, PAGE_SIZE, ProcStat, read_proc_stat
 
 
 class ProcessGone(GotopError):
@@ -32,7 +33,7 @@ def process_facts(pid: int) -> ProcessFacts:
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():
-            return ProcessFacts(pid, tuple(proc.cmdline()), proc.memory_info().rss, proc.num_threads(), _num_fds(proc))
+            return ProcessFacts(pid, tuple(proc.cmdline()), proc.memory_info().rss, proc.num_threads(), _count_fds(pid))
     except psutil.NoSuchProcess:
         raise ProcessGone(f"pid {pid} has exited") from None
     except psutil.AccessDenied as e:
@@ -54,48 +55,66 @@ class OsFigures:
 
 
 class OsSampler:
-    """Reads a process's OS figures; CPU percent is measured between readings."""
+    """Reads a process's OS figures; CPU percent is measured between readings.
+
+    Straight from /proc/PID/stat and /proc/PID/fd (a poll's cheapest path, read
+    for every target each second); a changed start time means the pid was reused."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        try:
-            self._proc = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            raise ProcessGone(f"pid {pid} has exited") from None
-        self._last_cpu: tuple[float, float] | None = None  # (monotonic, cpu seconds)
+        self._start_ticks: int | None = None
+        self._last_cpu: tuple[float, int] | None = None  # (monotonic, CPU ticks)
         try:  # so that the first sample already has a CPU percent
-            times = self._proc.cpu_times()
-            self._last_cpu = (time.monotonic(), times.user + times.system)
-        except psutil.Error:
-            pass
+            stat = self._read_stat()
+        except ProcessGone:
+            raise
+        except GotopError:
+            return  # unreadable now: the first sample says why
+        self._start_ticks = stat.start_ticks
+        self._last_cpu = (time.monotonic(), stat.cpu_ticks)
 
     def sample(self) -> OsFigures:
-        try:
-            if not self._proc.is_running():  # also catches pid reuse
-                raise psutil.NoSuchProcess(self.pid)
-            with self._proc.oneshot():
-                times = self._proc.cpu_times()
-                now = time.monotonic()
-                cpu = times.user + times.system
-                figures = OsFigures(
-                    time=round(time.time(), 3),
-                    rss=self._proc.memory_info().rss,
-                    cpu_percent=self._cpu_percent(now, cpu),
-                    threads=self._proc.num_threads(),
-                    open_fds=_num_fds(self._proc),
-                )
-        except psutil.NoSuchProcess:
-            raise ProcessGone(f"pid {self.pid} has exited") from None
-        except psutil.AccessDenied as e:
-            raise GotopError(f"pid {self.pid}: permission denied reading /proc ({e.msg or 'access denied'})") from None
-        self._last_cpu = (now, cpu)
+        stat = self._read_stat()
+        if self._start_ticks is None:
+            self._start_ticks = stat.start_ticks
+        elif stat.start_ticks != self._start_ticks:
+            raise ProcessGone(f"pid {self.pid} has exited (the pid now names another process)")
+        now = time.monotonic()
+        figures = OsFigures(
+            time=round(time.time(), 3),
+            rss=stat.rss_pages * PAGE_SIZE,
+            cpu_percent=self._cpu_percent(now, stat.cpu_ticks),
+            threads=stat.threads,
+            open_fds=_count_fds(self.pid),
+        )
+        self._last_cpu = (now, stat.cpu_ticks)
         return figures
 
-    def _cpu_percent(self, now: float, cpu: float) -> float | None:
+    def _read_stat(self) -> ProcStat:
+        try:
+            return read_proc_stat(self.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessGone(f"pid {self.pid} has exited") from None
+        except OSError as e:
+            raise GotopError(f"pid {self.pid}: cannot read /proc/{self.pid}/stat ({e.strerror or e})") from None
+        except ValueError as e:
+            raise GotopError(f"pid {self.pid}: unreadable /proc/{self.pid}/stat ({e})") from None
+
+    def _cpu_percent(self, now: float, cpu_ticks: int) -> float | None:
         if self._last_cpu is None or now <= self._last_cpu[0]:
             return None
-        then, cpu_then = self._last_cpu
-        return round(max(0.0, (cpu - cpu_then) / (now - then) * 100), 2)
+        then, ticks_then = self._last_cpu
+        return round(max(0.0, (cpu_ticks - ticks_then) / CLOCK_TICKS / (now - then) * 100), 2)
+
+
+def _count_fds(pid: int) -> int | None:
+    """Open descriptors; None when /proc/PID/fd is not readable (another user's process)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except PermissionError:
+        return None
+    except FileNotFoundError:
+        raise ProcessGone(f"pid {pid} has exited") from None
 
 
 FD_KINDS = ("file", "tcp", "udp", "unix", "pipe", "other")
@@ -136,10 +155,3 @@ def _socket_kind(path: str) -> str:
             raise
         return "other"  # a kernel (or sandbox) without the attribute: a socket of unknown kind
     return next((kind for prefix, kind in _SOCKET_KINDS if protocol.startswith(prefix)), "other")
-
-
-def _num_fds(proc: psutil.Process) -> int | None:
-    try:
-        return proc.num_fds()
-    except psutil.AccessDenied:
-        return None
