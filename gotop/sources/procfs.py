@@ -30,14 +30,14 @@ class ProcessFacts:
 
 
 def process_facts(pid: int) -> ProcessFacts:
+    figures = OsSampler(pid).sample()
     try:
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            return ProcessFacts(pid, tuple(proc.cmdline()), proc.memory_info().rss, proc.num_threads(), _count_fds(pid))
+        cmdline = psutil.Process(pid).cmdline()
     except psutil.NoSuchProcess:
         raise ProcessGone(f"pid {pid} has exited") from None
     except psutil.AccessDenied as e:
         raise GotopError(f"pid {pid}: permission denied reading /proc ({e.msg or 'access denied'})") from None
+    return ProcessFacts(pid, tuple(cmdline), figures.rss, figures.threads, figures.open_fds)
 
 
 @dataclass(frozen=True, slots=True)
