@@ -18,14 +18,18 @@ import time
 
 
 class Terminal:
-    def __init__(self, argv: list[str], size: tuple[int, int] = (100, 30), env: dict | None = None) -> None:
+    def __init__(self, argv: list[str], size: tuple[int, int] = (100, 30), env: dict | None = None,
+                 controlling: bool = True) -> None:
+        """`controlling`: the terminal is the program's controlling terminal, so
+        closing it sends SIGHUP; without it, closing it sends nothing (the
+        program only finds its terminal dead), as an SSH drop can."""
         self.master, slave = os.openpty()
         cols, rows = size
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.proc = subprocess.Popen(
             argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
             env={**os.environ, "TERM": "xterm-256color", **(env or {})},
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            preexec_fn=(lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)) if controlling else None,
         )
         os.close(slave)
         self.output = bytearray()
@@ -62,7 +66,10 @@ class Terminal:
         os.close(self.master)
 
     def wait(self, timeout: float = 30.0) -> int:
-        return self.proc.wait(timeout)
+        """Wait for the program to exit, and for everything it wrote to be read."""
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:

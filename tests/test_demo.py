@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 
 import psutil
@@ -63,10 +62,12 @@ def test_demo_shows_its_programs_and_none_outlives_gotop(leave):
 
 def test_demo_without_go_says_so_in_one_line():
     no_go = ":".join(p for p in os.environ["PATH"].split(":") if not os.path.exists(os.path.join(p, "go")))
-    result = subprocess.run([*GOTOP, "demo"], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PATH": no_go})
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    term = Terminal([*GOTOP, "demo"], env={"PATH": no_go}, size=(400, 30))
+    try:
+        assert term.wait() == 2
+    finally:
+        term.kill()
+    assert bytes(term.output).decode().strip().splitlines() == [
         f"gotop: gotop demo builds its examples with Go, and `go` is not on PATH; "
         f"watch a recording of them instead: gotop replay {bundled_recording()}"
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import Future
-import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,9 +27,6 @@ from gotop.ui.dialogs import AskScreen
 from gotop.ui.help import HelpScreen
 from gotop.ui.overview import OverviewScreen
 from gotop.ui.process import ProcessScreen
-
-WATCHDOG_EVERY = 2.0  # seconds between checks that the terminal is still there
-
 
 class GotopApp(App):
     CSS_PATH = "gotop.tcss"
@@ -57,7 +53,6 @@ class GotopApp(App):
         self.fleet = replay or Fleet(self._changed, tiers, window, discover=not addresses,
                                      scanner=scanner or Scanner(), first_scan=first_scan)
         self._open_pid = next((s.pid for s in self.specs if s.pid is not None), None)
-        self._shell_pid = os.getppid()
 
     async def on_mount(self) -> None:
         if self._title:
@@ -71,8 +66,6 @@ class GotopApp(App):
             self.start_recording(self._record_to)
         self.push_screen(OverviewScreen(self.fleet, where))
         self.set_interval(self.tiers.interval, self._tick)
-        self.set_interval(WATCHDOG_EVERY, self._watch_terminal)
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
         self.run_worker(self.fleet.run(), exit_on_error=False, group="discovery")
         for spec in self.specs:
             if spec.pid is None:
@@ -108,16 +101,11 @@ class GotopApp(App):
 
     def _tick(self) -> None:
         self._repaint_soon = False
-        screen = self.screen
-        if self.is_running and screen.is_mounted and hasattr(screen, "refresh_data"):
-            screen.refresh_data()
-
-    def _watch_terminal(self) -> None:
-        """End gotop when its terminal or its shell is gone (an SSH drop without SIGHUP)."""
-        if self.is_headless:
+        if not (self.is_running and self.screen_stack):  # shutting down: no screen left to paint
             return
-        if not os.isatty(0) or os.getppid() != self._shell_pid:
-            self.exit(return_code=1)
+        screen = self.screen
+        if screen.is_mounted and hasattr(screen, "refresh_data"):
+            screen.refresh_data()
 
     # -- navigation -------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Entry points of `gotop [TARGET...]` and `gotop replay FILE`: the only modules that start Textual."""
+"""Entry points of `gotop [TARGET...]`, `gotop replay FILE` and `gotop demo`:
+the only modules that start Textual."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from pathlib import Path
 
 from gotop.engine.poller import Tiers
 from gotop.engine.targetspec import TargetError, parse_target
+from gotop.errors import GotopError
+from gotop.ui.terminal_guard import EXIT_HANGUP, TerminalGuard
 
 
 def run(args: Namespace) -> int:
+    guard = _guard_terminal()
     for spec in args.targets:
         parse_target(spec)  # a bad target is a one-line error before the screen opens
     if args.interval <= 0 or args.slow_every <= 0 or args.window <= 0:
@@ -21,7 +25,7 @@ def run(args: Namespace) -> int:
 
     app = GotopApp(args.targets, Tiers(args.interval, args.slow_every), args.window, Path(args.save_dir),
                    record=args.record, scanner=scanner, first_scan=first_scan)
-    return _run(app, args.mouse)
+    return _run(app, guard, args.mouse)
 
 
 def _discover_early():
@@ -43,7 +47,8 @@ def _discover_early():
     return scanner, first_scan
 
 
-def replay(args: Namespace) -> int:
+def replay(args: Namespace, guard: TerminalGuard | None = None) -> int:
+    guard = guard or _guard_terminal()
     from gotop.engine.recording import Recording
     from gotop.engine.replay import Replay
 
@@ -51,27 +56,40 @@ def replay(args: Namespace) -> int:
     from gotop.ui.app import GotopApp
 
     app = GotopApp(replay=Replay(recording))
-    return _run(app, None)
+    return _run(app, guard, None)
 
 
 def demo(args: Namespace) -> int:
     from gotop import demo as examples
 
+    guard = _guard_terminal()
     if args.replay:
-        return replay(Namespace(file=str(examples.bundled_recording())))
+        return replay(Namespace(file=str(examples.bundled_recording())), guard)
     binaries = examples.build(progress=lambda line: print(line, file=sys.stderr, flush=True))
     running = examples.start(binaries)
+    guard.add_cleanup(running.stop)
     try:
         from gotop.ui.app import GotopApp
 
         app = GotopApp(save_dir=Path(args.save_dir), title=f"demo: {len(running.pids)} example programs")
-        return _run(app, args.mouse)
+        return _run(app, guard, args.mouse)
     finally:
         running.stop()
 
 
-def _run(app, mouse: bool | None) -> int:
+def _guard_terminal() -> TerminalGuard:
+    """Refuse without a terminal; then watch it, so that gotop ends with it."""
+    if not (os.isatty(0) and os.isatty(1)):
+        raise GotopError("the TUI needs a terminal on stdin and stdout "
+                         "(for a reading in a script: gotop snapshot, gotop list --json, gotop record)")
+    guard = TerminalGuard()
+    guard.start()
+    return guard
+
+
+def _run(app, guard: TerminalGuard, mouse: bool | None) -> int:
     if mouse is None:
         mouse = not os.environ.get("SSH_CONNECTION")
+    guard.ask_exit = lambda: app.exit(return_code=EXIT_HANGUP)
     app.run(mouse=mouse)
     return app.return_code or 0
