@@ -1,5 +1,8 @@
 """Entry points of `gotop [TARGET...]`, `gotop replay FILE` and `gotop demo`:
-the only modules that start Textual."""
+the only modules that start Textual.
+
+Each one starts the terminal guard first; everything heavier is imported after
+it, so that a terminal lost during start-up is noticed at once."""
 
 from __future__ import annotations
 
@@ -8,14 +11,15 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
-from gotop.engine.poller import Tiers
-from gotop.engine.targetspec import TargetError, parse_target
 from gotop.errors import GotopError
 from gotop.ui.terminal_guard import EXIT_HANGUP, TerminalGuard
 
 
 def run(args: Namespace) -> int:
     guard = _guard_terminal()
+    from gotop.engine.poller import Tiers
+    from gotop.engine.targetspec import TargetError, parse_target
+
     for spec in args.targets:
         parse_target(spec)  # a bad target is a one-line error before the screen opens
     if args.interval <= 0 or args.slow_every <= 0 or args.window <= 0:

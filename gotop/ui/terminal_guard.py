@@ -7,7 +7,8 @@ Textual's shutdown can then block for ever: its SIGCONT handler puts the dead
 terminal back into application mode, the new writer thread dies on EIO, and
 the main thread waits on that writer's full queue. So the watch cannot live on
 the event loop. A daemon thread looks a few times a second; when the terminal is
-gone it asks the app to exit, and if gotop is still there after a short grace it
+gone it points gotop's standard streams at /dev/null (so that Textual's own
+shutdown finishes), asks the app to exit, and if gotop is still there after a short grace it
 runs the last clean-ups (stopping the programs gotop started) and leaves with
 os._exit. Loss to exit takes at most CHECK_EVERY + GRACE (1.25 s), plus
 what a loaded machine adds.
@@ -52,9 +53,12 @@ class TerminalGuard:
         poller = select.poll()
         for fd in self._fds:
             poller.register(fd, 0)  # hang-up, error and closed are always reported
-        while not (any(events & _GONE for _, events in poller.poll(CHECK_EVERY * 1000))
-                   or self._hung_up.is_set() or os.getppid() != self._parent):
-            pass
+        while True:
+            terminal_gone = any(events & _GONE for _, events in poller.poll(CHECK_EVERY * 1000))
+            if terminal_gone or self._hung_up.is_set() or os.getppid() != self._parent:
+                break
+        if terminal_gone:
+            _detach_from_terminal()
         if self.ask_exit is not None:  # the app is there: give it a chance to close its files
             try:
                 self.ask_exit()
@@ -67,3 +71,13 @@ class TerminalGuard:
             except Exception:
                 pass
         os._exit(EXIT_HANGUP)
+
+
+def _detach_from_terminal() -> None:
+    """Point stdin, stdout and stderr at /dev/null: Textual's shutdown then writes
+    its last frames and restores nothing, instead of failing on the dead terminal
+    and blocking on its writer thread."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
