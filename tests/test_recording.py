@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
+import pwd
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
+import tempfile
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from waiting import eventually
+
+from gotop.demo import PROGRAMS, bundled_recording
 
 from gotop.engine.fleet import Fleet
 from gotop.engine.poller import Tiers
-from gotop.engine.recording import Recorder, Recording, RecordingError
+from gotop.engine.recording import CHUNK_ROWS, Recorder, Recording, RecordingError
 from gotop.engine.replay import Replay
 from gotop.engine.target import Target
 from gotop.model.profile_report import top
+
+T = TypeVar("T")
 
 FAST = Tiers(interval=0.25, slow_every=0.5, leak_every=1.0)
 
@@ -84,24 +96,28 @@ async def test_replay_clock_steps_seeks_back_and_changes_speed(go_target, tmp_pa
         await watched.target.gc()
 
 
-def test_a_killed_recorder_leaves_a_readable_file(go_target, tmp_path):
+def committed_polls(path) -> int:
+    """The polls a recorder has committed so far (0 while the file is not yet a recording)."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT (SELECT count(*) FROM polls) + ? * (SELECT count(*) FROM poll_chunks)",
+                              (CHUNK_ROWS,)).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+async def test_a_killed_recorder_leaves_a_readable_file(go_target, tmp_path):
     t = go_target("agentpprof", args=["-workload", "churn"])
     path = tmp_path / "killed.gotop"
     recorder = subprocess.Popen([sys.executable, "-m", "gotop", "record", str(t.pid), "-o", str(path),
-                                 "--for", "60s", "--interval", "0.2"])
+                                 "--for", "10m", "--interval", "0.2"])
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # until a few samples are committed
-            try:
-                with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-                    if db.execute("SELECT count(*) FROM samples").fetchone()[0] >= 5:
-                        break
-            except sqlite3.Error:
-                pass
-            time.sleep(0.1)
+        await eventually(lambda: committed_polls(path) >= 5, timeout=60)
         os.kill(recorder.pid, signal.SIGKILL)
     finally:
+        recorder.kill()
         recorder.wait()
+    assert os.path.exists(f"{path}-wal")  # killed while its log was open
     recording = Recording(str(path))
     updates = list(recording.updates())
     assert len(updates) >= 5
@@ -110,6 +126,80 @@ def test_a_killed_recorder_leaves_a_readable_file(go_target, tmp_path):
     replay.seek(recording.end)
     [watched] = replay.watched.values()
     assert len(watched.history.series["heap_alloc"]) == len(updates)
+
+
+def test_a_closed_recording_is_one_file_in_a_rollback_journal(go_target, tmp_path):
+    t = go_target("agentpprof")
+    path = tmp_path / "closed.gotop"
+    assert gotop("record", str(t.pid), "-o", str(path), "--for", "2s", "--interval", "0.2").returncode == 0
+    assert os.listdir(tmp_path) == ["closed.gotop"]
+    assert path.read_bytes()[18:20] == b"\x01\x01"  # the header's "legacy" (not WAL) read and write versions
+    assert committed_polls(path) >= 5
+
+
+def replayed(path: Path) -> dict[str, int]:
+    """What a replay of the whole file shows: the polls of each target."""
+    replay = Replay(Recording(str(path)))
+    replay.seek(replay.recording.end)
+    return {w.name: len(w.history.series["rss"]) for w in replay.watched.values()}
+
+
+def as_nobody(action: Callable[[], T]) -> T:
+    """action() in a forked child running as the user nobody; its result or exception comes back."""
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            outcome = (True, action())
+        except BaseException as e:
+            outcome = (False, e)
+        with os.fdopen(write, "wb") as out:
+            pickle.dump(outcome, out)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as result:
+        ok, value = pickle.load(result)
+    os.waitpid(pid, 0)
+    if not ok:
+        raise value
+    return value
+
+
+@pytest.fixture
+def read_only_place():
+    """A directory that anyone may read and nobody (but root) may write, under the system temp dir."""
+    place = Path(tempfile.mkdtemp(prefix="gotop-ro-"))
+    yield place
+    place.chmod(0o755)
+    shutil.rmtree(place)
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+@pytest.mark.parametrize("user", ["me", "nobody"])
+def test_a_recording_in_a_read_only_place_replays_and_nothing_is_written(read_only_place, journal, user):
+    # "wal": what the bundled recording was, a WAL file with no side files, which
+    # failed with "attempt to write a readonly database" and otherwise made two files.
+    path = read_only_place / "demo.gotop"
+    shutil.copyfile(bundled_recording(), path)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute(f"PRAGMA journal_mode={journal}").fetchone() == (journal,)
+    assert os.listdir(read_only_place) == ["demo.gotop"]
+    read_only_place.chmod(0o555)
+    content = path.read_bytes()
+    if user == "nobody":
+        if os.geteuid() != 0:
+            pytest.skip("becoming nobody needs root (and as a user, `me` is the non-root case)")
+        polls = as_nobody(lambda: replayed(path))
+    else:
+        polls = replayed(path)
+    assert polls == replayed(bundled_recording())
+    assert len(polls) == len(PROGRAMS) and min(polls.values()) > 30
+    assert os.listdir(read_only_place) == ["demo.gotop"]
+    assert path.read_bytes() == content
 
 
 def test_damaged_and_foreign_files_are_refused_in_one_line(tmp_path, go_target):

@@ -27,7 +27,14 @@ Schema (format "gotop-recording", version 1); times are unix seconds:
 
 Every poll is committed as it comes, in WAL mode, and moving a full chunk out of
 `polls` is one transaction: a recorder killed at any moment leaves a file that
-opens with everything up to its last committed poll.
+opens with everything up to its last committed poll (with its -wal file beside it).
+Closing folds the log back into the file and returns to a rollback journal, so a
+closed recording is one file, needing no side file to be read.
+
+Replay opens a recording read-only, and immutable unless a write-ahead log lies
+beside it (a recorder is writing it, or was killed): then nothing is ever created
+beside the file, even for a WAL file in a place gotop cannot write, where a
+read-only connection would otherwise fail or make -shm and -wal files.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from gotop import __version__
 from gotop.engine.history import HeapSnapshot, TargetState, Update
@@ -159,6 +167,11 @@ class Recorder:
                                 (target, t, update.heap.time, update.heap.raw))
 
     def close(self) -> None:
+        try:
+            # Checkpoints the log into the file and deletes the -wal and -shm files.
+            self.db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError:
+            pass  # a replay is reading it now: it stays a valid WAL file, side files and all
         self.db.close()
 
     def _goroutines(self, target: int, t: float, profile: GoroutineProfile) -> None:
@@ -269,12 +282,18 @@ def _unpack(blob: bytes):
 class Recording:
     """A recording opened for replay."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, immutable: bool = False) -> None:
+        """immutable: read the file alone, even if a -wal file lies beside it (the
+        bundled recording, where an old gotop may have left one)."""
         self.path = path
         if not os.path.isfile(path):
             raise RecordingError(f"{path}: no such recording")
+        # Without a log beside it no recorder is writing the file (one in WAL mode
+        # keeps its -wal file until it closes), so it cannot change under the replay.
+        immutable = immutable or not os.path.exists(f"{path}-wal")
+        uri = f"{Path(path).absolute().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
         try:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             damage = self.db.execute("PRAGMA quick_check").fetchone()[0]
             self.meta = dict(self.db.execute("SELECT key, value FROM meta"))
         except sqlite3.DatabaseError as e:

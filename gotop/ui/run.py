@@ -51,12 +51,15 @@ def _discover_early():
     return scanner, first_scan
 
 
-def replay(args: Namespace, guard: TerminalGuard | None = None) -> int:
-    guard = guard or _guard_terminal()
+def replay(args: Namespace) -> int:
+    return _replay(args.file, _guard_terminal())
+
+
+def _replay(path: str, guard: TerminalGuard, *, immutable: bool = False) -> int:
     from gotop.engine.recording import Recording
     from gotop.engine.replay import Replay
 
-    recording = Recording(args.file)  # a bad file is a one-line error before the screen opens
+    recording = Recording(path, immutable=immutable)  # a bad file is a one-line error before the screen opens
     from gotop.ui.app import GotopApp
 
     app = GotopApp(replay=Replay(recording))
@@ -68,7 +71,7 @@ def demo(args: Namespace) -> int:
 
     guard = _guard_terminal()
     if args.replay:
-        return replay(Namespace(file=str(examples.bundled_recording())), guard)
+        return _replay(str(examples.bundled_recording()), guard, immutable=True)  # it may lie in site-packages
     binaries = examples.build(progress=lambda line: print(line, file=sys.stderr, flush=True))
     running = examples.start(binaries)
     guard.add_cleanup(running.stop)
