@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if sys.platform != "linux":
+        print(f"gotop: gotop runs on Linux only (it reads /proc); this is {sys.platform}", file=sys.stderr)
+        return 2
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if not argv or (argv[0] not in parser.commands and argv[0] not in ("-h", "--help", "--version")):

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from gotop import __version__
+from gotop.cli import main
 
 # Prints the command's output, then whether Textual was imported.
 IMPORT_PROBE = """
@@ -48,3 +49,13 @@ def test_bad_arguments_exit_2_without_traceback():
 def test_one_shot_commands_never_import_textual(args):
     result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().endswith("NO-TEXTUAL"), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32", "freebsd14"])
+@pytest.mark.parametrize("args", [[], ["list"], ["--version"]])
+def test_other_systems_are_refused_in_one_line(monkeypatch, capsys, platform, args):
+    monkeypatch.setattr(sys, "platform", platform)
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"gotop: gotop runs on Linux only (it reads /proc); this is {platform}\n"
