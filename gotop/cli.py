@@ -13,6 +13,7 @@ import sys
 from gotop import __version__
 from gotop.engine.targetspec import TARGET_HELP
 from gotop.errors import GotopError
+from gotop.units import DURATION_SYNTAX, parse_duration
 
 DESCRIPTION = """\
 gotop: a live monitor for Go processes.
@@ -26,9 +27,21 @@ their memory, goroutines and GC live, a heap top-N to drill into, goroutine
 groups that grow, and the leaks it sees. A TARGET is a PID, host:port of a
 gops agent, or http://host:port of net/http/pprof."""
 
-EPILOG = """\
+EPILOG = f"""\
 marks in `gotop list`:  A gops agent   P net/http/pprof   E expvar   @ns in another network namespace
+durations (--interval, --for, ...): {DURATION_SYNTAX}
 exit status: 0 success, 1 the command found a problem, 2 error (bad arguments, unreachable target, ...)"""
+
+
+def duration(text: str) -> float:
+    """The type of every time flag: a positive duration, Go's syntax or seconds."""
+    try:
+        seconds = parse_duration(text)
+    except GotopError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be positive")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,10 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tui", help="the live monitor (the default: `gotop [TARGET...]`)")
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help=f"open straight on these ({TARGET_HELP}); default: every Go process here")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
-    p.add_argument("--slow-every", type=float, default=5.0,
-                   help="seconds between grouped goroutine profiles (default 5)")
-    p.add_argument("--window", type=float, default=600.0, help="seconds of history kept (default 600)")
+    p.add_argument("--interval", type=duration, default="1s", metavar="DURATION",
+                   help="time between polls: 500ms, 2s, ... (default 1s)")
+    p.add_argument("--slow-every", type=duration, default="5s", metavar="DURATION",
+                   help="time between grouped goroutine profiles (default 5s)")
+    p.add_argument("--window", type=duration, default="10m", metavar="DURATION",
+                   help="history kept: 10m, 1h, ... (default 10m)")
     p.add_argument("--save-dir", default=".", help="where profiles, traces and recordings are saved (default: here)")
     p.add_argument("--record", metavar="FILE", help="record the session into FILE (the R key starts one too)")
     p.add_argument("--mouse", action=argparse.BooleanOptionalAction, default=None,
@@ -63,10 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("record", help="record targets headless into a file that `gotop replay` plays")
     p.add_argument("targets", nargs="*", metavar="TARGET", help=f"{TARGET_HELP}; default: every Go process here")
     p.add_argument("-o", "--output", required=True, help="the recording to create (SQLite)")
-    p.add_argument("--for", dest="duration", default="60s", help="how long: 30s, 5m, 1h (default 60s)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
-    p.add_argument("--slow-every", type=float, default=5.0, help="seconds between goroutine profiles (default 5)")
-    p.add_argument("--heap-every", default="60s", help="time between heap profiles (default 60s)")
+    p.add_argument("--for", dest="duration", type=duration, default="60s", metavar="DURATION",
+                   help="how long: 30s, 5m, 1h (default 60s)")
+    p.add_argument("--interval", type=duration, default="1s", metavar="DURATION",
+                   help="time between polls: 500ms, 2s, ... (default 1s)")
+    p.add_argument("--slow-every", type=duration, default="5s", metavar="DURATION",
+                   help="time between goroutine profiles (default 5s)")
+    p.add_argument("--heap-every", type=duration, default="60s", metavar="DURATION",
+                   help="time between heap profiles (default 60s)")
     p.set_defaults(run="gotop.commands.record")
 
     p = sub.add_parser("replay", help="play a recording in the TUI, with time controls")
@@ -105,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=("heap", "cpu", "trace", "goroutine"))
     p.add_argument("target", help=TARGET_HELP)
     p.add_argument("-o", "--output", help="file to write (default: KIND-TARGET-TIME.pb.gz or .trace)")
-    p.add_argument("--seconds", type=float, help="capture length for cpu (default 30) and trace (default 5)")
+    p.add_argument("--seconds", type=duration, metavar="DURATION",
+                   help="capture length: cpu 30s by default (whole seconds), trace 5s; 500ms, 2m, ...")
     p.set_defaults(run="gotop.commands.profile")
 
     p = sub.add_parser("top", help="the `go tool pprof -top` table of a profile file or a target's heap")
@@ -123,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="watch targets headless for leaks; exit 1 if one leaks (a CI gate)")
     p.add_argument("targets", nargs="+", metavar="TARGET", help=TARGET_HELP)
-    p.add_argument("--for", dest="duration", default="30s", help="how long to watch: 30s, 2m, 90 (default 30s)")
+    p.add_argument("--for", dest="duration", type=duration, default="30s", metavar="DURATION",
+                   help="how long to watch: 30s, 2m, 90 (default 30s)")
     p.add_argument("--json", action="store_true", help="print the verdict and the findings as JSON")
     p.set_defaults(run="gotop.commands.check")
     return parser

@@ -70,14 +70,18 @@ def fmt_count(n: float | None) -> str:
     return f"{n:,.0f}"
 
 
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(rf"({_NUMBER})({'|'.join(_DURATION_UNITS)})")  # "ms" is tried before "m"
+DURATION_SYNTAX = "500ms, 30s, 10m, 1m30s, 1h; a bare number is seconds"
+
+
 def parse_duration(text: str) -> float:
-    """'30', '30s', '2m', '1h30m', '1.5s' -> seconds; GotopError for anything else."""
-    spec = text.strip().lower()
-    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", spec)
-    if not spec or parts is None or not any(parts.groups()):
-        raise GotopError(f"{text!r} is not a duration: use e.g. 30, 30s, 2m or 1h")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise GotopError(f"{text!r}: a duration must be positive")
-    return total
+    """Go's duration syntax ('500ms', '10m', '1m30s', '1.5h') or a bare number of
+    seconds ('90', '1.5') -> seconds, >= 0; GotopError for anything else."""
+    spec = text.strip()
+    if re.fullmatch(_NUMBER, spec):
+        return float(spec)
+    if not re.fullmatch(f"(?:{_DURATION_PART.pattern})+", spec):
+        raise GotopError(f"{text!r} is not a duration: use e.g. {DURATION_SYNTAX}")
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(spec))

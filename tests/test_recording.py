@@ -131,10 +131,17 @@ async def test_a_killed_recorder_leaves_a_readable_file(go_target, tmp_path):
 def test_a_closed_recording_is_one_file_in_a_rollback_journal(go_target, tmp_path):
     t = go_target("agentpprof")
     path = tmp_path / "closed.gotop"
-    assert gotop("record", str(t.pid), "-o", str(path), "--for", "2s", "--interval", "0.2").returncode == 0
+    # Go's durations and bare seconds, as every time flag takes them.
+    result = gotop("record", str(t.pid), "-o", str(path), "--for", "2500ms", "--interval", "200ms",
+                   "--heap-every", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert "for 2.5 s" in result.stdout
     assert os.listdir(tmp_path) == ["closed.gotop"]
     assert path.read_bytes()[18:20] == b"\x01\x01"  # the header's "legacy" (not WAL) read and write versions
     assert committed_polls(path) >= 5
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'interval'").fetchone() == ("0.2",)
+        assert db.execute("SELECT count(*) FROM heaps").fetchone()[0] >= 2
 
 
 def replayed(path: Path) -> dict[str, int]:

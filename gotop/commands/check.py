@@ -28,7 +28,7 @@ from gotop.engine.poller import Poller, Tiers
 from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.textsafe import plain
-from gotop.units import fmt_bytes, fmt_count, parse_duration
+from gotop.units import fmt_bytes, fmt_count
 
 CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, leak_every=10.0)
 HEAP_EVERY = 5.0  # seconds between heap profiles: their difference names the growing sites
@@ -100,7 +100,7 @@ class Verdict:
 
 
 def run(args: Namespace) -> int:
-    duration = parse_duration(args.duration)
+    duration = args.duration
     scanner = Scanner()
     targets = [Target.open(text, scanner=scanner) for text in args.targets]
     print(f"gotop check: watching {len(targets)} target{'s' if len(targets) != 1 else ''} "

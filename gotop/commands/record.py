@@ -9,14 +9,13 @@ from gotop.engine.fleet import Fleet
 from gotop.engine.poller import Tiers
 from gotop.engine.recording import Recorder
 from gotop.engine.target import Target
-from gotop.units import parse_duration
 
 def run(args: Namespace) -> int:
-    seconds = parse_duration(args.duration)
+    seconds = args.duration
     tiers = Tiers(args.interval, args.slow_every)
     targets = [Target.open(text) for text in args.targets]  # a bad target fails before the file is made
     recorder = Recorder(args.output, interval=tiers.interval, slow_every=tiers.slow_every)
-    asyncio.run(_record(targets, tiers, recorder, seconds, parse_duration(args.heap_every)))
+    asyncio.run(_record(targets, tiers, recorder, seconds, args.heap_every))
     print(f"recorded {len(targets) or 'every'} target{'s' if len(targets) != 1 else ''} "
           f"for {seconds:g} s into {args.output}; replay it with: gotop replay {args.output}")
     return 0

@@ -18,12 +18,10 @@ from gotop.ui.terminal_guard import EXIT_HANGUP, TerminalGuard
 def run(args: Namespace) -> int:
     guard = _guard_terminal()
     from gotop.engine.poller import Tiers
-    from gotop.engine.targetspec import TargetError, parse_target
+    from gotop.engine.targetspec import parse_target
 
     for spec in args.targets:
         parse_target(spec)  # a bad target is a one-line error before the screen opens
-    if args.interval <= 0 or args.slow_every <= 0 or args.window <= 0:
-        raise TargetError("--interval, --slow-every and --window must be positive")
     scanner, first_scan = _discover_early()
     from gotop.ui.app import GotopApp
 
