@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time between goroutine profiles (default 5s)")
     p.add_argument("--heap-every", type=duration, default="60s", metavar="DURATION",
                    help="time between heap profiles (default 60s)")
+    p.add_argument("--json", action="store_true", help="print what was recorded as JSON")
     p.set_defaults(run="gotop.commands.record")
 
     p = sub.add_parser("replay", help="play a recording in the TUI, with time controls")
@@ -109,15 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="the goroutine dump (stops the world while the target writes it)")
     p.add_argument("target", help=TARGET_HELP)
     p.add_argument("--groups", action="store_true", help="goroutines grouped by stack, biggest first")
+    p.add_argument("--json", action="store_true", help="print the goroutines (or the groups) as JSON")
     p.set_defaults(run="gotop.commands.stack")
 
     p = sub.add_parser("gc", help="run a garbage collection in the target")
     p.add_argument("target", help=TARGET_HELP)
+    p.add_argument("--json", action="store_true", help="print the memstats before and after as JSON")
     p.set_defaults(run="gotop.commands.gc", entry="run_gc")
 
     p = sub.add_parser("setgc", help="set the target's GC percent (GOGC); needs the gops agent")
     p.add_argument("target", help=TARGET_HELP)
     p.add_argument("percent", help="an integer, or 'off'")
+    p.add_argument("--json", action="store_true", help="print the new and previous GC percent as JSON (-1: off)")
     p.set_defaults(run="gotop.commands.gc", entry="run_setgc")
 
     p = sub.add_parser("profile", help="save a heap, CPU, trace or goroutine profile (mode 0600)")
@@ -126,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="file to write (default: KIND-TARGET-TIME.pb.gz or .trace)")
     p.add_argument("--seconds", type=duration, metavar="DURATION",
                    help="capture length: cpu 30s by default (whole seconds), trace 5s; 500ms, 2m, ...")
+    p.add_argument("--json", action="store_true", help="print where the profile was saved as JSON")
     p.set_defaults(run="gotop.commands.profile")
 
     p = sub.add_parser("top", help="the `go tool pprof -top` table of a profile file or a target's heap")
@@ -134,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-index", metavar="NAME",
                    help="sample type, e.g. inuse_space, inuse_objects, alloc_space, alloc_objects")
     p.add_argument("--cum", action="store_true", help="sort by cumulative value")
-    p.add_argument("--json", action="store_true", help="print sample_type, unit, total and rows as JSON")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (with --peek and --list too)")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--peek", metavar="REGEX", help="callers and callees of matching functions (pprof -peek)")
     shown.add_argument("--list", metavar="REGEX",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -21,6 +22,11 @@ def with_target(text: str, action: Callable[[Target], Awaitable[T]]) -> T:
             return await action(target)
 
     return asyncio.run(run())
+
+
+def print_json(typed: str, target: Target, data: dict) -> None:
+    """A JSON output about one target, named first: as typed on the command line, and by pid."""
+    print(json.dumps({"target": typed, "pid": target.pid, **data}, indent=2))
 
 
 def progress_bar(what: str) -> Callable[[CaptureProgress], None]:

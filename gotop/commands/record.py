@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from argparse import Namespace
 
 from gotop.engine.fleet import Fleet
@@ -16,6 +17,12 @@ def run(args: Namespace) -> int:
     targets = [Target.open(text) for text in args.targets]  # a bad target fails before the file is made
     recorder = Recorder(args.output, interval=tiers.interval, slow_every=tiers.slow_every)
     asyncio.run(_record(targets, tiers, recorder, seconds, args.heap_every))
+    if args.json:
+        typed = {t.label: text for text, t in zip(args.targets, targets)}  # discovered ones were not typed
+        print(json.dumps({"output": args.output, "duration": seconds, "targets": [
+            {"target": typed.get(r.label), "pid": r.info["pid"], "label": r.label} for r in recorder.targets
+        ]}, indent=2))
+        return 0
     print(f"recorded {len(targets) or 'every'} target{'s' if len(targets) != 1 else ''} "
           f"for {seconds:g} s into {args.output}; replay it with: gotop replay {args.output}")
     return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from argparse import Namespace
 from datetime import datetime
 
-from gotop.commands.common import with_target
+from gotop.commands.common import print_json, with_target
 from gotop.engine.target import Sample, Target
 from gotop.units import fmt_bytes, fmt_duration_ns
 
@@ -21,16 +20,16 @@ async def take(target: Target) -> Sample:
 
 
 def run(args: Namespace) -> int:
-    label, sample = with_target(args.target, _labelled)
+    target, sample = with_target(args.target, _taken)
     if args.json:
-        print(json.dumps(sample.to_json(), indent=2))
+        print_json(args.target, target, sample.to_json())
     else:
-        print(format_sample(label, sample))
+        print(format_sample(target.label, sample))
     return 0
 
 
-async def _labelled(target: Target) -> tuple[str, Sample]:
-    return target.label, await take(target)
+async def _taken(target: Target) -> tuple[Target, Sample]:
+    return target, await take(target)
 
 
 def format_sample(label: str, s: Sample) -> str:

@@ -3,26 +3,58 @@
 from __future__ import annotations
 
 from argparse import Namespace
+from dataclasses import asdict
 
-from gotop.commands.common import with_target
+from gotop.commands.common import print_json, with_target
 from gotop.engine.target import Target
-from gotop.model.goroutines import GoroutineProfile
+from gotop.model.goroutines import Goroutine, GoroutineDump, GoroutineGroup, GoroutineProfile
 from gotop.textsafe import plain, plain_lines
 
 
 def run(args: Namespace) -> int:
     if args.groups:
-        print(format_groups(with_target(args.target, _groups)))
+        target, profile = with_target(args.target, _groups)
+        if args.json:
+            print_json(args.target, target, groups_json(profile))
+        else:
+            print(format_groups(profile))
+    elif args.json:
+        target, dump = with_target(args.target, _dump)
+        print_json(args.target, target, {"goroutines": [goroutine_json(g) for g in dump.goroutines],
+                                         "truncated": dump.truncated})
     else:
         print(plain_lines(with_target(args.target, Target.goroutine_dump_text)), end="")
     return 0
 
 
-async def _groups(target: Target) -> GoroutineProfile:
+async def _groups(target: Target) -> tuple[Target, GoroutineProfile]:
     # The grouped profile is cheap; without HTTP only the agent's full dump exists.
     if target.http:
-        return await target.goroutine_profile()
-    return (await target.goroutine_dump()).profile()
+        return target, await target.goroutine_profile()
+    return target, (await target.goroutine_dump()).profile()
+
+
+async def _dump(target: Target) -> tuple[Target, GoroutineDump]:
+    return target, await target.goroutine_dump()
+
+
+def goroutine_json(g: Goroutine) -> dict:
+    """Every field of the dump's goroutine; frames leaf first."""
+    return asdict(g) | {"labels": dict(g.labels)}
+
+
+def groups_json(profile: GoroutineProfile) -> dict:
+    return {"total": profile.total, "truncated": profile.truncated,
+            "groups": [_group_json(g) for g in profile.groups]}
+
+
+def _group_json(g: GoroutineGroup) -> dict:
+    return {
+        "count": g.count, "top_function": g.top_function, "states": dict(g.states), "leaked": g.leaked,
+        "max_wait_minutes": g.max_wait_minutes, "created_by": g.created_by,
+        "labels": [{"labels": dict(labels), "count": n} for labels, n in g.labels.items()],
+        "frames": [asdict(f) for f in g.frames], "goroutine_ids": list(g.goroutine_ids),
+    }
 
 
 def format_groups(profile: GoroutineProfile) -> str:

@@ -5,45 +5,61 @@ from __future__ import annotations
 import json
 import os
 from argparse import Namespace
+from dataclasses import asdict
 
 from gotop.errors import GotopError
 from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, parse_profile
 from gotop.engine.sourcefiles import read_source
-from gotop.model.profile_report import TopReport, list_routines, peek, top
+from gotop.model.profile_report import (ListReport, PeekReport, Scope, TopReport, list_routines, peek,
+                                        source_lines, top)
 from gotop.model.profile_text import format_list, format_peek, format_top
 from gotop.textsafe import plain_lines
 
 
 def run(args: Namespace) -> int:
-    profile = load(args.source)
+    profile, origin = load(args.source)
     if args.peek:
-        lines = format_peek(profile, peek(profile, args.peek, args.sample_index))
+        report = peek(profile, args.peek, args.sample_index)
+        if args.json:
+            return _print_json(origin, peek_json(report))
+        lines = format_peek(profile, report)
     elif args.list:
-        lines = format_list(list_routines(profile, args.list, args.sample_index), read_source)
+        report = list_routines(profile, args.list, args.sample_index)
+        if args.json:
+            return _print_json(origin, list_json(report))
+        lines = format_list(report, read_source)
     else:
         report = top(profile, args.sample_index, cum=args.cum, node_limit=args.n or 0)
         if args.json:
-            print(json.dumps(top_json(report), indent=2))
-            return 0
+            return _print_json(origin, top_json(report))
         lines = format_top(profile, report)
     print("\n".join(plain_lines(line) for line in lines))
     return 0
 
 
-def load(source: str) -> Profile:
-    """A profile file, or the heap profile of a target."""
+def _print_json(origin: dict, report: dict) -> int:
+    print(json.dumps(origin | report, indent=2))
+    return 0
+
+
+def load(source: str) -> tuple[Profile, dict]:
+    """A profile file, or the heap profile of a target; with where it came from, for JSON."""
     if os.path.isfile(source):
         try:
             with open(source, "rb") as f:
                 data = f.read(DEFAULT_MAX_SIZE + 1)
         except OSError as e:
             raise GotopError(f"{source}: {e.strerror}") from None
-        return _parse(source, data)
+        return _parse(source, data), {"file": source}
     # Only now the transports: reading a file must not pay for loading them.
     from gotop.commands.common import with_target
     from gotop.engine.target import Target
 
-    return _parse(source, with_target(source, Target.heap_profile))
+    async def heap(target: Target) -> tuple[int | None, bytes]:
+        return target.pid, await target.heap_profile()
+
+    pid, data = with_target(source, heap)
+    return _parse(source, data), {"target": source, "pid": pid}
 
 
 def _parse(source: str, data: bytes) -> Profile:
@@ -64,5 +80,36 @@ def top_json(report: TopReport) -> dict:
         running += row.flat
         rows.append({"function": row.name, "flat": row.flat, "flat_pct": pct(row.flat),
                      "sum_pct": pct(running), "cum": row.cum, "cum_pct": pct(row.cum)})
-    return {"sample_type": report.scope.sample_type.type, "unit": report.scope.sample_type.unit,
-            "total": total, "rows": rows}
+    return _scope_json(report.scope) | {"rows": rows}
+
+
+def peek_json(report: PeekReport) -> dict:
+    """pprof -peek's table: each matching function with its callers and callees, heaviest first."""
+    def edges(calls) -> list[dict]:
+        return [{"function": e.name, "value": e.weight, "inline": e.inline} for e in calls]
+
+    return _scope_json(report.scope) | {"functions": [
+        {"function": e.node.name, "flat": e.node.flat, "cum": e.node.cum,
+         "callers": edges(e.callers), "callees": edges(e.callees)}
+        for e in report.entries
+    ]}
+
+
+def list_json(report: ListReport) -> dict:
+    """pprof -list's listing: each matching function's source lines with their values
+    (lines null, and an error, when the source cannot be read)."""
+    routines = []
+    for r in report.routines:
+        lines, error = None, "no source information"
+        if r.file:
+            try:
+                lines, error = [asdict(row) for row in source_lines(r, read_source(r.file))], None
+            except (OSError, UnicodeError) as e:
+                error = str(e)
+        routines.append({"function": r.function, "file": r.file or None, "flat": r.flat, "cum": r.cum,
+                         "lines": lines, "error": error})
+    return _scope_json(report.scope) | {"functions": routines}
+
+
+def _scope_json(scope: Scope) -> dict:
+    return {"sample_type": scope.sample_type.type, "unit": scope.sample_type.unit, "total": scope.total}

@@ -125,6 +125,7 @@ class Recorder:
         except sqlite3.Error as e:
             raise RecordingError(f"{path}: cannot write a recording: {e}") from None
         self.path = path
+        self.targets: list[RecordedTarget] = []  # as a replay will list them
         self._stacks: dict[int, dict[tuple[Frame, ...], int]] = {}
         self._pending: dict[int, list[list]] = {}  # per target: rows in `polls`, not yet in a chunk
         self._write("INSERT INTO meta VALUES (?, ?)", *[(k, str(v)) for k, v in {
@@ -136,6 +137,7 @@ class Recorder:
     def add_target(self, key: str, label: str, info: dict) -> int:
         cursor = self.db.execute("INSERT INTO targets (key, label, info) VALUES (?, ?, ?)",
                                  (key, label, json.dumps(info)))
+        self.targets.append(RecordedTarget(cursor.lastrowid, key, label, info))
         self._stacks[cursor.lastrowid] = {}
         return cursor.lastrowid
 
