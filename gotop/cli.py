@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to watch: 30s, 2m, 90 (default 30s)")
     p.add_argument("--json", action="store_true", help="print the verdict and the findings as JSON")
     p.set_defaults(run="gotop.commands.check")
+
+    p = sub.add_parser("completion", help="print the shell completion script for bash, zsh or fish")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
+    p.set_defaults(run="gotop.commands.completion", parser=parser)
     return parser
 
 
