@@ -41,6 +41,7 @@ def assert_all_gone(pids: list[int]) -> None:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
 
 
+@pytest.mark.go  # gotop demo builds the examples with Go
 @pytest.mark.parametrize("leave", ["quit", "hang-up", "sigkill"])
 def test_demo_shows_its_programs_and_none_outlives_gotop(leave):
     term = Terminal([*GOTOP, "demo"], size=(120, 40))
