@@ -11,6 +11,7 @@ from gotop.engine.poller import Tiers
 from gotop.engine.recording import Recorder
 from gotop.engine.target import Target
 
+
 def run(args: Namespace) -> int:
     seconds = args.duration
     tiers = Tiers(args.interval, args.slow_every)
