@@ -16,7 +16,7 @@ from waiting import eventually
 
 from gotop.engine.fleet import Fleet
 from gotop.engine.history import TargetHistory, TargetState, Update
-from gotop.engine.poller import Poller, Tiers
+from gotop.engine.poller import MAX_BACKOFF, Poller, Tiers
 from gotop.engine.series import Series
 from gotop.engine.target import Target
 from gotop.sources.procfs import OsSampler, ProcessGone, fd_kinds
@@ -88,6 +88,10 @@ async def test_unreachable_target_backs_off(go_target):
         assert "refused" in update.error
         assert poller._delay(update, 0.0) == 2.0
         assert poller._delay(await poller.poll_once(), 0.0) == 4.0
+        for _ in range(1100):  # hours of a target that stays down: 2 ** 1024 overflowed a float
+            update = await poller.poll_once()
+        assert update.state is TargetState.UNREACHABLE
+        assert poller._delay(update, 0.0) == MAX_BACKOFF
 
 
 async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):

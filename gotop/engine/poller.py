@@ -28,6 +28,12 @@ from gotop.model.profile import parse_profile
 from gotop.sources.procfs import ProcessGone
 
 MAX_BACKOFF = 30.0
+MAX_DOUBLINGS = 32  # past the cap for any interval; 2 ** 1024 would not fit in a float
+
+
+def backoff(interval: float, failures: int) -> float:
+    """The wait before retrying after `failures` failures in a row: doubling, at most MAX_BACKOFF."""
+    return min(interval * 2.0 ** min(failures, MAX_DOUBLINGS), MAX_BACKOFF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,5 +134,5 @@ class Poller:
 
     def _delay(self, update: Update, elapsed: float) -> float:
         if update.state is TargetState.UNREACHABLE:
-            return min(self.tiers.interval * 2 ** self._failures, MAX_BACKOFF)
+            return backoff(self.tiers.interval, self._failures)
         return max(0.0, self.tiers.interval - elapsed)
