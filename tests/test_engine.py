@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 
+from faulttargets import BreakableScanner, BreakableTarget
 from gotargets import target_binary
 from waiting import eventually
 
@@ -198,3 +199,82 @@ def test_os_figures_are_the_kernels(go_target):
     spinning.kill()  # and reaped
     with pytest.raises(ProcessGone, match=f"pid {spinning.pid} has exited"):
         samplers[spinning.pid].sample()
+
+
+async def test_a_poll_failing_in_any_way_is_shown_and_retried(go_target):
+    t = go_target("agentpprof")
+    fleet = Fleet(on_change=lambda w: None, tiers=FAST, discover=False)
+    target = BreakableTarget.open(str(t.pid))
+    target.fault = ZeroDivisionError("injected")
+    watched = fleet.add(target)
+    try:
+        await eventually(lambda: watched.history.state is TargetState.FAILED)
+        assert watched.history.error == "poll failed: ZeroDivisionError: injected"
+        target.fault = None
+        await eventually(lambda: watched.history.state in (TargetState.UP, TargetState.SLOW))
+    finally:
+        await fleet.aclose()
+
+
+async def test_a_crash_in_handling_a_poll_is_shown_and_the_poller_restarted(go_target):
+    t = go_target("agentpprof")
+    broken = True
+
+    def on_change(w) -> None:  # a fault-injecting stand-in for a screen's bug
+        if broken:
+            raise RuntimeError("injected")
+
+    fleet = Fleet(on_change=on_change, tiers=FAST, discover=False)
+    watched = fleet.add(Target.open(str(t.pid)))
+    try:
+        await eventually(lambda: watched.history.state is TargetState.FAILED)
+        assert watched.history.error == "poller crashed: RuntimeError: injected"
+        broken = False
+        await eventually(lambda: watched.history.state in (TargetState.UP, TargetState.SLOW))
+    finally:
+        await fleet.aclose()
+
+
+async def test_discovery_failing_in_any_way_is_shown_and_retried(go_target):
+    t = go_target("agentpprof")
+    scanner = BreakableScanner()
+    scanner.fault = RecursionError("injected")
+    fleet = Fleet(on_change=lambda w: None, tiers=FAST, scanner=scanner, rescan_every=0.2)
+    discovery = asyncio.create_task(fleet.run())
+    try:
+        await eventually(lambda: fleet.discovery_error)
+        assert fleet.discovery_error == "discovery failed: RecursionError: injected"
+        scanner.fault = None
+        await eventually(lambda: fleet.find_pid(t.pid))
+        assert fleet.discovery_error is None
+    finally:
+        discovery.cancel()
+        await fleet.aclose()
+
+
+@pytest.mark.parametrize("command", ["check", "record"])
+async def test_headless_commands_say_in_one_line_that_polls_fail(go_target, tmp_path, capsys, command):
+    """One line on stderr when the polls of a target start failing, however often they are retried."""
+    from gotop.commands.check import check
+    from gotop.commands.record import _record
+    from gotop.engine.recording import Recorder
+
+    t = go_target("agentpprof")
+    target = BreakableTarget.open(str(t.pid))
+    if command == "check":
+        run = check([target], 600.0, tiers=FAST)
+    else:
+        run = _record([target], FAST, Recorder(str(tmp_path / "r.gotop"), interval=0.2, slow_every=0.5), 600.0, 60.0)
+    task = asyncio.create_task(run)
+    try:
+        await eventually(lambda: target.samples >= 2)
+        target.fault = ZeroDivisionError("injected")
+        await eventually(lambda: target.faults >= 3)
+        target.fault = None
+        await eventually(lambda: target.samples >= target.faults + 4)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line for line in lines if "injected" in line] == [
+        f"gotop {command}: {target.label}: poll failed: ZeroDivisionError: injected (retrying)"]

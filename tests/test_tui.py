@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from faulttargets import BreakableScanner, BreakableTarget
 from waiting import eventually
 
 from gotop.engine.history import TargetState
@@ -226,3 +227,37 @@ async def test_gogc_is_asked_checked_confirmed_then_set(go_target):
         await until(pilot, lambda: all(w.is_finished for w in app.workers if w.group == "action"))
         change = await watched.target.set_gc_percent(100)  # the agent says what it was
         assert change.previous == 50
+
+
+async def test_failures_of_any_kind_are_shown_and_retried(go_target):
+    """Discovery and polls failing with errors nobody foresaw: each shown where it
+    belongs (the overview's title, the target's state and message), and retried."""
+    t = go_target("agentpprof")
+    scanner = BreakableScanner()
+    scanner.fault = RecursionError("injected")
+    app = GotopApp(tiers=FAST, scanner=scanner)
+    app.fleet.rescan_every = 0.3
+    async with app.run_test(size=(160, 30)) as pilot:
+        overview = app.screen
+
+        def title() -> str:
+            return str(overview.query_one("#title").render())
+
+        await until(pilot, lambda: "discovery failed: RecursionError: injected (retrying)" in title())
+        scanner.fault = None
+        await until(pilot, lambda: app.fleet.find_pid(t.pid))
+        await until(pilot, lambda: "discovery failed" not in title())
+
+        target = BreakableTarget.open(str(t.pid))
+        target.fault = ZeroDivisionError("injected")
+        watched = app.fleet.add(target)
+        rows = overview.table.rows
+        await until(pilot, lambda: target.label in rows and rows[target.label]["state"].plain == "failed")
+        overview.table.select(target.label)
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, ProcessScreen) and app.screen)
+        assert screen.watched is watched
+        await until(pilot, lambda: "FAILED" in str(screen.query_one("#title").render()))
+        assert "poll failed: ZeroDivisionError: injected" in str(screen.query_one("#message").render())
+        target.fault = None
+        await until(pilot, lambda: watched.history.state in (TargetState.UP, TargetState.SLOW))

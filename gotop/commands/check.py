@@ -21,10 +21,11 @@ from argparse import Namespace
 from collections import Counter
 from dataclasses import dataclass, field
 
+from gotop.commands.common import FailureLines
 from gotop.discovery.processes import Scanner
 from gotop.engine.history import TargetHistory, TargetState, Update
 from gotop.engine.leaks import Finding, LeakKind, Ref, find_leaks
-from gotop.engine.poller import Poller, Tiers
+from gotop.engine.poller import Poller, Tiers, keep_polling
 from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.textsafe import plain
@@ -50,9 +51,11 @@ class Watch:
     found_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # finding key -> seconds
     fetched: Counter = field(default_factory=Counter)  # what the polls brought, by name
     exited_after: float | None = None
+    failure_lines: FailureLines = field(default_factory=lambda: FailureLines("check"))
 
     def on_update(self, update: Update) -> None:
         self.history.apply(update)
+        self._show_failure()
         for name in ("sample", "goroutines", "leaks", "heap", "fds"):
             self.fetched[name] += getattr(update, name) is not None
         if update.state is TargetState.EXITED:
@@ -60,12 +63,23 @@ class Watch:
         for finding in find_leaks(self.history, update.time):
             self.found_after.setdefault(finding.key, update.time - self.started)
 
+    def crashed(self, text: str) -> None:
+        """Handling a poll failed (the poller runs again: see keep_polling)."""
+        self.history.apply(Update(time.time(), TargetState.FAILED, error=text))
+        self._show_failure()
+
+    def _show_failure(self) -> None:
+        h, label = self.history, self.target.label
+        self.failure_lines.show(label, f"{label}: {h.error}" if h.state is TargetState.FAILED else None)
+
     def problem(self) -> str | None:
         """Why this target was not checked for the whole duration, if it was not."""
         if self.exited_after is not None:
             return f"exited after {self.exited_after:.0f} s"
         if self.history.state is TargetState.UNREACHABLE:
             return f"stopped answering: {self.history.error}"
+        if self.history.state is TargetState.FAILED:
+            return f"could not be polled: {self.history.error}"
         return None
 
     def first_found(self) -> dict[str, float]:
@@ -121,7 +135,7 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
     pollers = [Poller(w.target, w.on_update, tiers) for w in watches]
     for poller in pollers:
         poller.heap_every = heap_every
-    tasks = [asyncio.create_task(p.run()) for p in pollers]
+    tasks = [asyncio.create_task(keep_polling(p, w.crashed)) for p, w in zip(pollers, watches)]
     try:
         await _first_answers(watches)
         await asyncio.sleep(max(0.0, started + duration - time.time()))

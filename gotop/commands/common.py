@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from gotop.engine.target import Target
 from gotop.sources.progress import CaptureProgress
+from gotop.textsafe import plain
 
 T = TypeVar("T")
 
@@ -48,3 +49,20 @@ def progress_bar(what: str) -> Callable[[CaptureProgress], None]:
         print(f"\r{what} [{bar}] {min(p.elapsed, p.duration):4.0f}/{p.duration:g} s", end=end, file=sys.stderr, flush=True)
 
     return show
+
+
+class FailureLines:
+    """One line on stderr when something a headless command watches starts failing,
+    or fails differently; not one per retry."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self._shown: dict[str, str] = {}  # what failed -> the line last shown
+
+    def show(self, what: str, line: str | None) -> None:
+        """`line` says what failed and how; None: `what` works (again)."""
+        if line is None:
+            self._shown.pop(what, None)
+        elif self._shown.get(what) != line:
+            self._shown[what] = line
+            print(f"gotop {self.command}: {plain(line)} (retrying)", file=sys.stderr, flush=True)

@@ -6,7 +6,9 @@ import asyncio
 import json
 from argparse import Namespace
 
-from gotop.engine.fleet import Fleet
+from gotop.commands.common import FailureLines
+from gotop.engine.fleet import Fleet, Watched
+from gotop.engine.history import TargetState
 from gotop.engine.poller import Tiers
 from gotop.engine.recording import Recorder
 from gotop.engine.target import Target
@@ -31,7 +33,13 @@ def run(args: Namespace) -> int:
 
 async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, seconds: float,
                   heap_every: float) -> None:
-    fleet = Fleet(lambda w: None, tiers, discover=not targets, recorder=recorder)
+    failure_lines = FailureLines("record")
+
+    def changed(w: Watched) -> None:
+        failed = w.history.state is TargetState.FAILED
+        failure_lines.show(f"target {id(w)}", f"{w.name}: {w.history.error}" if failed else None)
+
+    fleet = Fleet(changed, tiers, discover=not targets, recorder=recorder)
     for target in targets:
         fleet.add(target)
     discovery = asyncio.create_task(fleet.run())
@@ -42,6 +50,7 @@ async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, secon
             for w in fleet.watched.values():  # discovered targets too
                 if w.poller is not None:
                     w.poller.heap_every = heap_every
+            failure_lines.show("discovery", fleet.discovery_error)
             await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
     finally:
         discovery.cancel()

@@ -5,6 +5,11 @@ ones are marked, then dropped. A followed target (the one on screen) is kept
 after it exits, and when a new process of the same executable, or of the same
 name in the same working directory, starts -- a rebuild or a restart -- the
 target moves to it and its history marks the restart.
+
+Failures never go silent: a scan that fails (in any way) is kept in
+`discovery_error` and retried with back-off, and each poller runs under
+`keep_polling`, which shows a crash as the target's state and restarts it.
+Every task the fleet starts is kept until it ends, and awaited on close.
 """
 
 from __future__ import annotations
@@ -21,10 +26,10 @@ import psutil
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Update
 from gotop.engine.leaks import Finding, SiteRef, find_leaks
-from gotop.engine.poller import Poller, Tiers
+from gotop.engine.poller import Poller, Tiers, backoff, keep_polling
 from gotop.engine.recording import Recorder, target_info
 from gotop.engine.target import Target
-from gotop.errors import GotopError
+from gotop.errors import describe
 from gotop.sources.procfs import ProcessGone
 
 RESCAN_EVERY = 5.0
@@ -64,23 +69,23 @@ class Fleet:
     skipped: int = 0  # processes discovery could not inspect
     recorder: Recorder | None = None  # every update also goes there
     first_scan: Future | None = None  # a scan started before the loop (gotop starts it early)
+    rescan_every: float = RESCAN_EVERY
+    discovery_error: str | None = None  # why discovery fails, while it does
+    _ending: set[asyncio.Task] = field(default_factory=set, init=False, repr=False)  # old pollers, closing targets
 
     async def run(self) -> None:
         """Discovery loop; returns at once when discovery is off."""
+        failures = 0
         while self.discover:
             try:
-                if self.first_scan is not None:
-                    result, self.first_scan = await asyncio.wrap_future(self.first_scan), None
-                else:
-                    result = await asyncio.to_thread(self.scanner.scan)
-            except GotopError:
-                result = None
-            if result is not None:
-                self.skipped = len(result.skipped)
-                self._reconcile(result.processes)
-            self._drop_exited()
+                await self._rescan()
+                failures, self.discovery_error = 0, None
+            except Exception as e:  # any failure: shown, and retried with back-off
+                failures += 1
+                self.discovery_error = f"discovery failed: {describe(e)}"
             following = any(w.followed and w.exited_at for w in self.watched.values())
-            await asyncio.sleep(RESCAN_WHILE_FOLLOWING if following else RESCAN_EVERY)
+            await asyncio.sleep(backoff(self.rescan_every, failures) if failures
+                                else RESCAN_WHILE_FOLLOWING if following else self.rescan_every)
 
     def add(self, target: Target, key: object | None = None, process: GoProcess | None = None) -> Watched:
         """Watch a target (a discovered process, or one named on the command line)."""
@@ -117,9 +122,17 @@ class Fleet:
             if w.task:
                 w.task.cancel()
         await asyncio.gather(*(w.task for w in self.watched.values() if w.task), return_exceptions=True)
-        await asyncio.gather(*(w.target.aclose() for w in self.watched.values()), return_exceptions=True)
+        await asyncio.gather(*(w.target.aclose() for w in self.watched.values()), *self._ending,
+                             return_exceptions=True)
 
     # -- internals ------------------------------------------------------------
+
+    async def _rescan(self) -> None:
+        first, self.first_scan = self.first_scan, None
+        result = await (asyncio.wrap_future(first) if first is not None else asyncio.to_thread(self.scanner.scan))
+        self.skipped = len(result.skipped)
+        self._reconcile(result.processes)
+        self._drop_exited()
 
     def _start(self, watched: Watched) -> None:
         def on_update(update: Update) -> None:
@@ -130,10 +143,28 @@ class Fleet:
                 watched.exited_at = update.time
             self.on_change(watched)
 
+        if watched.task is not None:  # the poller of the process it followed, if still running
+            watched.task.cancel()
+            self._keep_until_done(watched.task)
         heap_every = watched.poller.heap_every if watched.poller else None  # kept across a restart
         watched.poller = Poller(watched.target, on_update, self.tiers)
         watched.poller.heap_every = heap_every
-        watched.task = asyncio.create_task(watched.poller.run())
+        watched.task = asyncio.create_task(keep_polling(watched.poller, lambda text: self._crashed(watched, text)))
+
+    def _crashed(self, watched: Watched, text: str) -> None:
+        """Handling a poll of `watched` failed: the target shows it until its poller, restarted, polls again."""
+        watched.history.apply(Update(time.time(), TargetState.FAILED, error=text))
+        self.on_change(watched)
+
+    def _close_later(self, target: Target) -> None:
+        """Close a target that is no longer watched."""
+        self._keep_until_done(asyncio.create_task(target.aclose()))
+
+    def _keep_until_done(self, task: asyncio.Task) -> None:
+        """A task nobody else holds (the loop keeps only a weak reference), awaited on close."""
+        if not task.done():
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
 
     def _reconcile(self, processes: tuple[GoProcess, ...]) -> None:
         for proc in processes:
@@ -165,7 +196,7 @@ class Fleet:
 
     def _move(self, old_key: object, key: object, proc: GoProcess, target: Target) -> None:
         watched = self.watched.pop(old_key)
-        asyncio.create_task(watched.target.aclose())
+        self._close_later(watched.target)
         watched.target = target
         watched.name = watched.target.label
         watched.process = proc
@@ -183,7 +214,7 @@ class Fleet:
         for key, w in list(self.watched.items()):
             if w.exited_at and not w.followed and now - w.exited_at > KEEP_EXITED:
                 del self.watched[key]
-                asyncio.create_task(w.target.aclose())
+                self._close_later(w.target)
                 self.on_change(w)
 
 

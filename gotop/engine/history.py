@@ -25,6 +25,7 @@ class TargetState(str, Enum):
     UP = "up"
     SLOW = "slow"  # answers, but late
     UNREACHABLE = "unreachable"  # polls fail; retried with back-off
+    FAILED = "failed"  # gotop failed to poll it (a bug, or an answer it did not foresee); retried with back-off
     EXITED = "exited"
 
 

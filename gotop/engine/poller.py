@@ -10,19 +10,23 @@ and a slow target is polled less, not piled up. Tiers:
   heap   every `heap_every` while a screen asks for it (15 s), or once on request
 
 A failing target is retried with exponential back-off; an exited one ends
-the loop. Every outcome is handed to `on_update` as an `Update`.
+the loop. Every outcome, a failure of any kind included, is handed to
+`on_update` as an `Update`: nothing but cancellation ends a poll with an
+exception. What can still end `run` is a failure of `on_update` itself;
+`keep_polling` reports it and runs the poller again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from gotop.engine.history import HeapSnapshot, TargetState, Update
 from gotop.engine.target import Sample, Target
-from gotop.errors import GotopError
+from gotop.errors import GotopError, describe
 from gotop.model.memstats import GcPauses
 from gotop.model.profile import parse_profile
 from gotop.sources.procfs import ProcessGone
@@ -71,6 +75,14 @@ class Poller:
             await asyncio.sleep(self._delay(update, time.monotonic() - started))
 
     async def poll_once(self) -> Update:
+        """One poll; a failure of any kind is an update (cancellation still cancels)."""
+        try:
+            return await self._poll()
+        except Exception as e:  # a bug, or an answer nobody foresaw: shown, and retried with back-off
+            self._failures += 1
+            return Update(time.time(), TargetState.FAILED, error=f"poll failed: {describe(e)}")
+
+    async def _poll(self) -> Update:
         started = time.monotonic()
         try:
             sample = await self.target.sample()
@@ -111,8 +123,8 @@ class Poller:
         results = await asyncio.gather(*(fetch() for fetch in fetches.values()), return_exceptions=True)
         found, problems = {}, []
         for name, result in zip(fetches, results):
-            if isinstance(result, (GotopError, OSError)):
-                problems.append(str(result))
+            if isinstance(result, Exception):  # one fetch failing costs only itself
+                problems.append(describe(result))
             elif isinstance(result, BaseException):
                 raise result
             else:
@@ -128,11 +140,26 @@ class Poller:
         try:
             raw = await self.target.heap_profile()
             profile = await asyncio.to_thread(parse_profile, raw)
-        except GotopError as e:
-            return None, str(e)
+        except Exception as e:  # the poll goes on without it
+            return None, describe(e)
         return HeapSnapshot(time.time(), raw, profile), None
 
     def _delay(self, update: Update, elapsed: float) -> float:
-        if update.state is TargetState.UNREACHABLE:
+        if update.state in (TargetState.UNREACHABLE, TargetState.FAILED):
             return backoff(self.tiers.interval, self._failures)
         return max(0.0, self.tiers.interval - elapsed)
+
+
+async def keep_polling(poller: Poller, on_crash: Callable[[str], None]) -> None:
+    """Run `poller` until its target exits. Its polls never fail it (see `poll_once`); a failure
+    in handling an update (the owner's `on_update`) goes to `on_crash` as one line, and the
+    poller runs again after a back-off."""
+    crashes = 0
+    while True:
+        try:
+            return await poller.run()
+        except Exception as e:
+            crashes += 1
+            with contextlib.suppress(Exception):  # the report may fail as the update did: poll again all the same
+                on_crash(f"poller crashed: {describe(e)}")
+            await asyncio.sleep(backoff(poller.tiers.interval, crashes))

@@ -47,6 +47,7 @@ class Replay:
     watched: dict[object, Watched] = field(default_factory=dict)
     skipped: int = 0
     discover: bool = False
+    discovery_error: str | None = None  # a recording is not discovered
 
     def __post_init__(self) -> None:
         self.clock = self.recording.start

@@ -41,13 +41,14 @@ STATE_STYLE = {
     TargetState.UP: "",
     TargetState.SLOW: "yellow",
     TargetState.UNREACHABLE: "red",
+    TargetState.FAILED: "red",
     TargetState.EXITED: "dim strike",
 }
 
 LEGEND = "enter open  A gops agent  P pprof  E expvar  ns other netns  - no way in  ● leaking"
 STATE_TEXT = {
     TargetState.STARTING: "start", TargetState.UP: "up", TargetState.SLOW: "slow",
-    TargetState.UNREACHABLE: "unreach", TargetState.EXITED: "exited",
+    TargetState.UNREACHABLE: "unreach", TargetState.FAILED: "failed", TargetState.EXITED: "exited",
 }
 
 
@@ -140,6 +141,8 @@ class OverviewScreen(Screen):
         title = Text.assemble(("gotop", "bold"), f"  {plain(self.title_text)}   {n} Go process{'es' if n != 1 else ''}")
         if self.fleet.skipped:
             title.append(f"   {self.fleet.skipped} not inspectable", "dim")
+        if self.fleet.discovery_error:
+            title.append(f"   {plain(self.fleet.discovery_error)} (retrying)", "bold red")
         if self.paused:
             title.append("   ")
             title.append(" PAUSED ", "reverse")

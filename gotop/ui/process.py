@@ -30,7 +30,7 @@ PLOT_EVERY = 3  # ticks between redraws of the plot (it costs more than the rest
 
 STATE_STYLE = {
     TargetState.STARTING: "dim", TargetState.UP: "green", TargetState.SLOW: "yellow",
-    TargetState.UNREACHABLE: "red", TargetState.EXITED: "red",
+    TargetState.UNREACHABLE: "red", TargetState.FAILED: "red", TargetState.EXITED: "red",
 }
 
 
