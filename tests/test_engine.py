@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import time
 
@@ -93,6 +94,24 @@ async def test_unreachable_target_backs_off(go_target):
             update = await poller.poll_once()
         assert update.state is TargetState.UNREACHABLE
         assert poller._delay(update, 0.0) == MAX_BACKOFF
+
+
+async def test_a_frozen_target_is_unreachable_after_one_poll_deadline(go_target):
+    """SIGSTOPped, a target still accepts connections (the kernel does) but answers nothing:
+    every source of a poll shares one deadline, where each fallback waited its own timeout."""
+    t = go_target("agentpprof")
+    async with Target.open(str(t.pid)) as target:
+        poller = Poller(target, lambda u: None, FAST)
+        assert (await poller.poll_once()).sample is not None
+        os.kill(t.pid, signal.SIGSTOP)
+        try:
+            frozen = await poller.poll_once()
+        finally:
+            os.kill(t.pid, signal.SIGCONT)
+        assert frozen.state is TargetState.UNREACHABLE
+        # The last fallback of memstats: not its own 15 s after the others' timeouts.
+        assert f"heap?debug=1: the poll's {target.poll_budget:g} s ran out" in frozen.error
+        assert (await poller.poll_once()).sample is not None  # continued, it answers again
 
 
 async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):

@@ -11,6 +11,11 @@ the cheapest source first and of the others on failure:
   heap / CPU   HTTP (does not block the agent)  > agent
   GC           agent > heap?gc=1
   GC percent   agent only
+
+A poll (`sample`) has one deadline, the longest timeout of the target's
+transports: a fallback gets what is left of it, so a frozen (SIGSTOPped)
+process is unreachable after that long, not after every source's timeout
+in turn.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from gotop.sources.procfs import OsFigures, OsSampler, fd_kinds
 from gotop.sources.progress import ProgressCallback
 
 T = TypeVar("T")
+
+POLL_GRACE = 0.5  # seconds past a poll's budget, so that a transport's own timeout (which says more) comes first
 
 
 class NoSource(TargetError):
@@ -138,7 +145,12 @@ class Target:
 
     # -- figures --------------------------------------------------------------
 
-    async def memstats(self) -> tuple[MemStats, str]:
+    @property
+    def poll_budget(self) -> float:
+        """Seconds one poll may take, all sources and fallbacks together."""
+        return max((client.timeout for client in (self.gops, self.http) if client), default=0.0)
+
+    async def memstats(self, deadline: float | None = None) -> tuple[MemStats, str]:
         sources: list[tuple[str, Callable[[], Awaitable[MemStats]]]] = []
         if self.http and self.expvar:
             sources.append(("expvar", self._expvar_memstats))
@@ -146,19 +158,20 @@ class Target:
             sources.append(("agent", self._agent_memstats))
         if self.http:
             sources.append(("heap?debug=1", self._heap_text_memstats))
-        return await self._first("memstats", sources)
+        return await self._first("memstats", sources, deadline)
 
-    async def stats(self) -> tuple[Stats, str]:
+    async def stats(self, deadline: float | None = None) -> tuple[Stats, str]:
         sources: list[tuple[str, Callable[[], Awaitable[Stats]]]] = []
         if self.gops:
             sources.append(("agent", self._agent_stats))
         if self.http:
             sources.append(("pprof index", self._index_stats))
-        return await self._first("goroutine count", sources)
+        return await self._first("goroutine count", sources, deadline)
 
     async def sample(self) -> Sample:
-        """Memstats, goroutine counts and OS figures, asked concurrently."""
-        results = await asyncio.gather(self.memstats(), self.stats(), return_exceptions=True)
+        """Memstats, goroutine counts and OS figures, asked concurrently, within one deadline."""
+        deadline = asyncio.get_running_loop().time() + self.poll_budget + POLL_GRACE
+        results = await asyncio.gather(self.memstats(deadline), self.stats(deadline), return_exceptions=True)
         os_figures = self._os.sample() if self._os else None  # raises ProcessGone
         sources: dict[str, str] = {}
         values: list = []
@@ -297,16 +310,21 @@ class Target:
         index = await self.http.index()
         return Stats(goroutines=index.count("goroutine"), os_threads=index.count("threadcreate"))
 
-    async def _first(self, what: str, sources: list[tuple[str, Callable[[], Awaitable[T]]]]) -> tuple[T, str]:
-        """The first source that answers, with its name; NoSource naming all failures."""
+    async def _first(self, what: str, sources: list[tuple[str, Callable[[], Awaitable[T]]]],
+                     deadline: float | None = None) -> tuple[T, str]:
+        """The first source that answers (by the loop-time `deadline`, if given), with its name;
+        NoSource naming all failures."""
         if not sources:
             raise self._nothing(what)
         failures = []
         for name, fetch in sources:
             try:
-                return await fetch(), name
+                async with asyncio.timeout_at(deadline):
+                    return await fetch(), name
             except GotopError as e:  # transport or parse error: try the next source
                 failures.append(f"{name}: {_detail(e)}")
+            except TimeoutError:  # the deadline: the sources left get no time either
+                failures.append(f"{name}: the poll's {self.poll_budget:g} s ran out")
         raise NoSource(self.label, what, "; ".join(failures))
 
     def _nothing(self, what: str) -> NoSource:
