@@ -9,6 +9,7 @@ with: tests/run tests/test_snapshots.py --snapshot-update
 from __future__ import annotations
 
 import pytest
+from waiting import eventually
 
 from gotop.demo import bundled_recording
 from gotop.engine.recording import Recording
@@ -60,7 +61,8 @@ def test_heap(snap_compare):
     async def run_before(pilot):
         await open_process(pilot, "cache")
         await pilot.press("h")
-        await pilot.pause()
+        await eventually(lambda: pilot.app.screen.table.row_count and not pilot.app.screen.computing,
+                         pause=lambda: pilot.pause(0.05))
 
     assert snap_compare(frozen_app(), terminal_size=(110, 24), run_before=run_before)
 

@@ -146,7 +146,7 @@ async def test_heap_view_shows_the_real_allocation_site_and_drills_into_it(go_ta
         # The cursor stays on its function when the order changes.
         screen.table.select("gotop.test/targets/internal/workload.retain")
         await pilot.press("s")  # sort by cum
-        await pilot.pause(0.2)
+        await until(pilot, lambda: not screen.computing)
         assert screen.table.selected_key() == "gotop.test/targets/internal/workload.retain"
 
         await pilot.press("enter")
@@ -261,3 +261,32 @@ async def test_failures_of_any_kind_are_shown_and_retried(go_target):
         assert "poll failed: ZeroDivisionError: injected" in str(screen.query_one("#message").render())
         target.fault = None
         await until(pilot, lambda: watched.history.state in (TargetState.UP, TargetState.SLOW))
+
+
+async def test_heap_rows_are_computed_on_a_worker_and_the_newest_request_wins(go_target):
+    from gotop.ui.heap import HeapScreen
+
+    retain = "gotop.test/targets/internal/workload.retain"
+    t = go_target("agentpprof", args=["-workload", "retain", "-n", "400"])
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(120, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        for _ in range(2):  # the heap profile shows allocations once two GC cycles published them
+            await watched.target.gc()
+        await pilot.press("h")
+        screen = await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
+        await until(pilot, lambda: retain in screen.table.rows and not screen.computing)
+        screen.table.select(retain)
+
+        def title() -> str:
+            return str(screen.query_one("#title").render())
+
+        # Two keys in one go: neither is computed on the event loop, and the first is superseded.
+        screen.action_sort()
+        screen.action_sample_type()
+        assert screen.computing and "computing…" in title()
+        assert screen.table.sort_column == "flat"  # the old rows stay until the new ones are ready
+        await until(pilot, lambda: not screen.computing)
+        assert "computing…" not in title() and "alloc_objects" in title()
+        assert screen.table.sort_column == "cum"
+        assert screen.table.selected_key() == retain  # the cursor stayed on its function

@@ -1,13 +1,19 @@
-"""Heap top-N, live: `go tool pprof -top` of the target's heap, with growth since a baseline."""
+"""Heap top-N, live: `go tool pprof -top` of the target's heap, with growth since a baseline.
+
+The rows are computed on a worker thread (a big profile takes most of a second):
+the title says "computing…" meanwhile, and a newer request (a new profile, a key)
+supersedes one under way, whose result is then dropped.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -17,7 +23,7 @@ from textual.widgets import Footer, Input, Static
 from gotop.engine.fleet import Watched
 from gotop.engine.history import HeapSnapshot
 from gotop.engine.leaks import SiteRef
-from gotop.errors import GotopError
+from gotop.errors import describe
 from gotop.model.profile import Profile
 from gotop.model.profile_diff import diff
 from gotop.model.profile_graph import Costs
@@ -52,17 +58,47 @@ class HeapView:
     growth: bool = False  # show the growth since the baseline instead of the heap
 
 
-def report(profile: Profile, view: HeapView, baseline: Profile | None, costs: Costs | None = None) -> TopReport:
-    """The rows for a view. Growth mode is pprof -base: current minus baseline.
-    `costs` (costs_of the same profile and sample type) saves recomputing them."""
+@dataclass(frozen=True, eq=False)
+class Request:
+    """What the table is asked to show: a heap profile, through a view, against a baseline."""
+
+    snapshot: HeapSnapshot
+    view: HeapView
+    baseline: HeapSnapshot | None
+    pattern: re.Pattern[str] | None
+    leaking: frozenset[str]  # functions the detectors blame
+
+
+@dataclass(frozen=True)
+class HeapRows:
+    """A request's answer, computed off the event loop."""
+
+    request: Request
+    report: TopReport
+    rows: dict[str, dict]
+    source: Profile  # the profile the rows are of: the heap, or its growth since the baseline
+    costs: Costs | None  # of the snapshot's heap and sample type, for the next request on them
+
+
+def heap_rows(request: Request, costs: Costs | None) -> HeapRows:
+    """The table's rows for a request; pprof -base semantics for the growth. `costs`:
+    costs_of the request's heap and sample type, if known (re-sorting then costs no pass
+    over the samples)."""
+    view, profile = request.view, request.snapshot.profile
     index = view.sample_index if view.sample_index >= 0 else None
-    if view.growth and baseline is not None:
-        return top(diff(baseline, profile), index, cum=view.by_cum, node_fraction=0)
-    return top(profile, index, cum=view.by_cum, node_fraction=0, costs=costs)
+    growth = diff(request.baseline.profile, profile) if request.baseline else None  # current minus baseline
+    if view.growth and growth is not None:
+        source, rep = growth, top(growth, index, cum=view.by_cum, node_fraction=0)
+    else:
+        costs = costs or costs_of(profile, index)
+        source, rep = profile, top(profile, index, cum=view.by_cum, node_fraction=0, costs=costs)
+    deltas = {n.name: n.flat for n in top(growth, index, node_fraction=0).rows} \
+        if growth is not None and not view.growth else {}
+    return HeapRows(request, rep, rows_for(rep, deltas, request.pattern, request.leaking), source, costs)
 
 
 def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | None,
-             leaking: set[str] = frozenset()) -> dict[str, dict]:
+             leaking: frozenset[str] = frozenset()) -> dict[str, dict]:
     """The table rows: growth since the baseline in yellow, sites the detectors blame in red with ●."""
     unit, total = rep.scope.sample_type.unit, rep.scope.total
 
@@ -104,9 +140,10 @@ class HeapScreen(Screen):
         self.view = HeapView()
         self.baseline: HeapSnapshot | None = None
         self.frozen = False
-        self._shown: HeapSnapshot | None = None
-        self._shown_view: HeapView | None = None
-        self._report: TopReport | None = None
+        self._wanted: Request | None = None  # the newest request
+        self._shown: HeapRows | None = None  # what the table shows
+        self._failed: Request | None = None  # a request whose rows could not be computed
+        self._computing = False  # a worker is computing rows
         self._costs: tuple[HeapSnapshot, int, Costs] | None = None  # for which snapshot and sample type
 
     def compose(self) -> ComposeResult:
@@ -135,45 +172,72 @@ class HeapScreen(Screen):
     def table(self) -> LiveTable:
         return self.query_one("#heap", LiveTable)
 
+    @property
+    def computing(self) -> bool:
+        """Rows asked for are not shown yet (nor failed)."""
+        wanted = self._wanted
+        return wanted is not None and wanted is not self._failed and \
+            (self._shown is None or self._shown.request is not wanted)
+
     def refresh_data(self) -> None:
         snapshot = self.watched.history.heap
-        new = snapshot is not self._shown or self.view != self._shown_view
+        wanted = self._wanted
+        new = wanted is None or snapshot is not wanted.snapshot or self.view != wanted.view \
+            or self.baseline is not wanted.baseline
         if snapshot is not None and not self.frozen and new:  # else keep the table (and cursor) as it is
-            self._shown, self._shown_view = snapshot, self.view
-            self._fill(snapshot)
+            self._want(snapshot)
         self._title(snapshot)
 
-    def _fill(self, snapshot: HeapSnapshot) -> None:
+    def _want(self, snapshot: HeapSnapshot) -> None:
+        """Ask for the rows of `snapshot` as the screen now shows it; a worker computes them."""
         try:
             pattern = re.compile(self.view.pattern) if self.view.pattern else None
         except re.error as e:
             self.notify(f"bad regex: {e}", severity="error")
             pattern = None
-        baseline = self.baseline.profile if self.baseline else None
+        leaking = frozenset(f.ref.site.function for f in self.watched.findings
+                            if isinstance(f.ref, SiteRef) and f.ref.site)
+        self._wanted = Request(snapshot, self.view, self.baseline, pattern, leaking)
+        if not self._computing:
+            self._computing = True
+            self._compute()
+
+    @work(group="heap-rows")
+    async def _compute(self) -> None:
+        """Compute the newest request until it is shown: one at a time (a big profile takes
+        most of a second of CPU), and a result superseded meanwhile is dropped."""
         try:
-            rep = report(snapshot.profile, self.view, baseline, self._costs_for(snapshot))
-            deltas = {}
-            if baseline is not None and not self.view.growth:
-                grown = report(snapshot.profile, HeapView(self.view.sample_index, growth=True), baseline)
-                deltas = {n.name: n.flat for n in grown.rows}
-        except GotopError as e:
-            self.notify(str(e), severity="error")
-            return
-        self.table.sort_column, self.table.sort_reverse = ("cum" if self.view.by_cum else "flat"), True
-        leaking = {f.ref.site.function for f in self.watched.findings if isinstance(f.ref, SiteRef) and f.ref.site}
-        self.table.show(rows_for(rep, deltas, pattern, leaking))
-        self._report = rep
+            while (request := self._wanted) is not None and self.computing:
+                try:
+                    rows = await asyncio.to_thread(heap_rows, request, self._costs_for(request))
+                except Exception as e:  # a profile the report cannot take: said in one line
+                    self._failed = request
+                    self.notify(describe(e), severity="error")
+                    continue
+                if request is self._wanted:
+                    self._show(rows)
+        finally:
+            self._computing = False
+
+    def _show(self, rows: HeapRows) -> None:
+        self._shown = rows
+        view = rows.request.view
+        if rows.costs is not None:
+            self._costs = (rows.request.snapshot, view.sample_index, rows.costs)
+        self.table.sort_column, self.table.sort_reverse = ("cum" if view.by_cum else "flat"), True
+        self.table.show(rows.rows)
         if self._select and self._select in self.table.rows:
             self.table.select(self._select)
             self._select = None
+        self._title(self.watched.history.heap)
 
-    def _costs_for(self, snapshot: HeapSnapshot) -> Costs:
-        """Flat and cum per function of a profile and sample type, kept while they are shown
-        (re-sorting by flat or cum then costs no pass over the samples)."""
-        index = self.view.sample_index
-        if self._costs is None or self._costs[0] is not snapshot or self._costs[1] != index:
-            self._costs = (snapshot, index, costs_of(snapshot.profile, index if index >= 0 else None))
-        return self._costs[2]
+    def _costs_for(self, request: Request) -> Costs | None:
+        """The costs known for the request's snapshot and sample type (kept while they are
+        shown: re-sorting by flat or cum then costs no pass over the samples)."""
+        costs = self._costs
+        if costs is None or costs[0] is not request.snapshot or costs[1] != request.view.sample_index:
+            return None
+        return costs[2]
 
     def _title(self, snapshot: HeapSnapshot | None) -> None:
         title = Text.assemble(("heap", "bold"), f" · {plain(self.watched.name)}")
@@ -186,8 +250,8 @@ class HeapScreen(Screen):
         index = profile.sample_index(self.view.sample_index if self.view.sample_index >= 0 else None)
         sample_type = profile.sample_types[index]
         title.append(f" · {sample_type.type}")
-        if self._report is not None:
-            title.append(f" · total {scaled_label(self._report.scope.total, sample_type.unit, 'auto')}")
+        if self._shown is not None:
+            title.append(f" · total {scaled_label(self._shown.report.scope.total, sample_type.unit, 'auto')}")
         title.append(f" · {self.app.now() - snapshot.time:.0f}s ago", "dim")
         if self.baseline:
             title.append(f" · baseline {time.strftime('%H:%M:%S', time.localtime(self.baseline.time))}")
@@ -196,6 +260,8 @@ class HeapScreen(Screen):
         if self.frozen:
             title.append("  ")
             title.append(" FROZEN ", "reverse")
+        if self.computing:
+            title.append(" · computing…", "italic")
         self.query_one("#title", Line).update(title)
         self.query_one("#legend", Line).update(Text(
             f"sort {'cum' if self.view.by_cum else 'flat'}   "
@@ -226,7 +292,6 @@ class HeapScreen(Screen):
         self.baseline = self.watched.history.heap
         if self.baseline:
             self.notify("baseline marked: the Δ column shows growth since now")
-        self._shown = None
         self.refresh_data()
 
     def action_growth(self) -> None:
@@ -237,7 +302,6 @@ class HeapScreen(Screen):
 
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
-        self._shown = None
         self.refresh_data()
 
     def action_refresh_now(self) -> None:
@@ -258,11 +322,9 @@ class HeapScreen(Screen):
     @on(LiveTable.RowSelected, "#heap")
     def action_drill(self) -> None:
         name = self.table.selected_key()
-        snapshot = self._shown
-        if name and snapshot:
+        shown = self._shown
+        if name and shown:
             from gotop.ui.function import FunctionScreen
 
-            baseline = self.baseline.profile if self.baseline and self.view.growth else None
-            source = diff(baseline, snapshot.profile) if baseline else snapshot.profile
-            index = self.view.sample_index if self.view.sample_index >= 0 else None
-            self.app.push_screen(FunctionScreen(source, name, index))
+            index = shown.request.view.sample_index
+            self.app.push_screen(FunctionScreen(shown.source, name, index if index >= 0 else None))
