@@ -123,7 +123,8 @@ async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):
     discovery = asyncio.create_task(fleet.run())
     try:
         watched = await eventually(lambda: fleet.find_pid(first.pid))
-        watched.followed = True
+        watched.follow("a screen")
+        watched.heap_demand.want("a screen", 15.0)
         await eventually(lambda: len(watched.history.series["heap_alloc"]) >= 2)
 
         first.kill()
@@ -134,6 +135,7 @@ async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):
 
         await eventually(lambda: watched.pid == second.pid)
         assert len(watched.history.restarts) == 1
+        assert watched.poller.target.pid == second.pid and watched.poller.heap_every == 15.0  # still wanted
         assert fleet.find_pid(second.pid) is watched
         # Polled again (SLOW only says the polls take longer than the interval: a loaded machine).
         await eventually(lambda: watched.history.state in (TargetState.UP, TargetState.SLOW))

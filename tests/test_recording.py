@@ -44,7 +44,7 @@ async def record_live(path, targets, polls: int) -> dict:
                   recorder=Recorder(str(path), interval=FAST.interval, slow_every=FAST.slow_every))
     watched = [fleet.add(Target.open(str(t.pid))) for t in targets]
     for w in watched:
-        w.poller.heap_every = 0.5
+        w.heap_demand.want(record_live, 0.5)
     while min(len(w.history.series["rss"]) for w in watched) < polls:
         await asyncio.sleep(0.05)
     await fleet.aclose()

@@ -290,3 +290,34 @@ async def test_heap_rows_are_computed_on_a_worker_and_the_newest_request_wins(go
         assert "computing…" not in title() and "alloc_objects" in title()
         assert screen.table.sort_column == "cum"
         assert screen.table.selected_key() == retain  # the cursor stayed on its function
+
+
+async def test_screens_share_the_engine_knobs_they_turn(go_target):
+    """Following a target and the heap profile cadence are asked of the engine by
+    each owner and withdrawn by each: one screen leaving takes away only its own want."""
+    from gotop.engine.fleet import LEAK_DETECTOR, SUSPECT_HEAP_EVERY
+    from gotop.ui.heap import HEAP_EVERY, HeapScreen
+
+    t = go_target("agentpprof")
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(120, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        first = app.screen
+        app.open_process(watched)  # the same target twice (e.g. `gotop PID` and enter in the list)
+        await until(pilot, lambda: app.screen is not first and isinstance(app.screen, ProcessScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is first)
+        assert watched.followed  # the first screen still follows it
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        assert not watched.followed
+
+        await open_process(app, pilot, t.pid)
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HeapScreen))
+        assert watched.poller.heap_every == HEAP_EVERY
+        watched.heap_demand.want(LEAK_DETECTOR, SUSPECT_HEAP_EVERY)  # as the detector does on a rising heap
+        assert watched.poller.heap_every == HEAP_EVERY  # the most frequent want wins
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ProcessScreen))
+        assert watched.poller.heap_every == SUSPECT_HEAP_EVERY  # the detector's want outlives the screen

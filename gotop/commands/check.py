@@ -134,7 +134,7 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
     watches = [Watch(t, TargetHistory(tiers.interval, duration + WINDOW_MARGIN), started) for t in targets]
     pollers = [Poller(w.target, w.on_update, tiers) for w in watches]
     for poller in pollers:
-        poller.heap_every = heap_every
+        poller.heap_demand.want(check, heap_every)
     tasks = [asyncio.create_task(keep_polling(p, w.crashed)) for p, w in zip(pollers, watches)]
     try:
         await _first_answers(watches)

@@ -48,8 +48,7 @@ async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, secon
     try:
         while loop.time() < deadline:
             for w in fleet.watched.values():  # discovered targets too
-                if w.poller is not None:
-                    w.poller.heap_every = heap_every
+                w.heap_demand.want(_record, heap_every)
             failure_lines.show("discovery", fleet.discovery_error)
             await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
     finally:

@@ -26,7 +26,7 @@ import psutil
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Update
 from gotop.engine.leaks import Finding, SiteRef, find_leaks
-from gotop.engine.poller import Poller, Tiers, backoff, keep_polling
+from gotop.engine.poller import HeapDemand, Poller, Tiers, backoff, keep_polling
 from gotop.engine.recording import Recorder, target_info
 from gotop.engine.target import Target
 from gotop.errors import describe
@@ -45,17 +45,30 @@ class Watched:
     target: Target
     history: TargetHistory
     process: GoProcess | None = None  # None for targets named by address
-    followed: bool = False
     poller: Poller | None = None
     task: asyncio.Task | None = None
     exited_at: float | None = None
     identity: tuple[str, str, str] | None = None  # (exe, name, cwd) to recognise a successor
     recording_id: int | None = None  # its id in the recording, when recording
     findings: tuple[Finding, ...] = ()  # the leaks the detectors see now
+    heap_demand: HeapDemand = field(default_factory=HeapDemand)  # its pollers', across restarts
+    followers: set[object] = field(default_factory=set)  # see follow
 
     @property
     def pid(self) -> int | None:
         return self.target.pid
+
+    @property
+    def followed(self) -> bool:
+        return bool(self.followers)
+
+    def follow(self, owner: object) -> None:
+        """While `owner` (a screen) follows it, the target stays after it exits and moves to
+        its successor (a rebuild or a restart)."""
+        self.followers.add(owner)
+
+    def unfollow(self, owner: object) -> None:
+        self.followers.discard(owner)
 
 
 @dataclass
@@ -146,9 +159,7 @@ class Fleet:
         if watched.task is not None:  # the poller of the process it followed, if still running
             watched.task.cancel()
             self._keep_until_done(watched.task)
-        heap_every = watched.poller.heap_every if watched.poller else None  # kept across a restart
-        watched.poller = Poller(watched.target, on_update, self.tiers)
-        watched.poller.heap_every = heap_every
+        watched.poller = Poller(watched.target, on_update, self.tiers, watched.heap_demand)
         watched.task = asyncio.create_task(keep_polling(watched.poller, lambda text: self._crashed(watched, text)))
 
     def _crashed(self, watched: Watched, text: str) -> None:
@@ -219,6 +230,7 @@ class Fleet:
 
 
 SUSPECT_HEAP_EVERY = 60.0  # seconds between heap profiles while the live heap keeps rising
+LEAK_DETECTOR = "leak detector"  # its wants of heap profiles
 
 
 def apply_update(watched: Watched, update: Update) -> None:
@@ -228,9 +240,8 @@ def apply_update(watched: Watched, update: Update) -> None:
     if update.goroutines is None and update.fds is None and update.heap is None and update.leaks is None:
         return
     watched.findings = find_leaks(watched.history, update.time)
-    poller = watched.poller
-    if poller is not None and poller.heap_every is None and any(f.ref == SiteRef(None) for f in watched.findings):
-        poller.heap_every = SUSPECT_HEAP_EVERY  # heap profiles name the site that keeps the memory
+    if any(f.ref == SiteRef(None) for f in watched.findings):
+        watched.heap_demand.want(LEAK_DETECTOR, SUSPECT_HEAP_EVERY)  # heap profiles name the site that keeps the memory
 
 
 def _identity(proc: GoProcess) -> tuple[str, str, str]:

@@ -7,7 +7,8 @@ and a slow target is polled less, not piled up. Tiers:
   slow   every `slow_every` (5 s): goroutines grouped by stack (protobuf, no stop-the-world)
          and open descriptors by kind
   leak   every `leak_every` (30 s): goroutineleak, where the runtime offers it (Go >= 1.26)
-  heap   every `heap_every` while a screen asks for it (15 s), or once on request
+  heap   as often as its most frequent want (a screen's, the leak detector's: see
+         HeapDemand), or once on request
 
 A failing target is retried with exponential back-off; an exited one ends
 the loop. Every outcome, a failure of any kind included, is handed to
@@ -22,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gotop.engine.history import HeapSnapshot, TargetState, Update
 from gotop.engine.target import Sample, Target
@@ -47,18 +48,43 @@ class Tiers:
     leak_every: float = 30.0  # the runtime's goroutineleak profile (it runs a GC cycle)
 
 
+@dataclass
+class HeapDemand:
+    """Who wants heap profiles polled, and how often. Each owner (a screen, the leak
+    detector, a command) says what it wants and withdraws it; the most frequent want
+    wins, and with none a heap profile is fetched only on request."""
+
+    wants: dict[object, float] = field(default_factory=dict)  # owner -> seconds between profiles
+
+    def want(self, owner: object, every: float) -> None:
+        self.wants[owner] = every
+
+    def drop(self, owner: object) -> None:
+        self.wants.pop(owner, None)
+
+    @property
+    def every(self) -> float | None:
+        return min(self.wants.values(), default=None)
+
+
 class Poller:
-    def __init__(self, target: Target, on_update: Callable[[Update], None], tiers: Tiers = Tiers()) -> None:
+    def __init__(self, target: Target, on_update: Callable[[Update], None], tiers: Tiers = Tiers(),
+                 heap_demand: HeapDemand | None = None) -> None:
         self.target = target
         self.on_update = on_update
         self.tiers = tiers
-        self.heap_every: float | None = None  # seconds between heap profiles; None: only on request
+        self.heap_demand = heap_demand or HeapDemand()
         self._heap_requested = False
         self._next_slow = 0.0
         self._next_leak = 0.0
         self._next_heap = 0.0
         self._failures = 0
         self._last_num_gc: int | None = None
+
+    @property
+    def heap_every(self) -> float | None:
+        """Seconds between heap profiles; None: only on request."""
+        return self.heap_demand.every
 
     def request_heap(self) -> None:
         """Fetch a heap profile at the next poll."""

@@ -136,7 +136,6 @@ class HeapScreen(Screen):
         super().__init__()
         self.watched = watched
         self._select = select  # a function to put the cursor on once shown
-        self._heap_every_before: float | None = None
         self.view = HeapView()
         self.baseline: HeapSnapshot | None = None
         self.frozen = False
@@ -157,16 +156,13 @@ class HeapScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#filter-bar").display = False
-        poller = self.watched.poller
-        if poller is not None:
-            self._heap_every_before = poller.heap_every
-            poller.heap_every = HEAP_EVERY
-            poller.request_heap()
+        self.watched.heap_demand.want(self, HEAP_EVERY)
+        if self.watched.poller is not None:
+            self.watched.poller.request_heap()
         self.refresh_data()
 
     def on_unmount(self) -> None:
-        if self.watched.poller is not None:
-            self.watched.poller.heap_every = self._heap_every_before
+        self.watched.heap_demand.drop(self)
 
     @property
     def table(self) -> LiveTable:

@@ -103,11 +103,11 @@ class ProcessScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#capture").display = False
-        self.watched.followed = True
+        self.watched.follow(self)
         self.refresh_data()
 
     def on_unmount(self) -> None:
-        self.watched.followed = False
+        self.watched.unfollow(self)
 
     def refresh_data(self) -> None:
         """Called every tick by the app."""
