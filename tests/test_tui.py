@@ -321,3 +321,28 @@ async def test_screens_share_the_engine_knobs_they_turn(go_target):
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, ProcessScreen))
         assert watched.poller.heap_every == SUSPECT_HEAP_EVERY  # the detector's want outlives the screen
+
+
+async def test_screens_left_before_they_are_shown_read_none_of_their_widgets(go_target):
+    """A screen popped before its mount handler ran (or pushed as the app exits) has its
+    widgets removed while its handlers and workers still run: they must not read them
+    (a NoMatches traceback, or a worker's failure that ends the app)."""
+    from gotop.ui.function import FunctionScreen
+    from gotop.ui.heap import HeapScreen
+    from gotop.ui.leaks import LeaksScreen
+
+    t = go_target("agentpprof", args=["-workload", "retain", "-n", "50"])
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        watched.poller.request_heap()
+        heap = await until(pilot, lambda: watched.history.heap)
+        for screen in (ProcessScreen(watched, app.save_dir), HeapScreen(watched), GoroutinesScreen(watched),
+                       LeaksScreen(watched), FunctionScreen(heap.profile, "runtime.main", None)):
+            app.push_screen(screen)
+            app.pop_screen()
+            await until(pilot, lambda screen=screen: not screen.is_running)
+        assert isinstance(app.screen, ProcessScreen)
+        app.push_screen(OverviewScreen(app.fleet, "again"))
+        app.push_screen(ProcessScreen(watched, app.save_dir))
+        app.exit()

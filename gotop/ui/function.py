@@ -21,6 +21,7 @@ from gotop.model.profile_report import CallPath, PeekEntry, Routine, Scope, list
 from gotop.model.profile_units import percentage, scaled_label
 from gotop.textsafe import plain, plain_lines
 from gotop.ui import keys
+from gotop.ui.widgets import gone
 
 @dataclass(frozen=True)
 class Drill:
@@ -116,9 +117,11 @@ class FunctionScreen(Screen):
         try:
             drill = await asyncio.to_thread(analyse, self.profile, self.function, self.sample_index)
         except GotopError as e:
-            self.query_one("#title", Static).update(Text(f"{plain(self.function)}: {e}", "red"))
+            if not gone(self):  # else left while analysing
+                self.query_one("#title", Static).update(Text(f"{plain(self.function)}: {e}", "red"))
             return
-        self._show(drill)
+        if not gone(self):
+            self._show(drill)
 
     def _show(self, drill: Drill) -> None:
         value = _value(drill.scope)

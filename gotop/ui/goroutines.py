@@ -16,7 +16,7 @@ from gotop.errors import GotopError
 from gotop.model.goroutines import GoroutineGroup, StackKey
 from gotop.textsafe import plain
 from gotop.ui import keys
-from gotop.ui.widgets import Line
+from gotop.ui.widgets import Line, gone
 from gotop.ui.dialogs import TextScreen
 from gotop.ui.names import short_function
 from gotop.ui.spark import mini_spark
@@ -107,7 +107,8 @@ class GoroutinesScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.refresh_data()
+        if not gone(self):  # else left before it was shown (or the app is closing)
+            self.refresh_data()
 
     @property
     def table(self) -> LiveTable:
@@ -171,6 +172,8 @@ class GoroutinesScreen(Screen):
             dump = await self.watched.target.goroutine_dump()
         except GotopError as e:
             self.notify(str(e), severity="error")
+            return
+        if gone(self):
             return
         members = [g for g in dump.goroutines if g.key == group.key]
         self.app.push_screen(TextScreen(f"wait times of {short_function(group.top_function)}",

@@ -31,7 +31,7 @@ from gotop.model.profile_report import TopReport, costs_of, top
 from gotop.model.profile_units import percentage, scaled_label
 from gotop.textsafe import plain
 from gotop.ui import keys
-from gotop.ui.widgets import Line
+from gotop.ui.widgets import Line, gone
 from gotop.ui.names import short_function
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 
@@ -155,6 +155,8 @@ class HeapScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        if gone(self):  # left before it was shown (or the app is closing)
+            return
         self.query_one("#filter-bar").display = False
         self.watched.heap_demand.want(self, HEAP_EVERY)
         if self.watched.poller is not None:
@@ -210,6 +212,8 @@ class HeapScreen(Screen):
                     self._failed = request
                     self.notify(describe(e), severity="error")
                     continue
+                if gone(self):
+                    return
                 if request is self._wanted:
                     self._show(rows)
         finally:

@@ -12,7 +12,7 @@ from gotop.engine.fleet import Watched
 from gotop.engine.leaks import DescriptorRef, Finding, GroupRef, SiteRef
 from gotop.textsafe import plain
 from gotop.ui import keys
-from gotop.ui.widgets import Line
+from gotop.ui.widgets import Line, gone
 from gotop.ui.dialogs import TextScreen
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, cell
@@ -68,7 +68,8 @@ class LeaksScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.refresh_data()
+        if not gone(self):  # else left before it was shown (or the app is closing)
+            self.refresh_data()
 
     @property
     def table(self) -> LiveTable:

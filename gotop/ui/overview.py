@@ -14,7 +14,7 @@ from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.history import TargetState
 from gotop.textsafe import plain
 from gotop.ui import keys
-from gotop.ui.widgets import Line
+from gotop.ui.widgets import Line, gone
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 from gotop.units import fmt_bytes
@@ -117,6 +117,8 @@ class OverviewScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        if gone(self):  # the app exits before it was shown
+            return
         self.query_one("#filter-bar").display = False
         self.refresh_data()
 

@@ -23,7 +23,7 @@ from gotop.ui import keys
 from gotop.ui.dialogs import AskScreen, ConfirmScreen, TextScreen
 from gotop.ui.leaks import summary
 from gotop.ui.names import short_function
-from gotop.ui.widgets import Line, MetricRow
+from gotop.ui.widgets import Line, MetricRow, gone
 from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns
 
 PLOT_EVERY = 3  # ticks between redraws of the plot (it costs more than the rest of the screen)
@@ -73,6 +73,7 @@ class ProcessScreen(Screen):
         self.watched = watched
         self.save_dir = save_dir
         self.capturing: str | None = None
+        self._capture_bar = ProgressBar(id="capture", show_eta=False)  # held: progress may come as the screen goes
         self._ticks = 0
         self._lines: dict[str, Text] = {}  # what the wrapping lines show now
 
@@ -98,11 +99,13 @@ class ProcessScreen(Screen):
         yield PlotextPlot(id="plot")
         yield Static(id="leak-line")
         yield Static(id="message")
-        yield ProgressBar(id="capture", show_eta=False)
+        self._capture_bar.display = False
+        yield self._capture_bar
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#capture").display = False
+        if gone(self):  # left before it was shown (or the app is closing)
+            return
         self.watched.follow(self)
         self.refresh_data()
 
@@ -254,7 +257,7 @@ class ProcessScreen(Screen):
 
     @work(group="capture")
     async def _run_capture(self, kind: str) -> None:
-        bar = self.query_one("#capture", ProgressBar)
+        bar = self._capture_bar
         bar.update(total=100, progress=0)
         bar.display = kind != "heap"
 
@@ -279,6 +282,8 @@ class ProcessScreen(Screen):
             text = await self.watched.target.goroutine_dump_text()
         except GotopError as e:
             self.notify(str(e), severity="error")
+            return
+        if gone(self):
             return
         self.app.push_screen(TextScreen(f"goroutine dump of {plain(self.watched.name)}", text))
 

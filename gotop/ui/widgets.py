@@ -7,11 +7,19 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.screen import Screen
 from textual.widgets import Sparkline, Static
 
 from gotop.engine.series import Series
 
 Formatter = Callable[[float], str]
+
+
+def gone(screen: Screen) -> bool:
+    """The screen was popped, or the app is closing: its widgets may be removed already.
+    Its mount handler, a worker resuming after an await or a callback can still run then:
+    they must check this before they read a widget."""
+    return not screen.is_attached or screen not in screen.app.screen_stack  # not attached: the app exits
 
 
 class Line(Static):
