@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import zlib
 from typing import Literal
 
 RequestKind = Literal["agent", "http"]
@@ -161,6 +162,38 @@ class EchoServer(FaultServer):
             await self.send(writer, data)
 
 
+class InjectingProxy(FaultServer):
+    """Forwards each HTTP request to a real target (`upstream`, host:port), but
+    answers the paths in `answers` itself with canned responses: a real target
+    that lies about one endpoint. One request per connection."""
+
+    def __init__(self, upstream: str, answers: dict[str, bytes]) -> None:
+        super().__init__("http")
+        self.upstream = upstream
+        self.answers = answers
+        self.injected = 0  # canned answers sent
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> None:
+        pass  # read by misbehave, which forwards it
+
+    async def misbehave(self, reader, writer) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        path = head.split(b" ", 2)[1].decode().split("?")[0]
+        if path in self.answers:
+            self.injected += 1
+            await self.send(writer, self.answers[path])
+            return
+        host, port = self.upstream.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        try:
+            # Close after the answer, so that reading to EOF reads exactly one answer.
+            up_writer.write(head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
+            while data := await up_reader.read(65536):
+                await self.send(writer, data)
+        finally:
+            up_writer.close()
+
+
 def closed_port() -> int:
     """A loopback port with nothing listening (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -174,3 +207,11 @@ def http_response(status: str, body: bytes, *, content_type: str = "text/plain",
     connection = "" if keep_alive else "Connection: close\r\n"
     head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n{connection}{extra}\r\n"
     return head.encode() + body
+
+
+def gzip_bomb(inflated: int) -> bytes:
+    """A gzip stream of `inflated` zero bytes, about a thousandth of that size."""
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    parts = [deflate.compress(block) for _ in range(inflated >> 20)]
+    return b"".join([*parts, deflate.compress(bytes(inflated & 0xFFFFF)), deflate.flush()])

@@ -17,12 +17,15 @@ from faultservers import (
     DropsKeptConnectionServer,
     EchoServer,
     EndlessAnswerServer,
+    InjectingProxy,
     SilentServer,
     TrickleServer,
     closed_port,
+    gzip_bomb,
     http_response,
 )
 from gotargets import target_binary
+from gotop.sources.errors import AnswerInflatesTooLarge
 from gotop.sources.http import (
     MAX_CONNECTIONS,
     HttpStatusError,
@@ -37,6 +40,7 @@ from gotop.sources.http import (
     normalize_base,
     parse_pprof_index,
 )
+from gotop.sources.payload import max_inflated
 from gotop.sources.progress import CaptureProgress
 
 TOOLCHAINS = ["go", "go1.27", "go1.19"]
@@ -285,6 +289,22 @@ async def test_endless_body_is_cut_at_the_cap_with_bounded_memory():
                 tracemalloc.stop()
         assert peak < 16 << 20
         assert server.bytes_sent < server.limit
+
+
+async def test_a_gzip_bomb_is_refused_at_the_cap_of_its_kind(go_target):
+    """A real target whose goroutine profile is replaced by 1 MB of gzip that
+    inflates past the goroutine cap: refused as too large, not handed on."""
+    t = go_target("pprofonly")
+    cap = max_inflated("goroutine")
+    bomb = http_response("200 OK", gzip_bomb(cap + (1 << 20)), content_type="application/octet-stream")
+    async with InjectingProxy(t.http_addr, {"/debug/pprof/goroutine": bomb}) as proxy:
+        async with PprofClient(proxy.url) as client:
+            assert "goroutine" in await client.index()  # the rest is the real target's
+            with pytest.raises(AnswerInflatesTooLarge,
+                               match=r"/debug/pprof/goroutine: the goroutine profile inflates beyond 128 MiB: refused"):
+                await client.profile("goroutine")
+            assert gzip.decompress(await client.profile("heap"))  # the heap cap is higher
+    assert cap == 128 << 20 and proxy.injected == 1
 
 
 async def test_declared_oversize_is_refused_before_reading():

@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import subprocess
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from gotop.model.profile_report import list_routines, paths_to, peek, source_lin
 from gotop.model.profile_samples import LocationCodes, dense_code, decode_samples
 from gotop.model.profile_text import format_list, format_peek, format_top
 from gotop.model.profile_units import percentage, scaled_label
+from faultservers import gzip_bomb
 from mutations import mutated
 from targetio import agent_request, http_get
 
@@ -522,6 +524,20 @@ def test_gzip_bomb_stops_at_the_cap():
     with pytest.raises(ProfileError, match="larger than"):
         parse_profile(b"\x08" * 2048, max_size=1024)
     assert DEFAULT_MAX_SIZE == 512 << 20
+
+
+def test_gzip_bomb_costs_memory_up_to_the_cap_not_twice_it():
+    """256 MiB of zeros against a 64 MiB cap: inflation stops at the cap, and
+    the inflated bytes are held once (the peak is about the cap)."""
+    bomb = gzip_bomb(256 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProfileError, match="^gzip data inflates beyond 64.0 MiB$"):
+            parse_profile(bomb, max_size=64 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 64 << 20 <= peak < 80 << 20
 
 
 def test_concatenated_gzip_members_are_one_profile():

@@ -11,7 +11,8 @@ and a slow target is polled less, not piled up. Tiers:
          HeapDemand), or once on request
 
 A failing target is retried with exponential back-off; an exited one ends
-the loop. Every outcome, a failure of any kind included, is handed to
+the loop. A tier that got an answer too large to take (a gzip bomb) backs off
+too. Every outcome, a failure of any kind included, is handed to
 `on_update` as an `Update`: nothing but cancellation ends a poll with an
 exception. What can still end `run` is a failure of `on_update` itself;
 `keep_polling` reports it and runs the poller again.
@@ -30,9 +31,11 @@ from gotop.engine.target import Sample, Target
 from gotop.errors import GotopError, describe
 from gotop.model.memstats import GcPauses
 from gotop.model.profile import parse_profile
+from gotop.sources.errors import ResponseTooLarge
 from gotop.sources.procfs import ProcessGone
 
 MAX_BACKOFF = 30.0
+MAX_OVERSIZED_BACKOFF = 600.0
 MAX_DOUBLINGS = 32  # past the cap for any interval; 2 ** 1024 would not fit in a float
 
 
@@ -79,6 +82,7 @@ class Poller:
         self._next_leak = 0.0
         self._next_heap = 0.0
         self._failures = 0
+        self._oversized: dict[str, int] = {}  # tier -> its runs in a row that got a too-large answer
         self._last_num_gc: int | None = None
 
     @property
@@ -139,7 +143,6 @@ class Poller:
         """Grouped goroutines, descriptors by kind and (less often) proven leaks."""
         if now < self._next_slow:
             return {}, []
-        self._next_slow = now + self.tiers.slow_every
         fetches = {"goroutines": self.target.goroutine_profile, "fds": self.target.fd_kinds}
         if self.target.http and now >= self._next_leak:
             self._next_leak = now + self.tiers.leak_every
@@ -147,6 +150,7 @@ class Poller:
         if not self.target.http:
             del fetches["goroutines"]
         results = await asyncio.gather(*(fetch() for fetch in fetches.values()), return_exceptions=True)
+        self._next_slow = now + self._backed_off("slow", self.tiers.slow_every, results)
         found, problems = {}, []
         for name, result in zip(fetches, results):
             if isinstance(result, Exception):  # one fetch failing costs only itself
@@ -162,13 +166,23 @@ class Poller:
         if not (due or self._heap_requested):
             return None, None
         self._heap_requested = False
-        self._next_heap = now + (self.heap_every or 0)
         try:
             raw = await self.target.heap_profile()
             profile = await asyncio.to_thread(parse_profile, raw)
         except Exception as e:  # the poll goes on without it
+            self._next_heap = now + self._backed_off("heap", self.heap_every or 0, [e])
             return None, describe(e)
+        self._next_heap = now + self._backed_off("heap", self.heap_every or 0, [])
         return HeapSnapshot(time.time(), raw, profile), None
+
+    def _backed_off(self, tier: str, period: float, results: list) -> float:
+        """`period`; after an answer too large to take (a gzip bomb), twice as long
+        for each run of `tier` in a row that got one, up to MAX_OVERSIZED_BACKOFF."""
+        if not any(isinstance(result, ResponseTooLarge) for result in results):
+            self._oversized.pop(tier, None)
+            return period
+        runs = self._oversized[tier] = self._oversized.get(tier, 0) + 1
+        return max(period, min(period * 2 ** min(runs, 16), MAX_OVERSIZED_BACKOFF))
 
     def _delay(self, update: Update, elapsed: float) -> float:
         if update.state in (TargetState.UNREACHABLE, TargetState.FAILED):

@@ -18,7 +18,6 @@ profile_diff (-base).
 from __future__ import annotations
 
 import re
-import zlib
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,11 +27,12 @@ from google.protobuf.message import DecodeError
 
 from gotop.errors import GotopError
 from gotop.model import profile_pb
+from gotop.model.inflate import GZIP_MAGIC, InflateError, InflatesTooLarge, inflate_member
 from gotop.model.profile_names import pprof_function_name
 from gotop.model.profile_samples import LocationCodes, MalformedSamples, decode_samples
+from gotop.units import fmt_bytes
 
 DEFAULT_MAX_SIZE = 512 << 20  # decompressed bytes; a gzip bomb stops here
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class ProfileError(GotopError):
@@ -183,11 +183,11 @@ class Profile:
 
 def parse_profile(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Profile:
     """Decode a pprof profile, gzipped (magic 1f 8b) or raw protobuf."""
-    raw = _gunzip(data, max_size) if data[:2] == _GZIP_MAGIC else bytes(data)
+    raw = _gunzip(data, max_size) if data[:2] == GZIP_MAGIC else data
     if not raw:
         raise ProfileError("empty profile")
     if len(raw) > max_size:
-        raise ProfileError(f"profile larger than {max_size} bytes")
+        raise ProfileError(f"profile larger than {fmt_bytes(max_size)}")
     view = profile_pb.ProfileView()
     try:
         view.ParseFromString(raw)
@@ -230,25 +230,19 @@ def parse_profile(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Profile:
     )
 
 
-def _gunzip(data: bytes, max_size: int) -> bytes:
-    """All gzip members of `data` (as Go's reader reads them), at most max_size bytes."""
-    members: list[bytes] = []
-    size = 0
-    rest = data
-    while rest[:2] == _GZIP_MAGIC:
-        inflater = zlib.decompressobj(wbits=31)
+def _gunzip(data: bytes, max_size: int) -> bytearray:
+    """All gzip members of `data` (as Go's reader reads them), at most max_size
+    bytes, inflated in place: the peak is the cap, not twice it."""
+    raw = bytearray()
+    start = 0
+    while data[start:start + 2] == GZIP_MAGIC:
         try:
-            member = inflater.decompress(rest, max_size + 1 - size)
-        except zlib.error:
-            raise ProfileError("corrupt gzip data") from None
-        size += len(member)
-        if size > max_size:
-            raise ProfileError(f"gzip data inflates beyond {max_size} bytes")
-        if not inflater.eof:
-            raise ProfileError("truncated gzip data")
-        members.append(member)
-        rest = inflater.unused_data  # trailing bytes that are not gzip are ignored, as by Go
-    return members[0] if len(members) == 1 else b"".join(members)
+            start = inflate_member(data, max_size - len(raw), raw, start)
+        except InflatesTooLarge:
+            raise ProfileError(f"gzip data inflates beyond {fmt_bytes(max_size)}") from None
+        except InflateError as e:
+            raise ProfileError(str(e)) from None
+    return raw  # trailing bytes that are not gzip are ignored, as by Go
 
 
 class _StringTable:

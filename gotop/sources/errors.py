@@ -38,11 +38,19 @@ class ProtocolError(TransportError):
 
 
 class ResponseTooLarge(TransportError):
-    """The answer exceeded the size cap; the connection was dropped."""
+    """The answer exceeded the size cap; the connection was dropped. The engine
+    backs off from a target that sends one, as from a failing one."""
 
-    def __init__(self, target: str, limit: int) -> None:
-        super().__init__(target, f"answer larger than {format_size(limit)}: aborted")
+    def __init__(self, target: str, limit: int, detail: str | None = None) -> None:
+        super().__init__(target, detail or f"answer larger than {format_size(limit)}: aborted")
         self.limit = limit
+
+
+class AnswerInflatesTooLarge(ResponseTooLarge):
+    """A gzip answer inflates beyond the cap for its kind (a gzip bomb): refused unparsed."""
+
+    def __init__(self, target: str, limit: int, what: str) -> None:
+        super().__init__(target, limit, f"{what} inflates beyond {format_size(limit)}: refused")
 
 
 def format_size(n: int) -> str:

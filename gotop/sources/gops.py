@@ -65,7 +65,7 @@ class AgentCommand:
     name: str  # as the gops CLI calls it
     max_bytes: int  # default size cap of the answer
     answer: re.Pattern[bytes] | None = None  # must match at the start of the answer
-    gzip: bool = False  # the answer is one complete gzip stream (a pprof profile)
+    gzip: str = ""  # the answer is one complete gzip stream, a pprof profile of this kind
     capture_seconds: float = 0.0  # the agent records this long before answering
     timeout: float | None = None  # default timeout if longer than the client's
 
@@ -74,8 +74,8 @@ STACK = AgentCommand(0x01, "stack", 64 * MiB, re.compile(rb"goroutine \d+ "), ti
 GC = AgentCommand(0x02, "gc", 1 * MiB, re.compile(rb"ok\Z"), timeout=30.0)
 MEMSTATS = AgentCommand(0x03, "memstats", 1 * MiB, re.compile(rb"alloc: "))
 VERSION = AgentCommand(0x04, "version", 1 * MiB, re.compile(rb"(go\d|devel)[^\n]*\n?\Z"))
-HEAP_PROFILE = AgentCommand(0x05, "pprof-heap", 256 * MiB, gzip=True, timeout=15.0)
-CPU_PROFILE = AgentCommand(0x06, "pprof-cpu", 256 * MiB, gzip=True, capture_seconds=30.0)
+HEAP_PROFILE = AgentCommand(0x05, "pprof-heap", 256 * MiB, gzip="heap", timeout=15.0)
+CPU_PROFILE = AgentCommand(0x06, "pprof-cpu", 256 * MiB, gzip="cpu", capture_seconds=30.0)
 STATS = AgentCommand(0x07, "stats", 1 * MiB, re.compile(rb"goroutines: "))
 TRACE = AgentCommand(0x08, "trace", 256 * MiB, re.compile(rb"go 1\.\d+ trace\x00"), capture_seconds=5.0)
 BINARY_DUMP = AgentCommand(0x09, "binary-dump", 0, timeout=30.0)  # cap given by the caller
@@ -209,7 +209,7 @@ class GopsClient:
         except TimeoutError:
             raise self._timeout_error(command, phase, timeout, ahead) from None
         if command.gzip:
-            problem = await asyncio.to_thread(gzip_problem, answer)
+            problem = await asyncio.to_thread(gzip_problem, self.address, answer, command.gzip)
             if problem:
                 raise AgentProtocolError(self.address, f"{command.name}: {problem}")
         return answer

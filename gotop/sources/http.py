@@ -247,7 +247,7 @@ class PprofClient:
             capture_seconds=seconds or 0.0, progress=progress, timeout=timeout,
             max_bytes=max_bytes or PROFILE_LIMIT,
         )
-        await _require_gzip(answer)
+        await _require_gzip(answer, name)
         return answer.body
 
     async def profile_text(
@@ -285,7 +285,7 @@ class PprofClient:
             capture_seconds=seconds, progress=progress, timeout=timeout,
             max_bytes=max_bytes or PROFILE_LIMIT,
         )
-        await _require_gzip(answer)
+        await _require_gzip(answer, "cpu")
         return answer.body
 
     async def trace(
@@ -455,8 +455,8 @@ async def _status_error(url: str, response: httpx.Response) -> HttpStatusError:
     return cls(url, response.status_code, reason, from_pprof=from_pprof)
 
 
-async def _require_gzip(answer: HttpAnswer) -> None:
-    problem = await asyncio.to_thread(gzip_problem, answer.body)
+async def _require_gzip(answer: HttpAnswer, kind: str) -> None:
+    problem = await asyncio.to_thread(gzip_problem, answer.url, answer.body, kind)
     if problem:
         what = "an HTML page" if answer.is_html else problem
         raise NotPprof(answer.url, f"expected a gzip pprof profile, got {what}")

@@ -3,23 +3,30 @@
 Neither transport trusts what a target sends: answers are collected only up to
 a cap, and a gzip profile is checked to be one whole stream (the gops agent
 marks the end of an answer only by closing the connection, so an agent dying
-mid-answer looks like a short answer unless the gzip framing says otherwise).
+mid-answer looks like a short answer unless the gzip framing says otherwise)
+that inflates to no more than its kind of profile may.
 """
 
 from __future__ import annotations
 
-import zlib
-
-from gotop.sources.errors import ResponseTooLarge, format_size
+from gotop.model.inflate import GZIP_MAGIC, InflateError, InflatesTooLarge, inflate_member
+from gotop.sources.errors import AnswerInflatesTooLarge, ResponseTooLarge
 
 MiB = 1 << 20
-GiB = 1 << 30
 
-GZIP_MAGIC = b"\x1f\x8b"
-# A gzip profile is inflated (and the output discarded) only to see that it is
-# whole; this bounds the work a gzip bomb can cause.
-MAX_INFLATED_PROFILE = 1 * GiB
-_INFLATE_STEP = 1 * MiB
+# What a profile of each kind may inflate to. Heap profiles are the biggest (a
+# sample per allocation stack, four values each); a goroutine profile has a
+# sample per distinct stack and label set. A gzip bomb costs no more than this.
+_MAX_INFLATED = {
+    "heap": 512 * MiB, "allocs": 512 * MiB,
+    "cpu": 256 * MiB, "block": 128 * MiB, "mutex": 128 * MiB,
+    "goroutine": 128 * MiB, "goroutineleak": 128 * MiB, "threadcreate": 16 * MiB,
+}
+
+
+def max_inflated(kind: str) -> int:
+    """The inflated size cap of a profile kind ('cpu' for /profile)."""
+    return _MAX_INFLATED.get(kind, 512 * MiB)
 
 
 class CappedBuffer:
@@ -44,28 +51,21 @@ class CappedBuffer:
         return bytes(self._data)
 
 
-def gzip_problem(data: bytes, max_inflated: int = MAX_INFLATED_PROFILE) -> str | None:
+def gzip_problem(target: str, data: bytes, kind: str) -> str | None:
     """Why `data` is not exactly one complete gzip stream, or None if it is.
 
+    A stream that inflates beyond the cap of its profile kind raises
+    AnswerInflatesTooLarge: that is no malformed answer but one too big to take.
     CPU-bound for big inputs: call it through asyncio.to_thread.
     """
     if not data.startswith(GZIP_MAGIC):
         return f"not gzip data (starts with {data[:16]!r})"
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    pending, inflated = data, 0
     try:
-        while not inflater.eof:
-            out = inflater.decompress(pending, _INFLATE_STEP)
-            pending = inflater.unconsumed_tail
-            if not out and not pending:
-                break
-            inflated += len(out)
-            if inflated > max_inflated:
-                return f"gzip data inflates to more than {format_size(max_inflated)}"
-    except zlib.error as exc:
-        return f"corrupt gzip data ({exc})"
-    if not inflater.eof:
-        return f"gzip stream cut short after {len(data)} bytes"
-    if inflater.unused_data:
-        return f"{len(inflater.unused_data)} unexpected bytes after the gzip stream"
+        end = inflate_member(data, max_inflated(kind))
+    except InflatesTooLarge as e:
+        raise AnswerInflatesTooLarge(target, e.limit, f"the {kind} profile") from None
+    except InflateError as e:
+        return str(e)
+    if end < len(data):
+        return f"{len(data) - end} unexpected bytes after the gzip stream"
     return None
