@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gotargets import TOOLCHAINS, start_target
@@ -501,7 +501,8 @@ def test_a_crafted_profile_decodes():
     (crafted(samples=[sample(ids=(1, 0))], **ONE_LOCATION), "location id 0"),
     (crafted(samples=[sample(values=(1, 2))], **ONE_LOCATION), "does not have 1 values"),
     (crafted(samples=[sample(values=())], **ONE_LOCATION), "does not have 1 values"),
-    (crafted(sample_types=[], samples=[sample()], **ONE_LOCATION), "samples without sample types"),
+    (crafted(sample_types=[], samples=[sample()], **ONE_LOCATION), "no sample types"),
+    (crafted(sample_types=[]), "no sample types"),  # found by the fuzz test below: top() raised
     (crafted(functions=[dict(id=1, name="f")], locations=[dict(id=1, functions=[2])]), "unknown function"),
     (crafted(locations=[dict(id=0)]), "location with reserved id 0"),
     (crafted(locations=[dict(id=3), dict(id=3)]), "two locations with id 3"),
@@ -591,6 +592,7 @@ def fuzz_inputs() -> list[bytes]:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.sampled_from(fuzz_inputs()).flatmap(mutated))
+@example(crafted(sample_types=[]))  # found by this test: decoded, then top() raised
 def test_fuzzed_profiles_decode_or_fail_cleanly(data):
     try:
         profile = parse_profile(data, max_size=64 << 20)
@@ -603,8 +605,7 @@ def test_fuzzed_profiles_decode_or_fail_cleanly(data):
     if any(top(profile).rows):
         format_peek(profile, peek(profile, "."))
         list_routines(profile, ".")
-    if profile.sample_types:
-        diff(profile, profile)
+    diff(profile, profile)
     list(profile.samples)
 
 

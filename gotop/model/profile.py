@@ -160,9 +160,7 @@ class Profile:
     def sample_index(self, name: str | int | None = None) -> int:
         """pprof's SampleIndexByName: '' picks default_sample_type, else the last
         type; a number is an index; 'inuse_space' also matches a legacy 'space'."""
-        count = len(self.sample_types)
-        if count == 0:
-            raise ProfileError("profile has no sample types")
+        count = len(self.sample_types)  # never 0: parse_profile refuses such a profile
         if name is None or name == "":
             for i, sample_type in enumerate(self.sample_types):
                 if self.default_sample_type and sample_type.type == self.default_sample_type:
@@ -196,8 +194,8 @@ def parse_profile(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Profile:
     del raw
     strings = _StringTable(view.string_table)
     sample_types = tuple(strings.value_type(vt) for vt in view.sample_type)
-    if view.sample and not sample_types:
-        raise ProfileError("malformed profile: samples without sample types")
+    if not sample_types:  # every report reads one: a profile without any is of no use
+        raise ProfileError("malformed profile: no sample types")
     mappings = tuple(_mapping(m, strings) for m in view.mapping)
     functions = _functions(view.function, strings)
     locations = _locations(view.location, mappings, functions)
