@@ -152,6 +152,19 @@ def test_profile_is_saved_private_in_standard_format(go_target, tmp_path, kind):
         assert "Showing nodes" in top.stdout or "Type:" in top.stdout
 
 
+def test_profile_to_a_planted_symlink_is_refused(go_target, tmp_path):
+    """`-o` naming a symlink (another user's, in a shared directory): one line,
+    and the file it points at keeps its content and mode."""
+    t = go_target("agentpprof")
+    precious = tmp_path / "precious"
+    precious.write_text("root's file")
+    precious.chmod(0o644)
+    link = tmp_path / "heap.pb.gz"
+    link.symlink_to(precious)
+    assert_one_line_error(gotop("profile", "heap", str(t.pid), "-o", str(link)), f"{link}: is a symbolic link")
+    assert precious.read_text() == "root's file" and stat.S_IMODE(precious.stat().st_mode) == 0o644
+
+
 def test_profile_default_file_name(go_target, tmp_path):
     t = go_target("agentpprof")
     out = subprocess.run([sys.executable, "-m", "gotop", "profile", "heap", str(t.pid)],

@@ -2,15 +2,20 @@
 
 Files open with `go tool pprof FILE` (profiles) or `go tool trace FILE`
 (traces) and are created with mode 0600: a profile shows a program's insides.
+gotop often runs as root, in directories other users can write: a file is
+written whole under a fresh name and renamed into place (see save_private).
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 import time
 
 from gotop.engine.target import Target
 from gotop.engine.targetspec import TargetError
+from gotop.errors import GotopError
 from gotop.sources.progress import ProgressCallback
 
 KINDS = ("heap", "cpu", "trace", "goroutine")
@@ -47,12 +52,51 @@ def default_name(kind: str, target: str) -> str:
     return f"{kind}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}.{suffix}"
 
 
+class SaveError(GotopError):
+    """A capture could not be saved where asked; nothing was written there."""
+
+
 def save_private(path: str, data: bytes) -> None:
-    """Write `data` to `path`, readable by its owner only (even if the file existed)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    """Write `data` to `path`, readable by its owner only.
+
+    The bytes go to a new file (O_EXCL, O_NOFOLLOW, mode 0600) in the same
+    directory, renamed over `path` once whole: a symlink planted at a
+    predictable name in a shared directory is never followed, and a reader never
+    sees part of a file. An existing `path` is replaced only if it is a regular
+    file of ours.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    _check_replaceable(path)
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb", closefd=False) as f:
+        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+    except OSError as e:
+        raise SaveError(f"{path}: cannot save: {e.strerror}") from None
+    renamed = False
+    try:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _check_replaceable(path)  # again: the directory may have changed meanwhile
+        os.rename(temporary, path)  # replaces a symlink put there since, never its target
+        renamed = True
+    except OSError as e:
+        raise SaveError(f"{path}: cannot save: {e.strerror}") from None
     finally:
-        os.close(fd)
+        if not renamed:
+            os.unlink(temporary)
+
+
+def _check_replaceable(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise SaveError(f"{path}: cannot save: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise SaveError(f"{path}: is a symbolic link: not replaced (name another file)")
+    if not stat.S_ISREG(st.st_mode):
+        raise SaveError(f"{path}: exists and is not a regular file: not replaced")
+    if st.st_uid != os.geteuid():
+        raise SaveError(f"{path}: belongs to another user (uid {st.st_uid}): not replaced")
