@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--peek", metavar="REGEX", help="callers and callees of matching functions (pprof -peek)")
     shown.add_argument("--list", metavar="REGEX",
                        help="source lines of matching functions with their values (pprof -list)")
+    p.add_argument("--source-dir", action="append", metavar="DIR",
+                   help="--list may also read source files under DIR (besides the modules the profile proves)")
     p.set_defaults(run="gotop.commands.top")
 
     p = sub.add_parser("check", help="watch targets headless for leaks; exit 1 if one leaks (a CI gate)")

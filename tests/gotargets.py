@@ -76,19 +76,20 @@ def go_version(toolchain: str) -> str:
 
 
 @cache
-def build_targets(toolchain: str = "go") -> Path:
-    """Build every target with one toolchain; return the directory of binaries."""
+def build_targets(toolchain: str = "go", trimpath: bool = False) -> Path:
+    """Build every target with one toolchain (with -trimpath: files named by
+    module path, as release builds often are); return the directory of binaries."""
     tc = TOOLCHAINS[toolchain]
     if not tc.available():
         raise RuntimeError(f"Go toolchain {toolchain!r} not found ({tc.go})")
-    out = CACHE_DIR / f"{toolchain}-{go_version(toolchain)}-{_source_hash()}"
+    out = CACHE_DIR / f"{toolchain}-{go_version(toolchain)}-{_source_hash()}{'-trimpath' * trimpath}"
     if out.is_dir():
         return out
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=CACHE_DIR))
     env = tc.run_env() | {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
     result = subprocess.run(
-        [tc.go, "build", "-o", str(tmp) + "/", "./..."],
+        [tc.go, "build", *["-trimpath"] * trimpath, "-o", str(tmp) + "/", "./..."],
         cwd=TARGETS_DIR, env=env, capture_output=True, text=True,
     )
     if result.returncode != 0:
@@ -101,8 +102,8 @@ def build_targets(toolchain: str = "go") -> Path:
     return out
 
 
-def target_binary(name: str, toolchain: str = "go") -> Path:
-    return build_targets(toolchain) / name
+def target_binary(name: str, toolchain: str = "go", trimpath: bool = False) -> Path:
+    return build_targets(toolchain, trimpath) / name
 
 
 GOPS_VERSION = "v0.3.28"

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import socket
 import stat
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from gotargets import gops_cli
+from gotargets import gops_cli, target_binary
+from hostileprofiles import profile_naming
 
 WAIT_DURATION_PARK = 37
 
@@ -304,6 +307,65 @@ def test_top_of_garbage_is_one_line(tmp_path):
     junk = tmp_path / "junk.pb.gz"
     junk.write_bytes(b"\x1f\x8b" + b"\x00" * 100)
     assert_one_line_error(gotop("top", str(junk)), str(junk))
+
+
+def list_errors(profile: Path, *extra: str) -> list[str]:
+    """`top --list` of main.retain: its error lines (a FIFO must not hang it)."""
+    result = gotop("top", str(profile), "--list", "main\\.retain", *extra, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith(" Error: ")]
+
+
+@pytest.mark.parametrize("source, why", [
+    ("/etc/shadow", "outside the program's source directories: not read"),
+    ("/dev/tty", "outside the program's source directories: not read"),
+    ("/proc/self/environ", "outside the program's source directories: not read"),
+])
+def test_list_reads_no_file_outside_the_programs_source(tmp_path, source, why):
+    """A profile (from a remote target, or handed over) naming a secret or a
+    device: nothing read, one line saying why."""
+    assert list_errors(profile_naming(tmp_path, source)) == [f" Error: {source}: {why}"]
+
+
+def test_list_reads_no_fifo_and_no_symlink_out_even_in_a_module(tmp_path):
+    """In a real module directory (go.mod): a FIFO named main.go is refused
+    without opening it (it would block for ever), and so is a symlink out."""
+    module = tmp_path / "leaky"
+    module.mkdir()
+    (module / "go.mod").write_text("module gotoplab/leaky\n\ngo 1.22\n")
+    os.mkfifo(module / "main.go")
+    (module / "evil.go").symlink_to("/etc/shadow")
+    assert list_errors(profile_naming(tmp_path, str(module / "main.go"))) == [
+        f" Error: {module / 'main.go'}: not a regular file: not read"]
+    assert list_errors(profile_naming(tmp_path, str(module / "evil.go"))) == [
+        f" Error: {module / 'evil.go'}: outside the program's source directories: not read"]
+
+
+def test_list_reads_a_source_file_of_the_module(tmp_path):
+    """The same profile naming a regular file of its module: the source is shown
+    (the module is proven by its go.mod; no --source-dir needed)."""
+    module = tmp_path / "leaky"
+    module.mkdir()
+    (module / "go.mod").write_text("module gotoplab/leaky\n")
+    (module / "main.go").write_text("".join(f"// line {n}\n" for n in range(1, 40)))
+    out = ok("top", str(profile_naming(tmp_path, str(module / "main.go"))), "--list", "main\\.retain")
+    assert "Error" not in out and ":// line " in out
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "main.go").write_text("package main\n")
+    profile = profile_naming(tmp_path, str(elsewhere / "main.go"))  # no go.mod: only with --source-dir
+    assert list_errors(profile) == [f" Error: {elsewhere / 'main.go'}: outside the program's source directories: not read"]
+    assert list_errors(profile, "--source-dir", str(elsewhere)) == []
+
+
+def test_list_of_a_trimpath_binary_says_the_files_are_not_here(go_target):
+    t = go_target("agentpprof", binary=target_binary("agentpprof", trimpath=True), args=["-workload", "retain"])
+    for _ in range(2):
+        ok("gc", str(t.pid))
+    out = ok("top", str(t.pid), "--list", "workload\\.retainHere")
+    assert "Errno" not in out
+    assert (" Error: gotop.test/targets/internal/workload/basic.go: not on this host "
+            "(a -trimpath build names files by module path)") in out.splitlines()
 
 
 @pytest.mark.parametrize("mode", ["--peek", "--list"])

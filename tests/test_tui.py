@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 from faulttargets import BreakableScanner, BreakableTarget
+from hostileprofiles import profile_naming
 from waiting import eventually
 
 from gotop.engine.history import TargetState
@@ -160,6 +164,45 @@ async def test_heap_view_shows_the_real_allocation_site_and_drills_into_it(go_ta
         assert watched.poller.heap_every is not None
         await pilot.press("escape", "escape")
         assert watched.poller.heap_every is None  # heap profiles stop with the view
+
+
+async def test_function_source_reads_no_secret_and_no_fifo(tmp_path):
+    """A profile naming /etc/shadow, and one naming a FIFO in a real module
+    directory: the Source tab says why each is not shown; the FIFO is never
+    opened (on the event loop it froze the screen: a timer unblocks such a
+    reader, so that the test fails instead of hanging)."""
+    from gotop.model.profile import parse_profile
+    from gotop.ui.function import FunctionScreen
+
+    module = tmp_path / "leaky"
+    module.mkdir()
+    (module / "go.mod").write_text("module gotoplab/leaky\n")
+    fifo = module / "main.go"
+    os.mkfifo(fifo)
+    unblock = threading.Timer(40, _open_for_writing, [fifo])
+    unblock.start()
+    app = GotopApp(tiers=FAST)
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            for source, why in (("/etc/shadow", "outside the program's source directories: not read"),
+                                (str(fifo), "not a regular file: not read")):
+                profile = parse_profile(profile_naming(tmp_path, source).read_bytes())
+                screen = FunctionScreen(profile, "main.retain", None)
+                app.push_screen(screen)
+                text = await until(pilot, lambda: app.screen is screen and next(iter(screen.query("#source_text")), None))
+                await until(pilot, lambda: text.text)
+                assert f"  {source}: {why}; values by line:" in text.text.splitlines()
+                assert "root:" not in text.text
+                await pilot.press("escape")
+    finally:
+        unblock.cancel()
+
+
+def _open_for_writing(fifo) -> None:
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # no reader: nothing to unblock
 
 
 async def test_leaks_are_marked_and_open_their_evidence():

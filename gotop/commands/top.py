@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 from argparse import Namespace
+from collections.abc import Callable
 from dataclasses import asdict
 
 from gotop.errors import GotopError
 from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, parse_profile
-from gotop.engine.sourcefiles import read_source
+from gotop.engine.sourcefiles import SourceFiles
 from gotop.model.profile_report import (ListReport, PeekReport, Scope, TopReport, list_routines, peek,
                                         source_lines, top)
 from gotop.model.profile_text import format_list, format_peek, format_top
@@ -25,9 +26,10 @@ def run(args: Namespace) -> int:
         lines = format_peek(profile, report)
     elif args.list:
         report = list_routines(profile, args.list, args.sample_index)
+        files = SourceFiles.of(profile, args.source_dir or ())
         if args.json:
-            return _print_json(origin, list_json(report))
-        lines = format_list(report, read_source)
+            return _print_json(origin, list_json(report, files.read))
+        lines = format_list(report, files.read)
     else:
         report = top(profile, args.sample_index, cum=args.cum, node_limit=args.n or 0)
         if args.json:
@@ -95,7 +97,7 @@ def peek_json(report: PeekReport) -> dict:
     ]}
 
 
-def list_json(report: ListReport) -> dict:
+def list_json(report: ListReport, read_source: Callable[[str], str]) -> dict:
     """pprof -list's listing: each matching function's source lines with their values
     (lines null, and an error, when the source cannot be read)."""
     routines = []

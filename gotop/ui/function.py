@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, TextArea
 
-from gotop.engine.sourcefiles import read_source
+from gotop.engine.sourcefiles import SourceFiles
 from gotop.errors import GotopError
 from gotop.model.profile import Profile
 from gotop.model.profile_report import CallPath, PeekEntry, Routine, Scope, list_routines, paths_to, peek, source_lines
@@ -30,39 +30,44 @@ class Drill:
     scope: Scope
     entry: PeekEntry
     paths: list[CallPath]
-    routines: tuple[Routine, ...]
+    source: str  # the Source tab: the function's lines, with the file's text where it can be read
 
 
 def analyse(profile: Profile, function: str, sample_index: int | None) -> Drill:
+    """Everything the screen shows; reads source files, so run it off the event loop."""
     exact = f"^{re.escape(function)}$"
     report = peek(profile, exact, sample_index)
     try:
         routines = list_routines(profile, exact, sample_index).routines
     except GotopError:  # e.g. no line information
         routines = ()
-    return Drill(report.scope, report.entries[0], paths_to(profile, function, sample_index, limit=10), routines)
+    source = source_text(report.scope, routines, SourceFiles.of(profile)) if routines \
+        else "no line information in this profile"
+    return Drill(report.scope, report.entries[0], paths_to(profile, function, sample_index, limit=10), source)
 
 
-def source_text(drill: Drill) -> str:
-    value = _value(drill.scope)
+def source_text(scope: Scope, routines: tuple[Routine, ...], files: SourceFiles) -> str:
+    value = _value(scope)
     lines: list[str] = []
-    for routine in drill.routines:
+    for routine in routines:
         lines.append(f"ROUTINE {routine.function} in {routine.file or '?'}")
         lines.append(f"{value(routine.flat):>10} {value(routine.cum):>10} (flat, cum) "
-                     f"{percentage(routine.cum, drill.scope.total).strip()} of total")
-        try:
-            text = read_source(routine.file) if routine.file else None
-        except OSError:
-            text = None
+                     f"{percentage(routine.cum, scope.total).strip()} of total")
+        text, why = None, "the profile names no source file"
+        if routine.file:
+            try:
+                text = files.read(routine.file)
+            except OSError as e:
+                why = str(e)
         if text is None:
-            lines.append("  source not readable on this host; values by line:")
+            lines.append(f"  {why}; values by line:")
             for cost in routine.lines:
                 lines.append(f"{_dot(value, cost.flat):>10} {_dot(value, cost.cum):>10} {cost.line:6}")
         else:
             for row in source_lines(routine, text):
                 lines.append(f"{_dot(value, row.flat):>10} {_dot(value, row.cum):>10} {row.line:6}: {row.text}")
         lines.append("")
-    return "\n".join(lines) or "no line information in this profile"
+    return "\n".join(lines)
 
 
 def stacks_text(drill: Drill) -> str:
@@ -141,7 +146,7 @@ class FunctionScreen(Screen):
             if direction == "↑":
                 table.add_row("●", value(node.cum), "100%", Text(plain(node.name), "bold"), key="self")
         self.query_one("#stacks_text", TextArea).load_text(plain_lines(stacks_text(drill)))
-        self.query_one("#source_text", TextArea).load_text(plain_lines(source_text(drill)))
+        self.query_one("#source_text", TextArea).load_text(plain_lines(drill.source))
 
     @on(DataTable.RowSelected, "#edges")
     def _selected(self, event: DataTable.RowSelected) -> None:
