@@ -327,6 +327,11 @@ def test_list_reads_no_file_outside_the_programs_source(tmp_path, source, why):
     assert list_errors(profile_naming(tmp_path, source)) == [f" Error: {source}: {why}"]
 
 
+def test_list_of_a_file_name_with_a_nul_is_one_line(tmp_path):
+    assert list_errors(profile_naming(tmp_path, "/tmp/a\0b/main.go")) == [
+        " Error: '/tmp/a\\x00b/main.go': not a file name"]
+
+
 def test_list_reads_no_fifo_and_no_symlink_out_even_in_a_module(tmp_path):
     """In a real module directory (go.mod): a FIFO named main.go is refused
     without opening it (it would block for ever), and so is a symlink out."""

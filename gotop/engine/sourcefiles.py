@@ -42,6 +42,8 @@ class SourceFiles:
 
     def read(self, path: str) -> str:
         """The file's text; SourceUnavailable saying why not."""
+        if "\0" in path:
+            raise SourceUnavailable(f"{path!r}: not a file name")
         if not os.path.isabs(path):
             raise SourceUnavailable(f"{path}: not on this host (a -trimpath build names files by module path)")
         real = os.path.realpath(path)
@@ -85,7 +87,7 @@ def _module_roots(profile: Profile) -> set[str]:
     """The directories of the modules whose layout the profile's functions match."""
     packages_by_dir: dict[str, set[str]] = {}
     for function in profile.functions.values():
-        if os.path.isabs(function.filename):
+        if os.path.isabs(function.filename) and "\0" not in function.filename:
             directory = os.path.dirname(os.path.normpath(function.filename))
             packages_by_dir.setdefault(directory, set()).add(_package(function.system_name or function.name))
     modules = _GoModFinder()
