@@ -145,7 +145,8 @@ def test_heap_debug1_trailer_sample():
     assert (m.mspan_inuse, m.mspan_sys, m.mcache_inuse, m.mcache_sys) == (44480, 48960, 4592, 16072)
     assert m.max_rss == 10878976
     assert m.pause_ns[:4] == (63234, 18768, 21512, 0) and m.pause_end[2] == 1795626970779156013
-    assert m.pause_total_ns is None and m.enable_gc is None  # not in the trailer
+    assert m.enable_gc is None  # not in the trailer
+    assert m.pause_total_ns == 103_514  # nor is this, but 3 GCs: the ring holds every pause
     assert m.debug_gc is False and m.gc_cpu_fraction == 8.986558538610117e-05
     assert_runtime_invariants(m)
 
@@ -155,9 +156,16 @@ def test_the_three_samples_describe_the_same_gc_history():
     expvar = parse_expvar((SAMPLES / "expvar-vars.json").read_text()).memstats
     heap = parse_heap_debug1_memstats((SAMPLES / "pprof-heap-debug1.txt").read_text())
     for field in ("num_gc", "num_forced_gc", "last_gc", "next_gc", "last_pause_ns", "last_pause_end",
-                  "gc_cpu_fraction"):
+                  "gc_cpu_fraction", "pause_total_ns"):
         assert getattr(gops, field) == getattr(expvar, field) == getattr(heap, field), field
     assert expvar.pause_ns == heap.pause_ns and expvar.pause_end == heap.pause_end
+
+
+def test_heap_trailer_pause_total_is_unknown_once_the_ring_wrapped():
+    """After 256 GCs the ring no longer holds every pause: the total is not derived."""
+    text = (SAMPLES / "pprof-heap-debug1.txt").read_text()
+    assert parse_heap_debug1_memstats(text.replace("# NumGC = 3\n", "# NumGC = 256\n")).pause_total_ns == 103_514
+    assert parse_heap_debug1_memstats(text.replace("# NumGC = 3\n", "# NumGC = 257\n")).pause_total_ns is None
 
 
 def test_gops_stats_sample():
@@ -478,7 +486,7 @@ def test_live_gops_expvar_and_heap_agree(go_target, toolchain, tz, zone_text):
         assert m.num_gc >= 1 and m.num_forced_gc >= 1
     for field in ("num_gc", "num_forced_gc", "last_gc", "next_gc", "last_pause_ns", "last_pause_end"):
         assert len({getattr(m, field) for m in samples}) == 1, field
-    assert gops1.pause_total_ns == expvar.pause_total_ns == gops2.pause_total_ns
+    assert gops1.pause_total_ns == expvar.pause_total_ns == gops2.pause_total_ns == heap.pause_total_ns
     assert expvar.pause_ns == heap.pause_ns and expvar.pause_end == heap.pause_end
     assert expvar.pause_total_ns == sum(expvar.pause_ns)
     assert gops1.last_gc == gops1.last_pause_end  # the time string equals the raw ns

@@ -7,8 +7,9 @@ Sources (all pure text/JSON in, frozen dataclasses out, no I/O):
   - gops agent command 0x07 (`parse_gops_stats`) for the goroutine/thread/CPU counts.
 
 Field names are Go's runtime.MemStats names in snake_case; a field a source does
-not provide is None. Only gops and expvar report enable_gc and pause_total_ns;
-only expvar and heap debug=1 carry the 256-entry pause rings.
+not provide is None. Only gops and expvar report enable_gc and pause_total_ns
+(heap debug=1 gives the total while its ring still holds every pause); only
+expvar and heap debug=1 carry the 256-entry pause rings.
 """
 
 from __future__ import annotations
@@ -489,7 +490,9 @@ _HEAP_KEYS: dict[str, tuple[str, Any]] = {
 def parse_heap_debug1_memstats(data: str | bytes) -> MemStats:
     """The `# runtime.MemStats` trailer of heap/allocs?debug=1 -> MemStats.
 
-    The trailer has no PauseTotalNs or EnableGC (they stay None) and adds MaxRSS.
+    The trailer has no EnableGC (it stays None) and adds MaxRSS. It has no
+    PauseTotalNs either: up to 256 GCs that is the sum of the PauseNs ring,
+    which then holds every pause; after that it stays None.
     """
     text = _to_text(data, "heap debug=1", MAX_HEAP_TEXT_CHARS)
     start = text.rfind(_TRAILER_HEADER)
@@ -501,6 +504,9 @@ def parse_heap_debug1_memstats(data: str | bytes) -> MemStats:
     for name, (inuse_field, sys_field) in _PAIRS.items():
         if name in values:
             values[inuse_field], values[sys_field] = values.pop(name)
+    ring, num_gc = values.get("pause_ns"), values.get("num_gc")
+    if ring is not None and num_gc is not None and num_gc <= PAUSE_RING_SIZE:
+        values["pause_total_ns"] = sum(ring[:num_gc])
     return _with_last_pause(values)
 
 
