@@ -105,6 +105,22 @@ class CannedAnswerServer(FaultServer):
             await self.hang()
 
 
+class CommandAnswerServer(FaultServer):
+    """Answers each agent command byte found in `answers` with its bytes, and
+    any other with nothing, then closes: an agent too old for a command."""
+
+    def __init__(self, answers: dict[int, bytes]) -> None:
+        super().__init__("agent")
+        self.answers = answers
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> None:
+        pass  # read by misbehave, which answers the command it reads
+
+    async def misbehave(self, reader, writer) -> None:
+        command = (await reader.readexactly(1))[0]
+        await self.send(writer, self.answers.get(command, b""))
+
+
 class EndlessAnswerServer(FaultServer):
     """Sends `prefix`, then streams filler until the client goes away (or
     `limit` bytes, a gigabyte by default): the answer that never ends."""

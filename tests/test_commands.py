@@ -198,6 +198,14 @@ def test_dead_target(go_target):
     assert_one_line_error(gotop("stack", f"http://{t.http_addr}"), t.http_addr)
 
 
+def test_a_pprof_port_named_as_an_agent_is_not_a_gops_agent(go_target):
+    t = go_target("pprofonly")
+    for command in ("snapshot", "stack", "gc"):
+        result = gotop(command, t.http_addr)
+        assert_one_line_error(result, t.http_addr, "not a gops agent")
+        assert "not supported" not in result.stderr
+
+
 def test_not_a_go_process():
     sleeper = subprocess.Popen(["sleep", "60"])
     try:

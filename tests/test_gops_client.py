@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from faultservers import (
     CannedAnswerServer,
+    CommandAnswerServer,
     EchoServer,
     EndlessAnswerServer,
     SilentServer,
@@ -184,6 +185,23 @@ async def test_unknown_command_byte_is_reported_as_not_supported(go_target):
     assert await client.version() == go_version("go")
 
 
+@pytest.mark.parametrize("capture", ["cpu_profile", "trace"])
+async def test_agent_killed_mid_capture_went_away(go_target, capture):
+    """The target dies during a CPU profile or trace: the agent went away,
+    which is no unsupported command, and no partial trace is handed on."""
+    target = go_target("agentpprof", args=["-workload", "churn", "-n", "50"])
+    client = agent(target)
+    started = asyncio.Event()
+    task = asyncio.create_task(getattr(client, capture)(progress=lambda report: started.set()))
+    await asyncio.wait_for(started.wait(), 10)
+    target.kill()
+    with pytest.raises(AgentUnreachable) as raised:
+        await task
+    assert re.search(r"(and nothing listens any more: the agent went away|connection lost after \d+ bytes)",
+                     str(raised.value)), raised.value
+    assert "not supported" not in str(raised.value)
+
+
 async def test_http_server_given_as_agent(go_target):
     target = go_target("pprofonly")
     host, port = target.http_addr.rsplit(":", 1)
@@ -294,11 +312,19 @@ async def test_echo_server_is_not_an_agent():
 
 
 async def test_set_gc_percent_on_an_agent_too_old_for_it():
-    """Stand-in for a pre-v0.3.3 agent: it reads the command byte, does not know
+    """Stand-in for a pre-v0.3.3 agent: it answers its version, does not know
     0x10, and closes with the payload unread (which may reset the connection)."""
-    async with CannedAnswerServer(b"") as server:
+    async with CommandAnswerServer({0x04: b"go1.9.7\n"}) as server:
         with pytest.raises(CommandNotSupported, match=r"to setgc \(command 0x10\): not supported by this agent"):
             await GopsClient("127.0.0.1", server.port).set_gc_percent(50)
+
+
+async def test_a_port_that_closes_without_a_word_is_not_an_agent():
+    """Stand-in for a connection multiplexer's port (cmux, influxd's tcp.Mux) or a
+    TLS server: it closes on the command byte without answering anything."""
+    async with CannedAnswerServer(b"") as server:
+        with pytest.raises(AgentProtocolError, match=r"memstats: no answer, and no version either: not a gops agent$"):
+            await GopsClient("127.0.0.1", server.port).memstats()
 
 
 async def test_requests_on_one_client_are_serialised():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 3.0
+PROBE_TIMEOUT = 2.0  # asking for the version after an answer that ended too soon
 # Long captures: the agent answers after `capture_seconds`; allow this much more.
 CAPTURE_MARGIN = 10.0
 _READ_CHUNK = 64 * 1024
@@ -54,7 +56,7 @@ class AgentProtocolError(ProtocolError):
 
 
 class CommandNotSupported(AgentProtocolError):
-    """Empty answer: the agent does not know the command (or it is not an agent)."""
+    """No answer from an agent that answers its version: it does not know the command."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +205,16 @@ class GopsClient:
                     phase = "connect"
                     reader, writer = await self._connect()
                     phase = "answer"
+                    started = time.monotonic()
                     answer = await self._exchange(reader, writer, command, payload, limit, progress)
+                    elapsed = time.monotonic() - started
                 finally:
                     self._running = None
         except TimeoutError:
             raise self._timeout_error(command, phase, timeout, ahead) from None
+        if not answer or elapsed < command.capture_seconds:
+            raise await self._ended_early(command, answer, elapsed)
+        self._check_shape(command, answer)
         if command.gzip:
             problem = await asyncio.to_thread(gzip_problem, self.address, answer, command.gzip)
             if problem:
@@ -231,6 +238,7 @@ class GopsClient:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         command: AgentCommand, payload: bytes, limit: int, progress: ProgressCallback | None,
     ) -> bytes:
+        """The answer, read to EOF; empty if the peer reset the connection before a byte."""
         buffer = CappedBuffer(self.address, limit)
         try:
             writer.write(bytes([command.code]) + payload)
@@ -242,21 +250,17 @@ class GopsClient:
                     buffer.add(chunk)
                     ticker.received = len(buffer)
         except ConnectionResetError:
-            if not buffer:  # e.g. an old agent dropping an unknown command's payload
-                raise self._no_answer(command, "connection reset") from None
-            raise AgentUnreachable(
-                self.address, f"{command.name}: connection lost after {len(buffer)} bytes") from None
+            if buffer:
+                raise AgentUnreachable(
+                    self.address, f"{command.name}: connection lost after {len(buffer)} bytes") from None
+            # e.g. an old agent dropping an unknown command's payload: judged as no answer
         except OSError as exc:
             raise AgentUnreachable(self.address, f"{command.name}: {exc.strerror or exc}") from None
         finally:
             writer.transport.abort()  # the agent closed first, or we give up: nothing to flush
-        answer = buffer.getvalue()
-        self._check_shape(command, answer)
-        return answer
+        return buffer.getvalue()
 
     def _check_shape(self, command: AgentCommand, answer: bytes) -> None:
-        if not answer:
-            raise self._no_answer(command, "empty answer")
         if answer.startswith(b"HTTP/"):
             raise AgentProtocolError(self.address, "an HTTP server answered: not a gops agent")
         if command.answer is not None and not command.answer.match(answer):
@@ -264,11 +268,42 @@ class GopsClient:
                 self.address,
                 f"unexpected answer to {command.name} ({answer[:40]!r}): not a gops agent?")
 
-    def _no_answer(self, command: AgentCommand, how: str) -> CommandNotSupported:
+    async def _ended_early(
+        self, command: AgentCommand, answer: bytes, elapsed: float,
+    ) -> AgentUnreachable | AgentProtocolError:
+        """Why the connection closed with no answer, or before a capture could
+        have ended: asking for the version tells an agent that went away (nothing
+        listens), a server that is no agent, and an agent without the command."""
+        what = f"the answer ended after {len(answer)} bytes" if answer else "no answer"
+        if command.capture_seconds:
+            what += f", {elapsed:.1f} s into the {command.capture_seconds:g} s capture"
+        found = await self._probe()
+        if found == "gone":
+            return AgentUnreachable(self.address, f"{command.name}: {what}, and nothing listens any more: "
+                                                  "the agent went away (did the target exit?)")
+        if found == "stranger":
+            return AgentProtocolError(self.address, f"{command.name}: {what}, and no version either: "
+                                                    "not a gops agent")
+        if answer or command.capture_seconds:
+            return AgentProtocolError(self.address, f"{command.name}: {what}: the agent cut it short")
         return CommandNotSupported(
-            self.address,
-            f"{how} to {command.name} (command 0x{command.code:02x}): not supported by this agent",
-        )
+            self.address, f"no answer to {command.name} (command 0x{command.code:02x}): not supported by this agent")
+
+    async def _probe(self) -> Literal["gone", "stranger", "agent"]:
+        """Who listens at the address now, asked for its version; an agent busy
+        (or slow) past PROBE_TIMEOUT counts as an agent."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT), self._lock:
+                reader, writer = await self._connect()
+                answer = await self._exchange(reader, writer, VERSION, b"", VERSION.max_bytes, None)
+        except AgentUnreachable:
+            return "gone"
+        except TimeoutError:
+            return "agent"
+        except ResponseTooLarge:
+            return "stranger"
+        assert VERSION.answer is not None
+        return "agent" if VERSION.answer.match(answer) else "stranger"
 
     def _timeout_error(
         self, command: AgentCommand, phase: str, timeout: float, ahead: AgentCommand | None,
