@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from faultservers import CannedAnswerServer, InjectingProxy, http_response
 from gotargets import gops_cli, target_binary
 from hostileprofiles import profile_naming
 
@@ -123,6 +125,19 @@ def test_goroutine_groups_count_what_the_target_spawned(go_target, via):
     assert re.match(rf"\s*{WAIT_DURATION_PARK}\s+gotop.test/targets/internal/workload.parkedHere", first_group)
     if via == "agent":  # from the full dump: states are known
         assert "[chan receive]" in first_group
+
+
+async def test_stack_groups_errors_name_the_target(go_target):
+    """A goroutine profile (HTTP; a real target behind a lying proxy) or a dump
+    (a lying agent) that does not parse: the one-line error names the target."""
+    t = go_target("pprofonly")
+    garbage = http_response("200 OK", gzip.compress(b"\x08\x01garbage"), content_type="application/octet-stream")
+    async with InjectingProxy(t.http_addr, {"/debug/pprof/goroutine": garbage}) as proxy:
+        result = await asyncio.to_thread(gotop, "stack", "--groups", proxy.url)
+    assert_one_line_error(result, f"{proxy.url}: goroutine profile: not a pprof profile")
+    async with CannedAnswerServer(b"goroutine 1 x\n") as agent:
+        result = await asyncio.to_thread(gotop, "stack", "--groups", f"127.0.0.1:{agent.port}")
+    assert_one_line_error(result, f"127.0.0.1:{agent.port}: goroutine dump: not a goroutine dump")
 
 
 def test_stack_dump_is_the_full_text(go_target):

@@ -201,7 +201,7 @@ class Target:
                 "(the gops agent only has the full dump, which stops the world)"
             )
         data = await self.http.profile("goroutine")
-        return await asyncio.to_thread(lambda: profile_from_pprof(parse_profile(data)))
+        return await self._parsed("goroutine profile", lambda: profile_from_pprof(parse_profile(data)))
 
     async def goroutine_leaks(self) -> GoroutineProfile | None:
         """The runtime's own goroutineleak profile (goroutines proven leaked by a
@@ -216,8 +216,8 @@ class Target:
         if not self._offers_leak_profile:
             return None
         data = await self.http.profile("goroutineleak")
-        return await asyncio.to_thread(
-            lambda: profile_from_pprof(parse_profile(data), kind=KIND_GOROUTINELEAK))
+        return await self._parsed(
+            "goroutineleak profile", lambda: profile_from_pprof(parse_profile(data), kind=KIND_GOROUTINELEAK))
 
     async def fd_kinds(self) -> dict[str, int] | None:
         """Open descriptors by kind, for a local process."""
@@ -232,7 +232,8 @@ class Target:
 
     async def goroutine_dump(self) -> GoroutineDump:
         """Every goroutine with its state and wait time. Stops the world: on request only."""
-        return await asyncio.to_thread(parse_goroutine_dump, await self.goroutine_dump_text())
+        text = await self.goroutine_dump_text()
+        return await self._parsed("goroutine dump", lambda: parse_goroutine_dump(text))
 
     async def heap_profile(self) -> bytes:
         """The heap profile, gzipped protobuf as Go writes it."""
@@ -326,6 +327,13 @@ class Target:
             except TimeoutError:  # the deadline: the sources left get no time either
                 failures.append(f"{name}: the poll's {self.poll_budget:g} s ran out")
         raise NoSource(self.label, what, "; ".join(failures))
+
+    async def _parsed(self, what: str, parse: Callable[[], T]) -> T:
+        """`parse()` off the event loop; its error names the target and what was parsed."""
+        try:
+            return await asyncio.to_thread(parse)
+        except GotopError as e:
+            raise TargetError(f"{self.label}: {what}: {e}") from None
 
     def _nothing(self, what: str) -> NoSource:
         return NoSource(self.label, what, "no gops agent, no net/http/pprof")
