@@ -117,21 +117,24 @@ async def test_a_frozen_target_is_unreachable_after_one_poll_deadline(go_target)
         assert (await poller.poll_once()).sample is not None  # continued, it answers again
 
 
-async def test_a_target_sending_gzip_bombs_is_asked_less_and_less_often(go_target, monkeypatch):
-    """A goroutine profile inflating past its cap (lowered here to spare the
-    machine) on every request: each poll stays up with the other figures and
-    names the refusal, and the slow tier backs off, where without back-off
-    every one of these polls (each longer than slow_every) would fetch it."""
-    monkeypatch.setitem(payload._MAX_INFLATED, "goroutine", 1 << 20)
+@pytest.mark.parametrize("kind", ["goroutine", "heap"])
+async def test_a_target_sending_gzip_bombs_is_asked_less_and_less_often(go_target, monkeypatch, kind):
+    """A goroutine profile (slow tier) or heap profile (heap tier) inflating
+    past its cap (lowered here to spare the machine) on every request: each
+    poll stays up with the other figures and names the refusal, and the tier
+    backs off, where without back-off every one of these polls (each longer
+    than the tier's period) would fetch it."""
+    monkeypatch.setitem(payload._MAX_INFLATED, kind, 1 << 20)
     t = go_target("pprofonly")
     bomb = http_response("200 OK", gzip_bomb(2 << 20), content_type="application/octet-stream")
-    async with InjectingProxy(t.http_addr, {"/debug/pprof/goroutine": bomb}) as proxy:
+    async with InjectingProxy(t.http_addr, {f"/debug/pprof/{kind}": bomb}) as proxy:
         async with Target(proxy.url, http=PprofClient(proxy.url), expvar=True) as target:
             poller = Poller(target, lambda u: None, Tiers(interval=0.001, slow_every=0.001))
+            poller.heap_every = 0.001
             updates = [await poller.poll_once() for _ in range(50)]
     assert {u.state for u in updates} <= {TargetState.UP, TargetState.SLOW}
     assert all(u.sample.memstats is not None for u in updates)
-    assert "the goroutine profile inflates beyond 1 MiB: refused" in updates[0].error
+    assert f"the {kind} profile inflates beyond 1 MiB: refused" in updates[0].error
     assert 3 <= proxy.injected <= 20
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gotop.engine.history import HeapSnapshot, TargetState, Update
-from gotop.engine.target import Sample, Target
+from gotop.engine.target import NoSource, Sample, Target
 from gotop.errors import GotopError, describe
 from gotop.model.memstats import GcPauses
 from gotop.model.profile import parse_profile
@@ -178,7 +178,7 @@ class Poller:
     def _backed_off(self, tier: str, period: float, results: list) -> float:
         """`period`; after an answer too large to take (a gzip bomb), twice as long
         for each run of `tier` in a row that got one, up to MAX_OVERSIZED_BACKOFF."""
-        if not any(isinstance(result, ResponseTooLarge) for result in results):
+        if not any(map(_too_large, results)):
             self._oversized.pop(tier, None)
             return period
         runs = self._oversized[tier] = self._oversized.get(tier, 0) + 1
@@ -188,6 +188,12 @@ class Poller:
         if update.state in (TargetState.UNREACHABLE, TargetState.FAILED):
             return backoff(self.tiers.interval, self._failures)
         return max(0.0, self.tiers.interval - elapsed)
+
+
+def _too_large(result: object) -> bool:
+    """An answer too large to take, from the one source asked or any of several."""
+    return isinstance(result, ResponseTooLarge) or (
+        isinstance(result, NoSource) and any(map(_too_large, result.errors)))
 
 
 async def keep_polling(poller: Poller, on_crash: Callable[[str], None]) -> None:

@@ -60,10 +60,11 @@ POLL_GRACE = 0.5  # seconds past a poll's budget, so that a transport's own time
 class NoSource(TargetError):
     """No transport of the target could give a figure."""
 
-    def __init__(self, label: str, what: str, detail: str) -> None:
+    def __init__(self, label: str, what: str, detail: str, errors: tuple[GotopError, ...] = ()) -> None:
         super().__init__(f"{label}: no {what}: {detail}")
         self.what = what
         self.detail = detail
+        self.errors = errors  # each source's failure
 
 
 @dataclass(frozen=True)
@@ -317,16 +318,17 @@ class Target:
         NoSource naming all failures."""
         if not sources:
             raise self._nothing(what)
-        failures = []
+        failures, errors = [], []
         for name, fetch in sources:
             try:
                 async with asyncio.timeout_at(deadline):
                     return await fetch(), name
             except GotopError as e:  # transport or parse error: try the next source
                 failures.append(f"{name}: {_detail(e)}")
+                errors.append(e)
             except TimeoutError:  # the deadline: the sources left get no time either
                 failures.append(f"{name}: the poll's {self.poll_budget:g} s ran out")
-        raise NoSource(self.label, what, "; ".join(failures))
+        raise NoSource(self.label, what, "; ".join(failures), tuple(errors))
 
     async def _parsed(self, what: str, parse: Callable[[], T]) -> T:
         """`parse()` off the event loop; its error names the target and what was parsed."""
