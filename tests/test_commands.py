@@ -272,7 +272,7 @@ def test_wrong_protocol_on_the_port(go_target):
 
 def test_unknown_profile_kind_and_missing_transport(go_target):
     t = go_target("plain")
-    assert_one_line_error(gotop("profile", "heap", str(t.pid)), "no gops agent, no net/http/pprof")
+    assert_one_line_error(gotop("profile", "heap", str(t.pid)), "needs the gops agent or net/http/pprof")
     a = go_target("agentpprof")
     assert_one_line_error(gotop("profile", "goroutine", a.ready["agent"]), "needs net/http/pprof")
 
@@ -283,7 +283,7 @@ def test_snapshot_of_a_go_process_without_transports_has_os_figures(go_target):
     assert snap["memstats"] is None and snap["goroutines"] is None
     assert snap["source"] == {"process": "procfs"}
     assert snap["process"]["rss"] > 0
-    assert snap["problems"] == ["no gops agent, no net/http/pprof (no memstats, no goroutine count)"]
+    assert snap["problems"] == ["needs the gops agent or net/http/pprof (no memstats, no goroutine count)"]
 
 
 # retain-generic allocates in a generic function named with a func shape, which

@@ -48,7 +48,7 @@ from gotop.model.memstats import (
 from gotop.model.profile import parse_profile
 from gotop.sources.errors import TransportError
 from gotop.sources.gops import GCPercentChange, GopsClient
-from gotop.sources.http import PprofClient, is_loopback
+from gotop.sources.http import PprofClient, is_loopback, normalize_base
 from gotop.sources.procfs import OsFigures, OsSampler, fd_kinds
 from gotop.sources.progress import ProgressCallback
 
@@ -95,12 +95,12 @@ class Sample:
 class Target:
     def __init__(
         self, label: str, *, gops: GopsClient | None = None, http: PprofClient | None = None,
-        expvar: bool = False, pid: int | None = None, process: GoProcess | None = None,
+        vars_client: PprofClient | None = None, pid: int | None = None, process: GoProcess | None = None,
     ) -> None:
         self.label = label
         self.gops = gops
-        self.http = http
-        self.expvar = expvar  # the HTTP base also serves /debug/vars
+        self.http = http  # net/http/pprof
+        self.vars = vars_client  # expvar's /debug/vars; the same client as `http` when one server has both
         self.pid = pid
         self.process = process
         self._os = OsSampler(pid) if pid is not None else None
@@ -120,23 +120,34 @@ class Target:
         assert spec.http_base is not None
         http = PprofClient(spec.http_base)
         url = urlsplit(http.base_url)
-        return cls(spec.text, http=http, expvar=True, pid=_local_pid(scanner, url.hostname, url.port or 80))
+        return cls(spec.text, http=http, vars_client=http, pid=_local_pid(scanner, url.hostname, url.port or 80))
 
     @classmethod
     def for_process(cls, proc: GoProcess) -> Target:
+        """A discovered process, asked only what its endpoints serve: one that
+        serves expvar alone (etcd without --enable-pprof) gets no pprof client."""
         agent = proc.agent if proc.agent and proc.agent.reachable else None
-        base = proc.pprof or proc.expvar
+        pprof = PprofClient(proc.pprof) if proc.pprof else None
+        if proc.expvar and pprof and normalize_base(proc.expvar) == pprof.base_url:
+            vars_client: PprofClient | None = pprof  # one server, one connection pool
+        else:
+            vars_client = PprofClient(proc.expvar) if proc.expvar else None
         return cls(
             f"pid {proc.pid} ({proc.name})",
             gops=GopsClient(agent.host, agent.port) if agent else None,
-            http=PprofClient(base) if base else None,
-            expvar=proc.expvar is not None,
-            pid=proc.pid, process=proc,
+            http=pprof, vars_client=vars_client, pid=proc.pid, process=proc,
         )
+
+    @property
+    def expvar(self) -> bool:
+        """Whether the target serves /debug/vars."""
+        return self.vars is not None
 
     async def aclose(self) -> None:
         if self.http is not None:
             await self.http.aclose()
+        if self.vars is not None and self.vars is not self.http:
+            await self.vars.aclose()
 
     async def __aenter__(self) -> Target:
         return self
@@ -153,7 +164,7 @@ class Target:
 
     async def memstats(self, deadline: float | None = None) -> tuple[MemStats, str]:
         sources: list[tuple[str, Callable[[], Awaitable[MemStats]]]] = []
-        if self.http and self.expvar:
+        if self.vars:
             sources.append(("expvar", self._expvar_memstats))
         if self.gops:
             sources.append(("agent", self._agent_memstats))
@@ -256,7 +267,7 @@ class Target:
             if seconds != 30:
                 raise TargetError(f"{self.label}: the gops agent profiles the CPU for 30 s only")
             return await self.gops.cpu_profile(progress=progress)
-        raise self._nothing("a CPU profile")
+        raise self._nothing("CPU profile")
 
     async def trace(self, seconds: float, progress: ProgressCallback | None = None) -> bytes:
         if self.http:
@@ -265,7 +276,7 @@ class Target:
             if seconds != 5:
                 raise TargetError(f"{self.label}: the gops agent traces for 5 s only")
             return await self.gops.trace(progress=progress)
-        raise self._nothing("an execution trace")
+        raise self._nothing("execution trace")
 
     # -- actions --------------------------------------------------------------
 
@@ -277,7 +288,7 @@ class Target:
         if self.http:
             await self.http.profile("heap", gc=True)  # heap?gc=1 runs runtime.GC() first
             return "pprof heap?gc=1"
-        raise self._nothing("a garbage collection")
+        raise self._nothing("garbage collection")
 
     async def set_gc_percent(self, percent: int | None) -> GCPercentChange:
         """debug.SetGCPercent; None turns the GC off (-1)."""
@@ -288,8 +299,8 @@ class Target:
     # -- sources --------------------------------------------------------------
 
     async def _expvar_memstats(self) -> MemStats:
-        assert self.http
-        memstats = parse_expvar(await self.http.vars_raw()).memstats
+        assert self.vars
+        memstats = parse_expvar(await self.vars.vars_raw()).memstats
         if memstats is None:
             raise TargetError(f"{self.label}: /debug/vars publishes no memstats")
         return memstats
@@ -338,7 +349,8 @@ class Target:
             raise TargetError(f"{self.label}: {what}: {e}") from None
 
     def _nothing(self, what: str) -> NoSource:
-        return NoSource(self.label, what, "no gops agent, no net/http/pprof")
+        only_expvar = ", and it serves only expvar" if self.vars else ""
+        return NoSource(self.label, what, f"needs the gops agent or net/http/pprof{only_expvar}")
 
 
 def _detail(error: GotopError) -> str:

@@ -1,0 +1,78 @@
+"""A process that serves /debug/vars but not net/http/pprof (etcd without
+--enable-pprof): memstats from expvar, nothing asked of pprof, and commands
+that need pprof say so."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+import pytest
+
+from netns import gotop_in, private_netns, requests_in  # noqa: F401 (a fixture)
+
+from gotop.discovery.processes import Scanner
+from gotop.engine.target import Target
+
+EXPVAR_ONLY = ["-pprof=false"]
+
+
+# What discovery asks to tell whether pprof is there.
+PROBES = {"GET /debug/pprof/", "GET /debug/pprof/cmdline"}
+
+
+def asked_of_pprof(log) -> list[str]:
+    """The requests to pprof other than discovery's probes."""
+    return [line for line in requests_in(log) if line.startswith("GET /debug/pprof/") and line not in PROBES]
+
+
+async def test_a_discovered_expvar_only_process_is_not_taken_for_pprof(go_target):
+    target = go_target("pprofonly", args=EXPVAR_ONLY)
+    async with Target.for_process(Scanner().inspect(target.pid)) as t:
+        assert t.http is None  # the overview marks "E", not "P E"
+        assert t.expvar
+        sample = await t.sample()
+    assert sample.sources["memstats"] == "expvar"
+    assert sample.memstats is not None and sample.memstats.heap_alloc > 0
+    assert not any("404" in problem for problem in sample.problems)
+
+
+def test_snapshot_and_record_ask_expvar_and_nothing_of_pprof(go_target, private_netns, tmp_path):
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=[*EXPVAR_ONLY, "-log", str(log)], wrapper=private_netns)
+    snapshot = gotop_in(private_netns, "snapshot", str(target.pid), "--json")
+    assert snapshot.returncode == 0, snapshot.stderr
+    reading = json.loads(snapshot.stdout)
+    assert reading["source"]["memstats"] == "expvar"
+    assert reading["memstats"]["heap_alloc"] > 0
+    assert not any("404" in problem for problem in reading["problems"])
+
+    recording = tmp_path / "expvar.gotop"
+    recorded = gotop_in(private_netns, "record", str(target.pid), "-o", str(recording), "--for", "4s",
+                        "--interval", "0.5", "--slow-every", "0.5", "--heap-every", "1s")
+    assert recorded.returncode == 0, recorded.stderr
+    db = sqlite3.connect(recording)
+    info = json.loads(db.execute("SELECT info FROM targets").fetchone()[0])
+    assert info["transports"] == {"agent": False, "pprof": False, "expvar": True}
+    polls = [json.loads(row) for (row,) in db.execute("SELECT row FROM polls")]
+    assert polls and all("404" not in (row[2] or "") for row in polls)  # row[2]: the poll's error
+
+    assert asked_of_pprof(log) == []
+    assert sum(line == "GET /debug/vars" for line in requests_in(log)) > len(polls) / 2
+
+
+@pytest.mark.parametrize("command", [
+    ["stack"], ["stack", "--groups"], ["gc"], ["top"],
+    ["profile", "heap"], ["profile", "goroutine"], ["profile", "cpu"], ["profile", "trace"],
+])
+def test_commands_that_need_pprof_say_so(go_target, private_netns, tmp_path, command):
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=[*EXPVAR_ONLY, "-log", str(log)], wrapper=private_netns)
+    output = ["-o", str(tmp_path / "out")] if command[0] == "profile" else []
+    result = gotop_in(private_netns, *command, str(target.pid), *output)
+    assert result.returncode == 2
+    assert re.search(r"needs? (the gops agent or )?net/http/pprof", result.stderr), result.stderr
+    assert "404" not in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert asked_of_pprof(log) == []
