@@ -9,7 +9,6 @@ and an event loop would cost more than the probes themselves.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Hashable, Iterable
@@ -17,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from gotop.discovery.sockets import ListenSocket
+from gotop.model.memstats import MemStatsParseError, parse_expvar
 
 PROBE_TIMEOUT = 0.5
 _MAX_PROBE_BYTES = 256 << 10
@@ -39,11 +39,12 @@ def looks_like_pprof_index(body: bytes) -> bool:
 
 
 def looks_like_expvar(body: bytes) -> bool:
+    """expvar's JSON with runtime.MemStats, read by the parser the polls use:
+    whatever a process sends (JSON nested 5000 deep...) costs only that process."""
     try:
-        doc = json.loads(body)
-    except ValueError:
+        return parse_expvar(body).memstats is not None
+    except MemStatsParseError:
         return False
-    return isinstance(doc, dict) and isinstance(doc.get("memstats"), dict)
 
 
 def http_get(host: str, port: int, path: str, timeout: float) -> tuple[bool, bytes | None]:

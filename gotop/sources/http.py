@@ -324,7 +324,7 @@ class PprofClient:
         body = await self.vars_raw(timeout=timeout, max_bytes=max_bytes)
         try:
             doc = await asyncio.to_thread(json.loads, body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
             raise NotPprof(self._url("/debug/vars"), f"not expvar: invalid JSON ({exc})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("memstats"), dict):
             raise NotPprof(self._url("/debug/vars"), "not expvar: no memstats object")

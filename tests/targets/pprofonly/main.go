@@ -1,8 +1,8 @@
 // pprofonly serves net/http/pprof and expvar, without the gops agent.
 //
 // -pprof=false serves expvar alone (like etcd without --enable-pprof);
-// -vars=nested answers /debug/vars with JSON nested far deeper than a parser
-// should follow; -log FILE appends a line for each connection and each request,
+// -vars=nested answers /debug/vars with a "memstats" nested far deeper than a
+// JSON parser should follow; -log FILE appends a line for each connection and each request,
 // so that tests can count what gotop asked.
 package main
 
@@ -27,7 +27,7 @@ func main() {
 	workload.DefineFlags()
 	httpAddr := flag.String("http", "127.0.0.1:0", "address for net/http/pprof and expvar")
 	servePprof := flag.Bool("pprof", true, "serve net/http/pprof under /debug/pprof/")
-	vars := flag.String("vars", "expvar", "what /debug/vars serves: expvar, nested (a JSON array nested 5000 deep), none")
+	vars := flag.String("vars", "expvar", "what /debug/vars serves: expvar, nested (memstats nested 5000 arrays deep), none")
 	logPath := flag.String("log", "", "append a line per connection (\"connect\") and per request (\"GET /path\") to this file")
 	flag.Parse()
 	workload.Start()
@@ -46,7 +46,7 @@ func main() {
 	case "nested":
 		mux.HandleFunc("/debug/vars", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-			w.Write(bytes.Repeat([]byte("["), nestedDepth))
+			w.Write(append([]byte(`{"memstats": `), bytes.Repeat([]byte("["), nestedDepth)...))
 		})
 	case "none":
 	default:
