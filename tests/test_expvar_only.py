@@ -19,7 +19,7 @@ EXPVAR_ONLY = ["-pprof=false"]
 
 
 # What discovery asks to tell whether pprof is there.
-PROBES = {"GET /debug/pprof/", "GET /debug/pprof/cmdline"}
+PROBES = {"GET /debug/pprof/cmdline"}
 
 
 def asked_of_pprof(log) -> list[str]:

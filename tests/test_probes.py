@@ -4,19 +4,26 @@ what they ask, how often, and what one hostile process can cost."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
+from pathlib import Path
 
 import pytest
 
 from netns import gotop_in, private_netns, requests_in  # noqa: F401 (a fixture)
 
+from gotop.discovery.probecache import ProbeCache
+from gotop.discovery.probes import SocketProbe
+from gotop.discovery.sockets import listening_sockets, proc_listening_table
 from gotop.errors import GotopError
 from gotop.model.memstats import parse_expvar
+from gotop.procstat import read_proc_stat
 from gotop.sources.http import NotPprof, PprofClient
 
 
-def listed(netns, *args: str) -> dict[int, dict]:
-    result = gotop_in(netns, "list", "--json", *args)
+def listed(netns, *args: str, env: dict[str, str] | None = None) -> dict[int, dict]:
+    result = gotop_in(netns, "list", "--json", *args, env=env)
     assert result.returncode == 0, result.stderr
     return {p["pid"]: p for p in json.loads(result.stdout)}
 
@@ -46,3 +53,127 @@ async def test_deeply_nested_vars_are_refused_by_the_parsers(go_target):
             await client.vars()
     with pytest.raises(GotopError, match="expvar: not JSON"):
         parse_expvar(body)
+
+
+# -- each socket probed once in its process's life, across gotop runs ---------------------------------
+
+PROBE = ["connect", "GET /debug/pprof/cmdline", "connect", "GET /debug/vars"]  # the whole probe of a socket
+
+
+def private_cache(tmp_path) -> dict[str, str]:
+    """gotop's environment with a probe cache of the test's own."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    return {"XDG_RUNTIME_DIR": str(runtime)}
+
+
+def cache_file(env: dict[str, str]) -> Path:
+    return Path(env["XDG_RUNTIME_DIR"]) / "gotop" / "probes.json"
+
+
+def test_a_socket_is_probed_once_in_its_process_life(go_target, private_netns, tmp_path):
+    env = private_cache(tmp_path)
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=["-log", str(log)], wrapper=private_netns)
+    first = listed(private_netns, env=env)[target.pid]
+    assert first["pprof"] == f"http://{target.http_addr}/debug/pprof/"
+    assert first["expvar"] == f"http://{target.http_addr}/debug/vars"
+    assert requests_in(log) == PROBE
+
+    second = listed(private_netns, env=env)[target.pid]
+    info = gotop_in(private_netns, "info", str(target.pid), env=env)
+    assert info.returncode == 0, info.stderr
+    assert (second["pprof"], second["expvar"]) == (first["pprof"], first["expvar"])
+    assert requests_in(log) == PROBE  # the later runs asked nothing
+    assert stat.S_IMODE(cache_file(env).stat().st_mode) == 0o600
+
+    # The same address served again by a restarted process: a new process, probed again.
+    target.kill()
+    again = go_target("pprofonly", args=["-log", str(log), "-http", target.http_addr], wrapper=private_netns)
+    assert listed(private_netns, env=env)[again.pid]["pprof"] == first["pprof"]
+    assert requests_in(log) == PROBE * 2
+
+
+def test_a_server_that_is_not_plain_http_gets_one_request(go_target, private_netns, tmp_path):
+    # A TLS listener (as syncthing's): Go's TLS server answers a plain request with a 400
+    # and logs a handshake error; a second request would log a second one.
+    env = private_cache(tmp_path)
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=["-log", str(log), "-tls"], wrapper=private_netns)
+    assert listed(private_netns, env=env)[target.pid]["pprof"] is None
+    assert listed(private_netns, env=env)[target.pid]["pprof"] is None
+    assert requests_in(log) == ["connect", "tls handshake error"]
+
+
+def remembered_as_serving_nothing(env: dict[str, str], target) -> None:
+    """A trusted cache file that says the target's socket serves neither pprof nor expvar."""
+    (sock,) = listening_sockets(target.pid, proc_listening_table(target.pid))
+    cache = ProbeCache(str(cache_file(env).parent))
+    cache.put((target.pid, read_proc_stat(target.pid).start_ticks), sock, SocketProbe(lasting=True))
+    cache.save()
+    assert cache_file(env).exists()
+
+
+def rewrite(env: dict[str, str], change) -> None:
+    doc = json.loads(cache_file(env).read_text())
+    change(doc)
+    cache_file(env).write_text(json.dumps(doc))
+
+
+def test_a_trusted_cache_file_is_believed(go_target, private_netns, tmp_path):
+    # The control for the next test: the file it spoils would otherwise be used.
+    env = private_cache(tmp_path)
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=["-log", str(log)], wrapper=private_netns)
+    remembered_as_serving_nothing(env, target)
+    assert listed(private_netns, env=env)[target.pid]["pprof"] is None
+    assert requests_in(log) == []
+
+
+def spoil_symlink(path: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    path.rename(elsewhere)
+    path.symlink_to(elsewhere)
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda path, tmp: path.write_bytes(b"\x00\xffnot json"),
+    lambda path, tmp: path.write_bytes(b"[" * 100_000),
+    lambda path, tmp: path.write_text('{"format": "gotop-probes", "version": 1, "boot": 7, "sockets": {}}'),
+    lambda path, tmp: path.write_bytes(b" " * (2 << 20)),
+    lambda path, tmp: path.chmod(0o640),
+    lambda path, tmp: os.chown(path, 65534, 65534),
+    spoil_symlink,
+], ids=["garbage", "nested", "wrong-shape", "huge", "group-readable", "foreign-owner", "symlink"])
+def test_a_spoiled_cache_file_is_ignored_and_replaced(go_target, private_netns, tmp_path, spoil):
+    env = private_cache(tmp_path)
+    target = go_target("pprofonly", wrapper=private_netns)
+    remembered_as_serving_nothing(env, target)
+    spoil(cache_file(env), tmp_path)
+    elsewhere_before = (tmp_path / "elsewhere.json").read_bytes() if cache_file(env).is_symlink() else None
+
+    result = gotop_in(private_netns, "list", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    entry = {p["pid"]: p for p in json.loads(result.stdout)}[target.pid]
+    assert entry["pprof"] == f"http://{target.http_addr}/debug/pprof/"  # probed again
+    path = cache_file(env)
+    assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.stat().st_uid == os.geteuid()
+    assert json.loads(path.read_text())["format"] == "gotop-probes"
+    if elsewhere_before is not None:
+        assert (tmp_path / "elsewhere.json").read_bytes() == elsewhere_before  # not written through the link
+
+
+@pytest.mark.parametrize("change", [
+    lambda doc: doc.update(boot="another boot"),
+    lambda doc: doc["sockets"][0].__setitem__(5, "http://192.0.2.1:80/debug/pprof/"),
+    lambda doc: doc["sockets"][0].__setitem__(1, doc["sockets"][0][1] + 1),  # another process with the pid
+], ids=["another-boot", "foreign-url", "earlier-process"])
+def test_entries_that_do_not_check_out_are_not_used(go_target, private_netns, tmp_path, change):
+    env = private_cache(tmp_path)
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=["-log", str(log)], wrapper=private_netns)
+    remembered_as_serving_nothing(env, target)
+    rewrite(env, change)
+    assert listed(private_netns, env=env)[target.pid]["pprof"] == f"http://{target.http_addr}/debug/pprof/"
+    assert requests_in(log) == PROBE

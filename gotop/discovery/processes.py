@@ -3,9 +3,9 @@
 A `Scanner` keeps what never changes for a process (is it Go, its build info,
 name, owner) cached by (pid, create_time), and build info by binary identity,
 so rescanning a host with a thousand processes costs one /proc/PID/stat read
-per process. What can change (the agent's port file, listening sockets,
-pprof/expvar endpoints) is re-checked each scan; HTTP probes run again only
-when the set of listening sockets changed.
+per process. What can change (the agent's port file, listening sockets) is
+re-checked each scan; a listening socket is probed over HTTP once in its
+process's life, across gotop runs too (probecache.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import psutil
 
 from gotop.discovery.buildinfo import BuildInfoError, GoBuildInfo, read_build_info
 from gotop.discovery.portfile import PortFileInvalid, config_dir, read_environ, read_port_file
-from gotop.discovery.probes import PROBE_TIMEOUT, HttpEndpoints, probe_all
+from gotop.discovery.probecache import ProbeCache
+from gotop.discovery.probes import PROBE_TIMEOUT, HttpEndpoints, combine, probe_sockets
 from gotop.discovery.sockets import ListenSocket, listening_sockets, listening_table, netns_id
 from gotop.errors import GotopError
 from gotop.procstat import ProcStat, read_proc_stat
@@ -164,7 +165,7 @@ class Scanner:
         self.probe_timeout = probe_timeout
         self._identities: dict[ProcessKey, _Identity | Skipped | None] = {}  # None: not Go
         self._binaries: dict[tuple[int, int, int, int], GoBuildInfo | None] = {}
-        self._probed: dict[ProcessKey, tuple[tuple[ListenSocket, ...], HttpEndpoints]] = {}
+        self._probes = ProbeCache()  # what each listening socket serves
         self._own_netns = netns_id("self")
 
     def scan(self) -> ScanResult:
@@ -232,9 +233,9 @@ class Scanner:
             return None
 
     def _forget_all_but(self, alive: set[ProcessKey]) -> None:
-        for cache in (self._identities, self._probed):
-            for key in cache.keys() - alive:
-                del cache[key]
+        for key in self._identities.keys() - alive:
+            del self._identities[key]
+        self._probes.forget_all_but(alive)
 
     # -- what may change: agent and endpoints --------------------------------
 
@@ -244,26 +245,28 @@ class Scanner:
 
     def _resolve(self, found: list[_Endpoints]) -> tuple[GoProcess, ...]:
         tables: dict[int | None, dict[int, ListenSocket]] = {}
-        to_probe: dict[ProcessKey, list[ListenSocket]] = {}
+        with_http: list[_Endpoints] = []  # processes with sockets that may serve HTTP
+        to_probe: list[tuple[ProcessKey, ListenSocket]] = []
         for ep in found:
             self._find_sockets_and_agent(ep, tables)
-            key = ep.identity.key
-            http_sockets = tuple(s for s in ep.listening if not ep.agent or s.port != ep.agent.port)
+            http_sockets = _http_sockets(ep)
             if ep.other_netns:
                 if http_sockets:
                     ports = ", ".join(str(s.port) for s in http_sockets)
                     ep.notes.append(f"listens on {ports} in another network namespace: not probed")
-            elif key in self._probed and self._probed[key][0] == http_sockets:
-                ep.http = self._probed[key][1]
             elif http_sockets:
-                to_probe[key] = list(http_sockets)
-        if to_probe:
-            probed = probe_all(to_probe, self.probe_timeout)
-            for ep in found:
+                with_http.append(ep)
                 key = ep.identity.key
-                if key in probed:
-                    ep.http = probed[key]
-                    self._probed[key] = (tuple(to_probe[key]), probed[key])
+                to_probe += [(key, s) for s in http_sockets if self._probes.get(key, s) is None]
+        if to_probe:
+            argv0 = {key: _argv0(key[0]) for key, _ in to_probe}
+            findings = probe_sockets([(sock, argv0[key]) for key, sock in to_probe], self.probe_timeout)
+            for (key, sock), finding in zip(to_probe, findings):
+                self._probes.put(key, sock, finding)
+            self._probes.save()
+        for ep in with_http:
+            known = [self._probes.get(ep.identity.key, s) for s in _http_sockets(ep)]
+            ep.http = combine(probe.endpoints for probe in known if probe is not None)
         return tuple(_go_process(ep) for ep in found)
 
     def _find_sockets_and_agent(self, ep: _Endpoints, tables: dict) -> None:
@@ -302,6 +305,20 @@ class Scanner:
             ep.notes.append(f"stale gops port file {port_file.path}: nothing listens on port {port_file.port}")
             return None
         return Agent(port_file.port, sock.dial_hosts()[0], port_file.path, reachable=not ep.other_netns)
+
+
+def _http_sockets(ep: _Endpoints) -> tuple[ListenSocket, ...]:
+    """The listening sockets that may serve HTTP: all but the gops agent's."""
+    return tuple(s for s in ep.listening if not ep.agent or s.port != ep.agent.port)
+
+
+def _argv0(pid: int) -> bytes:
+    """The process's argv[0] as /proc shows it (b"" if unreadable): pprof's cmdline must name it."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read(1 << 16).split(b"\0", 1)[0]
+    except OSError:
+        return b""
 
 
 def _go_process(ep: _Endpoints) -> GoProcess:

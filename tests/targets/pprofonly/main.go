@@ -2,20 +2,28 @@
 //
 // -pprof=false serves expvar alone (like etcd without --enable-pprof);
 // -vars=nested answers /debug/vars with a "memstats" nested far deeper than a
-// JSON parser should follow; -log FILE appends a line for each connection and each request,
-// so that tests can count what gotop asked.
+// JSON parser should follow; -tls serves HTTPS only (a self-signed
+// certificate); -log FILE appends a line for each connection, each request and
+// each TLS handshake error, so that tests can count what gotop asked.
 package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"expvar"
 	"flag"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"sync"
+	"time"
 
 	"gotop.test/targets/internal/ready"
 	"gotop.test/targets/internal/workload"
@@ -28,7 +36,8 @@ func main() {
 	httpAddr := flag.String("http", "127.0.0.1:0", "address for net/http/pprof and expvar")
 	servePprof := flag.Bool("pprof", true, "serve net/http/pprof under /debug/pprof/")
 	vars := flag.String("vars", "expvar", "what /debug/vars serves: expvar, nested (memstats nested 5000 arrays deep), none")
-	logPath := flag.String("log", "", "append a line per connection (\"connect\") and per request (\"GET /path\") to this file")
+	serveTLS := flag.Bool("tls", false, "serve HTTPS only, with a self-signed certificate")
+	logPath := flag.String("log", "", "append a line per connection (\"connect\"), request (\"GET /path\") and TLS handshake error to this file")
 	flag.Parse()
 	workload.Start()
 
@@ -65,14 +74,48 @@ func main() {
 			requests.line(r.Method + " " + r.URL.RequestURI())
 			mux.ServeHTTP(w, r)
 		})
+		server.ErrorLog = log.New(handshakeErrors{requests}, "", 0)
 	}
 
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		log.Fatal(err)
 	}
+	if *serveTLS {
+		server.TLSConfig = &tls.Config{Certificates: []tls.Certificate{selfSigned()}}
+		ln = tls.NewListener(ln, server.TLSConfig)
+	}
 	ready.Announce("", ln.Addr().String())
 	log.Fatal(server.Serve(ln))
+}
+
+// selfSigned makes a throwaway certificate for 127.0.0.1.
+func selfSigned() tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	template := x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &template, &template, &key.PublicKey, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// handshakeErrors notes in the request log each TLS handshake error the server reports.
+type handshakeErrors struct{ log *requestLog }
+
+func (h handshakeErrors) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("TLS handshake error")) {
+		h.log.line("tls handshake error")
+	}
+	return len(p), nil
 }
 
 type requestLog struct {

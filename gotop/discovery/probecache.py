@@ -1,0 +1,241 @@
+"""What discovery's probes found, remembered for each process's lifetime, across gotop runs.
+
+A probe is a request in another daemon's log; every `gotop list`, TUI start
+and `check` used to send them again. A finding that holds while its socket
+lives (see probes.SocketProbe.lasting) is kept in a small private file,
+keyed by boot, pid, process start time and socket (address, port, inode): a
+socket is asked once in its process's life, and a restarted process (a new
+start time) or a new listener (a new inode) is asked again.
+
+The file is `$XDG_RUNTIME_DIR/gotop/probes.json` (cleared at boot), else
+`~/.cache/gotop/probes.json` of the effective user. It is read only if it is a
+regular file of ours, mode 0600, in a directory of ours that nobody else may
+write, and only what checks out is used: an entry can say at most that one of
+the socket's own loopback URLs serves pprof or expvar, or that it serves
+neither. Anything else (a corrupt, foreign or hostile file, another boot) is
+ignored and replaced. It is written whole, atomically, with what other gotop
+runs added meanwhile, minus the processes that have exited.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import pwd
+import secrets
+import stat
+
+from gotop.discovery.probes import HttpEndpoints, SocketProbe, endpoint_urls
+from gotop.discovery.sockets import ListenSocket
+from gotop.procstat import read_proc_stat
+
+FORMAT = "gotop-probes"
+VERSION = 1
+FILE_NAME = "probes.json"
+MAX_FILE_BYTES = 1 << 20
+MAX_ENTRIES = 10_000
+
+ProcessKey = tuple[int, int]  # (pid, start time in clock ticks since boot)
+_Key = tuple[int, int, str, int, int]  # pid, start, socket host, port, inode
+
+
+class ProbeCache:
+    """Probe findings by process and socket: every finding of this run in
+    memory, the lasting ones also on disk (when a private directory exists)."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self.directory = directory if directory is not None else default_directory()
+        self._found: dict[_Key, SocketProbe] = {}
+        self._loaded = False
+        self._unsaved = False
+
+    def get(self, process: ProcessKey, sock: ListenSocket) -> SocketProbe | None:
+        if not self._loaded:
+            self._loaded = True
+            self._found.update(self._read())
+        return self._found.get(_key(process, sock))
+
+    def put(self, process: ProcessKey, sock: ListenSocket, found: SocketProbe) -> None:
+        self._found[_key(process, sock)] = found
+        self._unsaved = self._unsaved or found.lasting
+
+    def forget_all_but(self, alive: set[ProcessKey]) -> None:
+        for key in [k for k in self._found if k[:2] not in alive]:
+            del self._found[key]
+
+    def save(self) -> None:
+        """Write the lasting findings of live processes, merged with the file's."""
+        if not self._unsaved:
+            return
+        self._unsaved = False
+        merged = self._read() | {k: v for k, v in self._found.items() if v.lasting}
+        starts: dict[int, int | None] = {}
+        live = [(k, v) for k, v in merged.items() if _alive(k[0], k[1], starts)][-MAX_ENTRIES:]
+        self._write(live)
+
+    # -- the file -------------------------------------------------------------
+
+    def _read(self) -> dict[_Key, SocketProbe]:
+        data = _read_private(self.directory)
+        boot = _boot_id()
+        try:
+            doc = json.loads(data) if data is not None else None
+        except (ValueError, RecursionError):
+            return {}
+        if not (isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") == VERSION
+                and boot is not None and doc.get("boot") == boot and isinstance(doc.get("sockets"), list)):
+            return {}
+        found = {}
+        for entry in doc["sockets"][:MAX_ENTRIES]:
+            checked = _checked_entry(entry)
+            if checked is not None:
+                found[checked[0]] = checked[1]
+        return found
+
+    def _write(self, entries: list[tuple[_Key, SocketProbe]]) -> None:
+        boot = _boot_id()
+        if boot is None or self.directory is None:
+            return
+        doc = {"format": FORMAT, "version": VERSION, "boot": boot,
+               "sockets": [[*key, probe.endpoints.pprof, probe.endpoints.expvar] for key, probe in entries]}
+        _write_private(self.directory, json.dumps(doc, separators=(",", ":")).encode())
+
+
+def _key(process: ProcessKey, sock: ListenSocket) -> _Key:
+    return (*process, sock.host, sock.port, sock.inode)
+
+
+def _checked_entry(entry: object) -> tuple[_Key, SocketProbe] | None:
+    """One stored entry, if every field is what it must be."""
+    if not (isinstance(entry, list) and len(entry) == 7):
+        return None
+    pid, start, host, port, inode, pprof, expvar = entry
+    if not (all(type(n) is int and n >= 0 for n in (pid, start, inode)) and type(port) is int
+            and 0 < port < 65536 and isinstance(host, str) and _is_address(host)):
+        return None
+    sock = ListenSocket(host, port, inode)
+    allowed = [endpoint_urls(sock, dial) for dial in sock.dial_hosts()]
+    if pprof is not None and pprof not in [urls.pprof for urls in allowed]:
+        return None
+    if expvar is not None and expvar not in [urls.expvar for urls in allowed]:
+        return None
+    return (pid, start, host, port, inode), SocketProbe(HttpEndpoints(pprof, expvar), lasting=True)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _alive(pid: int, start: int, starts: dict[int, int | None]) -> bool:
+    if pid not in starts:
+        try:
+            starts[pid] = read_proc_stat(pid).start_ticks
+        except (OSError, ValueError):
+            starts[pid] = None
+    return starts[pid] == start
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read(64).strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+# -- a private directory and file --------------------------------------------------
+
+
+def default_directory() -> str | None:
+    """$XDG_RUNTIME_DIR/gotop, else the effective user's ~/.cache/gotop (from
+    the password database, not $HOME: `sudo` may keep another user's)."""
+    uid = os.geteuid()
+    for base, name in ((os.environ.get("XDG_RUNTIME_DIR"), "gotop"),
+                       (os.environ.get("XDG_CACHE_HOME"), "gotop"),
+                       (_home(uid), os.path.join(".cache", "gotop"))):
+        if base and os.path.isabs(base) and _owned_dir(base, uid):
+            return os.path.join(base, name)
+    return None
+
+
+def _home(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_dir
+    except KeyError:
+        return None
+
+
+def _owned_dir(path: str, uid: int) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid
+
+
+def _open_private_dir(directory: str, create: bool) -> int | None:
+    """A descriptor of `directory` if it is ours and nobody else may write in it."""
+    if create:
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError:
+            return None
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_private(directory: str | None) -> bytes | None:
+    """The file's bytes if it is a private regular file of ours within the cap."""
+    dir_fd = _open_private_dir(directory, create=False) if directory else None
+    if dir_fd is None:
+        return None
+    try:
+        fd = os.open(FILE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077 \
+                or st.st_size > MAX_FILE_BYTES:
+            return None
+        return os.read(fd, MAX_FILE_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _write_private(directory: str, data: bytes) -> None:
+    """Replace the file atomically by a new one, mode 0600; on any failure, leave it."""
+    dir_fd = _open_private_dir(directory, create=True)
+    if dir_fd is None:
+        return
+    temporary = f".{FILE_NAME}.{secrets.token_hex(8)}"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temporary, FILE_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        try:
+            os.unlink(temporary, dir_fd=dir_fd)
+        except OSError:
+            pass
+    finally:
+        os.close(dir_fd)
+
