@@ -13,6 +13,7 @@ import sys
 from gotop import __version__
 from gotop.engine.targetspec import TARGET_HELP
 from gotop.errors import GotopError
+from gotop.textsafe import plain
 from gotop.units import DURATION_SYNTAX, parse_duration
 
 DESCRIPTION = """\
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(args.run)
         return getattr(module, getattr(args, "entry", "run"))(args)
     except GotopError as e:
-        print(f"gotop: {e}", file=sys.stderr)
+        print(f"gotop: {plain(str(e))}", file=sys.stderr)  # errors quote what targets sent
         return 2
     except KeyboardInterrupt:
         return 130

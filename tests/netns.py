@@ -36,10 +36,10 @@ def private_netns() -> Iterator[tuple[str, ...]]:
 
 
 def gotop_in(netns: tuple[str, ...], *args: str, env: dict[str, str] | None = None,
-             timeout: float = 90) -> subprocess.CompletedProcess:
-    """Run gotop inside the namespace."""
+             timeout: float = 90, text: bool = True) -> subprocess.CompletedProcess:
+    """Run gotop inside the namespace (`()`: gotop's own); `text=False` keeps the output's bytes."""
     return subprocess.run(
-        [*netns, sys.executable, "-m", "gotop", *args], capture_output=True, text=True, timeout=timeout,
+        [*netns, sys.executable, "-m", "gotop", *args], capture_output=True, text=text, timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 

@@ -168,7 +168,7 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
     for v in verdicts:
         problem = v.watch.problem()
         status = "LEAK" if v.leaks else "not fully checked" if problem else "ok"
-        lines.append(f"{plain(v.watch.target.label)}: {status}" + (f" ({problem})" if problem else ""))
+        lines.append(f"{plain(v.watch.target.label)}: {status}" + (f" ({plain(problem)})" if problem else ""))
         for f in v.findings:
             lines.extend(_format_finding(f, v.watch.found_after.get(f.key)))
         checked = v.watch.checked()

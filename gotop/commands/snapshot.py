@@ -8,6 +8,7 @@ from datetime import datetime
 
 from gotop.commands.common import print_json, with_target
 from gotop.engine.target import Sample, Target
+from gotop.textsafe import plain
 from gotop.units import fmt_bytes, fmt_duration_ns
 
 # CPU percent is measured over this window (the target is opened, then sampled).
@@ -63,5 +64,5 @@ def format_sample(label: str, s: Sample) -> str:
         cpu = "-" if s.os.cpu_percent is None else f"{s.os.cpu_percent:.1f}%"
         fds = "?" if s.os.open_fds is None else f"{s.os.open_fds:,}"
         lines.append(f"process     RSS {fmt_bytes(s.os.rss)}   CPU {cpu}   threads {s.os.threads}   fds {fds}")
-    lines += [f"problem     {p}" for p in s.problems]
+    lines += [f"problem     {plain(p)}" for p in s.problems]
     return "\n".join(lines)

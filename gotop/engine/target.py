@@ -51,6 +51,7 @@ from gotop.sources.gops import GCPercentChange, GopsClient
 from gotop.sources.http import PprofClient, is_loopback, normalize_base
 from gotop.sources.procfs import OsFigures, OsSampler, fd_kinds
 from gotop.sources.progress import ProgressCallback
+from gotop.textsafe import plain
 
 T = TypeVar("T")
 
@@ -133,7 +134,7 @@ class Target:
         else:
             vars_client = PprofClient(proc.expvar) if proc.expvar else None
         return cls(
-            f"pid {proc.pid} ({proc.name})",
+            f"pid {proc.pid} ({plain(proc.name)})",  # a name may hold anything; the label is shown and stored
             gops=GopsClient(agent.host, agent.port) if agent else None,
             http=pprof, vars_client=vars_client, pid=proc.pid, process=proc,
         )
