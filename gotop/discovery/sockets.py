@@ -19,6 +19,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from gotop.procstat import read_proc_stat
+
 _TCP_LISTEN = "0A"
 # A namespace's socket table is read at most this far: a host with millions of
 # connections must not make a scan read gigabytes.
@@ -63,8 +65,8 @@ def netns_id(pid: int | str) -> int | None:
         return None
 
 
-def listening_table(pid: int) -> dict[int, ListenSocket]:
-    """All LISTEN TCP sockets of the network namespace `pid` lives in, by inode."""
+def listening_table(pid: int | str) -> dict[int, ListenSocket]:
+    """All LISTEN TCP sockets of the network namespace `pid` ("self": gotop) lives in, by inode."""
     own_namespace = netns_id("self")
     if own_namespace is not None and netns_id(pid) == own_namespace:
         try:
@@ -190,3 +192,49 @@ def listening_sockets(pid: int, table: dict[int, ListenSocket] | None = None) ->
         table = listening_table(pid)
     owned = socket_inodes(pid)
     return tuple(sorted((s for inode, s in table.items() if inode in owned), key=lambda s: (s.port, s.host)))
+
+
+def own_listener(host: str, port: int) -> ListenSocket | None:
+    """The LISTEN socket of gotop's own network namespace that a connection to
+    the loopback address `host` ("localhost" too) and `port` reaches: one bound
+    to that address, else a wildcard one. Listeners of other namespaces (a
+    container's) never match."""
+    if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
+        addresses = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    else:
+        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        addresses = [address]
+    on_port = [s for s in listening_table("self").values() if s.port == port]
+    for address in addresses:
+        # A dual-stack "::" listener takes IPv4 connections too; "0.0.0.0" takes no IPv6 ones.
+        wildcards = ("0.0.0.0", "::") if address.version == 4 else ("::",)
+        for bound in (str(address), *wildcards):
+            found = next((s for s in on_port if s.host == bound), None)
+            if found is not None:
+                return found
+    return None
+
+
+def socket_owner(inode: int) -> int | None:
+    """The process that holds the socket `inode` among its descriptors, found
+    without asking any process anything. A socket passed down (systemd's socket
+    activation, a wrapper that forks) is held by parent and child: the child
+    serves it."""
+    holders = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if inode in socket_inodes(int(entry)):
+                    holders.append(int(entry))
+            except OSError:  # gone, or not ours to read
+                continue
+    return next((pid for pid in holders if _parent(pid) in holders), holders[0] if holders else None)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return read_proc_stat(pid).ppid
+    except (OSError, ValueError):
+        return None

@@ -28,6 +28,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from gotop.discovery.processes import GoProcess, Scanner
+from gotop.discovery.sockets import own_listener, socket_owner
 from gotop.engine.targetspec import TargetError, TargetSpec, parse_target
 from gotop.errors import GotopError
 from gotop.model.goroutines import (
@@ -112,16 +113,15 @@ class Target:
         """Resolve a target; a PID goes through discovery."""
         if isinstance(spec, str):
             spec = parse_target(spec)
-        scanner = scanner or Scanner()
         if spec.pid is not None:
-            return cls.for_process(scanner.inspect(spec.pid))
+            return cls.for_process((scanner or Scanner()).inspect(spec.pid))
         if spec.agent is not None:
             host, port = spec.agent
-            return cls(spec.text, gops=GopsClient(host, port), pid=_local_pid(scanner, host, port))
+            return cls(spec.text, gops=GopsClient(host, port), pid=_local_pid(host, port))
         assert spec.http_base is not None
         http = PprofClient(spec.http_base)
         url = urlsplit(http.base_url)
-        return cls(spec.text, http=http, vars_client=http, pid=_local_pid(scanner, url.hostname, url.port or 80))
+        return cls(spec.text, http=http, vars_client=http, pid=_local_pid(url.hostname, url.port or 80))
 
     @classmethod
     def for_process(cls, proc: GoProcess) -> Target:
@@ -358,11 +358,11 @@ def _detail(error: GotopError) -> str:
     return error.detail if isinstance(error, TransportError) else str(error)
 
 
-def _local_pid(scanner: Scanner, host: str | None, port: int | None) -> int | None:
-    """The local process listening on a loopback host:port, for its OS figures."""
+def _local_pid(host: str | None, port: int | None) -> int | None:
+    """The local process listening on a loopback host:port, for its OS figures:
+    the owner of that listening socket in gotop's own network namespace, found
+    in /proc without a word to any process."""
     if not host or not port or not is_loopback(host):
         return None
-    for proc in scanner.scan().processes:
-        if any(s.port == port for s in proc.listening):
-            return proc.pid
-    return None
+    listener = own_listener(host, port)
+    return socket_owner(listener.inode) if listener is not None else None
