@@ -5,8 +5,10 @@ without a word to any other process."""
 from __future__ import annotations
 
 import json
+import sys
 
 from netns import gotop_in, private_netns, requests_in  # noqa: F401 (a fixture)
+from terminal import Terminal
 
 from gotop.engine.target import Target
 
@@ -23,6 +25,21 @@ def test_snapshot_of_an_address_asks_no_other_process(go_target, private_netns, 
         assert reading["source"]["process"] == "procfs"  # the pid was found: its OS figures are there
         assert reading["process"]["threads"] > 1
     assert requests_in(log) == []  # not one connection to the bystander
+
+
+def test_the_tui_on_an_address_asks_no_other_process(go_target, private_netns, tmp_path):
+    named = go_target("agentpprof", wrapper=private_netns)
+    log = tmp_path / "bystander.log"
+    go_target("pprofonly", args=["-log", str(log)], wrapper=private_netns)
+    tui = Terminal([*private_netns, sys.executable, "-m", "gotop", named.ready["agent"]])
+    try:
+        tui.expect("GOMAXPROCS")  # the process screen of the named target, polled
+        tui.expect(f"pid {named.pid}")
+        tui.send("q")
+        assert tui.wait() == 0
+    finally:
+        tui.kill()
+    assert requests_in(log) == []
 
 
 async def test_the_pid_is_the_listeners_owner_in_gotops_namespace(go_target, private_netns):

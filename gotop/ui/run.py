@@ -20,9 +20,9 @@ def run(args: Namespace) -> int:
     from gotop.engine.poller import Tiers
     from gotop.engine.targetspec import parse_target
 
-    for spec in args.targets:
-        parse_target(spec)  # a bad target is a one-line error before the screen opens
-    scanner, first_scan = _discover_early()
+    specs = [parse_target(spec) for spec in args.targets]  # a bad target is a one-line error before the screen opens
+    # Targets named by address turn discovery off: no scan (and no probe of every Go process) for them.
+    scanner, first_scan = (None, None) if any(s.pid is None for s in specs) else _discover_early()
     from gotop.ui.app import GotopApp
 
     app = GotopApp(args.targets, Tiers(args.interval, args.slow_every), args.window, Path(args.save_dir),
