@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run="gotop.ui.run", entry="replay")
 
     p = sub.add_parser("list", help="list the Go processes on this host (like gops)")
-    p.add_argument("--json", action="store_true", help="print a JSON array, one object per Go process")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: {\"processes\": [one object per Go process], \"skipped\": [{pid, name, reason}]}")
     p.set_defaults(run="gotop.commands.listing")
 
     p = sub.add_parser("info", help="build info and process facts of one Go process")

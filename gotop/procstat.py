@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of the time fields
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_PF_KTHREAD = 0x00200000  # include/linux/sched.h
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class ProcStat:
     cpu_ticks: int  # user + system time
     threads: int
     rss_pages: int
+    kernel_thread: bool  # PF_KTHREAD: no binary, no /proc/PID/exe to read
 
 
 def read_proc_stat(pid: int) -> ProcStat:
@@ -37,5 +39,5 @@ def read_proc_stat(pid: int) -> ProcStat:
     # proc(5) numbers the fields from 1 with the pid and the name first: field N is fields[N - 3].
     return ProcStat(
         ppid=int(fields[1]), start_ticks=int(fields[19]), cpu_ticks=int(fields[11]) + int(fields[12]),
-        threads=int(fields[17]), rss_pages=int(fields[21]),
+        threads=int(fields[17]), rss_pages=int(fields[21]), kernel_thread=bool(int(fields[6]) & _PF_KTHREAD),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def gotop(*args: str, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProc
 def listed(*args: str, wrapper: tuple[str, ...] = ()) -> dict[int, dict]:
     result = gotop("list", "--json", *args, wrapper=wrapper)
     assert result.returncode == 0, result.stderr
-    return {p["pid"]: p for p in json.loads(result.stdout)}
+    return {p["pid"]: p for p in json.loads(result.stdout)["processes"]}
 
 
 def pprof_url(target) -> str:
@@ -230,19 +231,28 @@ def world_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_processes_gotop_may_not_inspect_are_reported_not_fatal(go_target, world_dir):
-    # A target owned by another user, and gotop without the capabilities root
-    # needs to read other users' /proc entries.
+def test_processes_gotop_may_not_inspect_are_named_with_the_reason(go_target, world_dir):
+    # A target owned by another user, and gotop as root without the capabilities
+    # root needs to read other users' /proc entries: "run as root" would not help.
     binary = world_dir / "plain"
     shutil.copy(target_binary("plain"), binary)
     other = go_target(
         "plain", binary=binary,
         wrapper=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
     )
-    result = gotop("list", wrapper=("setpriv", "--bounding-set=-all"))
+    without_capabilities = ("setpriv", "--bounding-set=-all")
+    result = gotop("list", wrapper=without_capabilities)
     assert result.returncode == 0, result.stderr
     assert str(other.pid) not in [line.split()[0] for line in result.stdout.splitlines() if line]
-    assert "not inspected (permission denied" in result.stdout
+    assert "refused even to root: gotop runs without CAP_SYS_PTRACE here" in result.stdout
+    assert "as root" not in result.stdout
+    assert re.search(r"^  permission denied reading /proc/PID/exe: pid \d+ \(", result.stdout, re.MULTILINE)
+    assert "kthreadd" not in result.stdout  # kernel threads have no binary to be refused
+
+    listing = json.loads(gotop("list", "--json", wrapper=without_capabilities).stdout)
+    assert {"pid": other.pid, "name": "plain", "reason": "permission denied reading /proc/PID/exe"} \
+        in listing["skipped"]
+    assert other.pid not in [p["pid"] for p in listing["processes"]]
 
 
 def test_info_shows_build_and_process_facts(go_target):

@@ -25,7 +25,7 @@ from gotop.sources.http import NotPprof, PprofClient
 def listed(netns, *args: str, env: dict[str, str] | None = None) -> dict[int, dict]:
     result = gotop_in(netns, "list", "--json", *args, env=env)
     assert result.returncode == 0, result.stderr
-    return {p["pid"]: p for p in json.loads(result.stdout)}
+    return {p["pid"]: p for p in json.loads(result.stdout)["processes"]}
 
 
 def test_deeply_nested_vars_cost_only_their_process(go_target, private_netns, tmp_path):
@@ -154,7 +154,7 @@ def test_a_spoiled_cache_file_is_ignored_and_replaced(go_target, private_netns, 
 
     result = gotop_in(private_netns, "list", "--json", env=env)
     assert result.returncode == 0, result.stderr
-    entry = {p["pid"]: p for p in json.loads(result.stdout)}[target.pid]
+    entry = {p["pid"]: p for p in json.loads(result.stdout)["processes"]}[target.pid]
     assert entry["pprof"] == f"http://{target.http_addr}/debug/pprof/"  # probed again
     path = cache_file(env)
     assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -216,6 +216,9 @@ class Scanner:
                 self._binaries[binary] = read_build_info(exe_link)
             build = self._binaries[binary]
         except PermissionError:
+            stat = _read_stat(pid)
+            if stat is None or stat.kernel_thread:  # gone, or no binary at all (unreadable without capabilities)
+                return None
             return Skipped(pid, _name(pid), "permission denied reading /proc/PID/exe")
         except BuildInfoError as e:
             return Skipped(pid, _name(pid), f"corrupt Go build info: {e}")
