@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dis
 import inspect
+import shutil
+import subprocess
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from gotargets import TOOLCHAINS, RunningTarget, start_target
+from gotargets import TOOLCHAINS, RunningTarget, _die_with_parent, start_target
 
 TESTS = Path(__file__).resolve().parent
 SAMPLES = TESTS / "samples"
@@ -76,3 +79,26 @@ def go_target(tmp_path_factory) -> Callable[..., RunningTarget]:
     yield start
     for target in started:
         target.kill()
+
+
+@pytest.fixture
+def private_netns() -> Iterator[tuple[str, ...]]:
+    """A new network namespace with loopback up; yields the command prefix
+    (`nsenter --net=...`) that runs a program inside it.
+
+    On a shared machine every other gotop run (other test runs, a TUI) probes
+    the listeners of every Go process in its own network namespace: a target
+    started in this one is probed only by the gotop a test starts here, so its
+    request log (pprofonly -log) counts that gotop's requests alone."""
+    if shutil.which("unshare") is None or shutil.which("nsenter") is None or shutil.which("ip") is None:
+        pytest.skip("unshare, nsenter and ip are needed for a private network namespace")
+    holder = subprocess.Popen(
+        ["unshare", "--net", "sh", "-c", "ip link set lo up && echo up && exec sleep infinity"],
+        stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "up\n", "no private network namespace"
+        yield ("nsenter", f"--net=/proc/{holder.pid}/ns/net")
+    finally:
+        holder.kill()
+        holder.wait()

@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from netns import gotop_in, private_netns, requests_in  # noqa: F401 (a fixture)
+from netns import gotop_in, requests_in
 
 from gotop.discovery.processes import Scanner
 from gotop.engine.target import Target

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from netns import gotop_in, private_netns, requests_in  # noqa: F401 (a fixture)
+from netns import gotop_in, requests_in
 from terminal import Terminal
 
 from gotop.engine.target import Target

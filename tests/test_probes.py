@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import gotop_in, private_netns, requests_in  # noqa: F401 (a fixture)
+from netns import gotop_in, requests_in
 
 from gotop.discovery.probecache import ProbeCache
 from gotop.discovery.probes import SocketProbe

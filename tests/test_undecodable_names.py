@@ -5,7 +5,6 @@ visible escapes, in any locale, and recordings keep every process."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import sqlite3
@@ -16,7 +15,7 @@ import pytest
 
 from faultservers import CannedAnswerServer, http_response
 from gotargets import target_binary
-from netns import gotop_in, private_netns  # noqa: F401 (a fixture)
+from netns import gotop_in
 
 BAD_NAME = b"\xff\xfe\x80bad"
 SHOWN = "\\xff\\xfe\\x80bad"
