@@ -34,9 +34,9 @@ FORMAT = "gotop-probes"
 VERSION = 1
 FILE_NAME = "probes.json"
 MAX_FILE_BYTES = 1 << 20
-MAX_ENTRIES = 10_000
+MAX_ENTRIES = 4096  # sockets; about 150 bytes each, well within MAX_FILE_BYTES
 
-ProcessKey = tuple[int, int]  # (pid, start time in clock ticks since boot)
+ProcessKey = tuple[int, int]  # (pid, start time in clock ticks since boot): one process, even across pid reuse
 _Key = tuple[int, int, str, int, int]  # pid, start, socket host, port, inode
 
 

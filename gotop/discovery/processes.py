@@ -17,7 +17,7 @@ import psutil
 
 from gotop.discovery.buildinfo import BuildInfoError, GoBuildInfo, read_build_info
 from gotop.discovery.portfile import PortFileInvalid, config_dir, read_environ, read_port_file
-from gotop.discovery.probecache import ProbeCache
+from gotop.discovery.probecache import ProbeCache, ProcessKey
 from gotop.discovery.probes import PROBE_TIMEOUT, HttpEndpoints, combine, probe_sockets
 from gotop.discovery.sockets import ListenSocket, listening_sockets, listening_table, netns_id
 from gotop.errors import GotopError
@@ -27,8 +27,6 @@ from gotop.procstat import ProcStat, read_proc_stat
 # same pid. Process start times are known to about a second (boot time in
 # /proc/stat is whole seconds), hence the slack.
 _START_TIME_SLACK = 2.0
-
-ProcessKey = tuple[int, int]  # (pid, start time in clock ticks): one process, even across pid reuse
 
 
 def _read_stat(pid: int) -> ProcStat | None:
