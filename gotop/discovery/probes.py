@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from gotop.discovery.sockets import ListenSocket
 from gotop.model.memstats import MemStatsParseError, parse_expvar
 
-PROBE_TIMEOUT = 0.5
+# Per request. A socket is probed once in its process's life, so waiting longer costs only the
+# first run; 0.5 s missed real pprof servers on a loaded host (a timeout is not remembered).
+PROBE_TIMEOUT = 1.0
 _MAX_PROBE_BYTES = 256 << 10
 _MAX_CONCURRENT = 32
 PPROF_PATH = "/debug/pprof/"
