@@ -130,7 +130,7 @@ async def test_a_target_sending_gzip_bombs_is_asked_less_and_less_often(go_targe
     async with InjectingProxy(t.http_addr, {f"/debug/pprof/{kind}": bomb}) as proxy:
         async with Target(proxy.url, http=PprofClient(proxy.url), expvar=True) as target:
             poller = Poller(target, lambda u: None, Tiers(interval=0.001, slow_every=0.001))
-            poller.heap_every = 0.001
+            poller.heap_demand.want("test", 0.001)
             updates = [await poller.poll_once() for _ in range(50)]
     assert {u.state for u in updates} <= {TargetState.UP, TargetState.SLOW}
     assert all(u.sample.memstats is not None for u in updates)
