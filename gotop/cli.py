@@ -150,10 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--list may also read source files under DIR (besides the modules the profile proves)")
     p.set_defaults(run="gotop.commands.top")
 
-    p = sub.add_parser("check", help="watch targets headless for leaks; exit 1 if one leaks (a CI gate)")
+    p = sub.add_parser("check", help="watch targets headless for leaks; exit 1 if one leaks (a CI gate)",
+                       description="Watch targets headless for leaks. Exit status: 1 a leak, 2 blind (no "
+                       "goroutine profiles and no GC cycles: nothing of the Go runtime watched) or a target "
+                       "not checked, 3 partial (a detector could not watch), 0 every detector watched.")
     p.add_argument("targets", nargs="+", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("--for", dest="duration", type=duration, default="30s", metavar="DURATION",
                    help="how long to watch: 30s, 2m, 90 (default 30s)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="exit 0, not 3, when some detector could not watch (e.g. no net/http/pprof)")
     p.add_argument("--json", action="store_true", help="print the verdict and the findings as JSON")
     p.set_defaults(run="gotop.commands.check")
 

@@ -5,7 +5,8 @@ workloads of the Go test targets.
 The live part starts every workload at once and watches them with three
 concurrent checks for the default 30 s: one `gotop check` process on the
 leaking targets, one on the healthy ones, and an in-process check whose heap
-profiles the site tests read. The file takes about 40 s.
+profiles the site tests read. Then four checks of targets the detectors can
+watch only in part (no pprof, no GC) run for 20 s. The file takes about 70 s.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from gotop.engine.leaks import (
     Confidence,
     DescriptorRef,
     GroupRef,
+    MIN_POINTS,
+    Detector,
     LeakKind,
     SiteRef,
+    coverage,
     descriptor_leaks,
     find_leaks,
     gc_cycles,
@@ -373,6 +377,37 @@ def test_heap_held_by_leaking_goroutines_is_left_to_them():
     assert {f.kind for f in find_leaks(history, NOW)} == {LeakKind.GOROUTINES}
 
 
+# --- what the detectors could watch ----------------------------------------------------------
+
+def readings(history: TargetHistory, now: float = NOW, window: float | None = None) -> dict[Detector, tuple[int, bool]]:
+    return {c.detector: (c.readings, c.watched) for c in coverage(history, now, window)}
+
+
+def test_coverage_counts_the_readings_each_detector_judges():
+    nothing = TargetHistory(1.0, 600)
+    assert readings(nothing) == {d: (0, False) for d in Detector}
+    groups = goroutine_history({LEAKING: [1] * MIN_POINTS, POOL: [3] * MIN_POINTS})  # 2 groups a profile
+    assert readings(groups)[Detector.GOROUTINES] == (MIN_POINTS, True)
+    assert readings(goroutine_history({POOL: [3] * (MIN_POINTS - 1)}))[Detector.GOROUTINES] == (MIN_POINTS - 1, False)
+    # The heap: readings right after a GC (the first reading has none before it).
+    heap = heap_history(live_heap([3.0] * 7))
+    assert readings(heap)[Detector.HEAP] == (6, True)
+    assert readings(heap_history(live_heap([3.0] * 6)))[Detector.HEAP] == (5, False)
+    assert readings(fd_history({"file": [3] * 5, "tcp": [1] * 5}))[Detector.DESCRIPTORS] == (5, True)
+
+
+def test_coverage_without_gc_or_outside_the_window_is_not_watched():
+    no_gc = TargetHistory(1.0, 600)  # memstats every second, GOGC=off: num_gc stays 0
+    for i in range(30):
+        no_gc.apply(Update(T0 + i, TargetState.UP, Sample(T0 + i, MemStats(heap_alloc=MIB, next_gc=4 * MIB, num_gc=0),
+                                                          Stats(), None, {})))
+    assert readings(no_gc)[Detector.HEAP] == (0, False)
+    groups = goroutine_history({POOL: [3] * 10})  # readings at T0 .. T0 + 18
+    assert readings(groups, T0 + 18, window=5)[Detector.GOROUTINES] == (3, False)
+    groups.mark_restart(T0 + 17)  # the new process has one profile
+    assert readings(groups, T0 + 18)[Detector.GOROUTINES] == (1, False)
+
+
 # --- gotop check: errors and hygiene ---------------------------------------------------------
 
 def test_check_errors_exit_2_with_one_line(capsys):
@@ -514,7 +549,7 @@ def test_check_exits_1_on_leaks_and_says_so(live):
     checked = live["leaks"]
     assert checked.returncode == 1
     assert checked.report["verdict"] == "leak"
-    assert {t["verdict"] for t in checked.report["targets"]} == {"leak"}
+    assert {t["verdict"] for t in checked.report["targets"]} == {"leak"}, checked.report["targets"]  # /proc-only too
     assert all(t["problem"] is None for t in checked.report["targets"])
 
 
@@ -535,6 +570,7 @@ def test_check_finds_nothing_on_healthy_busy_targets(live):
     assert checked.report["verdict"] == "ok"
     assert checked.returncode == 0
     for t in checked.report["targets"]:  # every detector had something to judge
+        assert t["verdict"] == "ok" and all(w["watched"] for w in t["watched"].values()), t
         c = t["checked"]
         assert c["descriptor_counts"] >= 10 and c["samples"] >= 20, t
         if "plain" not in t["target"]:
@@ -551,3 +587,89 @@ def test_the_heap_profiles_name_the_retaining_site_and_not_a_bounded_cache(live)
     cache_sites = retaining_sites(cache.watch.history.first_heap, cache.watch.history.heap)
     assert cache_sites == ()
     assert cache.findings == (), (cache.findings, cache.watch.checked())
+
+
+# --- gotop check on what it cannot see ---------------------------------------------------------
+
+UNWATCHED_SECONDS = "20s"  # 10 goroutine profiles and descriptor counts, a few dozen GC cycles
+
+
+@pytest.fixture(scope="module")
+def unwatched(tmp_path_factory) -> dict[str, object]:
+    """Targets the detectors can watch only in part, checked at once in four ways."""
+    if not TOOLCHAINS["go"].available():
+        pytest.skip("Go is not installed")
+    gc_off = {"GOGC": "off"}  # no GC cycle ever: the heap after GC cannot be read
+    specs = {
+        "plain": ("plain", "healthy-pool", None),  # /proc only
+        "expvar": ("expvaronly", "healthy-churn", None),  # memstats, no net/http/pprof
+        "gc-off": ("pprofonly", "healthy-pool", gc_off),
+        "leak": ("pprofonly", "leak-send", gc_off),
+    }
+    running = []
+    try:
+        for binary, workload, env in specs.values():
+            running.append(start_target(binary, args=["-workload", workload], env=env,
+                                        config_dir=tmp_path_factory.mktemp("gops")))
+        pid = {name: str(t.pid) for name, t in zip(specs, running)}
+        runs = {
+            "all": (*pid.values(), "--json"),
+            "blind": (pid["plain"], pid["expvar"], pid["gc-off"]),
+            "partial": (pid["expvar"], pid["gc-off"], "--json"),
+            "allowed": (pid["expvar"], pid["gc-off"], "--allow-partial"),
+        }
+        with ThreadPoolExecutor(len(runs)) as pool:
+            futures = {name: pool.submit(run_check, *args, "--for", UNWATCHED_SECONDS) for name, args in runs.items()}
+            return {"pid": {name: int(p) for name, p in pid.items()},
+                    **{name: future.result() for name, future in futures.items()}}
+    finally:
+        for target in running:
+            target.kill()
+
+
+def watched_of(report: dict, pid: int) -> tuple[str, dict[str, bool], dict]:
+    target = next(t for t in report["targets"] if t["pid"] == pid)
+    return target["verdict"], {d: w["watched"] for d, w in target["watched"].items()}, target["watched"]
+
+
+def test_check_says_what_each_target_let_it_watch(unwatched):
+    result = unwatched["all"]
+    report = json.loads(result.stdout)
+    pid = unwatched["pid"]
+    verdict, watched, detail = watched_of(report, pid["plain"])
+    assert (verdict, watched) == ("blind", {"goroutines": False, "heap": False, "descriptors": True})
+    assert detail["goroutines"]["readings"] == 0 and detail["heap"]["readings"] == 0
+    assert detail["goroutines"]["why_not"] == f"no goroutine profiles: pid {pid['plain']} (plain) serves no net/http/pprof"
+    assert detail["heap"]["why_not"].startswith(f"no GC cycles: no memstats read from pid {pid['plain']} (plain)")
+    verdict, watched, detail = watched_of(report, pid["expvar"])
+    assert (verdict, watched) == ("partial", {"goroutines": False, "heap": True, "descriptors": True})
+    assert detail["goroutines"]["why_not"].startswith("no goroutine profiles:"), detail
+    assert detail["heap"]["readings"] >= detail["heap"]["needed"]
+    verdict, watched, detail = watched_of(report, pid["gc-off"])
+    assert (verdict, watched) == ("partial", {"goroutines": True, "heap": False, "descriptors": True})
+    assert "no GC ran" in detail["heap"]["why_not"]
+    # A leak found is a leak, whatever could not be watched beside it.
+    verdict, watched, _ = watched_of(report, pid["leak"])
+    assert (verdict, watched) == ("leak", {"goroutines": True, "heap": False, "descriptors": True})
+    assert [f["kind"] for f in findings_of(report, pid["leak"])] == ["goroutines"]
+    assert report["verdict"] == "leak" and result.returncode == 1
+
+
+def test_a_blind_check_fails_with_exit_2_and_names_what_it_could_not_watch(unwatched):
+    result, pid = unwatched["blind"], unwatched["pid"]
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert f"pid {pid['plain']} (plain): blind" in lines
+    assert (f"  not watched: goroutine groups: no goroutine profiles: pid {pid['plain']} (plain) "
+            "serves no net/http/pprof") in lines
+    assert f"pid {pid['expvar']} (expvaronly): partial" in lines
+    assert f"pid {pid['gc-off']} (pprofonly): partial" in lines
+    assert lines[-1] == "verdict: blind (1 of 3 targets: neither goroutine groups nor the heap could be watched)"
+
+
+def test_a_partial_check_exits_3_unless_allowed(unwatched):
+    partial, allowed = unwatched["partial"], unwatched["allowed"]
+    assert partial.returncode == 3, partial.stderr
+    assert json.loads(partial.stdout)["verdict"] == "partial"
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert allowed.stdout.splitlines()[-1] == "verdict: partial (2 of 2 targets not fully watched; --allow-partial accepts it)"

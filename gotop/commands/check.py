@@ -7,8 +7,18 @@ goroutineleak profile every 10 s where offered, a heap profile every 5 s. The
 leak detectors (gotop.engine.leaks) run after every poll, so each finding
 records when it was first seen; the verdict is theirs at the end.
 
-Exit status: 1 if a target leaks, else 2 if a target could not be checked
-(cannot be named or reached, exits or stops answering), else 0.
+A gate that cannot look must not pass: each detector (goroutine groups, the
+heap after GC, descriptors) needs readings enough to judge a trend, and the
+verdict says which had them:
+
+  leak     a detector found a leak (even if others could not watch)    exit 1
+  blind    neither goroutine groups nor the heap could be watched:
+           nothing but /proc (no net/http/pprof, no GC cycle seen)     exit 2
+  partial  some detector could not watch                               exit 3, 0 with --allow-partial
+  ok       every detector watched the whole time and found nothing    exit 0
+
+Exit status 2 also when a target could not be checked at all (cannot be
+named or reached, exits or stops answering).
 """
 
 from __future__ import annotations
@@ -20,11 +30,12 @@ import time
 from argparse import Namespace
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
 
 from gotop.commands.common import FailureLines
 from gotop.discovery.processes import Scanner
 from gotop.engine.history import TargetHistory, TargetState, Update
-from gotop.engine.leaks import Finding, LeakKind, Ref, find_leaks
+from gotop.engine.leaks import Coverage, Detector, Finding, LeakKind, Ref, coverage, find_leaks
 from gotop.engine.poller import Poller, Tiers, keep_polling
 from gotop.engine.target import Target
 from gotop.errors import GotopError
@@ -41,6 +52,21 @@ class CheckError(GotopError):
     """A target could not be checked."""
 
 
+class Outcome(str, Enum):
+    """The verdict on one target, or on all of them (the worst one), worst first."""
+
+    LEAK = "leak"
+    BLIND = "blind"
+    PARTIAL = "partial"
+    OK = "ok"
+
+
+EXIT_STATUS = {Outcome.LEAK: 1, Outcome.BLIND: 2, Outcome.PARTIAL: 3, Outcome.OK: 0}
+RUNTIME_DETECTORS = (Detector.GOROUTINES, Detector.HEAP)  # what /proc cannot tell
+DETECTOR_TITLES = {Detector.GOROUTINES: "goroutine groups", Detector.HEAP: "heap after GC",
+                   Detector.DESCRIPTORS: "descriptors"}
+
+
 @dataclass
 class Watch:
     """One target under check: its history and what the detectors found when."""
@@ -50,6 +76,7 @@ class Watch:
     started: float  # unix time the watch began
     found_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # finding key -> seconds
     fetched: Counter = field(default_factory=Counter)  # what the polls brought, by name
+    last_problem: str | None = None  # the latest error a poll reported
     exited_after: float | None = None
     failure_lines: FailureLines = field(default_factory=lambda: FailureLines("check"))
 
@@ -58,6 +85,7 @@ class Watch:
         self._show_failure()
         for name in ("sample", "goroutines", "leaks", "heap", "fds"):
             self.fetched[name] += getattr(update, name) is not None
+        self.last_problem = update.error or self.last_problem
         if update.state is TargetState.EXITED:
             self.exited_after = update.time - self.started
         for finding in find_leaks(self.history, update.time):
@@ -90,6 +118,25 @@ class Watch:
             first[kind.value] = min(seconds, first.get(kind.value, seconds))
         return first
 
+    def why_not(self, c: Coverage) -> str:
+        """Why a detector could not watch: what was (not) read, and what it takes."""
+        label, seconds = self.target.label, (self.history.last_update or self.started) - self.started
+        failed = f" (last problem: {self.last_problem})" if self.last_problem else ""
+        if c.readings:
+            return f"{c.readings} {c.unit} in {seconds:.0f} s, {c.needed} needed: watch longer (--for)"
+        if c.detector is Detector.GOROUTINES:
+            if self.target.http is None:
+                return f"no goroutine profiles: {label} serves no net/http/pprof"
+            return f"no goroutine profiles: net/http/pprof gave none{failed}"
+        if c.detector is Detector.HEAP:
+            if not len(self.history.series["num_gc"]):
+                return f"no GC cycles: no memstats read from {label}{failed}"
+            return (f"no GC cycles: no GC ran in {seconds:.0f} s (GOGC=off, or too little allocation); "
+                    "the live heap is judged once per GC cycle")
+        if self.target.pid is None:
+            return f"no descriptor counts: {label} is not a process on this host"
+        return f"no descriptor counts: /proc/{self.target.pid}/fd could not be read{failed}"
+
     def checked(self) -> dict[str, int]:
         """How much each detector had to go on."""
         num_gc = self.history.series["num_gc"]
@@ -107,10 +154,34 @@ class Watch:
 class Verdict:
     watch: Watch
     findings: tuple[Finding, ...]
+    coverage: tuple[Coverage, ...]
 
     @property
     def leaks(self) -> bool:
         return bool(self.findings)
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.findings:
+            return Outcome.LEAK
+        unwatched = {c.detector for c in self.coverage if not c.watched}
+        if unwatched >= set(RUNTIME_DETECTORS):
+            return Outcome.BLIND
+        return Outcome.PARTIAL if unwatched else Outcome.OK
+
+
+def overall(verdicts: list[Verdict]) -> Outcome:
+    """The worst verdict of all targets."""
+    return min((v.outcome for v in verdicts), key=list(Outcome).index)
+
+
+def exit_status(verdicts: list[Verdict], allow_partial: bool = False) -> int:
+    outcome = overall(verdicts)
+    if outcome is not Outcome.LEAK and any(v.watch.problem() for v in verdicts):
+        return 2  # a target was not watched to the end
+    if outcome is Outcome.PARTIAL and allow_partial:
+        return 0
+    return EXIT_STATUS[outcome]
 
 
 def run(args: Namespace) -> int:
@@ -120,11 +191,8 @@ def run(args: Namespace) -> int:
     print(f"gotop check: watching {len(targets)} target{'s' if len(targets) != 1 else ''} "
           f"for {duration:g} s", file=sys.stderr)
     verdicts = asyncio.run(check(targets, duration))
-    leaking = any(v.leaks for v in verdicts)
     print(json.dumps(to_json(verdicts, duration), indent=2) if args.json else format_verdicts(verdicts))
-    if leaking:
-        return 1
-    return 2 if any(v.watch.problem() for v in verdicts) else 0
+    return exit_status(verdicts, args.allow_partial)
 
 
 async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_TIERS,
@@ -144,7 +212,12 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(t.aclose() for t in targets), return_exceptions=True)
-    return [Verdict(w, find_leaks(w.history, w.history.last_update or started)) for w in watches]
+    return [_judge(w) for w in watches]
+
+
+def _judge(watch: Watch) -> Verdict:
+    end = watch.history.last_update or watch.started
+    return Verdict(watch, find_leaks(watch.history, end), coverage(watch.history, end))
 
 
 async def _first_answers(watches: list[Watch]) -> None:
@@ -167,17 +240,33 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
     lines = []
     for v in verdicts:
         problem = v.watch.problem()
-        status = "LEAK" if v.leaks else "not fully checked" if problem else "ok"
-        lines.append(f"{plain(v.watch.target.label)}: {status}" + (f" ({plain(problem)})" if problem else ""))
+        status = "LEAK" if v.leaks else v.outcome.value
+        lines.append(f"{plain(v.watch.target.label)}: {status}"
+                     + (f" (not fully checked: {plain(problem)})" if problem else ""))
         for f in v.findings:
             lines.extend(_format_finding(f, v.watch.found_after.get(f.key)))
+        for c in v.coverage:
+            title = DETECTOR_TITLES[c.detector]
+            lines.append(f"  watched: {title} ({c.readings} {c.unit})" if c.watched
+                         else f"  not watched: {title}: {plain(v.watch.why_not(c))}")
         checked = v.watch.checked()
         lines.append("  checked: " + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in checked.items()))
-    count = sum(len(v.findings) for v in verdicts)
-    leaking = sum(v.leaks for v in verdicts)
-    lines.append(f"verdict: leak ({count} finding{'s' if count != 1 else ''} in {leaking} of {len(verdicts)} "
-                 f"target{'s' if len(verdicts) != 1 else ''})" if count else "verdict: ok")
+    lines.append(f"verdict: {_summary(verdicts)}")
     return "\n".join(lines)
+
+
+def _summary(verdicts: list[Verdict]) -> str:
+    outcome = overall(verdicts)
+    of = sum(v.outcome is outcome for v in verdicts)
+    targets = f"{of} of {len(verdicts)} target{'s' if len(verdicts) != 1 else ''}"
+    if outcome is Outcome.LEAK:
+        count = sum(len(v.findings) for v in verdicts)
+        return f"leak ({count} finding{'s' if count != 1 else ''} in {targets})"
+    if outcome is Outcome.BLIND:
+        return f"blind ({targets}: neither goroutine groups nor the heap could be watched)"
+    if outcome is Outcome.PARTIAL:
+        return f"partial ({targets} not fully watched; --allow-partial accepts it)"
+    return "ok"
 
 
 def _format_finding(f: Finding, found_after: float | None) -> list[str]:
@@ -194,11 +283,15 @@ def _format_finding(f: Finding, found_after: float | None) -> list[str]:
 
 def to_json(verdicts: list[Verdict], duration: float) -> dict:
     return {
-        "verdict": "leak" if any(v.leaks for v in verdicts) else "ok",
+        "verdict": overall(verdicts).value,
         "duration": duration,
         "targets": [{
             "target": v.watch.target.label, "pid": v.watch.target.pid,
-            "verdict": "leak" if v.leaks else "ok", "problem": v.watch.problem(), "checked": v.watch.checked(),
+            "verdict": v.outcome.value, "problem": v.watch.problem(), "checked": v.watch.checked(),
+            "watched": {c.detector.value: {
+                "watched": c.watched, "readings": c.readings, "needed": c.needed, "unit": c.unit,
+                "why_not": None if c.watched else v.watch.why_not(c),
+            } for c in v.coverage},
             "first_found": {kind: round(s, 1) for kind, s in v.watch.first_found().items()},
         } for v in verdicts],
         "findings": [

@@ -60,6 +60,7 @@ FIGURES = (
     "heap_alloc", "heap_inuse", "heap_sys", "next_gc", "heap_objects", "goroutines",
     "num_gc", "gc_cpu_fraction", "alloc_rate", "rss", "cpu", "threads", "fds",
     *(f"fds_{kind}" for kind in FD_KINDS),
+    "goroutine_groups",  # stack groups in each grouped goroutine profile (slow tier)
 )
 
 
@@ -144,6 +145,7 @@ class TargetHistory:
 
     def _apply_goroutines(self, t: float, profile: GoroutineProfile) -> None:
         self.goroutines = profile
+        self.series["goroutine_groups"].append(t, len(profile.groups))
         seen = profile.by_key()
         for key, group in seen.items():
             if key not in self.groups:

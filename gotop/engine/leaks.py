@@ -13,6 +13,10 @@ the same findings.
   fds/sockets open descriptors of one kind (files, pipes, TCP, UDP, UNIX) that
               keep rising
 
+`coverage` says, per detector, whether it had readings enough to judge a
+trend at all (a target without net/http/pprof has no goroutine groups, one
+whose GC does not run has no heap after GC): what `gotop check` could watch.
+
 What is never a leak: churn the GC reclaims (the live heap does not rise),
 goroutines or descriptors that come and go (their count falls back), and a
 pool or cache that grows to a plateau (it stops rising in the recent part of
@@ -503,6 +507,43 @@ def descriptor_leaks(history: TargetHistory, now: float, window: float | None = 
         findings.append(Finding(leak_kind, name, DescriptorRef(kind), rise.rate_per_min, "descriptors",
                                 rise.start, confidence, (evidence,)))
     return tuple(sorted(findings, key=_severity))
+
+
+# --- what the detectors could watch ------------------------------------------------------------
+
+
+class Detector(str, Enum):
+    GOROUTINES = "goroutines"  # goroutine groups, from grouped goroutine profiles
+    HEAP = "heap"  # the live heap after GC, read once per GC cycle
+    DESCRIPTORS = "descriptors"  # open descriptors, from /proc
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What one detector had to judge over the window: its readings, and how
+    many a trend needs. With fewer, the detector cannot find a leak at all."""
+
+    detector: Detector
+    readings: int
+    needed: int
+    unit: str  # what a reading is: "goroutine profiles", "GC cycles", "descriptor counts"
+
+    @property
+    def watched(self) -> bool:
+        return self.readings >= self.needed
+
+
+def coverage(history: TargetHistory, now: float, window: float | None = None) -> tuple[Coverage, ...]:
+    """Per detector, the readings it judged (as the detectors above count them)."""
+    since = window_start(history, now, window)
+    by_kind = [len(history.series[f"fds_{kind}"].since(since)) for kind in DESCRIPTOR_KINDS]
+    descriptors = max(by_kind) or len(history.series["fds"].since(since))
+    return (
+        Coverage(Detector.GOROUTINES, len(history.series["goroutine_groups"].since(since)), MIN_POINTS,
+                 "goroutine profiles"),
+        Coverage(Detector.HEAP, len(gc_cycles(history, since)), 3 * MIN_GC_CYCLES_PER_THIRD, "GC cycles"),
+        Coverage(Detector.DESCRIPTORS, descriptors, MIN_POINTS, "descriptor counts"),
+    )
 
 
 # --- naming -----------------------------------------------------------------------------------
