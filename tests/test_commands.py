@@ -140,6 +140,15 @@ async def test_stack_groups_errors_name_the_target(go_target):
     assert_one_line_error(result, f"127.0.0.1:{agent.port}: goroutine dump: not a goroutine dump")
 
 
+def test_stack_groups_are_labelled_by_the_code_that_waits(go_target):
+    t = go_target("pprofonly", args=["-workload", "net-readers", "-n", "2"])
+    out = ok("stack", f"http://{t.http_addr}", "--groups")
+    labels = {head.split()[1] for head in re.findall(r"^ {0,6}\d+  \S+", out, re.MULTILINE)}
+    workload = "gotop.test/targets/internal/workload"
+    assert {f"{workload}.{f}" for f in ("readLines", "readFrames", "readRaw", "acceptForever")} <= labels, out
+    assert not any(label.startswith("internal/poll.") for label in labels), labels
+
+
 def test_stack_dump_is_the_full_text(go_target):
     t = go_target("agentpprof", args=["-workload", "park", "-n", "5"])
     out = ok("stack", t.ready["agent"])

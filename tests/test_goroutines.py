@@ -4,6 +4,7 @@ and protobuf profile must give the same groups under the same keys."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -19,7 +20,9 @@ from gotop.model.goroutines import (
     KIND_GOROUTINE,
     KIND_GOROUTINELEAK,
     Frame,
+    Goroutine,
     GoroutineDump,
+    GoroutineGroup,
     GoroutineParseError,
     GoroutineProfile,
     groups_from_stacks,
@@ -28,10 +31,13 @@ from gotop.model.goroutines import (
     parse_goroutine_profile_text,
     profile_from_stacks,
     stack_key,
+    telling_frame,
     top_function,
 )
+from gotop.engine.target import Target
 from mutations import mutated
 from targetio import agent_request, http_get
+from waiting import eventually
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 WORKLOAD = "gotop.test/targets/internal/workload"
@@ -143,6 +149,19 @@ def test_gops_stack_sample_matches_debug1_keys():
     debug1 = steady(parse_goroutine_profile_text(sample("pprof-goroutine-debug1.txt")))
     for key, count in steady(agent).items():
         assert debug1[key] == count
+
+
+def test_groups_waiting_in_internal_poll_are_labelled_by_the_code_that_waits():
+    for p in (parse_goroutine_profile_text(sample("pprof-goroutine-debug1.txt")),
+              parse_goroutine_dump(sample("pprof-goroutine-debug2.txt")).profile()):
+        polling = [g for g in p.groups if g.top_function == "internal/poll.(*pollDesc).wait"]
+        assert sorted(g.label for g in polling) == ["github.com/google/gops/agent.listen",
+                                                    "net/http.(*Server).Serve"]
+        assert {g.state for g in polling} == {"IO wait"}  # the state still says what it waits for
+        assert p.groups[0].label == "main.blockForever"  # a user's own wait keeps its name
+        reader = next(g for g in p.groups if g.top_function == "syscall.Syscall")
+        assert reader.label == "net/http.(*connReader).backgroundRead"
+        assert reader.label_frame == next(f for f in reader.frames if f.function == reader.label)
 
 
 def test_goroutineleak_samples():
@@ -308,6 +327,38 @@ def test_stack_key_and_top_function(stack, key, top):
     fs = frames(*stack)
     assert [f.function for f in stack_key(fs)] == list(key)
     assert top_function(fs) == top
+
+
+WAIT = ("runtime.gopark", "runtime.netpollblock", "internal/poll.runtime_pollWait", "internal/poll.(*pollDesc).wait",
+        "internal/poll.(*pollDesc).waitRead", "internal/poll.(*FD).Read", "net.(*netFD).Read", "net.(*conn).Read")
+
+
+@pytest.mark.parametrize("stack, place", [
+    ((*WAIT, "main.readRaw", "runtime.goexit"), "main.readRaw"),
+    ((*WAIT, "bufio.(*Reader).fill", "bufio.(*Reader).ReadSlice", "main.readLines"), "main.readLines"),
+    ((*WAIT, "io.ReadAtLeast", "io.ReadFull", "main.readFrames"), "main.readFrames"),
+    ((*WAIT, "crypto/tls.(*atLeastReader).Read", "crypto/tls.(*Conn).readRecord", "crypto/tls.(*Conn).Read",
+      "net/http.(*connReader).backgroundRead"), "net/http.(*connReader).backgroundRead"),
+    (("runtime.gopark", "runtime.netpollblock", "internal/poll.runtime_pollWait", "internal/poll.(*FD).Accept",
+      "net.(*netFD).accept", "net.(*TCPListener).accept", "net.(*TCPListener).Accept", "main.serve"), "main.serve"),
+    (("runtime.gopark", "runtime.semacquire1", "sync.runtime_SemacquireMutex", "internal/sync.(*Mutex).lockSlow",
+      "sync.(*Mutex).Lock", "main.locker"), "main.locker"),
+    (("runtime.gopark", "time.Sleep", "main.poll"), "main.poll"),
+    (("runtime.gopark", "runtime.chanrecv1", "main.wait"), "main.wait"),
+    (("runtime.gopark", "runtime.forcegchelper"), None),
+])
+def test_the_telling_frame_is_the_first_outside_the_plumbing(stack, place):
+    found = telling_frame(frames(*stack))
+    assert (found.function if found else None) == place
+
+
+def test_a_group_with_nothing_but_plumbing_is_labelled_by_its_creator_else_its_top():
+    sleeping = frames("runtime.gopark", "time.Sleep")
+    [dumped] = GoroutineDump((Goroutine(1, "sleep", frames=sleeping, created_by=Frame("main.start", "a.go", 3)),)
+                             ).profile().groups
+    assert (dumped.label, dumped.label_frame, dumped.state) == ("created by main.start", None, "sleep")
+    [profiled] = groups_from_stacks([(1, sleeping, None)])
+    assert (profiled.label, profiled.label_frame) == ("time.Sleep", sleeping[1])  # no creator: the top
 
 
 def test_groups_from_stacks_merges_equal_keys_and_sorts_biggest_first():
@@ -487,3 +538,28 @@ def test_live_labels(go_target, tmp_path, toolchain):
         # debug=2 headers carry labels from Go 1.27 (GODEBUG tracebacklabels); the gops dump is debug=2
         has_labels = name in ("debug1", "protobuf") or toolchain == "go1.27"
         assert group.labels == (want if has_labels else Counter()), name
+
+
+def test_live_net_readers_are_told_apart_by_the_function_that_reads(go_target):
+    t = go_target("pprofonly", args=["-workload", "net-readers", "-n", "3"])
+    readers = {f"{WORKLOAD}.{name}": count
+               for name, count in {"readLines": 3, "readFrames": 3, "readRaw": 3, "acceptForever": 1}.items()}
+
+    async def waiting_groups() -> dict[str, GoroutineGroup]:
+        async with Target.open(f"http://{t.http_addr}") as target:
+            async def fetch() -> None:
+                nonlocal profile
+                profile = await target.goroutine_profile()
+            profile = None
+            await fetch()
+
+            def all_blocked() -> dict[str, GoroutineGroup] | None:
+                groups = {g.label: g for g in profile.groups if g.label in readers}
+                waiting = {label: g for label, g in groups.items() if g.state == "IO wait"}
+                return waiting if {k: g.count for k, g in waiting.items()} == readers else None
+            return await eventually(all_blocked, pause=fetch)
+
+    groups = asyncio.run(waiting_groups())
+    for label, group in groups.items():
+        assert group.top_function == "internal/poll.(*pollDesc).wait", label  # what the rows used to say
+        assert group.label_frame.file.endswith(("netreaders.go", "leak_resources.go")), group.label_frame

@@ -63,7 +63,7 @@ def format_groups(profile: GoroutineProfile) -> str:
     for group in profile.groups:
         states = ", ".join(f"{state} x{n}" if len(group.states) > 1 else state
                            for state, n in group.states.most_common())
-        head = f"\n{group.count:>7,}  {plain(group.top_function) or '(no stack beyond the runtime)'}"
+        head = f"\n{group.count:>7,}  {plain(group.label) or '(no stack beyond the runtime)'}"
         if states:
             head += f"  [{plain(states)}]"
         if group.leaked:

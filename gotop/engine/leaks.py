@@ -143,7 +143,7 @@ class Evidence:
 @dataclass(frozen=True, slots=True)
 class Finding:
     kind: LeakKind
-    where: str  # the group's top function, the allocation site, or the descriptor kind
+    where: str  # the group's label (GoroutineGroup.label), the allocation site, or the descriptor kind
     ref: Ref
     rate_per_min: float  # growth, in `unit` per minute
     unit: str
@@ -333,14 +333,8 @@ def _goroutine_finding(group: GoroutineGroup, points: list[Point], rise: Rise | 
         rate, start = rise.rate_per_min, rise.start
     else:
         rate, start = (_slope_per_minute(points), points[0][0]) if len(points) > 1 else (0.0, since)
-    return Finding(LeakKind.GOROUTINES, _frame_name(_top_frame(group)), GroupRef(group.key),
-                   rate, "goroutines", start, confidence, tuple(evidence))
-
-
-def _top_frame(group: GoroutineGroup) -> Frame:
-    """The frame of the group's top function (what a user calls its place)."""
-    name = group.top_function
-    return next((f for f in group.frames if f.function == name), Frame(name, "", 0))
+    return Finding(LeakKind.GOROUTINES, _frame_name(group.label_frame or Frame(group.label, "", 0)),
+                   GroupRef(group.key), rate, "goroutines", start, confidence, tuple(evidence))
 
 
 # --- heap -----------------------------------------------------------------------------------

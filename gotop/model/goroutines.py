@@ -21,6 +21,12 @@ The key is then the remaining (function, file, line) frames, leaf first; stacks
 with none left (runtime-only, or "stack unavailable") share the empty key. Stacks
 deeper than a source records (32 frames in profiles before Go 1.23, 128 since;
 debug=2 elides the middle of stacks over 100 frames) can still get different keys.
+
+Labels. A group is shown by the frame that tells it apart (`GoroutineGroup.label`):
+the first key frame outside PLUMBING (the runtime, internal/poll and the like, the
+sync and sleep waits its state already names, the socket, file and reader layers),
+so four groups blocked in net reads read as the four functions that read, not as
+internal/poll.(*pollDesc).wait four times; else the `go` statement that created it.
 """
 
 from __future__ import annotations
@@ -114,6 +120,26 @@ def top_function(frames: Sequence[Frame]) -> str:
     return frames[0].function if frames else ""
 
 
+# Frames many unrelated goroutines share while they wait, so they do not tell
+# groups apart: the runtime and the standard library's internals
+# (internal/poll, internal/sync, ...), the wait primitives the state column
+# already names, and the layers every read, write, accept or dial passes
+# through. Packages net/http, database/sql and the like are not in it: they
+# say what a goroutine serves.
+PLUMBING = (
+    "runtime.", "internal/",
+    "sync.", "time.Sleep",
+    "syscall.", "os.(*File).", "net.",
+    "io.", "bufio.", "crypto/tls.",
+)
+
+
+def telling_frame(frames: Sequence[Frame]) -> Frame | None:
+    """The frame that tells a group apart: the first key frame outside PLUMBING
+    (a net read shows the function that reads, not internal/poll), or None."""
+    return next((f for f in stack_key(frames) if not f.function.startswith(PLUMBING)), None)
+
+
 # Where a grouped profile (no states) shows a goroutine blocked, read from its
 # frames, leaf first: runtime frames (kept by the protobuf profile) name channel
 # and select waits; sync, poll and sleep frames show in every source. The
@@ -195,6 +221,27 @@ class GoroutineGroup:
     @property
     def top_function(self) -> str:
         return top_function(self.frames)
+
+    @property
+    def label(self) -> str:
+        """What tells this group apart, for people: the first frame outside
+        PLUMBING, else the `go` statement that created it (dumps only), else the
+        top of its stack ("" when it has none)."""
+        if (frame := telling_frame(self.frames)) is not None:
+            return frame.function
+        if self.created_by:
+            return f"created by {self.created_by}"
+        return self.top_function
+
+    @property
+    def label_frame(self) -> Frame | None:
+        """The frame `label` names, for its file and line (None for a creator)."""
+        if (frame := telling_frame(self.frames)) is not None:
+            return frame
+        if self.created_by:
+            return None
+        top = self.top_function
+        return next((f for f in self.frames if f.function == top), None)
 
     @property
     def state(self) -> str | None:

@@ -18,7 +18,7 @@ from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.widgets import Line, gone
 from gotop.ui.dialogs import TextScreen
-from gotop.ui.names import short_function
+from gotop.ui.names import short_function, short_label
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 
@@ -27,7 +27,7 @@ COLUMNS = (
     Column("growth", "Δ/min", 7),
     Column("trend", "", 8, min_screen_width=100, justify="left"),
     Column("state", "STATE", 13, justify="left"),
-    Column("top", "TOP OF STACK", 0, justify="left"),
+    Column("label", "FUNCTION", 0, justify="left"),
     Column("where", "WHERE", 18, min_screen_width=110, justify="left"),
     Column("entry", "STARTED IN", 24, min_screen_width=130, justify="left"),
 )
@@ -45,16 +45,15 @@ def row_for(group: GoroutineGroup, trend: GroupTrend | None, finding: Finding | 
     growth = growth_per_minute(trend) if trend else 0.0
     style = "bold red" if finding or proven else "bold yellow" if growth >= 1 else ""
     mark = "✔ " if proven else "● " if finding else ""
-    top = group.top_function
-    top_frame = next((f for f in group.key if f.function == top), group.leaf)
+    label, frame = group.label, group.label_frame
     entry = group.frames[-1].function if group.frames else ""
     return {
         "count": cell(f"{group.count:,}", group.count, style),
         "growth": cell(_signed(growth) if trend and len(trend.counts) > 1 else "-", growth, style),
         "trend": cell(mini_spark(trend.counts.values) if trend else "", 0, "cyan", justify="left"),
         "state": cell(plain(group.state or "-"), group.state or "", justify="left"),
-        "top": cell(mark + (plain(short_function(top)) or "(runtime only)"), top, style, justify="left"),
-        "where": cell(plain(f"{top_frame.file.rsplit('/', 1)[-1]}:{top_frame.line}") if top_frame else "",
+        "label": cell(mark + (plain(short_label(label)) or "(runtime only)"), label, style, justify="left"),
+        "where": cell(plain(f"{frame.file.rsplit('/', 1)[-1]}:{frame.line}") if frame else "",
                       "", justify="left"),
         "entry": cell(plain(short_function(entry)), entry, justify="left"),
     }
@@ -176,7 +175,7 @@ class GoroutinesScreen(Screen):
         if gone(self):
             return
         members = [g for g in dump.goroutines if g.key == group.key]
-        self.app.push_screen(TextScreen(f"wait times of {short_function(group.top_function)}",
+        self.app.push_screen(TextScreen(f"wait times of {short_label(group.label)}",
                                         wait_report(members)))
 
 

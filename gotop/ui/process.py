@@ -22,7 +22,7 @@ from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.dialogs import AskScreen, ConfirmScreen, TextScreen
 from gotop.ui.leaks import summary
-from gotop.ui.names import short_function
+from gotop.ui.names import short_label
 from gotop.ui.widgets import Line, MetricRow, gone
 from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns
 
@@ -167,7 +167,7 @@ class ProcessScreen(Screen):
         if not h.goroutines or not h.goroutines.groups:
             return "groups: need net/http/pprof"
         group = h.goroutines.groups[0]
-        return f"top: {group.count:,}x {plain(short_function(group.top_function))}"
+        return f"top: {group.count:,}x {plain(short_label(group.label))}"
 
     def _plot(self, h: TargetHistory) -> None:
         plot = self.query_one(PlotextPlot)
