@@ -70,6 +70,12 @@ def fmt_count(n: float | None) -> str:
     return f"{n:,.0f}"
 
 
+def fmt_signed(value: float, digits: int = 0) -> str:
+    """3.2 -> '+3', -2 -> '-2'; whatever rounds to zero is '0' (never '-0')."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(rf"({_NUMBER})({'|'.join(_DURATION_UNITS)})")  # "ms" is tried before "m"

@@ -389,3 +389,106 @@ async def test_screens_left_before_they_are_shown_read_none_of_their_widgets(go_
         app.push_screen(OverviewScreen(app.fleet, "again"))
         app.push_screen(ProcessScreen(watched, app.save_dir))
         app.exit()
+
+
+# --- the overview's filter --------------------------------------------------------------------
+
+async def three_named_targets(go_target, tmp_path, app: GotopApp, pilot) -> dict[str, str]:
+    """Targets named alpha-, bravo- and charlie-gotoptest, shown in the overview
+    sorted by name: name -> row key."""
+    import shutil
+
+    from gotargets import target_binary
+
+    started = {}
+    for name in ("alpha-gotoptest", "bravo-gotoptest", "charlie-gotoptest"):
+        shutil.copy(target_binary("plain"), tmp_path / name)
+        started[name] = go_target("plain", binary=tmp_path / name)
+    overview = app.screen
+    keys = {}
+    for name, t in started.items():
+        watched = await until(pilot, lambda t=t: app.fleet.find_pid(t.pid))
+        keys[name] = next(str(k) for k, w in app.fleet.watched.items() if w is watched)
+    await until(pilot, lambda: set(keys.values()) <= overview.table.rows.keys())
+    overview.table.sort_by("name", reverse=False)
+    return keys
+
+
+async def test_enter_in_the_filter_puts_the_cursor_on_the_first_match_in_the_list(go_target, tmp_path):
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        keys = await three_named_targets(go_target, tmp_path, app, pilot)
+        overview = app.screen
+        overview.table.select(keys["charlie-gotoptest"])
+        await pilot.press("slash", *"bravo-gotop", "enter")
+        assert app.focused is overview.table
+        assert overview.table.selected_key() == keys["bravo-gotoptest"]
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, ProcessScreen) and app.screen)
+        assert "bravo-gotoptest" in screen.watched.name
+        await pilot.press("escape")
+        # A filter the selected row still matches keeps the cursor on it.
+        await pilot.press("slash", *"-gotoptest", "enter")
+        assert overview.table.selected_key() == keys["bravo-gotoptest"]
+
+
+async def test_escape_in_the_filter_clears_it_and_keeps_the_cursor_on_its_row(go_target, tmp_path):
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        keys = await three_named_targets(go_target, tmp_path, app, pilot)
+        overview = app.screen
+        overview.table.select(keys["charlie-gotoptest"])
+        await pilot.press("slash", *"alpha-gotop")
+        assert overview.table.selected_key() == keys["alpha-gotoptest"]  # the only row shown
+        await pilot.press("escape")
+        assert overview.filter_text == "" and keys["charlie-gotoptest"] in overview.table.rows
+        assert app.focused is overview.table
+        assert overview.table.selected_key() == keys["alpha-gotoptest"]
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, ProcessScreen) and app.screen)
+        assert "alpha-gotoptest" in screen.watched.name
+
+
+async def test_a_flat_goroutine_count_grows_by_0_not_minus_0():
+    """On the demo recording (real programs): workerpool's goroutine count is flat,
+    its slope over the last minute a fraction of a goroutine below zero at 45 s."""
+    from gotop.demo import bundled_recording
+    from gotop.engine.recording import Recording
+    from gotop.engine.replay import Replay
+
+    replay = Replay(Recording(str(bundled_recording())))
+    replay.paused = True
+    replay.seek(replay.recording.start + 45)
+    app = GotopApp(replay=replay)
+    async with app.run_test(size=(100, 30)) as pilot:
+        overview = app.screen
+        key, watched = next((str(k), w) for k, w in app.fleet.watched.items() if w.process.name == "workerpool")
+        assert -0.5 < watched.history.series["goroutines"].slope_per_minute(60) < 0
+        await until(pilot, lambda: key in overview.table.rows)
+        overview.table.select(key)
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, ProcessScreen) and app.screen)
+        await pilot.pause()
+        assert str(screen.query_one("#goroutine_text").render()).startswith("Δ 0/min  threads")
+
+
+async def test_the_heap_scrollbar_follows_the_table_after_a_filter(go_target):
+    from gotop.ui.heap import HeapScreen
+
+    t = go_target("agentpprof", args=["-workload", "retain-generic", "-n", "400"])
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 10)) as pilot:  # 6 rows shown: the profile has more
+        await open_process(app, pilot, t.pid)
+        await pilot.press("h")
+        screen = await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
+        table = screen.table
+        await until(pilot, lambda: table.row_count > 8)
+        await pilot.press("end")
+        await until(pilot, lambda: table.scroll_y > 0 and table.vertical_scrollbar.position == table.scroll_y)
+        await pilot.press("slash", *"main", "enter")  # main.main, runtime.main: no scrollbar, at the top
+        await until(pilot, lambda: table.row_count < 6 and not table.show_vertical_scrollbar)
+        await pilot.press("slash", *["backspace"] * 4, "enter")
+        await until(pilot, lambda: table.row_count > 8 and table.show_vertical_scrollbar)
+        await pilot.pause()
+        assert table.scroll_y == 0
+        assert table.vertical_scrollbar.position == 0  # the thumb at the top, where the table is

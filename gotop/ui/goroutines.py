@@ -21,6 +21,7 @@ from gotop.ui.dialogs import TextScreen
 from gotop.ui.names import short_function, short_label
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
+from gotop.units import fmt_signed
 
 COLUMNS = (
     Column("count", "COUNT", 8),
@@ -49,7 +50,7 @@ def row_for(group: GoroutineGroup, trend: GroupTrend | None, finding: Finding | 
     entry = group.frames[-1].function if group.frames else ""
     return {
         "count": cell(f"{group.count:,}", group.count, style),
-        "growth": cell(_signed(growth) if trend and len(trend.counts) > 1 else "-", growth, style),
+        "growth": cell(fmt_signed(growth) if trend and len(trend.counts) > 1 else "-", growth, style),
         "trend": cell(mini_spark(trend.counts.values) if trend else "", 0, "cyan", justify="left"),
         "state": cell(plain(group.state or "-"), group.state or "", justify="left"),
         "label": cell(mark + (plain(short_label(label)) or "(runtime only)"), label, style, justify="left"),
@@ -59,11 +60,6 @@ def row_for(group: GoroutineGroup, trend: GroupTrend | None, finding: Finding | 
     }
 
 
-def _signed(value: float) -> str:
-    rounded = round(value)
-    return f"{rounded:+d}" if rounded else "0"
-
-
 def stack_text(group: GoroutineGroup, trend: GroupTrend | None) -> str:
     lines = [f"{group.count:,} goroutines"]
     if group.states:
@@ -71,7 +67,7 @@ def stack_text(group: GoroutineGroup, trend: GroupTrend | None) -> str:
     elif group.state:
         lines.append(f"state (from the stack): {group.state}")
     if trend and len(trend.counts) > 1:
-        lines.append(f"growth: {growth_per_minute(trend):+.1f}/min over {trend.counts.times[-1] - trend.counts.times[0]:.0f} s"
+        lines.append(f"growth: {fmt_signed(growth_per_minute(trend), 1)}/min over {trend.counts.times[-1] - trend.counts.times[0]:.0f} s"
                      f" (min {trend.counts.min:.0f}, max {trend.counts.max:.0f})")
     if group.leaked:
         lines.append(f"proven leaked by the runtime: {group.leaked}")

@@ -104,6 +104,7 @@ class OverviewScreen(Screen):
         self.title_text = title
         self.paused = False
         self.filter_text = ""
+        self._before_filter: str | None = None  # the row selected when the filter was opened
 
     def compose(self) -> ComposeResult:
         yield Line(id="title")
@@ -167,14 +168,22 @@ class OverviewScreen(Screen):
         self.action_open()
 
     def action_filter(self) -> None:
+        self._before_filter = self.table.selected_key()
         bar = self.query_one("#filter-bar")
         bar.display = True
         self.query_one("#filter", Input).focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
+        if event.value == self.filter_text:
+            return  # cleared by escape: already applied
         self.filter_text = event.value
         self.refresh_data()
+        # The cursor goes by row index: when its row is filtered out, put it on a match.
+        if self._before_filter in self.table.rows:
+            self.table.select(self._before_filter)
+        else:
+            self.table.move_cursor(0)
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
@@ -182,11 +191,14 @@ class OverviewScreen(Screen):
         self.table.focus()
 
     def action_clear_filter(self) -> None:
-        self.query_one("#filter", Input).value = ""
+        """Escape: no filter, the cursor on the row it is on."""
+        selected = self.table.selected_key()
         self.filter_text = ""
+        self.query_one("#filter", Input).value = ""
         self.query_one("#filter-bar").display = False
         self.table.focus()
         self.refresh_data()
+        self.table.select(selected)
 
     def action_sort_next(self) -> None:
         current = self.table.sort_column

@@ -24,7 +24,7 @@ from gotop.ui.dialogs import AskScreen, ConfirmScreen, TextScreen
 from gotop.ui.leaks import summary
 from gotop.ui.names import short_label
 from gotop.ui.widgets import Line, MetricRow, gone
-from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns
+from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns, fmt_signed
 
 PLOT_EVERY = 3  # ticks between redraws of the plot (it costs more than the rest of the screen)
 
@@ -152,7 +152,7 @@ class ProcessScreen(Screen):
         slope = h.series["goroutines"].slope_per_minute(60)
         threads = s.os.threads if s and s.os else None
         self.query_one("#goroutine_text", Line).update(
-            f"Δ {slope:+.0f}/min  threads {threads}" if slope is not None else f"threads {threads or '-'}")
+            f"Δ {fmt_signed(slope)}/min  threads {threads}" if slope is not None else f"threads {threads or '-'}")
         self.query_one("#group_text", Line).update(
             Text(self._top_group(h), overflow="ellipsis", no_wrap=True))
         gc_rate = h.gc_per_minute()

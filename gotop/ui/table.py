@@ -170,6 +170,13 @@ class LiveTable(ScrollView, can_focus=True):
     def columns_for(self, width: int) -> tuple[Column, ...]:
         return tuple(c for c in self.all_columns if width >= c.min_screen_width)
 
+    def watch_show_vertical_scrollbar(self, shown: bool) -> None:
+        # Textual moves the thumb only while the scrollbar is shown: after the rows
+        # shrank (scrolled back to the top, bar hidden) and grew again, it would be
+        # drawn where the table was scrolled before.
+        if shown:
+            self.vertical_scrollbar.position = self.scroll_y
+
     # -- keys and mouse -----------------------------------------------------------
 
     def action_cursor(self, delta: int) -> None:
