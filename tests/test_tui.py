@@ -492,3 +492,49 @@ async def test_the_heap_scrollbar_follows_the_table_after_a_filter(go_target):
         await pilot.pause()
         assert table.scroll_y == 0
         assert table.vertical_scrollbar.position == 0  # the thumb at the top, where the table is
+
+
+# --- text from targets is never markup --------------------------------------------------------
+
+HOSTILE = "[/x] [@click=app.quit]Click me[/]"
+
+
+def toasts(app: GotopApp) -> list[str]:
+    from textual.widgets._toast import Toast
+
+    return [str(toast.render()) for toast in app.screen.query(Toast)]
+
+
+async def test_an_error_body_holding_markup_is_shown_as_it_is():
+    from faultservers import CannedAnswerServer, http_response
+
+    # Stand-in fault server: a pprof server whose every answer is an error with markup in its body.
+    async with CannedAnswerServer(http_response("500 Internal Server Error", HOSTILE.encode() + b"\n"),
+                                  request="http") as server:
+        app = GotopApp([server.url], tiers=FAST)
+        async with app.run_test(size=(100, 30), notifications=True) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ProcessScreen))
+            await pilot.press("G")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            shown = await until(pilot, lambda: [t for t in toasts(app) if "HTTP 500" in t])
+            assert HOSTILE in shown[0]
+            assert app.is_running and isinstance(app.screen, ProcessScreen)
+
+
+async def test_an_agent_answer_holding_markup_is_shown_as_it_is():
+    from faultservers import CannedAnswerServer
+
+    # Stand-in fault server: a gops agent that answers every command with markup.
+    async with CannedAnswerServer(HOSTILE.encode() + b"\n") as server:
+        app = GotopApp([f"127.0.0.1:{server.port}"], tiers=FAST)
+        async with app.run_test(size=(100, 30), notifications=True) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ProcessScreen))
+            await pilot.press("p")
+            await until(pilot, lambda: app.screen.__class__.__name__ == "AskScreen")
+            await pilot.press("5", "0", "enter")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            shown = await until(pilot, lambda: [t for t in toasts(app) if "[/x]" in t])
+            assert HOSTILE in shown[0]
+            assert app.is_running and isinstance(app.screen, ProcessScreen)

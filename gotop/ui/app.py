@@ -95,6 +95,12 @@ class GotopApp(App):
             self._repaint_soon = True
             self.set_timer(0.05, self._tick)
 
+    def notify(self, message: str, *, markup: bool = False, **kwargs) -> None:
+        """Every notification is plain text, whatever a screen passes for `markup`:
+        they carry errors and answers from targets, where `[/x]` would raise
+        MarkupError and `[@click=...]` become an action (gotop's own need no markup)."""
+        super().notify(message, markup=False, **kwargs)
+
     def now(self) -> float:
         """The time the screens show: the replay clock, or the wall clock."""
         return self.replay.clock if self.replay else time.time()
