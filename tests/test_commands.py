@@ -147,6 +147,8 @@ def test_stack_groups_are_labelled_by_the_code_that_waits(go_target):
     workload = "gotop.test/targets/internal/workload"
     assert {f"{workload}.{f}" for f in ("readLines", "readFrames", "readRaw", "acceptForever")} <= labels, out
     assert not any(label.startswith("internal/poll.") for label in labels), labels
+    groups = json.loads(ok("stack", f"http://{t.http_addr}", "--groups", "--json"))["groups"]
+    assert sum(g["count"] for g in groups if g["label"] == f"{workload}.readRaw") == 2, groups
 
 
 def test_stack_dump_is_the_full_text(go_target):

@@ -50,7 +50,8 @@ def groups_json(profile: GoroutineProfile) -> dict:
 
 def _group_json(g: GoroutineGroup) -> dict:
     return {
-        "count": g.count, "top_function": g.top_function, "states": dict(g.states), "leaked": g.leaked,
+        "count": g.count, "label": g.label, "top_function": g.top_function, "states": dict(g.states),
+        "leaked": g.leaked,
         "max_wait_minutes": g.max_wait_minutes, "created_by": g.created_by,
         "labels": [{"labels": dict(labels), "count": n} for labels, n in g.labels.items()],
         "frames": [asdict(f) for f in g.frames], "goroutine_ids": list(g.goroutine_ids),
