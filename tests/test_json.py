@@ -157,9 +157,12 @@ def test_list_of_a_function_whose_source_is_missing_says_why(retained_heap, tmp_
 
 def test_check_names_its_targets(go_target):
     t = go_target("pprofonly")
-    report = as_json("check", str(t.pid), "--for", "2s")
+    result = gotop("check", str(t.pid), "--for", "2s", "--json")
+    assert result.returncode == 2, result.stderr  # 2 s is too short for any trend: blind
+    report = json.loads(result.stdout)
     [watched] = report["targets"]
     assert watched["pid"] == t.pid and watched["target"] == f"pid {t.pid} (pprofonly)"
+    assert report["verdict"] == watched["verdict"] == "blind"
 
 
 def test_record_names_what_it_recorded(go_target, tmp_path):
