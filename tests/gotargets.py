@@ -56,7 +56,9 @@ TOOLCHAINS = {
 
 
 def _source_hash() -> str:
-    digest = hashlib.sha256()
+    """Of the sources and of where they are: binaries name their source files, and
+    tests read those files (a cache shared by two checkouts must not mix them)."""
+    digest = hashlib.sha256(str(TARGETS_DIR).encode())
     for path in sorted(TARGETS_DIR.rglob("*")):
         if path.is_file() and path.suffix in {".go", ".mod", ".sum"}:
             digest.update(str(path.relative_to(TARGETS_DIR)).encode())

@@ -128,7 +128,8 @@ async def test_a_target_sending_gzip_bombs_is_asked_less_and_less_often(go_targe
     t = go_target("pprofonly")
     bomb = http_response("200 OK", gzip_bomb(2 << 20), content_type="application/octet-stream")
     async with InjectingProxy(t.http_addr, {f"/debug/pprof/{kind}": bomb}) as proxy:
-        async with Target(proxy.url, http=PprofClient(proxy.url), expvar=True) as target:
+        client = PprofClient(proxy.url)
+        async with Target(proxy.url, http=client, vars_client=client) as target:
             poller = Poller(target, lambda u: None, Tiers(interval=0.001, slow_every=0.001))
             poller.heap_demand.want("test", 0.001)
             updates = [await poller.poll_once() for _ in range(50)]

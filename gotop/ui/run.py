@@ -1,8 +1,9 @@
 """Entry points of `gotop [TARGET...]`, `gotop replay FILE` and `gotop demo`:
 the only modules that start Textual.
 
-Each one starts the terminal guard first; everything heavier is imported after
-it, so that a terminal lost during start-up is noticed at once."""
+Each one starts the terminal guard first (a replay reads its file's header
+before); everything heavier is imported after it, so that a terminal lost
+during start-up is noticed at once."""
 
 from __future__ import annotations
 
@@ -50,14 +51,15 @@ def _discover_early():
 
 
 def replay(args: Namespace) -> int:
-    return _replay(args.file, _guard_terminal())
+    return _replay(args.file)
 
 
-def _replay(path: str, guard: TerminalGuard, *, immutable: bool = False) -> int:
+def _replay(path: str, guard: TerminalGuard | None = None, *, immutable: bool = False) -> int:
     from gotop.engine.recording import Recording
     from gotop.engine.replay import Replay
 
-    recording = Recording(path, immutable=immutable)  # a bad file is a one-line error before the screen opens
+    recording = Recording(path, immutable=immutable)  # a bad file is a one-line error, terminal or not
+    guard = guard or _guard_terminal()
     from gotop.ui.app import GotopApp
 
     app = GotopApp(replay=Replay(recording))
