@@ -29,6 +29,7 @@ from gotargets import GOPS_VERSION, gops_cli, start_target  # noqa: E402
 
 from gotop.discovery.processes import Scanner  # noqa: E402
 
+
 def run_whole(cmd: list[str]) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (bytes) and stdout of one run of `cmd`."""
     start = time.perf_counter()

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from gotargets import start_target  # noqa: E402
 from terminal import Terminal  # noqa: E402
 from test_terminal_loss import BUSY_TARGETS, lose_terminal  # noqa: E402
-from gotargets import start_target  # noqa: E402
 from tui_cost import load_average  # noqa: E402
 
 WAYS = ("hang-up", "hang-up-without-sighup", "sighup", "quit-then-hang-up")

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import psutil
-
 from vtscreen import Screen
 
 Predicate = Callable[[list[str]], bool]

@@ -39,11 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import psutil  # noqa: E402
 from gotargets import RunningTarget, start_target  # noqa: E402
 from ptyapp import PtyApp  # noqa: E402
-from tui_cost import ISOLATED_ENV, gotop_argv, gotop_env, isolate, load_average, gotop_revision  # noqa: E402
-
-import psutil  # noqa: E402
+from tui_cost import ISOLATED_ENV, gotop_argv, gotop_env, gotop_revision, isolate, load_average  # noqa: E402
 
 KINDS = ("agentpprof", "pprofonly", "plain")
 WORKLOADS = (  # (workload, -n): a realistic mix, leaking ones included

@@ -7,12 +7,10 @@ import inspect
 import shutil
 import subprocess
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
 from gotargets import TOOLCHAINS, RunningTarget, _die_with_parent, start_target
 
 TESTS = Path(__file__).resolve().parent

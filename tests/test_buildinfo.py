@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from elfbytes import MAGIC, Elf, overwrite, patched, without_go_note, without_section_headers
+from gotargets import TARGETS_DIR, TOOLCHAINS, build_targets
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from elfbytes import MAGIC, Elf, overwrite, patched, without_go_note, without_section_headers
-from gotargets import TARGETS_DIR, TOOLCHAINS, build_targets
 from gotop.discovery.buildinfo import (
     BuildInfoError,
     GoBuildInfo,

@@ -15,7 +15,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from faultservers import CannedAnswerServer, InjectingProxy, http_response
 from gotargets import gops_cli, target_binary
 from hostileprofiles import profile_naming

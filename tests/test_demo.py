@@ -8,7 +8,6 @@ import sys
 
 import psutil
 import pytest
-
 from terminal import Terminal
 
 from gotop.demo import PROGRAMS, bundled_recording

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from gotargets import go_version, target_binary
 
 from gotop.discovery.processes import Scanner

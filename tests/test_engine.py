@@ -11,7 +11,6 @@ import time
 
 import psutil
 import pytest
-
 from faultservers import InjectingProxy, gzip_bomb, http_response
 from faulttargets import BreakableScanner, BreakableTarget
 from gotargets import target_binary

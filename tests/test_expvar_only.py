@@ -9,7 +9,6 @@ import re
 import sqlite3
 
 import pytest
-
 from netns import gotop_in, requests_in
 
 from gotop.discovery.processes import Scanner

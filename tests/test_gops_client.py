@@ -11,9 +11,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from faultservers import (
     CannedAnswerServer,
     CommandAnswerServer,
@@ -24,6 +21,9 @@ from faultservers import (
     closed_port,
 )
 from gotargets import go_version, target_binary
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gotop.errors import GotopError
 from gotop.sources.gops import (
     AgentCommand,

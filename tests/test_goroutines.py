@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import mutated
+from targetio import agent_request, http_get
+from waiting import eventually
 
+from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.model.goroutines import (
     KIND_GOROUTINE,
@@ -34,10 +38,6 @@ from gotop.model.goroutines import (
     telling_frame,
     top_function,
 )
-from gotop.engine.target import Target
-from mutations import mutated
-from targetio import agent_request, http_get
-from waiting import eventually
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 WORKLOAD = "gotop.test/targets/internal/workload"

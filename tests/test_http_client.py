@@ -9,9 +9,6 @@ import re
 import tracemalloc
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from faultservers import (
     CannedAnswerServer,
     DropsKeptConnectionServer,
@@ -25,6 +22,9 @@ from faultservers import (
     http_response,
 )
 from gotargets import target_binary
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gotop.sources.errors import AnswerInflatesTooLarge
 from gotop.sources.http import (
     MAX_CONNECTIONS,

@@ -22,20 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from gotargets import TOOLCHAINS, RunningTarget, start_target
 from leakcases import EXPECTED, HEALTHY, UNNAMED_HEAP, Case, findings_of, matches, of_kind
+
 from gotop.cli import main
 from gotop.commands import check as check_command
 from gotop.engine.history import HeapSnapshot, TargetHistory, TargetState, Update
 from gotop.engine.leaks import (
+    MIN_POINTS,
     MIN_SITE_KEPT,
     Basis,
     Confidence,
     DescriptorRef,
-    GroupRef,
-    MIN_POINTS,
     Detector,
+    GroupRef,
     LeakKind,
     SiteRef,
     coverage,
@@ -49,8 +49,8 @@ from gotop.engine.leaks import (
     steady_rise,
 )
 from gotop.engine.target import Sample, Target
-from gotop.model.goroutines import KIND_GOROUTINELEAK, Frame, GoroutineProfile, profile_from_stacks
 from gotop.model import profile_pb
+from gotop.model.goroutines import KIND_GOROUTINELEAK, Frame, GoroutineProfile, profile_from_stacks
 from gotop.model.memstats import MemStats, Stats
 from gotop.model.profile import parse_profile
 from gotop.sources.procfs import OsFigures

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import mutated
+from targetio import agent_request, http_get
 
 from gotop.errors import GotopError
 from gotop.model.memstats import (
@@ -26,15 +28,13 @@ from gotop.model.memstats import (
     parse_gops_stats,
     parse_heap_debug1_memstats,
 )
-from mutations import mutated
-from targetio import agent_request, http_get
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
 def unix_ns(*args: int, fraction_ns: int = 0) -> int:
     """Unix ns of a UTC wall time, computed independently of the parser."""
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp()) * 1_000_000_000 + fraction_ns
+    return int(datetime(*args, tzinfo=UTC).timestamp()) * 1_000_000_000 + fraction_ns
 
 
 def assert_runtime_invariants(m: MemStats) -> None:

@@ -10,7 +10,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from netns import gotop_in, requests_in
 
 from gotop.discovery.probecache import ProbeCache

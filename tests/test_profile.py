@@ -15,22 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from faultservers import gzip_bomb
+from gotargets import TOOLCHAINS, start_target
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from mutations import mutated
+from targetio import agent_request, http_get
 
-from gotargets import TOOLCHAINS, start_target
 from gotop.errors import GotopError
 from gotop.model import profile_pb
 from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, ProfileError, parse_profile
 from gotop.model.profile_diff import diff
 from gotop.model.profile_names import pprof_function_name
 from gotop.model.profile_report import list_routines, paths_to, peek, source_lines, top
-from gotop.model.profile_samples import LocationCodes, dense_code, decode_samples
+from gotop.model.profile_samples import LocationCodes, decode_samples, dense_code
 from gotop.model.profile_text import format_list, format_peek, format_top
 from gotop.model.profile_units import percentage, scaled_label
-from faultservers import gzip_bomb
-from mutations import mutated
-from targetio import agent_request, http_get
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 SAMPLE_FILES = sorted(SAMPLES.glob("*.pb.gz"))

@@ -21,7 +21,6 @@ import pytest
 from waiting import eventually
 
 from gotop.demo import PROGRAMS, bundled_recording
-
 from gotop.engine.fleet import Fleet
 from gotop.engine.poller import Tiers
 from gotop.engine.recording import CHUNK_ROWS, Recorder, Recording, RecordingError

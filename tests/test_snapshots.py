@@ -16,6 +16,7 @@ from gotop.engine.recording import Recording
 from gotop.engine.replay import Replay
 from gotop.ui.app import GotopApp
 
+
 def frozen_app(at: float = 45.0) -> GotopApp:
     """The app on the recording, paused `at` seconds in."""
     replay = Replay(Recording(str(bundled_recording())))

@@ -17,7 +17,6 @@ import sys
 import time
 
 import pytest
-
 from gotargets import start_target
 from terminal import Terminal
 

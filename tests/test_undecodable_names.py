@@ -12,7 +12,6 @@ import sys
 import unicodedata
 
 import pytest
-
 from faultservers import CannedAnswerServer, http_response
 from gotargets import target_binary
 from netns import gotop_in

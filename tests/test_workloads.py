@@ -18,7 +18,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from gotargets import TOOLCHAINS, RunningTarget, start_target
 from targetio import http_get
 

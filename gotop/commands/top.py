@@ -8,11 +8,10 @@ from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import asdict
 
+from gotop.engine.sourcefiles import SourceFiles
 from gotop.errors import GotopError
 from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, parse_profile
-from gotop.engine.sourcefiles import SourceFiles
-from gotop.model.profile_report import (ListReport, PeekReport, Scope, TopReport, list_routines, peek,
-                                        source_lines, top)
+from gotop.model.profile_report import ListReport, PeekReport, Scope, TopReport, list_routines, peek, source_lines, top
 from gotop.model.profile_text import format_list, format_peek, format_top
 from gotop.textsafe import plain_lines
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from concurrent.futures import Future
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import psutil

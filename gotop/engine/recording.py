@@ -51,8 +51,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from gotop import __version__
-from gotop.engine.history import HeapSnapshot, TargetState, Update
 from gotop.discovery.processes import GoProcess
+from gotop.engine.history import HeapSnapshot, TargetState, Update
 from gotop.engine.target import Sample, Target
 from gotop.errors import GotopError
 from gotop.model.goroutines import Frame, GoroutineGroup, GoroutineProfile, stack_key

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from gotop.discovery.processes import GoProcess
 from gotop.engine.fleet import Watched, apply_update
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory
-from gotop.engine.recording import Recording, RecordedTarget
+from gotop.engine.recording import RecordedTarget, Recording
 from gotop.engine.targetspec import TargetError
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)

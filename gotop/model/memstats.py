@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
@@ -182,7 +182,7 @@ def parse_go_duration(text: str) -> int:
     return sign * round(total)
 
 
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # time.Time.String(): "2006-01-02 15:04:05.999999999 -0700 MST", fraction trimmed.
 _GO_TIME = re.compile(
     r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))? ([+-])(\d\d)(\d\d)(?: \S+)?"
@@ -198,7 +198,7 @@ def parse_go_time(text: str) -> int:
     fraction = (match.group(7) or "").ljust(9, "0")
     offset = (int(match.group(9)) * 3600 + int(match.group(10)) * 60) * (1 if match.group(8) == "+" else -1)
     try:
-        wall = datetime(*(int(g) for g in match.group(1, 2, 3, 4, 5, 6)), tzinfo=timezone.utc)
+        wall = datetime(*(int(g) for g in match.group(1, 2, 3, 4, 5, 6)), tzinfo=UTC)
     except ValueError as exc:  # e.g. February 30th
         raise ValueError(f"not a Go time: {text!r}") from exc
     seconds = (wall - _UNIX_EPOCH) // timedelta(seconds=1)

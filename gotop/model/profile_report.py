@@ -13,7 +13,15 @@ from itertools import compress
 
 from gotop.model.profile import Profile, ProfileError, ValueType
 from gotop.model.profile_graph import (
-    Costs, Granularity, NodeCost, NodeIndex, NodeInfo, edges_touching, locations_pattern, node_costs, node_index,
+    Costs,
+    Granularity,
+    NodeCost,
+    NodeIndex,
+    NodeInfo,
+    edges_touching,
+    locations_pattern,
+    node_costs,
+    node_index,
 )
 from gotop.model.profile_units import output_unit
 

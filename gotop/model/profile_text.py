@@ -4,7 +4,7 @@ lines, identical to pprof's output, for the CLI to write."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from gotop.model.profile import Profile
 from gotop.model.profile_graph import go_base
@@ -112,7 +112,7 @@ def _local_time(unix_nanos: int) -> str:
     try:
         when = datetime.fromtimestamp(seconds).astimezone()
     except (OverflowError, OSError, ValueError):
-        when = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+        when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
     return when.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 

@@ -26,7 +26,7 @@ from gotop.sources.errors import (
     TransportTimeout,
     Unreachable,
 )
-from gotop.sources.payload import MiB, CappedBuffer, gzip_problem
+from gotop.sources.payload import CappedBuffer, MiB, gzip_problem
 from gotop.sources.progress import ProgressCallback, ProgressTicker
 
 __all__ = [

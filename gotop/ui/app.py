@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import Future
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -19,14 +19,15 @@ from gotop.engine.recording import Recorder
 from gotop.engine.replay import Replay
 from gotop.engine.target import Target
 from gotop.engine.targetspec import parse_target
-from gotop.model.goroutines import StackKey
 from gotop.errors import GotopError
-from gotop.units import parse_duration
+from gotop.model.goroutines import StackKey
 from gotop.ui import keys
 from gotop.ui.dialogs import AskScreen
 from gotop.ui.help import HelpScreen
 from gotop.ui.overview import OverviewScreen
 from gotop.ui.process import ProcessScreen
+from gotop.units import parse_duration
+
 
 class GotopApp(App):
     CSS_PATH = "gotop.tcss"

@@ -23,6 +23,7 @@ from gotop.textsafe import plain, plain_lines
 from gotop.ui import keys
 from gotop.ui.widgets import gone
 
+
 @dataclass(frozen=True)
 class Drill:
     """Everything the screen shows about one function (computed off the event loop)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,11 +15,11 @@ from gotop.errors import GotopError
 from gotop.model.goroutines import GoroutineGroup, StackKey
 from gotop.textsafe import plain
 from gotop.ui import keys
-from gotop.ui.widgets import Line, gone
 from gotop.ui.dialogs import TextScreen
 from gotop.ui.names import short_function, short_label
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
+from gotop.ui.widgets import Line, gone
 from gotop.units import fmt_signed
 
 COLUMNS = (

@@ -31,9 +31,9 @@ from gotop.model.profile_report import TopReport, costs_of, top
 from gotop.model.profile_units import percentage, scaled_label
 from gotop.textsafe import plain
 from gotop.ui import keys
-from gotop.ui.widgets import Line, gone
 from gotop.ui.names import short_function
 from gotop.ui.table import Column, LiveTable, SortableText, cell
+from gotop.ui.widgets import Line, gone
 
 HEAP_EVERY = 15.0  # seconds between heap profiles while this screen is open
 

@@ -12,10 +12,10 @@ from gotop.engine.fleet import Watched
 from gotop.engine.leaks import DescriptorRef, Finding, GroupRef, SiteRef
 from gotop.textsafe import plain
 from gotop.ui import keys
-from gotop.ui.widgets import Line, gone
 from gotop.ui.dialogs import TextScreen
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, cell
+from gotop.ui.widgets import Line, gone
 from gotop.units import fmt_bytes, fmt_count
 
 COLUMNS = (

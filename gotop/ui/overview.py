@@ -14,9 +14,9 @@ from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.history import TargetState
 from gotop.textsafe import plain
 from gotop.ui import keys
-from gotop.ui.widgets import Line, gone
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
+from gotop.ui.widgets import Line, gone
 from gotop.units import fmt_bytes
 
 COLUMNS = (
