@@ -10,8 +10,9 @@ process. Every 10 s each one's RSS and open descriptors are read from /proc.
 
 Reported per gotop: alive at the end (no crash), RSS after the warm-up (the
 median of the first two minutes' samples after --warmup) beside RSS over the
-last two minutes (the median), the growth between them, and its descriptor
-counts after the warm-up (min..max). Goals: no crash, RSS growth at most 10 %,
+last two minutes (the median), the growth between them, and its descriptors
+the same way (a watched process holds one or two connections, so the count
+follows the fleet; it must not creep). Goals: no crash, RSS growth at most 10 %,
 descriptors flat. The recording is then opened to check it replays and names
 every process that lived.
 
@@ -109,19 +110,20 @@ class ChurningFleet:
 
 
 def report(watch: Watch, warmup: float, alive: bool) -> None:
+    """RSS and descriptors over the first and the last two minutes after the warm-up (medians)."""
     steady = [s for s in watch.samples if s[0] >= warmup]
     if len(steady) < 4:
         print(f"{watch.label}: too few samples ({len(steady)})")
         return
     window = 120.0
-    first = [rss for t, rss, _ in steady if t < warmup + window] or [steady[0][1]]
-    last = [rss for t, rss, _ in steady if t > steady[-1][0] - window]
-    start_rss, end_rss = statistics.median(first), statistics.median(last)
-    fds = [n for _, _, n in steady]
+    first = [s for s in steady if s[0] < warmup + window] or steady[:1]
+    last = [s for s in steady if s[0] > steady[-1][0] - window]
+    start_rss, end_rss = (statistics.median(s[1] for s in part) for part in (first, last))
+    start_fds, end_fds = (statistics.median(s[2] for s in part) for part in (first, last))
     growth = (end_rss - start_rss) / start_rss * 100
     print(f"{watch.label:<8} alive at the end: {'yes' if alive else 'NO'}; RSS {start_rss / MB:.1f} MB after the "
           f"warm-up, {end_rss / MB:.1f} MB at the end: {growth:+.1f} % (peak {max(s[1] for s in steady) / MB:.1f} MB); "
-          f"descriptors {min(fds)}..{max(fds)}")
+          f"descriptors {start_fds:.0f} -> {end_fds:.0f} (range {min(s[2] for s in steady)}..{max(s[2] for s in steady)})")
 
 
 def check_recording(path: Path) -> None:

@@ -239,3 +239,32 @@ def test_damaged_and_foreign_files_are_refused_in_one_line(tmp_path, go_target):
     assert "version 99" in gotop("replay", str(newer)).stderr
     with pytest.raises(RecordingError):
         Recording(str(tmp_path / "truncated"))
+
+
+async def test_a_target_that_leaves_the_fleet_leaves_the_recorder(go_target, tmp_path, monkeypatch):
+    """A host's processes come and go (a recorder of every Go process sees
+    thousands in a day): once an exited target is dropped, its last polls are
+    in a chunk and the recorder keeps nothing of it; the recording keeps them all."""
+    from gotop.engine import fleet as fleet_module
+
+    monkeypatch.setattr(fleet_module, "KEEP_EXITED", 0.2)
+    t = go_target("pprofonly")
+    path = tmp_path / "churn.gotop"
+    recorder = Recorder(str(path), interval=FAST.interval, slow_every=FAST.slow_every)
+    fleet = Fleet(lambda w: None, FAST, recorder=recorder, rescan_every=0.2)
+    discovery = asyncio.create_task(fleet.run())
+    try:
+        watched = await eventually(lambda: fleet.find_pid(t.pid))
+        await eventually(lambda: len(watched.history.series["rss"]) >= 3)
+        t.kill()
+        await eventually(lambda: fleet.find_pid(t.pid) is None)
+        assert watched.recording_id not in recorder._pending and watched.recording_id not in recorder._stacks
+        polls = recorder.db.execute("SELECT count(*) FROM polls WHERE target = ?", (watched.recording_id,)).fetchone()
+        assert polls == (0,)  # all in a chunk
+    finally:
+        discovery.cancel()
+        await fleet.aclose()
+    replay = Replay(Recording(str(path)))
+    replay.seek(replay.recording.end)
+    [again] = [w for w in replay.watched.values() if w.pid == t.pid]
+    assert list(again.history.series["rss"]) == list(watched.history.series["rss"])

@@ -10,7 +10,7 @@ from gotop.commands.common import FailureLines
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.history import TargetState
 from gotop.engine.poller import Tiers
-from gotop.engine.recording import Recorder
+from gotop.engine.recording import Recorder, Recording
 from gotop.engine.target import Target
 
 
@@ -23,7 +23,8 @@ def run(args: Namespace) -> int:
     if args.json:
         typed = {t.label: text for text, t in zip(args.targets, targets)}  # discovered ones were not typed
         print(json.dumps({"output": args.output, "duration": seconds, "targets": [
-            {"target": typed.get(r.label), "pid": r.info["pid"], "label": r.label} for r in recorder.targets
+            {"target": typed.get(r.label), "pid": r.info["pid"], "label": r.label}
+            for r in Recording(args.output).targets
         ]}, indent=2))
         return 0
     print(f"recorded {len(targets) or 'every'} target{'s' if len(targets) != 1 else ''} "

@@ -226,6 +226,8 @@ class Fleet:
             if w.exited_at and not w.followed and now - w.exited_at > KEEP_EXITED:
                 del self.watched[key]
                 self._close_later(w.target)
+                if self.recorder is not None and w.recording_id is not None:
+                    self.recorder.end_target(w.recording_id)
                 self.on_change(w)
 
 

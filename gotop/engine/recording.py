@@ -125,7 +125,7 @@ class Recorder:
         except sqlite3.Error as e:
             raise RecordingError(f"{path}: cannot write a recording: {e}") from None
         self.path = path
-        self.targets: list[RecordedTarget] = []  # as a replay will list them
+        # Per target while it is watched (end_target lets go of it: a host's processes come and go).
         self._stacks: dict[int, dict[tuple[Frame, ...], int]] = {}
         self._pending: dict[int, list[list]] = {}  # per target: rows in `polls`, not yet in a chunk
         self._write("INSERT INTO meta VALUES (?, ?)", *[(k, str(v)) for k, v in {
@@ -137,9 +137,18 @@ class Recorder:
     def add_target(self, key: str, label: str, info: dict) -> int:
         cursor = self.db.execute("INSERT INTO targets (key, label, info) VALUES (?, ?, ?)",
                                  (key, label, json.dumps(info)))
-        self.targets.append(RecordedTarget(cursor.lastrowid, key, label, info))
         self._stacks[cursor.lastrowid] = {}
         return cursor.lastrowid
+
+    def end_target(self, target: int) -> None:
+        """The target is no longer watched: its last polls go into a chunk, and what
+        the recorder kept of it is let go."""
+        pending = self._pending.pop(target, None)
+        self._stacks.pop(target, None)
+        if pending:
+            with self.db:
+                self.db.execute("BEGIN")
+                self._chunk(target, pending)
 
     def event(self, target: int, time: float, kind: str, detail: str = "") -> None:
         self._write("INSERT INTO events VALUES (?, ?, ?, ?)", (target, time, kind, detail))
@@ -154,9 +163,7 @@ class Recorder:
             pending = self._pending.setdefault(target, [])
             pending.append(row)
             if len(pending) == CHUNK_ROWS:
-                self.db.execute("INSERT INTO poll_chunks VALUES (?, ?, ?, ?)",
-                                (target, pending[0][0], t, zlib.compress(_json(_columns(pending)).encode(), 9)))
-                self.db.execute("DELETE FROM polls WHERE target = ?", (target,))
+                self._chunk(target, pending)
                 pending.clear()
             if update.fds is not None:
                 self.db.execute(f"INSERT INTO fds VALUES (?, ?, {', '.join('?' * len(FD_KINDS))})",
@@ -175,6 +182,12 @@ class Recorder:
         except sqlite3.OperationalError:
             pass  # a replay is reading it now: it stays a valid WAL file, side files and all
         self.db.close()
+
+    def _chunk(self, target: int, rows: list[list]) -> None:
+        """Move a target's polls from `polls` into one compressed chunk (in a transaction)."""
+        self.db.execute("INSERT INTO poll_chunks VALUES (?, ?, ?, ?)",
+                        (target, rows[0][0], rows[-1][0], zlib.compress(_json(_columns(rows)).encode(), 9)))
+        self.db.execute("DELETE FROM polls WHERE target = ?", (target,))
 
     def _goroutines(self, target: int, t: float, profile: GoroutineProfile) -> None:
         known = self._stacks[target]
