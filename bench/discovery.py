@@ -89,8 +89,10 @@ def main() -> None:
     print(f"host: {nprocs} /proc entries ({args.sleepers} sleepers, {len(targets)} Go targets), "
           f"{args.reps} runs each, medians")
     print(f"{'':34}{'time':>10}{'peak RSS':>12}{'gops / this':>14}")
-    print(f"{'gops ' + GOPS_VERSION + ' (whole process)':34}{gops_s * 1e3:8.1f}ms{gops_rss / 2**20:9.1f}MiB{1.0:13.2f}x")
-    print(f"{'gotop list --json (whole process)':34}{gotop_s * 1e3:8.1f}ms{gotop_rss / 2**20:9.1f}MiB{gops_s / gotop_s:13.2f}x")
+    print(f"{'gops ' + GOPS_VERSION + ' (whole process)':34}{gops_s * 1e3:8.1f}ms"
+          f"{gops_rss / 2**20:9.1f}MiB{1.0:13.2f}x")
+    print(f"{'gotop list --json (whole process)':34}{gotop_s * 1e3:8.1f}ms"
+          f"{gotop_rss / 2**20:9.1f}MiB{gops_s / gotop_s:13.2f}x")
     print(f"{'gotop Scanner, cold scan':34}{cold_s * 1e3:8.1f}ms{'':12}{gops_s / cold_s:13.2f}x")
     print(f"{'gotop Scanner, warm rescan':34}{warm_s * 1e3:8.1f}ms{'':12}{gops_s / warm_s:13.2f}x")
     print(f"ratios: gotop list / gops = {gotop_s / gops_s:.2f} (time), {gotop_rss / gops_rss:.2f} (RSS); "

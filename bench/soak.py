@@ -121,9 +121,10 @@ def report(watch: Watch, warmup: float, alive: bool) -> None:
     start_rss, end_rss = (statistics.median(s[1] for s in part) for part in (first, last))
     start_fds, end_fds = (statistics.median(s[2] for s in part) for part in (first, last))
     growth = (end_rss - start_rss) / start_rss * 100
+    fds = [s[2] for s in steady]
     print(f"{watch.label:<8} alive at the end: {'yes' if alive else 'NO'}; RSS {start_rss / MB:.1f} MB after the "
           f"warm-up, {end_rss / MB:.1f} MB at the end: {growth:+.1f} % (peak {max(s[1] for s in steady) / MB:.1f} MB); "
-          f"descriptors {start_fds:.0f} -> {end_fds:.0f} (range {min(s[2] for s in steady)}..{max(s[2] for s in steady)})")
+          f"descriptors {start_fds:.0f} -> {end_fds:.0f} (range {min(fds)}..{max(fds)})")
 
 
 def check_recording(path: Path) -> None:
@@ -148,7 +149,8 @@ def main() -> None:
     if not args.no_isolate:
         isolate()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    print(f"host: {os.cpu_count()} CPUs, load average {load_average()}; isolated: {bool(os.environ.get(ISOLATED_ENV))}; "
+    print(f"host: {os.cpu_count()} CPUs, load average {load_average()}; "
+          f"isolated: {bool(os.environ.get(ISOLATED_ENV))}; "
           f"gotop {gotop_revision()}; {args.processes} processes living {args.min_life:g}-{args.max_life:g} s, "
           f"{args.minutes:g} min")
 

@@ -196,7 +196,8 @@ def measure_engine(targets: Sequence[RunningTarget], seconds: float) -> FleetCos
     r = json.loads(out)
     return FleetCost("gotop engine alone (no TUI)", r["cpu_percent"], r["startup_cpu"], r["peak_rss"],
                      r["final_rss"], r["watched"],
-                     f"bench/engine_cost.py: Fleet + pollers; host TCP sockets {sockets_before} -> {host_tcp_sockets()}")
+                     f"bench/engine_cost.py: Fleet + pollers; "
+                     f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}")
 
 
 def run_child(argv: Sequence[str]) -> tuple[float, int, bytes]:
@@ -370,8 +371,9 @@ def report_impact(windows: Sequence[tuple[Window, Window]], seconds: float) -> N
     print(f"loss: median {median_loss:.2f} % (mean {statistics.mean(losses):.2f} %, stdev {spread:.2f} %, "
           f"min {min(losses):.2f} %, max {max(losses):.2f} %); medians {alone:.1f} vs {watched:.1f} ops/s "
           f"-> ratio watched/alone {watched / alone:.4f}  {'OK' if median_loss < 1 else 'OVER'} (<1 %)")
+    cpu_loss_stdev = statistics.stdev(cpu_losses) if len(cpu_losses) > 1 else 0
     print(f"per CPU-second of the target (insensitive to other load on the host): loss median "
-          f"{statistics.median(cpu_losses):.2f} %, stdev {statistics.stdev(cpu_losses) if len(cpu_losses) > 1 else 0:.2f} %")
+          f"{statistics.median(cpu_losses):.2f} %, stdev {cpu_loss_stdev:.2f} %")
 
 
 # -- main --------------------------------------------------------------------------------
@@ -448,7 +450,8 @@ def main() -> None:
     # As PID 1 of a namespace, SIGTERM would be ignored: make it unwind the finally blocks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    print(f"host: {os.cpu_count()} CPUs, load average {load_average()}; isolated: {bool(os.environ.get(ISOLATED_ENV))}; "
+    print(f"host: {os.cpu_count()} CPUs, load average {load_average()}; "
+          f"isolated: {bool(os.environ.get(ISOLATED_ENV))}; "
           f"nice {niceness}; "
           f"python {sys.version.split()[0]}; gotop {gotop_revision()}")
     if parts & {"fleet", "startup"}:

@@ -221,7 +221,8 @@ def http_response(status: str, body: bytes, *, content_type: str = "text/plain",
                   keep_alive: bool = False) -> bytes:
     """A whole HTTP/1.1 response with Content-Length, for CannedAnswerServer."""
     connection = "" if keep_alive else "Connection: close\r\n"
-    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n{connection}{extra}\r\n"
+    head = (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            f"{connection}{extra}\r\n")
     return head.encode() + body
 
 

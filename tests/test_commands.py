@@ -392,7 +392,8 @@ def test_list_reads_a_source_file_of_the_module(tmp_path):
     elsewhere.mkdir()
     (elsewhere / "main.go").write_text("package main\n")
     profile = profile_naming(tmp_path, str(elsewhere / "main.go"))  # no go.mod: only with --source-dir
-    assert list_errors(profile) == [f" Error: {elsewhere / 'main.go'}: outside the program's source directories: not read"]
+    assert list_errors(profile) == [
+        f" Error: {elsewhere / 'main.go'}: outside the program's source directories: not read"]
     assert list_errors(profile, "--source-dir", str(elsewhere)) == []
 
 

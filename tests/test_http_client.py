@@ -180,7 +180,8 @@ async def test_expvar_and_cmdline(go_target):
 async def test_pprof_status_errors_name_the_url(go_target):
     target = go_target("pprofonly")
     async with PprofClient(target.http_addr) as client:
-        with pytest.raises(HttpStatusError, match=f"http://{target.http_addr}/debug/pprof/nosuch: HTTP 404: Unknown profile"):
+        expected = f"http://{target.http_addr}/debug/pprof/nosuch: HTTP 404: Unknown profile"
+        with pytest.raises(HttpStatusError, match=expected):
             await client.profile("nosuch")
         with pytest.raises(HttpStatusError) as info:
             await client.get("/debug/pprof/heap", {"seconds": "1", "debug": "1"}, max_bytes=4096)
@@ -421,7 +422,8 @@ def test_normalize_base(given, base):
 
 
 @pytest.mark.parametrize(
-    "bad", ["ftp://127.0.0.1/", "http://", "http://u:secret@h:1/", "http://h:1/?x=1", "http://h:99999", "http://h:0", ""],
+    "bad",
+    ["ftp://127.0.0.1/", "http://", "http://u:secret@h:1/", "http://h:1/?x=1", "http://h:99999", "http://h:0", ""],
 )
 def test_bad_base_is_a_clear_error(bad):
     with pytest.raises(InvalidRequest, match="invalid pprof base URL"):

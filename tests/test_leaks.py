@@ -639,7 +639,8 @@ def test_check_says_what_each_target_let_it_watch(unwatched):
     verdict, watched, detail = watched_of(report, pid["plain"])
     assert (verdict, watched) == ("blind", {"goroutines": False, "heap": False, "descriptors": True})
     assert detail["goroutines"]["readings"] == 0 and detail["heap"]["readings"] == 0
-    assert detail["goroutines"]["why_not"] == f"no goroutine profiles: pid {pid['plain']} (plain) serves no net/http/pprof"
+    assert detail["goroutines"]["why_not"] == (
+        f"no goroutine profiles: pid {pid['plain']} (plain) serves no net/http/pprof")
     assert detail["heap"]["why_not"].startswith(f"no GC cycles: no memstats read from pid {pid['plain']} (plain)")
     verdict, watched, detail = watched_of(report, pid["expvar"])
     assert (verdict, watched) == ("partial", {"goroutines": False, "heap": True, "descriptors": True})
@@ -672,4 +673,5 @@ def test_a_partial_check_exits_3_unless_allowed(unwatched):
     assert partial.returncode == 3, partial.stderr
     assert json.loads(partial.stdout)["verdict"] == "partial"
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
-    assert allowed.stdout.splitlines()[-1] == "verdict: partial (2 of 2 targets not fully watched; --allow-partial accepts it)"
+    assert allowed.stdout.splitlines()[-1] == (
+        "verdict: partial (2 of 2 targets not fully watched; --allow-partial accepts it)")

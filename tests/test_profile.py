@@ -269,7 +269,7 @@ def raw_lines(profile: Profile) -> list[str]:
             lines.append(" " * 16 + " ".join(sorted(f"{k}:[{' '.join(v)}]" for k, v in strings.items())))
         if numbers:
             lines.append(" " * 16 + " ".join(sorted(
-                f"{k}:[{' '.join(f'{l.num} {l.unit}' if any(x.unit for x in v) else str(l.num) for l in v)}]"
+                f"{k}:[{' '.join(f'{n.num} {n.unit}' if any(x.unit for x in v) else str(n.num) for n in v)}]"
                 for k, v in numbers.items())))
     lines.append("Locations")
     for location in profile.locations.values():
@@ -328,7 +328,8 @@ def test_goroutine_labels_and_frames(live):
     p = live["labelled"].profile
     labelled = [s for s in p.samples if s.labels]
     assert labelled and sum(s.values[0] for s in labelled) >= 30
-    assert {(l.key, l.value) for l in labelled[0].labels} == {("role", "worker"), ("note", "needs quoting: yes")}
+    assert {(label.key, label.value) for label in labelled[0].labels} == {
+        ("role", "worker"), ("note", "needs quoting: yes")}
     frames = p.frames(labelled[0])
     assert frames[0].function.name.startswith("runtime.")  # where the goroutine is blocked
     assert any(f.function.name.endswith("workload.labelledHere") and f.function.filename.endswith("labelled.go")

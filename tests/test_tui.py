@@ -189,7 +189,8 @@ async def test_function_source_reads_no_secret_and_no_fifo(tmp_path):
                 profile = parse_profile(profile_naming(tmp_path, source).read_bytes())
                 screen = FunctionScreen(profile, "main.retain", None)
                 app.push_screen(screen)
-                text = await until(pilot, lambda s=screen: app.screen is s and next(iter(s.query("#source_text")), None))
+                text = await until(
+                    pilot, lambda s=screen: app.screen is s and next(iter(s.query("#source_text")), None))
                 await until(pilot, lambda t=text: t.text)
                 assert f"  {source}: {why}; values by line:" in text.text.splitlines()
                 assert "root:" not in text.text

@@ -46,7 +46,8 @@ def progress_bar(what: str) -> Callable[[CaptureProgress], None]:
         filled = int(p.fraction * width)
         bar = "#" * filled + "." * (width - filled)
         end = "\n" if p.done else ""
-        print(f"\r{what} [{bar}] {min(p.elapsed, p.duration):4.0f}/{p.duration:g} s", end=end, file=sys.stderr, flush=True)
+        print(f"\r{what} [{bar}] {min(p.elapsed, p.duration):4.0f}/{p.duration:g} s", end=end, file=sys.stderr,
+              flush=True)
 
     return show
 

@@ -34,7 +34,8 @@ _NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
 _TCPF_LISTEN = 1 << 10
 _NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _DIAG_REQUEST = struct.Struct("=BBBxI48x")  # inet_diag_req_v2: family, protocol, ext, states, zero socket id
-_DIAG_MESSAGE = struct.Struct("=BBBBH2x16s16x4x8x16xI")  # inet_diag_msg: family, state, timer, retrans, sport, src, inode
+# inet_diag_msg: family, state, timer, retrans, sport, src, inode
+_DIAG_MESSAGE = struct.Struct("=BBBBH2x16s16x4x8x16xI")
 _NETLINK_TIMEOUT = 2.0
 
 

@@ -103,7 +103,7 @@ class _Merger:
 
     def _labels(self, labels: tuple[Label, ...], mark_base: bool) -> tuple[str, tuple]:
         if mark_base:
-            labels = tuple(l for l in labels if l.key != DIFF_BASE_LABEL.key) + (DIFF_BASE_LABEL,)
+            labels = tuple(label for label in labels if label.key != DIFF_BASE_LABEL.key) + (DIFF_BASE_LABEL,)
         codes = []
         for label in labels:
             code = self.labels.get(label)

@@ -139,10 +139,12 @@ class _Analysis:
     def sorted(self, costs: Iterable[NodeCost], by_cum: bool = False) -> list[NodeCost]:
         """pprof's FlatNameOrder (|flat|, name, |cum|) or CumNameOrder (|cum|, name, |flat|)."""
         infos = self.nodes.infos
-        if by_cum:
-            key = lambda c: (-abs(c.cum), infos[c.node].printable_name, -abs(c.flat), infos[c.node].go_sprint)
-        else:
-            key = lambda c: (-abs(c.flat), infos[c.node].printable_name, -abs(c.cum), infos[c.node].go_sprint)
+
+        def key(c: NodeCost) -> tuple[int, str, int, str]:
+            first, second = (c.cum, c.flat) if by_cum else (c.flat, c.cum)
+            info = infos[c.node]
+            return -abs(first), info.printable_name, -abs(second), info.go_sprint
+
         return sorted(costs, key=key)
 
     def scope(self, shown: Iterable[NodeCost]) -> Scope:

@@ -58,7 +58,7 @@ def format_size(n: int) -> str:
     if n < 1024:
         return f"{n} bytes"
     size = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
+    for unit in ("KiB", "MiB", "GiB"):  # noqa: B007 - unit is read after the loop: the first that fits
         size /= 1024
         if size < 1024:
             break

@@ -35,14 +35,14 @@ class GotopApp(App):
     BINDINGS = keys.bindings(keys.GLOBAL) + keys.bindings(keys.REPLAY)
     ENABLE_COMMAND_PALETTE = True
 
-    def __init__(self, specs: Iterable[str] = (), tiers: Tiers = Tiers(), window: float = 600.0,
-                 save_dir: Path = Path.cwd(), record: str | None = None, replay: Replay | None = None,
-                 title: str | None = None, scanner: Scanner | None = None,
+    def __init__(self, specs: Iterable[str] = (), tiers: Tiers = Tiers(),  # noqa: B008 - Tiers is a frozen dataclass
+                 window: float = 600.0, save_dir: Path | None = None, record: str | None = None,
+                 replay: Replay | None = None, title: str | None = None, scanner: Scanner | None = None,
                  first_scan: Future | None = None) -> None:
         super().__init__()
         self.specs = [parse_target(s) for s in specs]
         self.tiers = Tiers(replay.interval) if replay else tiers
-        self.save_dir = save_dir
+        self.save_dir = save_dir or Path.cwd()  # the directory gotop runs in, not the one it was imported in
         self.replay = replay
         self._record_to = record
         self._title = title

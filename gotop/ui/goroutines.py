@@ -66,7 +66,8 @@ def stack_text(group: GoroutineGroup, trend: GroupTrend | None) -> str:
     elif group.state:
         lines.append(f"state (from the stack): {group.state}")
     if trend and len(trend.counts) > 1:
-        lines.append(f"growth: {fmt_signed(growth_per_minute(trend), 1)}/min over {trend.counts.times[-1] - trend.counts.times[0]:.0f} s"
+        span = trend.counts.times[-1] - trend.counts.times[0]
+        lines.append(f"growth: {fmt_signed(growth_per_minute(trend), 1)}/min over {span:.0f} s"
                      f" (min {trend.counts.min:.0f}, max {trend.counts.max:.0f})")
     if group.leaked:
         lines.append(f"proven leaked by the runtime: {group.leaked}")

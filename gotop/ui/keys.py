@@ -80,7 +80,8 @@ GOROUTINES = (
 )
 
 HEAP = (
-    Key("drill", "enter", "drill", "Drill", "Callers, callees, stacks and source lines of the function under the cursor."),
+    Key("drill", "enter", "drill", "Drill",
+        "Callers, callees, stacks and source lines of the function under the cursor."),
     Key("heap_sort", "s", "sort", "Sort", "Sort by flat or by cum."),
     Key("sample_type", "i", "sample_type", "Type",
         "Next sample type: inuse_space, inuse_objects, alloc_space, alloc_objects."),

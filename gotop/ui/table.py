@@ -256,7 +256,8 @@ class LiveTable(ScrollView, can_focus=True):
         if shown == self._shown:
             return
         # Each column is padded by one cell on both sides; leave room for a scrollbar.
-        fill = self.app.size.width - sum(c.width + 2 for c in shown if c.width) - 2 * sum(1 for c in shown if not c.width) - 2
+        fixed = sum(c.width + 2 for c in shown if c.width)
+        fill = self.app.size.width - fixed - 2 * sum(1 for c in shown if not c.width) - 2
         self._shown = shown
         self._widths = tuple(c.width or max(20, fill) for c in shown)
         self._strips.clear()
