@@ -457,6 +457,7 @@ def _parse_modinfo(go_version: str, text: str) -> GoBuildInfo:
             elif keyword == "=>":
                 substitute = _module(rest, (3,))
                 if replaceable == "main":
+                    assert main is not None  # replaceable is "main" once a `mod` line set it
                     main = replace(main, replace=substitute)
                 elif replaceable == "dep":
                     deps[-1] = replace(deps[-1], replace=substitute)
@@ -474,7 +475,7 @@ def _module(columns: str, allowed: tuple[int, ...]) -> Module:
     fields = columns.split("\t")
     if len(fields) not in allowed:
         raise BuildInfoError(f"module line has {len(fields)} columns")
-    return Module(*fields)
+    return Module(fields[0], fields[1], fields[2] if len(fields) == 3 else "")
 
 
 # Keys and values containing these are written Go-quoted (debug.BuildInfo.String).

@@ -198,7 +198,8 @@ def parse_go_time(text: str) -> int:
     fraction = (match.group(7) or "").ljust(9, "0")
     offset = (int(match.group(9)) * 3600 + int(match.group(10)) * 60) * (1 if match.group(8) == "+" else -1)
     try:
-        wall = datetime(*(int(g) for g in match.group(1, 2, 3, 4, 5, 6)), tzinfo=UTC)
+        year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+        wall = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError as exc:  # e.g. February 30th
         raise ValueError(f"not a Go time: {text!r}") from exc
     seconds = (wall - _UNIX_EPOCH) // timedelta(seconds=1)

@@ -13,6 +13,8 @@ Two deliberate departures from upstream, both wire-compatible:
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.internal import api_implementation
 
@@ -108,7 +110,8 @@ _pool = descriptor_pool.DescriptorPool()
 _pool.Add(_file_descriptor())
 
 
-def _message(name: str) -> type:
+def _message(name: str) -> Any:
+    """A message class built at run time from the descriptor: its fields are unknown to a type checker."""
     return message_factory.GetMessageClass(_pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
 
 
