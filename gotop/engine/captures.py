@@ -25,20 +25,20 @@ DEFAULT_SECONDS = {"cpu": 30, "trace": 5}
 async def capture(target: Target, kind: str, seconds: float | None = None,
                   progress: ProgressCallback | None = None) -> bytes:
     """The bytes of one profile or trace, in the format Go writes."""
-    seconds = seconds if seconds is not None else DEFAULT_SECONDS.get(kind)
     if seconds is not None and seconds <= 0:
         raise TargetError(f"a capture lasts a positive number of seconds, not {seconds:g}")
     if kind == "heap":
         return await target.heap_profile()
     if kind == "goroutine":
         return await target.goroutine_profile_proto()
+    if kind not in ("cpu", "trace"):
+        raise TargetError(f"unknown capture {kind!r}: choose one of {', '.join(KINDS)}")
+    seconds = DEFAULT_SECONDS[kind] if seconds is None else seconds
     if kind == "cpu":
         if seconds != int(seconds):
             raise TargetError("a CPU profile lasts a whole number of seconds")
         return await target.cpu_profile(int(seconds), progress)
-    if kind == "trace":
-        return await target.trace(seconds, progress)
-    raise TargetError(f"unknown capture {kind!r}: choose one of {', '.join(KINDS)}")
+    return await target.trace(seconds, progress)
 
 
 def opener(kind: str) -> str:

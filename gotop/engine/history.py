@@ -134,7 +134,7 @@ class TargetHistory:
                 "gc_cpu_fraction": m.gc_cpu_fraction,
             }
             prev_m = prev.memstats if prev else None
-            if prev_m and prev_m.total_alloc is not None and m.total_alloc is not None and t > prev.time:
+            if prev and prev_m and prev_m.total_alloc is not None and m.total_alloc is not None and t > prev.time:
                 values["alloc_rate"] = max(0, m.total_alloc - prev_m.total_alloc) / (t - prev.time)
         if s.os is not None:
             values |= {"rss": s.os.rss, "cpu": s.os.cpu_percent, "threads": s.os.threads, "fds": s.os.open_fds}

@@ -46,9 +46,10 @@ import sqlite3
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from gotop import __version__
 from gotop.discovery.processes import GoProcess
@@ -137,8 +138,10 @@ class Recorder:
     def add_target(self, key: str, label: str, info: dict) -> int:
         cursor = self.db.execute("INSERT INTO targets (key, label, info) VALUES (?, ?, ?)",
                                  (key, label, json.dumps(info)))
-        self._stacks[cursor.lastrowid] = {}
-        return cursor.lastrowid
+        target = cursor.lastrowid
+        assert target is not None  # set by every INSERT
+        self._stacks[target] = {}
+        return target
 
     def end_target(self, target: int) -> None:
         """The target is no longer watched: its last polls go into a chunk, and what
@@ -235,7 +238,7 @@ def _columns(rows: list[list]) -> list:
 
 
 def _rows(columns: list) -> list[list]:
-    decoded = []
+    decoded: list[list] = []  # per column, its values
     for column in columns:
         kind = column[0]
         if kind == "p":
@@ -250,8 +253,9 @@ def _rows(columns: list) -> list[list]:
     return [list(row) for row in zip(*decoded)]
 
 
-def _deltas(values) -> list:
-    out, previous = [], 0
+def _deltas(values: Iterable[int | None]) -> list[int | None]:
+    out: list[int | None] = []
+    previous = 0
     for v in values:
         if v is None:
             out.append(None)
@@ -261,8 +265,9 @@ def _deltas(values) -> list:
     return out
 
 
-def _sums(deltas) -> list:
-    out, previous = [], 0
+def _sums(deltas: Iterable[int | None]) -> list[int | None]:
+    out: list[int | None] = []
+    previous = 0
     for d in deltas:
         if d is None:
             out.append(None)
@@ -388,7 +393,7 @@ class Recording:
         return stacks
 
 
-def _sample(t: float, figures: tuple) -> Sample:
+def _sample(t: float, figures: Sequence[Any]) -> Sample:
     sources, values = figures[0], figures[1:]
     memstats_values = values[: len(MEMSTATS_COLUMNS)]
     stats_values = values[len(MEMSTATS_COLUMNS): len(MEMSTATS_COLUMNS) + len(STATS_COLUMNS)]

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from gotop.discovery.processes import GoProcess
 from gotop.engine.fleet import Watched, apply_update
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory
 from gotop.engine.recording import RecordedTarget, Recording
+from gotop.engine.target import Target
 from gotop.engine.targetspec import TargetError
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
@@ -54,7 +56,7 @@ class Replay:
         self._by_id: dict[int, Watched] = {}
         updates = [(u.time, target, u) for target, u in self.recording.updates()]
         restarts = [(when, target, None) for target, when, kind, _ in self.recording.events() if kind == "restart"]
-        self._timeline = sorted(updates + restarts, key=lambda entry: entry[0])  # None: a restart
+        self._timeline = sorted([*updates, *restarts], key=lambda entry: entry[0])  # None: a restart
         self._next = 0  # index of the first entry not applied yet
         self._rebuild()
         self.advance_to(self.recording.start)
@@ -110,7 +112,8 @@ class Replay:
             watched = self._by_id.get(recorded.id)
             if watched is None:
                 process = recorded.info.get("process")
-                watched = Watched(recorded.label, ReplayedTarget(recorded), self._history(),
+                target = cast(Target, ReplayedTarget(recorded))  # it stands where a live Target would
+                watched = Watched(recorded.label, target, self._history(),
                                   GoProcess.from_json(process) if process else None)
                 self.watched[recorded.key] = self._by_id[recorded.id] = watched
             else:

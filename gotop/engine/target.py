@@ -24,6 +24,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -250,10 +251,12 @@ class Target:
 
     async def heap_profile(self) -> bytes:
         """The heap profile, gzipped protobuf as Go writes it."""
-        return (await self._first("heap profile", [
-            *([("pprof", lambda: self.http.profile("heap"))] if self.http else []),
-            *([("agent", self.gops.heap_profile)] if self.gops else []),
-        ]))[0]
+        sources: list[tuple[str, Callable[[], Awaitable[bytes]]]] = []
+        if self.http:
+            sources.append(("pprof", partial(self.http.profile, "heap")))
+        if self.gops:
+            sources.append(("agent", self.gops.heap_profile))
+        return (await self._first("heap profile", sources))[0]
 
     async def goroutine_profile_proto(self) -> bytes:
         """The goroutine profile as gzipped protobuf (as `go tool pprof` reads it)."""

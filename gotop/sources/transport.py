@@ -82,7 +82,7 @@ class _Connection:
         while True:
             try:
                 event = self.h11.next_event()
-                if event is not h11.NEED_DATA:
+                if isinstance(event, h11.Event) or event is h11.PAUSED:  # anything but NEED_DATA
                     return event
                 async with asyncio.timeout(timeout):
                     data = await self.reader.read(READ_SIZE)
