@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Mapping
 
 from gotop import __version__
 from gotop.engine.targetspec import TARGET_HELP
@@ -45,8 +46,14 @@ def duration(text: str) -> float:
     return seconds
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """gotop's parser: it knows the parser of each command by name."""
+
+    commands: Mapping[str, argparse.ArgumentParser]
+
+
+def build_parser() -> Parser:
+    parser = Parser(
         prog="gotop", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

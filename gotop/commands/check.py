@@ -139,12 +139,12 @@ class Watch:
 
     def checked(self) -> dict[str, int]:
         """How much each detector had to go on."""
-        num_gc = self.history.series["num_gc"]
+        num_gc = self.history.series["num_gc"].values
         return {
             "samples": self.fetched["sample"],
             "goroutine_profiles": self.fetched["goroutines"],
             "goroutineleak_profiles": self.fetched["leaks"],
-            "gc_cycles": int(num_gc.last - num_gc.values[0]) if len(num_gc) else 0,
+            "gc_cycles": int(num_gc[-1] - num_gc[0]) if num_gc else 0,
             "heap_profiles": self.fetched["heap"],
             "descriptor_counts": self.fetched["fds"],
         }

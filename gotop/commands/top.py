@@ -19,21 +19,21 @@ from gotop.textsafe import plain_lines
 def run(args: Namespace) -> int:
     profile, origin = load(args.source)
     if args.peek:
-        report = peek(profile, args.peek, args.sample_index)
+        peek_report = peek(profile, args.peek, args.sample_index)
         if args.json:
-            return _print_json(origin, peek_json(report))
-        lines = format_peek(profile, report)
+            return _print_json(origin, peek_json(peek_report))
+        lines = format_peek(profile, peek_report)
     elif args.list:
-        report = list_routines(profile, args.list, args.sample_index)
+        list_report = list_routines(profile, args.list, args.sample_index)
         files = SourceFiles.of(profile, args.source_dir or ())
         if args.json:
-            return _print_json(origin, list_json(report, files.read))
-        lines = format_list(report, files.read)
+            return _print_json(origin, list_json(list_report, files.read))
+        lines = format_list(list_report, files.read)
     else:
-        report = top(profile, args.sample_index, cum=args.cum, node_limit=args.n or 0)
+        top_report = top(profile, args.sample_index, cum=args.cum, node_limit=args.n or 0)
         if args.json:
-            return _print_json(origin, top_json(report))
-        lines = format_top(profile, report)
+            return _print_json(origin, top_json(top_report))
+        lines = format_top(profile, top_report)
     print("\n".join(plain_lines(line) for line in lines))
     return 0
 
@@ -101,7 +101,8 @@ def list_json(report: ListReport, read_source: Callable[[str], str]) -> dict:
     (lines null, and an error, when the source cannot be read)."""
     routines = []
     for r in report.routines:
-        lines, error = None, "no source information"
+        lines: list[dict] | None = None
+        error: str | None = "no source information"
         if r.file:
             try:
                 lines, error = [asdict(row) for row in source_lines(r, read_source(r.file))], None
