@@ -51,8 +51,8 @@ class GotopApp(App):
         addresses = [s for s in self.specs if s.pid is None]
         if replay is not None:
             replay.on_change = self._changed
-        self.fleet = replay or Fleet(self._changed, tiers, window, discover=not addresses,
-                                     scanner=scanner or Scanner(), first_scan=first_scan)
+        self.fleet: Fleet | Replay = replay or Fleet(self._changed, tiers, window, discover=not addresses,
+                                                     scanner=scanner or Scanner(), first_scan=first_scan)
         self._open_pid = next((s.pid for s in self.specs if s.pid is not None), None)
 
     async def on_mount(self) -> None:
@@ -68,17 +68,18 @@ class GotopApp(App):
         self.push_screen(OverviewScreen(self.fleet, where))
         self.set_interval(self.tiers.interval, self._tick)
         self.run_worker(self.fleet.run(), exit_on_error=False, group="discovery")
-        for spec in self.specs:
-            if spec.pid is None:
-                self.run_worker(self._add_address(spec.text), exit_on_error=False)
+        if isinstance(self.fleet, Fleet):  # a replay shows only what was recorded
+            for spec in self.specs:
+                if spec.pid is None:
+                    self.run_worker(self._add_address(self.fleet, spec.text), exit_on_error=False)
 
-    async def _add_address(self, text: str) -> None:
+    async def _add_address(self, fleet: Fleet, text: str) -> None:
         try:
             target = await asyncio.to_thread(Target.open, text)
         except GotopError as e:
             self.notify(str(e), severity="error", timeout=15)
             return
-        watched = self.fleet.add(target)
+        watched = fleet.add(target)
         if len(self.specs) == 1:
             self.open_process(watched)
 
@@ -137,6 +138,9 @@ class GotopApp(App):
     # -- recording and replay ---------------------------------------------------
 
     def start_recording(self, path: str) -> None:
+        if not isinstance(self.fleet, Fleet):
+            self.notify("this is a replay already", severity="warning")
+            return
         try:
             self.fleet.start_recording(Recorder(path, interval=self.tiers.interval, slow_every=self.tiers.slow_every))
         except GotopError as e:
@@ -145,31 +149,40 @@ class GotopApp(App):
         self.notify(f"recording to {path}")
 
     def action_record(self) -> None:
-        if self.replay:
-            self.notify("this is a replay already", severity="warning")
-        elif self.fleet.recorder is not None:
-            path = self.fleet.recorder.path
-            self.fleet.stop_recording()
+        fleet = self.fleet
+        if isinstance(fleet, Fleet) and fleet.recorder is not None:
+            path = fleet.recorder.path
+            fleet.stop_recording()
             self.notify(f"recording saved: {path}\nplay it with: gotop replay {path}", timeout=10)
         else:
-            self.start_recording(str(self.save_dir / time.strftime("gotop-%Y%m%d-%H%M%S.gotop")))
+            self.start_recording(str(self.save_dir / time.strftime("gotop-%Y%m%d-%H%M%S.gotop")))  # refused in a replay
+
+    def _replaying(self) -> Replay:
+        """The replay the replay_* actions drive: check_action offers them only in a replay."""
+        assert self.replay is not None
+        return self.replay
 
     def action_replay_play(self) -> None:
-        self.replay.paused = not self.replay.paused
+        replay = self._replaying()
+        replay.paused = not replay.paused
 
     def action_replay_step(self) -> None:
-        self.replay.step()
+        self._replaying().step()
         self._tick()
 
     def action_replay_speed(self, steps: int) -> None:
-        self.replay.faster(steps)
-        self.notify(f"speed x{self.replay.speed:g}", timeout=2)
+        replay = self._replaying()
+        replay.faster(steps)
+        self.notify(f"speed x{replay.speed:g}", timeout=2)
 
     def action_replay_seek(self, seconds: float) -> None:
-        self.replay.seek(self.replay.clock + seconds)
+        replay = self._replaying()
+        replay.seek(replay.clock + seconds)
         self._tick()
 
     def action_replay_jump(self) -> None:
+        replay = self._replaying()
+
         def jump(text: str | None) -> None:
             if text:
                 try:
@@ -177,7 +190,7 @@ class GotopApp(App):
                 except GotopError as e:
                     self.notify(str(e), severity="error")
                     return
-                self.replay.seek(self.replay.recording.start + offset)
+                replay.seek(replay.recording.start + offset)
                 self._tick()
         self.push_screen(AskScreen("Jump to a time from the start (e.g. 90, 1:30, 2m)"), jump)
 

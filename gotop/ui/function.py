@@ -103,7 +103,7 @@ class FunctionScreen(Screen):
         yield Static(Text.assemble(("function", "bold"), f" · {plain(self.function)} · computing..."), id="title")
         with TabbedContent(id="tabs"):
             with TabPane("Callers & callees", id="graph"):
-                table = DataTable(id="edges", cursor_type="row", zebra_stripes=True)
+                table: DataTable[str | Text] = DataTable(id="edges", cursor_type="row", zebra_stripes=True)
                 table.add_column("", key="dir", width=2)
                 table.add_column("value", key="value", width=10)
                 table.add_column("share", key="share", width=7)

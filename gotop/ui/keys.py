@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,5 +116,6 @@ SCREENS: dict[str, tuple[Key, ...]] = {
 }
 
 
-def bindings(keys: Iterable[Key]) -> list[Binding]:
+def bindings(keys: Iterable[Key]) -> list[BindingType]:
+    """A BINDINGS list, typed as Textual declares that class variable."""
     return [key.binding() for key in keys]

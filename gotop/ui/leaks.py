@@ -5,7 +5,6 @@ from __future__ import annotations
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from gotop.engine.fleet import Watched
@@ -13,6 +12,7 @@ from gotop.engine.leaks import DescriptorRef, Finding, GroupRef, SiteRef
 from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.dialogs import TextScreen
+from gotop.ui.screen import GotopScreen
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, cell
 from gotop.ui.widgets import Line, gone
@@ -52,7 +52,7 @@ def evidence_text(f: Finding) -> str:
     return "\n".join(lines)
 
 
-class LeaksScreen(Screen):
+class LeaksScreen(GotopScreen):
     BINDINGS = keys.bindings(keys.LEAKS)
 
     def __init__(self, watched: Watched) -> None:

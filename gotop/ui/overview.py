@@ -7,13 +7,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.history import TargetState
+from gotop.engine.replay import Replay
 from gotop.textsafe import plain
 from gotop.ui import keys
+from gotop.ui.screen import GotopScreen
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 from gotop.ui.widgets import Line, gone
@@ -95,10 +96,10 @@ def _gc_rate(w: Watched) -> str:
     return "-" if rate is None else f"{rate:.0f}"
 
 
-class OverviewScreen(Screen):
+class OverviewScreen(GotopScreen):
     BINDINGS = keys.bindings(keys.OVERVIEW) + [Binding("escape", "clear_filter", show=False)]
 
-    def __init__(self, fleet: Fleet, title: str) -> None:
+    def __init__(self, fleet: Fleet | Replay, title: str) -> None:
         super().__init__()
         self.fleet = fleet
         self.title_text = title

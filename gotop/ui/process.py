@@ -8,7 +8,6 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
@@ -23,6 +22,7 @@ from gotop.ui import keys
 from gotop.ui.dialogs import AskScreen, ConfirmScreen, TextScreen
 from gotop.ui.leaks import summary
 from gotop.ui.names import short_label
+from gotop.ui.screen import GotopScreen
 from gotop.ui.widgets import Line, MetricRow, gone
 from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns, fmt_signed
 
@@ -65,7 +65,7 @@ def pane(title: str, *rows, id: str) -> Vertical:
     return box
 
 
-class ProcessScreen(Screen):
+class ProcessScreen(GotopScreen):
     BINDINGS = keys.bindings(keys.PROCESS)
 
     def __init__(self, watched: Watched, save_dir: Path) -> None:
@@ -118,7 +118,7 @@ class ProcessScreen(Screen):
         h = w.history
         self.query_one("#title", Line).update(header_text(w))
         for row in self.query(MetricRow):
-            row.show(h.gc_pauses if row.id == "gc_pauses" else h.series[row.id])
+            row.show(h.gc_pauses if row.figure == "gc_pauses" else h.series[row.figure])
         self._texts(h)
         self._ticks += 1
         if self._ticks % PLOT_EVERY == 1:

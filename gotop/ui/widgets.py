@@ -47,10 +47,11 @@ class MetricRow(Horizontal):
     MetricRow .range { width: auto; max-width: 16; color: $text-muted; }
     """
 
-    def __init__(self, name: str, fmt: Formatter, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, name: str, fmt: Formatter, *, id: str, **kwargs) -> None:
+        super().__init__(id=id, **kwargs)
         self.label = name
         self.fmt = fmt
+        self.figure = id  # the history series it shows: its id names it
 
     def compose(self) -> ComposeResult:
         yield Line(self.label, classes="name")
