@@ -46,6 +46,14 @@ def duration(text: str) -> float:
     return seconds
 
 
+def add_polling_flags(p: argparse.ArgumentParser) -> None:
+    """The polling tiers, the same for the TUI and `gotop record`."""
+    p.add_argument("--interval", type=duration, default="1s", metavar="DURATION",
+                   help="time between polls: 500ms, 2s, ... (default 1s)")
+    p.add_argument("--slow-every", type=duration, default="5s", metavar="DURATION",
+                   help="time between grouped goroutine profiles (default 5s)")
+
+
 class Parser(argparse.ArgumentParser):
     """gotop's parser: it knows the parser of each command by name."""
 
@@ -64,10 +72,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("tui", help="the live monitor (the default: `gotop [TARGET...]`)")
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help=f"open straight on these ({TARGET_HELP}); default: every Go process here")
-    p.add_argument("--interval", type=duration, default="1s", metavar="DURATION",
-                   help="time between polls: 500ms, 2s, ... (default 1s)")
-    p.add_argument("--slow-every", type=duration, default="5s", metavar="DURATION",
-                   help="time between grouped goroutine profiles (default 5s)")
+    add_polling_flags(p)
     p.add_argument("--window", type=duration, default="10m", metavar="DURATION",
                    help="history kept: 10m, 1h, ... (default 10m)")
     p.add_argument("--save-dir", default=".", help="where profiles, traces and recordings are saved (default: here)")
@@ -88,10 +93,7 @@ def build_parser() -> Parser:
     p.add_argument("-o", "--output", required=True, help="the recording to create (SQLite)")
     p.add_argument("--for", dest="duration", type=duration, default="60s", metavar="DURATION",
                    help="how long: 30s, 5m, 1h (default 60s)")
-    p.add_argument("--interval", type=duration, default="1s", metavar="DURATION",
-                   help="time between polls: 500ms, 2s, ... (default 1s)")
-    p.add_argument("--slow-every", type=duration, default="5s", metavar="DURATION",
-                   help="time between goroutine profiles (default 5s)")
+    add_polling_flags(p)
     p.add_argument("--heap-every", type=duration, default="60s", metavar="DURATION",
                    help="time between heap profiles (default 60s)")
     p.add_argument("--json", action="store_true", help="print what was recorded as JSON")

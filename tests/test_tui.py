@@ -42,6 +42,17 @@ async def open_process(app: GotopApp, pilot, pid: int):
     return watched
 
 
+async def open_heap(app: GotopApp, pilot, pid: int):
+    """Open `pid`'s heap view once two GC cycles have published its allocations in the heap profile."""
+    from gotop.ui.heap import HeapScreen
+
+    watched = await open_process(app, pilot, pid)
+    for _ in range(2):
+        await watched.target.gc()
+    await pilot.press("h")
+    return watched, await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
+
+
 async def test_overview_lists_targets_with_their_figures(go_target):
     both = go_target("agentpprof", args=["-workload", "park", "-n", "42"])
     plain = go_target("plain")
@@ -133,16 +144,11 @@ async def test_killed_target_is_shown_exited(go_target):
 
 async def test_heap_view_shows_the_real_allocation_site_and_drills_into_it(go_target):
     from gotop.ui.function import FunctionScreen
-    from gotop.ui.heap import HeapScreen
 
     t = go_target("agentpprof", args=["-workload", "retain", "-n", "400"])
     app = GotopApp(tiers=FAST)
     async with app.run_test(size=(120, 30)) as pilot:
-        watched = await open_process(app, pilot, t.pid)
-        for _ in range(2):  # the heap profile shows allocations once two GC cycles published them
-            await watched.target.gc()
-        await pilot.press("h")
-        screen = await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
+        watched, screen = await open_heap(app, pilot, t.pid)
         await until(pilot, lambda: screen.table.row_count > 0)
         screen.table.move_cursor(row=0)
         assert screen.table.selected_key() == "gotop.test/targets/internal/workload.retainHere"
@@ -308,17 +314,12 @@ async def test_failures_of_any_kind_are_shown_and_retried(go_target):
 
 
 async def test_heap_rows_are_computed_on_a_worker_and_the_newest_request_wins(go_target):
-    from gotop.ui.heap import HeapScreen
 
     retain = "gotop.test/targets/internal/workload.retain"
     t = go_target("agentpprof", args=["-workload", "retain", "-n", "400"])
     app = GotopApp(tiers=FAST)
     async with app.run_test(size=(120, 30)) as pilot:
-        watched = await open_process(app, pilot, t.pid)
-        for _ in range(2):  # the heap profile shows allocations once two GC cycles published them
-            await watched.target.gc()
-        await pilot.press("h")
-        screen = await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
+        watched, screen = await open_heap(app, pilot, t.pid)
         await until(pilot, lambda: retain in screen.table.rows and not screen.computing)
         screen.table.select(retain)
 
@@ -474,15 +475,14 @@ async def test_a_flat_goroutine_count_grows_by_0_not_minus_0():
 
 
 async def test_the_heap_scrollbar_follows_the_table_after_a_filter(go_target):
-    from gotop.ui.heap import HeapScreen
 
     t = go_target("agentpprof", args=["-workload", "retain-generic", "-n", "400"])
     app = GotopApp(tiers=FAST)
     async with app.run_test(size=(100, 10)) as pilot:  # 6 rows shown: the profile has more
-        await open_process(app, pilot, t.pid)
-        await pilot.press("h")
-        screen = await until(pilot, lambda: isinstance(app.screen, HeapScreen) and app.screen)
+        _, screen = await open_heap(app, pilot, t.pid)
         table = screen.table
+        await until(pilot, lambda: table.row_count > 0 and not screen.computing)
+        await pilot.press("i")  # allocations ever made: many more functions than the 5 that retain heap now
         await until(pilot, lambda: table.row_count > 8)
         await pilot.press("end")
         await until(pilot, lambda: table.scroll_y > 0 and table.vertical_scrollbar.position == table.scroll_y)
