@@ -53,7 +53,7 @@ def test_commands_show_the_name_escaped(badly_named, tmp_path, command, locale):
     }[command]
     result = gotop_in((), *args, env=LOCALES[locale], timeout=120, text=False)
     out, err = assert_safe_text(result.stdout), assert_safe_text(result.stderr)
-    assert result.returncode == 0, err
+    assert result.returncode == (2 if command == "check" else 0), err  # 2 s is too short to watch: blind
     assert SHOWN in out
 
 
