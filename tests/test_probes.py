@@ -104,6 +104,19 @@ def test_a_server_that_is_not_plain_http_gets_one_request(go_target, private_net
     assert requests_in(log) == ["connect", "tls handshake error"]
 
 
+def test_a_socket_whose_vars_time_out_keeps_its_pprof(go_target, private_netns, tmp_path):
+    """cmdline proved pprof; /debug/vars never answered: pprof is used, and the
+    socket is asked again by the next run (a timeout is not remembered)."""
+    env = private_cache(tmp_path)
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=["-log", str(log), "-vars", "hang"], wrapper=private_netns)
+    first = listed(private_netns, env=env)[target.pid]
+    assert (first["pprof"], first["expvar"]) == (f"http://{target.http_addr}/debug/pprof/", None)
+    assert requests_in(log) == PROBE
+    assert listed(private_netns, env=env)[target.pid]["pprof"] == first["pprof"]
+    assert requests_in(log) == PROBE * 2
+
+
 def remembered_as_serving_nothing(env: dict[str, str], target) -> None:
     """A trusted cache file that says the target's socket serves neither pprof nor expvar."""
     (sock,) = listening_sockets(target.pid, proc_listening_table(target.pid))

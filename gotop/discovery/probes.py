@@ -121,13 +121,13 @@ def probe_socket(sock: ListenSocket, argv0: bytes, timeout: float = PROBE_TIMEOU
             continue  # the next loopback address of a wildcard listener, or a later run
         if cmdline.status not in (200, 404):
             return SocketProbe(lasting=True)  # not HTTP, or a server that refuses
-        vars_reply = http_get(host, sock.port, EXPVAR_PATH, timeout)
-        if vars_reply is None:
-            return SocketProbe()
         urls = endpoint_urls(sock, host)
-        pprof = cmdline.body is not None and names_argv0(cmdline.body, argv0)
+        pprof = urls.pprof if cmdline.body is not None and names_argv0(cmdline.body, argv0) else None
+        vars_reply = http_get(host, sock.port, EXPVAR_PATH, timeout)
+        if vars_reply is None:  # pprof is proven; expvar is asked again another time
+            return SocketProbe(HttpEndpoints(pprof, None))
         expvar = vars_reply.body is not None and looks_like_expvar(vars_reply.body)
-        return SocketProbe(HttpEndpoints(urls.pprof if pprof else None, urls.expvar if expvar else None), True)
+        return SocketProbe(HttpEndpoints(pprof, urls.expvar if expvar else None), True)
     return SocketProbe()
 
 

@@ -2,7 +2,8 @@
 //
 // -pprof=false serves expvar alone (like etcd without --enable-pprof);
 // -vars=nested answers /debug/vars with a "memstats" nested far deeper than a
-// JSON parser should follow; -tls serves HTTPS only (a self-signed
+// JSON parser should follow; -vars=hang never answers it (a handler stuck
+// behind a lock); -tls serves HTTPS only (a self-signed
 // certificate); -log FILE appends a line for each connection, each request and
 // each TLS handshake error, so that tests can count what gotop asked.
 package main
@@ -35,7 +36,7 @@ func main() {
 	workload.DefineFlags()
 	httpAddr := flag.String("http", "127.0.0.1:0", "address for net/http/pprof and expvar")
 	servePprof := flag.Bool("pprof", true, "serve net/http/pprof under /debug/pprof/")
-	vars := flag.String("vars", "expvar", "what /debug/vars serves: expvar, nested (memstats nested 5000 arrays deep), none")
+	vars := flag.String("vars", "expvar", "what /debug/vars serves: expvar, nested (memstats nested 5000 arrays deep), hang (no answer), none")
 	serveTLS := flag.Bool("tls", false, "serve HTTPS only, with a self-signed certificate")
 	logPath := flag.String("log", "", "append a line per connection (\"connect\"), request (\"GET /path\") and TLS handshake error to this file")
 	flag.Parse()
@@ -57,9 +58,13 @@ func main() {
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
 			w.Write(append([]byte(`{"memstats": `), bytes.Repeat([]byte("["), nestedDepth)...))
 		})
+	case "hang":
+		mux.HandleFunc("/debug/vars", func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done() // until the client gives up
+		})
 	case "none":
 	default:
-		log.Fatalf("unknown -vars %q (have: expvar, nested, none)", *vars)
+		log.Fatalf("unknown -vars %q (have: expvar, nested, hang, none)", *vars)
 	}
 
 	server := &http.Server{Handler: mux}
