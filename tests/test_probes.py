@@ -7,6 +7,8 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,26 @@ def test_a_socket_whose_vars_time_out_keeps_its_pprof(go_target, private_netns, 
     assert (first["pprof"], first["expvar"]) == (f"http://{target.http_addr}/debug/pprof/", None)
     assert requests_in(log) == PROBE
     assert listed(private_netns, env=env)[target.pid]["pprof"] == first["pprof"]
+    assert requests_in(log) == PROBE * 2
+
+
+SCANS_TWICE = """
+import json, sys
+from gotop.discovery.processes import Scanner
+scanner, pid = Scanner(), int(sys.argv[1])
+print(json.dumps([next(p.pprof for p in scanner.scan().processes if p.pid == pid) for _ in range(2)]))
+"""
+
+
+def test_a_socket_that_timed_out_is_asked_again_at_the_next_scan(go_target, private_netns, tmp_path):
+    """As the TUI rescans: a finding that does not last is not kept in memory either."""
+    env = private_cache(tmp_path)
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=["-log", str(log), "-vars", "hang"], wrapper=private_netns)
+    scans = subprocess.run([*private_netns, sys.executable, "-c", SCANS_TWICE, str(target.pid)],
+                           capture_output=True, text=True, timeout=90, env={**os.environ, **env})
+    assert scans.returncode == 0, scans.stderr
+    assert json.loads(scans.stdout) == [f"http://{target.http_addr}/debug/pprof/"] * 2
     assert requests_in(log) == PROBE * 2
 
 

@@ -41,8 +41,9 @@ _Key = tuple[int, int, str, int, int]  # pid, start, socket host, port, inode
 
 
 class ProbeCache:
-    """Probe findings by process and socket: every finding of this run in
-    memory, the lasting ones also on disk (when a private directory exists)."""
+    """Lasting probe findings by process and socket: in memory, and on disk when
+    a private directory exists. A finding that does not last (a timeout) is not
+    kept: its socket is asked again at the next scan."""
 
     def __init__(self, directory: str | None = None) -> None:
         self.directory = directory if directory is not None else default_directory()
@@ -57,19 +58,20 @@ class ProbeCache:
         return self._found.get(_key(process, sock))
 
     def put(self, process: ProcessKey, sock: ListenSocket, found: SocketProbe) -> None:
-        self._found[_key(process, sock)] = found
-        self._unsaved = self._unsaved or found.lasting
+        if found.lasting:
+            self._found[_key(process, sock)] = found
+            self._unsaved = True
 
     def forget_all_but(self, alive: set[ProcessKey]) -> None:
         for key in [k for k in self._found if k[:2] not in alive]:
             del self._found[key]
 
     def save(self) -> None:
-        """Write the lasting findings of live processes, merged with the file's."""
+        """Write the findings of live processes, merged with the file's."""
         if not self._unsaved:
             return
         self._unsaved = False
-        merged = self._read() | {k: v for k, v in self._found.items() if v.lasting}
+        merged = self._read() | self._found
         starts: dict[int, int | None] = {}
         live = [(k, v) for k, v in merged.items() if _alive(k[0], k[1], starts)][-MAX_ENTRIES:]
         self._write(live)

@@ -18,7 +18,7 @@ import psutil
 from gotop.discovery.buildinfo import BuildInfoError, GoBuildInfo, read_build_info
 from gotop.discovery.portfile import PortFileInvalid, config_dir, read_environ, read_port_file
 from gotop.discovery.probecache import ProbeCache, ProcessKey
-from gotop.discovery.probes import PROBE_TIMEOUT, HttpEndpoints, combine, probe_sockets
+from gotop.discovery.probes import PROBE_TIMEOUT, HttpEndpoints, SocketProbe, combine, probe_sockets
 from gotop.discovery.sockets import ListenSocket, listening_sockets, listening_table, netns_id
 from gotop.errors import GotopError
 from gotop.procstat import ProcStat, read_proc_stat
@@ -259,14 +259,17 @@ class Scanner:
                 with_http.append(ep)
                 key = ep.identity.key
                 to_probe += [(key, s) for s in http_sockets if self._probes.get(key, s) is None]
+        probed: dict[tuple[ProcessKey, ListenSocket], SocketProbe] = {}  # this scan's findings, lasting or not
         if to_probe:
             argv0 = {key: _argv0(key[0]) for key, _ in to_probe}
-            findings = probe_sockets([(sock, argv0[key]) for key, sock in to_probe], self.probe_timeout)
-            for (key, sock), finding in zip(to_probe, findings):
+            probed = dict(zip(to_probe, probe_sockets([(sock, argv0[key]) for key, sock in to_probe],
+                                                      self.probe_timeout)))
+            for (key, sock), finding in probed.items():
                 self._probes.put(key, sock, finding)
             self._probes.save()
         for ep in with_http:
-            known = [self._probes.get(ep.identity.key, s) for s in _http_sockets(ep)]
+            key = ep.identity.key
+            known = [probed.get((key, s)) or self._probes.get(key, s) for s in _http_sockets(ep)]
             ep.http = combine(probe.endpoints for probe in known if probe is not None)
         return tuple(_go_process(ep) for ep in found)
 
