@@ -366,27 +366,60 @@ def test_list_of_a_file_name_with_a_nul_is_one_line(tmp_path):
 
 
 def test_list_reads_no_fifo_and_no_symlink_out_even_in_a_module(tmp_path):
-    """In a real module directory (go.mod): a FIFO named main.go is refused
-    without opening it (it would block for ever), and so is a symlink out."""
+    """In a real module directory (go.mod): a FIFO named main.go proves nothing
+    and is refused without opening it (it would block for ever), even in a
+    directory the user names; a symlink out is refused too."""
     module = tmp_path / "leaky"
     module.mkdir()
     (module / "go.mod").write_text("module gotoplab/leaky\n\ngo 1.22\n")
     os.mkfifo(module / "main.go")
     (module / "evil.go").symlink_to("/etc/shadow")
-    assert list_errors(profile_naming(tmp_path, str(module / "main.go"))) == [
+    fifo = profile_naming(tmp_path, str(module / "main.go"))
+    assert list_errors(fifo) == [f" Error: {module / 'main.go'}: outside the program's source directories: not read"]
+    assert list_errors(fifo, "--source-dir", str(module)) == [
         f" Error: {module / 'main.go'}: not a regular file: not read"]
-    assert list_errors(profile_naming(tmp_path, str(module / "evil.go"))) == [
+    assert list_errors(profile_naming(tmp_path, str(module / "evil.go")), "--source-dir", str(module)) == [
         f" Error: {module / 'evil.go'}: outside the program's source directories: not read"]
 
 
+SECRET = "AWS_SECRET_ACCESS_KEY=not-for-profiles"
+
+
+def project_with_secrets(tmp_path: Path) -> Path:
+    """A module with a library package at its root, a main package below, and a .env."""
+    module = tmp_path / "proj"
+    (module / "cmd" / "leaky").mkdir(parents=True)
+    (module / "go.mod").write_text("module gotoplab/proj\n")
+    (module / ".env").write_text(f"{SECRET}\n" * 40)  # on every line main.retain may have
+    (module / "config.go").write_text("package config\n" + f"// {SECRET}\n" * 40)
+    (module / "cmd" / "leaky" / "main.go").write_text(
+        "// Copyright the authors.\n\n/* The leaky\n   service. */\n//go:build linux\n\npackage main\n"
+        + "".join(f"// line {n}\n" for n in range(8, 40)))
+    return module
+
+
+def test_list_reads_no_secret_a_profile_names_in_a_module(tmp_path):
+    """A profile naming main.retain in a project's .env, or in a file of another
+    package: nothing proves the module, nothing is read; a directory the user
+    names shows its Go source only."""
+    module = project_with_secrets(tmp_path)
+    for name in (".env", "config.go"):
+        profile = profile_naming(tmp_path, str(module / name))
+        result = gotop("top", str(profile), "--list", "main\\.retain", "--json", timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "not-for-profiles" not in result.stdout
+        assert list_errors(profile) == [
+            f" Error: {module / name}: outside the program's source directories: not read"]
+    assert list_errors(profile_naming(tmp_path, str(module / ".env")), "--source-dir", str(module)) == [
+        f" Error: {module / '.env'}: not Go source: not read"]
+
+
 def test_list_reads_a_source_file_of_the_module(tmp_path):
-    """The same profile naming a regular file of its module: the source is shown
-    (the module is proven by its go.mod; no --source-dir needed)."""
-    module = tmp_path / "leaky"
-    module.mkdir()
-    (module / "go.mod").write_text("module gotoplab/leaky\n")
-    (module / "main.go").write_text("".join(f"// line {n}\n" for n in range(1, 40)))
-    out = ok("top", str(profile_naming(tmp_path, str(module / "main.go"))), "--list", "main\\.retain")
+    """The same profile naming a main package's file in its module: the source is
+    shown (the module is proven by its go.mod and the package clause; no --source-dir needed)."""
+    module = project_with_secrets(tmp_path)
+    out = ok("top", str(profile_naming(tmp_path, str(module / "cmd" / "leaky" / "main.go"))),
+             "--list", "main\\.retain")
     assert "Error" not in out and ":// line " in out
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -407,15 +440,18 @@ def test_list_of_a_trimpath_binary_says_the_files_are_not_here(go_target):
             "(a -trimpath build names files by module path)") in out.splitlines()
 
 
-@pytest.mark.parametrize("mode", ["--peek", "--list"])
-def test_top_peek_and_list_equal_go_tool_pprof(go_target, tmp_path, mode):
+@pytest.mark.parametrize("mode, regex, shown", [
+    ("--peek", "workload\\.retain", "retainHere"),
+    ("--list", "workload\\.retain", "retainHere"),
+    ("--list", "main\\.", "workload.Start()"),  # main.main's source, in the main package's directory
+])
+def test_top_peek_and_list_equal_go_tool_pprof(go_target, tmp_path, mode, regex, shown):
     t = go_target("agentpprof", args=["-workload", "retain", "-n", "400"])
     for _ in range(2):
         ok("gc", str(t.pid))
     path = tmp_path / "heap.pb.gz"
     ok("profile", "heap", str(t.pid), "-o", str(path))
-    regex = "workload\\.retain"
     expected = subprocess.run(["go", "tool", "pprof", f"-{mode[2:]}", regex, str(path)],
                               capture_output=True, text=True, check=True, timeout=60).stdout
     assert ok("top", str(path), mode, regex) == expected
-    assert "retainHere" in expected
+    assert shown in expected

@@ -173,9 +173,9 @@ async def test_heap_view_shows_the_real_allocation_site_and_drills_into_it(go_ta
 
 
 async def test_function_source_reads_no_secret_and_no_fifo(tmp_path):
-    """A profile naming /etc/shadow, and one naming a FIFO in a real module
-    directory: the Source tab says why each is not shown; the FIFO is never
-    opened (on the event loop it froze the screen: a timer unblocks such a
+    """A profile naming /etc/shadow, and one naming a FIFO main.go in a real
+    module directory (a FIFO proves no module): the Source tab says why each is
+    not shown; the FIFO is never opened (on the event loop it froze the screen: a timer unblocks such a
     reader, so that the test fails instead of hanging)."""
     from gotop.model.profile import parse_profile
     from gotop.ui.function import FunctionScreen
@@ -191,7 +191,7 @@ async def test_function_source_reads_no_secret_and_no_fifo(tmp_path):
     try:
         async with app.run_test(size=(120, 30)) as pilot:
             for source, why in (("/etc/shadow", "outside the program's source directories: not read"),
-                                (str(fifo), "not a regular file: not read")):
+                                (str(fifo), "outside the program's source directories: not read")):
                 profile = parse_profile(profile_naming(tmp_path, source).read_bytes())
                 screen = FunctionScreen(profile, "main.retain", None)
                 app.push_screen(screen)

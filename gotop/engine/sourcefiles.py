@@ -1,13 +1,16 @@
 """Source files of a profiled program, read when this host has them (dev builds do).
 
 A profile names its source files, and a profile is untrusted (a remote
-target's, or a file someone handed over): it may name /etc/shadow, a FIFO or
-/dev/tty. So a file is read only if it lies under one of the program's source
-roots, is a regular file, and is not too big. The roots are the module
-directories the profile's own functions prove: walking up from a function's
-file to the nearest go.mod, whose module path must match the function's
-package and directory (GOROOT's src/go.mod is module "std"), plus directories
-the user names. Reading blocks: call it off the event loop.
+target's, or a file someone handed over): it may name /etc/shadow, a FIFO,
+/dev/tty or a project's .env. So a file is read only if it is Go source or
+assembly (.go, .s), lies under one of the program's source roots, is a regular
+file, and is not too big. The roots are directories the user names, and the
+modules the profile's own functions prove. A function proves its module when
+its file is where its package's files must be: under the nearest go.mod above
+it, the module path and the package give the directory (GOROOT's src/go.mod is
+module "std"). A profile does not tell a main package's import path, so a main
+function's file proves its module by declaring `package main`.
+Reading blocks: call it off the event loop.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ import os
 import re
 import stat
 from collections.abc import Iterable
+from pathlib import PurePath
 from urllib.parse import unquote
 
 from gotop.model.profile import Profile
 
 MAX_SOURCE_BYTES = 4 << 20  # a bigger "source file" is not one worth listing
+SOURCE_SUFFIXES = (".go", ".s")
 _MAX_GO_MOD_BYTES = 1 << 20
 _MODULE_LINE = re.compile(r'^\s*module\s+"?([^\s"]+)"?\s*(?://.*)?$', re.MULTILINE)
+# A Go file's first token after any comments (possessive: no backtracking on hostile text).
+_MAIN_CLAUSE = re.compile(r"\ufeff?(?:\s|//[^\n]*+|/\*.*?\*/)*+package\s+main\b", re.DOTALL)
 
 
 class SourceUnavailable(OSError):
@@ -55,6 +62,8 @@ class SourceFiles:
             raise SourceUnavailable(f"{path}: {e.strerror}") from None
         if not self._holds(real):
             raise SourceUnavailable(f"{path}: outside the program's source directories: not read")
+        if not real.endswith(SOURCE_SUFFIXES):
+            raise SourceUnavailable(f"{path}: not Go source: not read")
         return _read_regular(path, real, before, MAX_SOURCE_BYTES).decode("utf-8", errors="replace")
 
     def _holds(self, real: str) -> bool:
@@ -84,21 +93,15 @@ def _read_regular(shown: str, path: str, expected: os.stat_result, limit: int) -
 
 
 def _module_roots(profile: Profile) -> set[str]:
-    """The directories of the modules whose layout the profile's functions match."""
-    packages_by_dir: dict[str, set[str]] = {}
-    for function in profile.functions.values():
-        if os.path.isabs(function.filename) and "\0" not in function.filename:
-            directory = os.path.dirname(os.path.normpath(function.filename))
-            packages_by_dir.setdefault(directory, set()).add(_package(function.system_name or function.name))
-    modules = _GoModFinder()
-    roots = set()
-    for directory, packages in packages_by_dir.items():
-        found = modules.nearest(directory)
-        if found is None:
-            continue
-        root, module = found
-        if any(_lives_at(package, directory, root, module) for package in packages):
-            roots.add(root)
+    """The directories of the modules the profile's functions prove (see the module doc)."""
+    sites = {(os.path.normpath(f.filename), _package(f.system_name or f.name)) for f in profile.functions.values()
+             if os.path.isabs(f.filename) and "\0" not in f.filename and f.filename.endswith(SOURCE_SUFFIXES)}
+    go_mods: dict[str, str | None] = {}  # each directory's go.mod's module path, once read
+    roots: set[str] = set()
+    for file, package in sorted(sites, key=lambda site: site[1] == "main"):  # main's proof reads the file: last
+        found = _nearest_module(os.path.dirname(file), go_mods)
+        if found is not None and found[0] not in roots and _belongs(file, package, *found):
+            roots.add(found[0])
     return roots
 
 
@@ -110,10 +113,22 @@ def _package(symbol: str) -> str:
     return unquote(symbol[:dot]) if dot > 0 else ""
 
 
-def _lives_at(package: str, directory: str, root: str, module: str) -> bool:
-    """Whether `package`'s files belong in `directory` in module `module` at `root`."""
+def _nearest_module(directory: str, go_mods: dict[str, str | None]) -> tuple[str, str] | None:
+    """The directory of the nearest go.mod at or above `directory`, and its module path."""
+    for candidate in (directory, *map(str, PurePath(directory).parents)):
+        if candidate not in go_mods:
+            go_mods[candidate] = _module_path(os.path.join(candidate, "go.mod"))
+        module = go_mods[candidate]
+        if module is not None:
+            return candidate, module
+    return None
+
+
+def _belongs(file: str, package: str, root: str, module: str) -> bool:
+    """Whether a function of `package` may be defined in `file` of module `module` at `root`."""
+    directory = os.path.dirname(file)
     if package == "main":
-        return True  # a main package may sit anywhere in its module
+        return _declares_main(file)
     if module == "std":  # GOROOT/src: 'runtime' is src/runtime
         return directory == os.path.join(root, package)
     if package == module or package.startswith(module + "/"):
@@ -121,30 +136,12 @@ def _lives_at(package: str, directory: str, root: str, module: str) -> bool:
     return False
 
 
-class _GoModFinder:
-    """The nearest go.mod above a directory, and its module path; cached per directory."""
-
-    def __init__(self) -> None:
-        self._found: dict[str, tuple[str, str] | None] = {}
-
-    def nearest(self, directory: str) -> tuple[str, str] | None:
-        walked = []
-        found: tuple[str, str] | None = None
-        while directory not in self._found:
-            walked.append(directory)
-            module = _module_path(os.path.join(directory, "go.mod"))
-            if module is not None:
-                found = (directory, module)
-                break
-            parent = os.path.dirname(directory)
-            if parent == directory:
-                break
-            directory = parent
-        else:
-            found = self._found[directory]
-        for seen in walked:
-            self._found[seen] = found
-        return found
+def _declares_main(file: str) -> bool:
+    try:
+        data = _read_regular(file, file, os.lstat(file), MAX_SOURCE_BYTES)
+    except OSError:
+        return False
+    return _MAIN_CLAUSE.match(data.decode("utf-8", errors="replace")) is not None
 
 
 def _module_path(go_mod: str) -> str | None:
