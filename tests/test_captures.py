@@ -4,7 +4,9 @@ over another user's file (gotop often runs as root in shared directories)."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 
 import pytest
 
@@ -89,3 +91,17 @@ def test_a_directory_or_fifo_is_not_replaced(tmp_path):
 def test_an_unwritable_directory_is_one_clear_error(tmp_path):
     with pytest.raises(SaveError, match="^/proc/heap.pb.gz: cannot save: "):
         save_private("/proc/heap.pb.gz", DATA)
+
+
+def test_a_temporary_that_cannot_be_removed_leaves_the_save_error(tmp_path):
+    """An append-only directory (chattr +a) lets files be created, not renamed
+    nor removed: the rename's error is the one shown, not the removal's."""
+    shared = tmp_path / "append-only"
+    shared.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+a", str(shared)]).returncode != 0:
+        pytest.skip("chattr +a needs root and a file system with attributes")
+    try:
+        with pytest.raises(SaveError, match=f"^{shared / 'heap.pb.gz'}: cannot save: Operation not permitted$"):
+            save_private(str(shared / "heap.pb.gz"), DATA)
+    finally:
+        subprocess.run(["chattr", "-a", str(shared)], check=True)

@@ -8,6 +8,7 @@ written whole under a fresh name and renamed into place (see save_private).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -84,7 +85,8 @@ def save_private(path: str, data: bytes) -> None:
         raise SaveError(f"{path}: cannot save: {e.strerror}") from None
     finally:
         if not renamed:
-            os.unlink(temporary)
+            with contextlib.suppress(OSError):  # the save's own error is the one to show
+                os.unlink(temporary)
 
 
 def _check_replaceable(path: str) -> None:
