@@ -23,12 +23,12 @@ import ipaddress
 import json
 import os
 import pwd
-import secrets
 import stat
 
 from gotop.discovery.probes import HttpEndpoints, SocketProbe, endpoint_urls
 from gotop.discovery.sockets import ListenSocket
 from gotop.procstat import read_proc_stat
+from gotop.safefiles import read_regular, replace_private
 
 FORMAT = "gotop-probes"
 VERSION = 1
@@ -204,21 +204,11 @@ def _read_private(directory: str | None) -> bytes | None:
     if dir_fd is None:
         return None
     try:
-        fd = os.open(FILE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        return read_regular(FILE_NAME, MAX_FILE_BYTES, dir_fd=dir_fd, private=True)
     except OSError:
         return None
     finally:
         os.close(dir_fd)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077 \
-                or st.st_size > MAX_FILE_BYTES:
-            return None
-        return os.read(fd, MAX_FILE_BYTES)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _write_private(directory: str, data: bytes) -> None:
@@ -226,18 +216,9 @@ def _write_private(directory: str, data: bytes) -> None:
     dir_fd = _open_private_dir(directory, create=True)
     if dir_fd is None:
         return
-    temporary = f".{FILE_NAME}.{secrets.token_hex(8)}"
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=dir_fd)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(temporary, FILE_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        replace_private(FILE_NAME, data, dir_fd=dir_fd)
     except OSError:
-        try:
-            os.unlink(temporary, dir_fd=dir_fd)
-        except OSError:
-            pass
+        pass
     finally:
         os.close(dir_fd)
-

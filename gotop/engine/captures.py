@@ -8,15 +8,14 @@ written whole under a fresh name and renamed into place (see save_private).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import tempfile
 import time
 
 from gotop.engine.target import Target
 from gotop.engine.targetspec import TargetError
 from gotop.errors import GotopError
+from gotop.safefiles import replace_private
 from gotop.sources.progress import ProgressCallback
 
 KINDS = ("heap", "cpu", "trace", "goroutine")
@@ -58,35 +57,17 @@ class SaveError(GotopError):
 
 
 def save_private(path: str, data: bytes) -> None:
-    """Write `data` to `path`, readable by its owner only.
-
-    The bytes go to a new file (O_EXCL, O_NOFOLLOW, mode 0600) in the same
-    directory, renamed over `path` once whole: a symlink planted at a
-    predictable name in a shared directory is never followed, and a reader never
-    sees part of a file. An existing `path` is replaced only if it is a regular
-    file of ours.
+    """Write `data` to `path`, readable by its owner only, through a new file
+    renamed into place (safefiles.replace_private): a symlink planted at a
+    predictable name in a shared directory is never followed, and a reader
+    never sees part of a file. An existing `path` is replaced only if it is a
+    regular file of ours.
     """
-    directory, name = os.path.split(os.path.abspath(path))
     _check_replaceable(path)
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+    try:  # checked again before the rename: the directory may have changed meanwhile
+        replace_private(path, data, before_rename=lambda: _check_replaceable(path))
     except OSError as e:
         raise SaveError(f"{path}: cannot save: {e.strerror}") from None
-    renamed = False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _check_replaceable(path)  # again: the directory may have changed meanwhile
-        os.rename(temporary, path)  # replaces a symlink put there since, never its target
-        renamed = True
-    except OSError as e:
-        raise SaveError(f"{path}: cannot save: {e.strerror}") from None
-    finally:
-        if not renamed:
-            with contextlib.suppress(OSError):  # the save's own error is the one to show
-                os.unlink(temporary)
 
 
 def _check_replaceable(path: str) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Iterable
 from pathlib import PurePath
 from urllib.parse import unquote
 
 from gotop.model.profile import Profile
+from gotop.safefiles import Refused, read_regular
 
 MAX_SOURCE_BYTES = 4 << 20  # a bigger "source file" is not one worth listing
 SOURCE_SUFFIXES = (".go", ".s")
@@ -72,24 +72,13 @@ class SourceFiles:
 
 def _read_regular(shown: str, path: str, expected: os.stat_result, limit: int) -> bytes:
     """The bytes of `path` if it is a regular file (`expected`, its lstat) of at
-    most `limit` bytes. O_NONBLOCK: a FIFO swapped in meanwhile cannot hang the
-    open; the fstat after it must find the file lstat saw."""
-    if not stat.S_ISREG(expected.st_mode):
-        raise SourceUnavailable(f"{shown}: not a regular file: not read")
-    if expected.st_size > limit:
-        raise SourceUnavailable(f"{shown}: larger than {limit >> 20} MiB: not read")
+    most `limit` bytes (safefiles.read_regular); SourceUnavailable naming `shown`."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return read_regular(path, limit, expected=expected)
+    except Refused as e:
+        raise SourceUnavailable(f"{shown}: {e}: not read") from None
     except OSError as e:
         raise SourceUnavailable(f"{shown}: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        now = os.fstat(fd)
-        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (expected.st_dev, expected.st_ino):
-            raise SourceUnavailable(f"{shown}: replaced while being opened: not read")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise SourceUnavailable(f"{shown}: larger than {limit >> 20} MiB: not read")
-    return data
 
 
 def _module_roots(profile: Profile) -> set[str]:
