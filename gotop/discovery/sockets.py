@@ -19,6 +19,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from gotop.hosts import named_addresses
 from gotop.procstat import read_proc_stat
 
 _TCP_LISTEN = "0A"
@@ -200,15 +201,8 @@ def own_listener(host: str, port: int) -> ListenSocket | None:
     the loopback address `host` ("localhost" too) and `port` reaches: one bound
     to that address, else a wildcard one. Listeners of other namespaces (a
     container's) never match."""
-    if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
-        addresses = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
-    else:
-        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        addresses = [address]
     on_port = [s for s in listening_table("self").values() if s.port == port]
-    for address in addresses:
+    for address in named_addresses(host):
         # A dual-stack "::" listener takes IPv4 connections too; "0.0.0.0" takes no IPv6 ones.
         wildcards = ("0.0.0.0", "::") if address.version == 4 else ("::",)
         for bound in (str(address), *wildcards):

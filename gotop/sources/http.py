@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from gotop.hosts import named_addresses
 from gotop.sources.errors import (
     InvalidRequest,
     ProtocolError,
@@ -128,16 +128,8 @@ def parse_pprof_index(html: str) -> PprofIndex:
 def is_loopback(host: str) -> bool:
     """Whether a host name or address stays on this machine (no DNS lookups:
     only 'localhost' and literal addresses count)."""
-    host = host.strip().strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    addresses = named_addresses(host)
+    return bool(addresses) and all(address.is_loopback for address in addresses)
 
 
 def normalize_base(base: str) -> str:
