@@ -58,6 +58,19 @@ def _globals_used(code: types.CodeType) -> set[str]:
     return names
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_runtime_dir(tmp_path_factory) -> Iterator[Path]:
+    """$XDG_RUNTIME_DIR, where gotop keeps its probe cache (gotop/probes.json),
+    is a directory of the test run's own, for gotop in-process and in the
+    subprocesses tests start (they inherit os.environ): the developer's own
+    cache is never written. A test that sets its own (env=..., monkeypatch) wins."""
+    runtime = tmp_path_factory.mktemp("xdg-runtime")
+    runtime.chmod(0o700)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        yield runtime
+
+
 @pytest.fixture
 def go_target(tmp_path_factory) -> Callable[..., RunningTarget]:
     """Start a Go target: `go_target("agentpprof", toolchain="go", args=[...])`.
