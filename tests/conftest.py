@@ -2,60 +2,22 @@
 
 from __future__ import annotations
 
-import dis
-import inspect
 import shutil
 import subprocess
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from gotargets import TOOLCHAINS, RunningTarget, _die_with_parent, start_target
 
-TESTS = Path(__file__).resolve().parent
-SAMPLES = TESTS / "samples"
-
-# What needs a Go toolchain: the go_target fixture, gotargets' builders, and a
-# test module's own `go` (a helper that runs the go command).
-GO_NAMES = frozenset({"go_target", "start_target", "build_targets", "target_binary", "go_version", "gops_cli",
-                      "TOOLCHAINS", "go"})
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `go` every test that reaches a Go name: through its fixtures, its body,
-    or a function of tests/ it calls (so `-m "not go"` runs the others without Go)."""
+    """Mark `go` every test that uses the go_target fixture, directly or through
+    its fixtures (so `-m "not go"` runs the others without Go). A test module
+    that uses tests/gotargets.py or the go command itself marks its tests."""
     for item in items:
-        if isinstance(item, pytest.Function) and _needs_go(item):
+        if "go_target" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.go)
-
-
-def _needs_go(item: pytest.Function) -> bool:
-    if GO_NAMES & set(item.fixturenames):
-        return True
-    fixtures = [defs[-1].func for defs in item._fixtureinfo.name2fixturedefs.values()]
-    seen: set = set()
-    return any(_reaches_go(f, seen) for f in (item.obj, *fixtures))
-
-
-def _reaches_go(function: object, seen: set) -> bool:
-    """Whether a function of tests/, or one of tests/ it calls, uses a Go name."""
-    function = inspect.unwrap(function) if callable(function) else function
-    if not isinstance(function, types.FunctionType) or function in seen \
-            or not function.__code__.co_filename.startswith(str(TESTS)):
-        return False
-    seen.add(function)
-    names = _globals_used(function.__code__)
-    return bool(names & GO_NAMES) or any(_reaches_go(function.__globals__.get(n), seen) for n in names)
-
-
-def _globals_used(code: types.CodeType) -> set[str]:
-    """The global names a code object and the functions nested in it load."""
-    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _globals_used(const)
-    return names
 
 
 @pytest.fixture(autouse=True, scope="session")

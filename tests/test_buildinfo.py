@@ -140,6 +140,7 @@ def all_go_binaries(toolchain_binaries, special_binaries) -> dict[str, Path]:
 # -- agreement with go version -m ----------------------------------------------
 
 
+@pytest.mark.go
 @pytest.mark.parametrize("toolchain", TOOLCHAINS)
 @pytest.mark.parametrize("name", TARGET_NAMES)
 def test_targets_match_go_version_m(toolchain, name, toolchain_binaries):
@@ -153,12 +154,14 @@ def test_targets_match_go_version_m(toolchain, name, toolchain_binaries):
     assert info.setting("GOOS") == "linux"
 
 
+@pytest.mark.go
 @pytest.mark.parametrize("name", ["replace", "ldflags", "escapes", "trimpath", "pie", "plain-386", "plain-s390x"])
 def test_special_builds_match_go_version_m(name, special_binaries):
     binary = special_binaries[name]
     assert read_build_info(binary) == go_version_m(binary)
 
 
+@pytest.mark.go
 def test_replaced_dependency(special_binaries):
     info = read_build_info(special_binaries["replace"])
     assert info.deps == (Module("example.com/lib", "v0.0.0", "", Module("./lib", "(devel)", "")),)
@@ -166,17 +169,20 @@ def test_replaced_dependency(special_binaries):
                                                     "replace": None}
 
 
+@pytest.mark.go
 def test_quoted_ldflags_are_unquoted_to_what_was_passed(special_binaries):
     assert read_build_info(special_binaries["ldflags"]).setting("-ldflags") == "-X 'main.foo=bar baz'"
     assert read_build_info(special_binaries["escapes"]).setting("-ldflags") == ESCAPES_LDFLAGS
 
 
+@pytest.mark.go
 def test_trimpath_build_records_no_ldflags(special_binaries):
     info = read_build_info(special_binaries["trimpath"])
     assert info.setting("-trimpath") == "true"
     assert info.setting("-ldflags") is None
 
 
+@pytest.mark.go
 def test_vcs_stamping(vcs_build):
     binary, revision = vcs_build
     info = read_build_info(binary)
@@ -187,6 +193,7 @@ def test_vcs_stamping(vcs_build):
     assert info.setting("vcs.time")
 
 
+@pytest.mark.go
 @pytest.mark.parametrize("name, goarch", [("plain-386", "386"), ("plain-s390x", "s390x")])
 def test_cross_compiled(name, goarch, special_binaries):
     data = special_binaries[name].read_bytes()
@@ -196,6 +203,7 @@ def test_cross_compiled(name, goarch, special_binaries):
     assert (info.setting("GOARCH"), info.setting("CGO_ENABLED")) == (goarch, "0")
 
 
+@pytest.mark.go
 def test_pointer_layout_gopath_build():
     info = read_build_info(FZF)
     assert info == go_version_m(FZF)
@@ -203,6 +211,7 @@ def test_pointer_layout_gopath_build():
     assert info.to_json() == {"go_version": "go1.15.9", "path": "", "main": None, "deps": [], "settings": {}}
 
 
+@pytest.mark.go
 def test_to_json_shape(toolchain_binaries):
     info = read_build_info(toolchain_binaries["go/agentpprof"])
     data = json.loads(json.dumps(info.to_json()))
@@ -213,6 +222,7 @@ def test_to_json_shape(toolchain_binaries):
     assert list(data["settings"].items()) == list(info.settings)
 
 
+@pytest.mark.go
 def test_file_object_gives_the_same_answer_as_the_path(toolchain_binaries):
     binary = toolchain_binaries["go/plain"]
     with open(binary, "rb") as buffered:
@@ -220,6 +230,7 @@ def test_file_object_gives_the_same_answer_as_the_path(toolchain_binaries):
     assert read_build_info(io.BytesIO(binary.read_bytes())) == read_build_info(binary)
 
 
+@pytest.mark.go
 def test_deleted_binary_through_proc_exe(toolchain_binaries, tmp_path):
     copy = tmp_path / "plain-copy"
     shutil.copy(toolchain_binaries["go/plain"], copy)
@@ -251,6 +262,7 @@ def binary_bytes(name, toolchain_binaries, special_binaries) -> bytes:
     return binaries[name].read_bytes()
 
 
+@pytest.mark.go
 @pytest.mark.parametrize("name", FALLBACK_BINARIES)
 def test_stripped_section_headers_fall_back_to_the_data_segment(name, toolchain_binaries, special_binaries):
     data = binary_bytes(name, toolchain_binaries, special_binaries)
@@ -259,6 +271,7 @@ def test_stripped_section_headers_fall_back_to_the_data_segment(name, toolchain_
     assert read_build_info(io.BytesIO(stripped)) == read_build_info(io.BytesIO(data))
 
 
+@pytest.mark.go
 @pytest.mark.parametrize("name", FALLBACK_BINARIES)
 def test_without_build_info_the_go_note_still_marks_go(name, toolchain_binaries, special_binaries):
     """Like a Go < 1.13 binary: no build info blob, but the Go build ID note."""
@@ -340,6 +353,7 @@ def test_corrupt_elf_headers_are_build_info_errors():
         assert isinstance(read_bounded(data), BuildInfoError)
 
 
+@pytest.mark.go
 @pytest.mark.parametrize("field", ["phnum", "shnum", "phoff", "shoff"])
 def test_hostile_header_tables(field, toolchain_binaries):
     data = toolchain_binaries["go/plain"].read_bytes()
@@ -347,6 +361,7 @@ def test_hostile_header_tables(field, toolchain_binaries):
     assert isinstance(read_bounded(hostile), BuildInfoError)
 
 
+@pytest.mark.go
 def test_huge_build_info_section_is_scanned_boundedly(toolchain_binaries):
     data = toolchain_binaries["go/plain"].read_bytes()
     elf = Elf.of(data)
@@ -355,6 +370,7 @@ def test_huge_build_info_section_is_scanned_boundedly(toolchain_binaries):
     assert read_bounded(huge) == read_build_info(io.BytesIO(data))
 
 
+@pytest.mark.go
 @pytest.mark.parametrize("length", [b"\xff\xff\xff\xff\x0f", b"\xff" * 11, b"\x80\x80\x40"])
 def test_hostile_inline_string_lengths(length, toolchain_binaries):
     data = toolchain_binaries["go/plain"].read_bytes()
@@ -412,6 +428,7 @@ EDIT_BYTES = st.one_of(
 )
 
 
+@pytest.mark.go
 @HYPOTHESIS
 @given(data=st.data())
 def test_mutated_binaries_never_crash_or_read_unboundedly(data, fuzz_bases):
@@ -425,6 +442,7 @@ def test_mutated_binaries_never_crash_or_read_unboundedly(data, fuzz_bases):
     event(type(read_bounded(bytes(mutated))).__name__)
 
 
+@pytest.mark.go
 @HYPOTHESIS
 @given(data=st.data())
 def test_truncated_binaries_never_crash_or_read_unboundedly(data, fuzz_bases):

@@ -130,6 +130,7 @@ def steady(profile: GoroutineProfile) -> dict:
             if g.key and not any(f.function.startswith(transient) for f in g.frames)}
 
 
+@pytest.mark.go  # go tool pprof -raw reads the protobuf sample
 def test_sample_sources_give_the_same_keys_and_counts():
     debug1 = parse_goroutine_profile_text(sample("pprof-goroutine-debug1.txt"))
     debug2 = parse_goroutine_dump(sample("pprof-goroutine-debug2.txt")).profile()

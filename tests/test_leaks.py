@@ -528,6 +528,7 @@ def _checked(result: subprocess.CompletedProcess, pids: dict[Case, int]) -> Chec
     return Checked(result.returncode, json.loads(result.stdout), pids)
 
 
+@pytest.mark.go
 @pytest.mark.parametrize("case", LEAKS, ids=str)
 def test_check_finds_each_leak_with_its_kind_and_place(live, case):
     if case not in live["leaks"].pids:
@@ -545,6 +546,7 @@ def test_check_finds_each_leak_with_its_kind_and_place(live, case):
     assert first_found.keys() == {kind for kind, _ in case.expected}
 
 
+@pytest.mark.go
 def test_check_exits_1_on_leaks_and_says_so(live):
     checked = live["leaks"]
     assert checked.returncode == 1
@@ -553,6 +555,7 @@ def test_check_exits_1_on_leaks_and_says_so(live):
     assert all(t["problem"] is None for t in checked.report["targets"])
 
 
+@pytest.mark.go
 def test_the_runtime_proves_the_channel_leaks_but_not_the_ticker_go127(live):
     case = Case("leak-all", toolchain="go1.27")
     if case not in live["leaks"].pids:
@@ -564,6 +567,7 @@ def test_the_runtime_proves_the_channel_leaks_but_not_the_ticker_go127(live):
                      "leakyTickerLoop": (Basis.GROWING_GROUP.value, "medium")}
 
 
+@pytest.mark.go
 def test_check_finds_nothing_on_healthy_busy_targets(live):
     checked = live["healthy"]
     assert checked.report["findings"] == [], checked.report["findings"]
@@ -577,6 +581,7 @@ def test_check_finds_nothing_on_healthy_busy_targets(live):
             assert c["goroutine_profiles"] >= 10 and c["heap_profiles"] >= 5 and c["gc_cycles"] >= 6, t
 
 
+@pytest.mark.go
 def test_the_heap_profiles_name_the_retaining_site_and_not_a_bounded_cache(live):
     leak, cache = live["sites"][Case("retain-slice")], live["sites"][Case("healthy-cache")]
     sites = retaining_sites(leak.watch.history.first_heap, leak.watch.history.heap)
@@ -632,6 +637,7 @@ def watched_of(report: dict, pid: int) -> tuple[str, dict[str, bool], dict]:
     return target["verdict"], {d: w["watched"] for d, w in target["watched"].items()}, target["watched"]
 
 
+@pytest.mark.go
 def test_check_says_what_each_target_let_it_watch(unwatched):
     result = unwatched["all"]
     report = json.loads(result.stdout)
@@ -656,6 +662,7 @@ def test_check_says_what_each_target_let_it_watch(unwatched):
     assert report["verdict"] == "leak" and result.returncode == 1
 
 
+@pytest.mark.go
 def test_a_blind_check_fails_with_exit_2_and_names_what_it_could_not_watch(unwatched):
     result, pid = unwatched["blind"], unwatched["pid"]
     assert result.returncode == 2, result.stdout + result.stderr
@@ -668,6 +675,7 @@ def test_a_blind_check_fails_with_exit_2_and_names_what_it_could_not_watch(unwat
     assert lines[-1] == "verdict: blind (1 of 3 targets: neither goroutine groups nor the heap could be watched)"
 
 
+@pytest.mark.go
 def test_a_partial_check_exits_3_unless_allowed(unwatched):
     partial, allowed = unwatched["partial"], unwatched["allowed"]
     assert partial.returncode == 3, partial.stderr

@@ -106,6 +106,7 @@ def all_captures(live: dict[str, Capture]) -> list[Capture]:
 # --- top, peek, list, diff against go tool pprof --------------------------------------------
 
 
+@pytest.mark.go
 @needs_go
 def test_top_is_pprofs_for_every_sample_type_and_order(live):
     compared = 0
@@ -122,6 +123,7 @@ def test_top_is_pprofs_for_every_sample_type_and_order(live):
     assert compared >= 40
 
 
+@pytest.mark.go
 @needs_go
 @pytest.mark.parametrize("flags, options", [
     (["-nodefraction=0", "-edgefraction=0"], dict(node_fraction=0, edge_fraction=0)),
@@ -135,6 +137,7 @@ def test_top_options_are_pprofs(live, flags, options):
         assert format_top(c.profile, top(c.profile, **options)) == pprof("-top", *flags, c.path), c.name
 
 
+@pytest.mark.go
 @needs_go
 def test_top_of_recursive_and_inlined_code(live):
     cpu = live["cpu"].profile
@@ -156,6 +159,7 @@ def test_top_of_recursive_and_inlined_code(live):
     assert format_top(cpu, top(cpu, node_fraction=0)) == pprof("-top", "-nodefraction=0", live["cpu"].path)
 
 
+@pytest.mark.go
 @needs_go
 @pytest.mark.parametrize("name, pattern", [
     ("cpu", "recurse"),
@@ -173,6 +177,7 @@ def test_peek_is_pprofs(live, name, pattern):
         assert all(abs(edge.weight) <= abs(entry.node.cum) for edge in entry.callers + entry.callees)
 
 
+@pytest.mark.go
 @needs_go
 @pytest.mark.parametrize("name, pattern", [("cpu", "recurse"), ("heap", "retain"), ("goroutine", "parkedHere")])
 def test_list_is_pprofs(live, name, pattern):
@@ -182,6 +187,7 @@ def test_list_is_pprofs(live, name, pattern):
     assert any(line.startswith("ROUTINE") for line in lines)
 
 
+@pytest.mark.go
 def test_list_of_an_unreadable_file_says_so(live):
     def unreadable(path: str) -> str:
         raise FileNotFoundError(2, "No such file or directory", path)
@@ -190,6 +196,7 @@ def test_list_of_an_unreadable_file_says_so(live):
     assert lines[1].startswith("ROUTINE") and lines[3].startswith(" Error: ") and "No such file" in lines[3]
 
 
+@pytest.mark.go
 def test_source_lines_cover_the_function(live):
     report = list_routines(live["cpu"].profile, r"recurseFib$")
     (routine,) = report.routines
@@ -201,6 +208,7 @@ def test_source_lines_cover_the_function(live):
     assert source_lines(routine, "") == []  # an empty file: nothing to show, no error
 
 
+@pytest.mark.go
 @needs_go
 @pytest.mark.parametrize("base, profile", [("heap-base", "heap"), ("heap", "heap-base")])
 @pytest.mark.parametrize("diff_base", [False, True])
@@ -215,6 +223,7 @@ def test_diff_is_pprofs_base(live, base, profile, diff_base):
     assert format_peek(delta, peek(delta, "retain")) == pprof("-peek", "retain", flag, b.path, p.path)
 
 
+@pytest.mark.go
 def test_diff_is_per_node_difference(live):
     """Flat and cum of the diff are the profile's minus the base's, node by node."""
     base, profile = live["heap-base"].profile, live["heap"].profile
@@ -231,11 +240,13 @@ def test_diff_is_per_node_difference(live):
     assert len(same.samples) == 0 and top(same).rows == ()
 
 
+@pytest.mark.go
 def test_diff_needs_the_same_sample_types(live):
     with pytest.raises(ProfileError, match="cannot diff profiles with different period types"):
         diff(live["goroutine"].profile, live["heap"].profile)
 
 
+@pytest.mark.go
 def test_paths_to_a_function_add_up_to_its_cum(live):
     cpu = live["cpu"].profile
     cums = {row.name: row.cum for row in top(cpu, node_fraction=0).rows}
@@ -301,6 +312,7 @@ def pprof_raw_without_zero_samples(path: Path, value_count: int) -> list[str]:
     return kept
 
 
+@pytest.mark.go
 @needs_go
 def test_model_is_pprofs_raw_profile_minus_zero_samples(live):
     for c in all_captures(live):
@@ -324,6 +336,7 @@ def test_header_of_a_heap_profile():
     assert p.samples[0].labels[0].key == "bytes" and p.samples[0].labels[0].value is None
 
 
+@pytest.mark.go
 def test_goroutine_labels_and_frames(live):
     p = live["labelled"].profile
     labelled = [s for s in p.samples if s.labels]
@@ -368,6 +381,7 @@ def test_sample_index_rules():
     assert legacy.sample_index() == 0  # default_sample_type names one
 
 
+@pytest.mark.go
 def test_packed_and_typed_decoding_agree(live):
     """The fast path (packed varint bytes) and the general one (ints through upb)
     decode every real profile to the same samples."""
@@ -405,6 +419,7 @@ FLOATS = [0.0, 0.125, 0.375, 2.675, 1.005, 72.19, 0.005, 0.995, 0.999, 99.95, 99
           0.0012345, 0.00999, 0.099999, 5e-324, 123456.785, 0.5, 0.05, 9.995, 0.9999, 1024.0 / 3]
 
 
+@pytest.mark.go
 @needs_go
 def test_python_float_formats_are_gos(tmp_path):
     program = tmp_path / "main.go"

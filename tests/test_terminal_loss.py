@@ -22,6 +22,7 @@ from terminal import Terminal
 
 from gotop.demo import bundled_recording
 
+pytestmark = pytest.mark.go  # every test runs Go targets (gotargets.start_target)
 GOTOP = [sys.executable, "-m", "gotop"]
 ROUNDS = 6  # per way of losing the terminal
 SAFETY_TIMEOUT = 20.0  # seconds a process may take to exit before it counts as a survivor

@@ -21,6 +21,7 @@ import pytest
 from gotargets import TOOLCHAINS, RunningTarget, start_target
 from targetio import http_get
 
+pytestmark = pytest.mark.go  # every test runs Go targets (gotargets.start_target)
 WORKLOAD = "gotop.test/targets/internal/workload"
 ROUNDS = 12  # samples per target, one a second
 WARM_UP = 6  # rounds after which every healthy workload has reached its plateau
