@@ -4,15 +4,21 @@ that need pprof say so."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import signal
 import sqlite3
 
 import pytest
 from netns import gotop_in, requests_in
+from waiting import eventually
 
 from gotop.discovery.processes import Scanner
-from gotop.engine.target import Target
+from gotop.engine.history import TargetState
+from gotop.engine.poller import Poller, Tiers
+from gotop.engine.target import POLL_GRACE, Target
 
 EXPVAR_ONLY = ["-pprof=false"]
 
@@ -35,6 +41,30 @@ async def test_a_discovered_expvar_only_process_is_not_taken_for_pprof(go_target
     assert sample.sources["memstats"] == "expvar"
     assert sample.memstats is not None and sample.memstats.heap_alloc > 0
     assert not any("404" in problem for problem in sample.problems)
+
+
+async def test_an_expvar_only_target_gets_its_clients_time_to_answer(go_target):
+    """A poll's budget counts the expvar client too: a target serving /debug/vars alone
+    (and no agent) that answers after the grace of a zero budget is still read."""
+    t = go_target("expvaronly")
+    async with Target.for_process(Scanner().inspect(t.pid)) as target:
+        assert target.vars is not None and target.poll_budget == target.vars.timeout
+        poller = Poller(target, lambda u: None, Tiers(interval=60.0))
+        updates = [await poller.poll_once() for _ in range(3)]
+        loop = asyncio.get_running_loop()
+        os.kill(t.pid, signal.SIGSTOP)
+        try:
+            frozen_at = loop.time()
+            poll = asyncio.create_task(poller.poll_once())
+            # Frozen past the deadline a zero budget gave (the grace alone), well within the client's timeout.
+            await eventually(lambda: loop.time() > frozen_at + POLL_GRACE + 0.5)
+        finally:
+            os.kill(t.pid, signal.SIGCONT)
+        updates.append(await poll)
+    for update in updates:
+        assert update.state is TargetState.UP, update.error
+        assert update.sample is not None and update.sample.sources.get("memstats") == "expvar", update.error
+        assert "ran out" not in (update.error or "")
 
 
 def test_snapshot_and_record_ask_expvar_and_nothing_of_pprof(go_target, private_netns, tmp_path):

@@ -162,7 +162,7 @@ class Target:
     @property
     def poll_budget(self) -> float:
         """Seconds one poll may take, all sources and fallbacks together."""
-        return max((client.timeout for client in (self.gops, self.http) if client), default=0.0)
+        return max((client.timeout for client in (self.gops, self.http, self.vars) if client), default=0.0)
 
     async def memstats(self, deadline: float | None = None) -> tuple[MemStats, str]:
         sources: list[tuple[str, Callable[[], Awaitable[MemStats]]]] = []
