@@ -27,6 +27,7 @@ from leakcases import EXPECTED, HEALTHY, UNNAMED_HEAP, Case, findings_of, matche
 
 from gotop.cli import main
 from gotop.commands import check as check_command
+from gotop.engine.fleet import SUSPECT_HEAP_EVERY, Watched, apply_update
 from gotop.engine.history import HeapSnapshot, TargetHistory, TargetState, Update
 from gotop.engine.leaks import (
     MIN_POINTS,
@@ -303,6 +304,22 @@ def test_a_rising_heap_needs_a_second_witness():
     history = heap_history(readings)
     assert rising_level([(t, heap) for t, heap, _ in gc_cycles(history, T0)], MIB, 0.25) is not None
     assert heap_leaks(history, NOW) == ()
+
+
+def test_the_detector_wants_heap_profiles_only_while_it_finds_a_heap_leak():
+    """Heap profiles every SUSPECT_HEAP_EVERY while the live heap rises (they name the site),
+    and none once it has stopped rising."""
+    watched = Watched("x", Target("x"), TargetHistory(1.0, 600))
+    live = [3 + 0.25 * min(i, 17) for i in range(60)]  # rises for 17 GC cycles, then stays
+    wanted = []
+    for i, live_mib in enumerate(live):
+        memstats = MemStats(heap_alloc=int((live_mib + GARBAGE[i % len(GARBAGE)]) * MIB),
+                            next_gc=int(max(4.0, 2 * live_mib) * MIB), num_gc=i)
+        sample = Sample(T0 + i, memstats, Stats(), None, {})
+        apply_update(watched, Update(T0 + i, TargetState.UP, sample, fds={}))  # each poll a slow-tier one
+        wanted.append(watched.heap_demand.every)
+    assert SUSPECT_HEAP_EVERY in wanted[:20]
+    assert watched.findings == () and wanted[-1] is None
 
 
 def heap_snapshot(t: float, stacks: dict[tuple[str, ...], tuple[float, float]]) -> HeapSnapshot:

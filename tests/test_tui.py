@@ -340,7 +340,6 @@ async def test_heap_rows_are_computed_on_a_worker_and_the_newest_request_wins(go
 async def test_screens_share_the_engine_knobs_they_turn(go_target):
     """Following a target and the heap profile cadence are asked of the engine by
     each owner and withdrawn by each: one screen leaving takes away only its own want."""
-    from gotop.engine.fleet import LEAK_DETECTOR, SUSPECT_HEAP_EVERY
     from gotop.ui.heap import HEAP_EVERY, HeapScreen
 
     t = go_target("agentpprof")
@@ -361,11 +360,11 @@ async def test_screens_share_the_engine_knobs_they_turn(go_target):
         await pilot.press("h")
         await until(pilot, lambda: isinstance(app.screen, HeapScreen))
         assert watched.poller.heap_every == HEAP_EVERY
-        watched.heap_demand.want(LEAK_DETECTOR, SUSPECT_HEAP_EVERY)  # as the detector does on a rising heap
+        watched.heap_demand.want("gotop record", 60.0)  # another owner, less often
         assert watched.poller.heap_every == HEAP_EVERY  # the most frequent want wins
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, ProcessScreen))
-        assert watched.poller.heap_every == SUSPECT_HEAP_EVERY  # the detector's want outlives the screen
+        assert watched.poller.heap_every == 60.0  # the other owner's want outlives the screen
 
 
 async def test_screens_left_before_they_are_shown_read_none_of_their_widgets(go_target):

@@ -25,7 +25,7 @@ import psutil
 
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Update
-from gotop.engine.leaks import Finding, SiteRef, find_leaks
+from gotop.engine.leaks import Finding, LeakKind, find_leaks
 from gotop.engine.poller import HeapDemand, Poller, Tiers, backoff, keep_polling
 from gotop.engine.recording import Recorder, target_info
 from gotop.engine.target import Target
@@ -231,7 +231,7 @@ class Fleet:
                 self.on_change(w)
 
 
-SUSPECT_HEAP_EVERY = 60.0  # seconds between heap profiles while the live heap keeps rising
+SUSPECT_HEAP_EVERY = 60.0  # seconds between heap profiles while a heap leak is found
 LEAK_DETECTOR = "leak detector"  # its wants of heap profiles
 
 
@@ -242,8 +242,11 @@ def apply_update(watched: Watched, update: Update) -> None:
     if update.goroutines is None and update.fds is None and update.heap is None and update.leaks is None:
         return
     watched.findings = find_leaks(watched.history, update.time)
-    if any(f.ref == SiteRef(None) for f in watched.findings):
-        watched.heap_demand.want(LEAK_DETECTOR, SUSPECT_HEAP_EVERY)  # heap profiles name the site that keeps the memory
+    if any(f.kind is LeakKind.HEAP for f in watched.findings):
+        # Heap profiles name the site that keeps the memory, and keep its figures current.
+        watched.heap_demand.want(LEAK_DETECTOR, SUSPECT_HEAP_EVERY)
+    else:
+        watched.heap_demand.drop(LEAK_DETECTOR)
 
 
 def _identity(proc: GoProcess) -> tuple[str, str, str]:
