@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -605,10 +606,10 @@ def test_the_heap_profiles_name_the_retaining_site_and_not_a_bounded_cache(live)
     assert sites and sites[0].site.function == f"{WORKLOAD}.retainAppend", sites
     assert Path(sites[0].site.file).name == "leak_heap.go"
     assert sites[0].kept > 0.9 >= MIN_SITE_KEPT  # what a leak allocates, it keeps
-    assert [f.ref for f in leak.findings] == [SiteRef(sites[0].site)], (leak.findings, leak.watch.checked())
+    assert [f.ref for f in leak.findings] == [SiteRef(sites[0].site)], (leak.findings, leak.checked())
     cache_sites = retaining_sites(cache.watch.history.first_heap, cache.watch.history.heap)
     assert cache_sites == ()
-    assert cache.findings == (), (cache.findings, cache.watch.checked())
+    assert cache.findings == (), (cache.findings, cache.checked())
 
 
 # --- gotop check on what it cannot see ---------------------------------------------------------
@@ -688,6 +689,11 @@ def test_a_blind_check_fails_with_exit_2_and_names_what_it_could_not_watch(unwat
     assert (f"  not watched: goroutine groups: no goroutine profiles: pid {pid['plain']} (plain) "
             "serves no net/http/pprof") in lines
     assert f"pid {pid['expvar']} (expvaronly): partial" in lines
+    # Each count has its name: the heap readings judged (one per poll after a GC), the GC cycles run.
+    expvar = lines[lines.index(f"pid {pid['expvar']} (expvaronly): partial"):]
+    readings = int(re.fullmatch(r"  watched: heap after GC \((\d+) readings after a GC\)", expvar[2])[1])
+    gc_cycles = int(re.search(r", (\d+) gc cycles,", expvar[4])[1])
+    assert 6 <= readings <= gc_cycles, expvar[:5]
     assert f"pid {pid['gc-off']} (pprofonly): partial" in lines
     assert lines[-1] == "verdict: blind (1 of 3 targets: neither goroutine groups nor the heap could be watched)"
 

@@ -75,19 +75,16 @@ class Watch:
     history: TargetHistory
     started: float  # unix time the watch began
     found_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # finding key -> seconds
-    fetched: Counter = field(default_factory=Counter)  # what the polls brought, by name
+    fetched: Counter = field(default_factory=Counter)  # what the polls brought that the history keeps no count of
     last_problem: str | None = None  # the latest error a poll reported
-    exited_after: float | None = None
     failure_lines: FailureLines = field(default_factory=lambda: FailureLines("check"))
 
     def on_update(self, update: Update) -> None:
         self.history.apply(update)
         self._show_failure()
-        for name in ("sample", "goroutines", "leaks", "heap", "fds"):
+        for name in ("sample", "leaks", "heap"):
             self.fetched[name] += getattr(update, name) is not None
         self.last_problem = update.error or self.last_problem
-        if update.state is TargetState.EXITED:
-            self.exited_after = update.time - self.started
         for finding in find_leaks(self.history, update.time):
             self.found_after.setdefault(finding.key, update.time - self.started)
 
@@ -102,8 +99,8 @@ class Watch:
 
     def problem(self) -> str | None:
         """Why this target was not checked for the whole duration, if it was not."""
-        if self.exited_after is not None:
-            return f"exited after {self.exited_after:.0f} s"
+        if self.history.state is TargetState.EXITED:
+            return f"exited after {(self.history.last_update or self.started) - self.started:.0f} s"
         if self.history.state is TargetState.UNREACHABLE:
             return f"stopped answering: {self.history.error}"
         if self.history.state is TargetState.FAILED:
@@ -137,28 +134,12 @@ class Watch:
             return f"no descriptor counts: {label} is not a process on this host"
         return f"no descriptor counts: /proc/{self.target.pid}/fd could not be read{failed}"
 
-    def checked(self) -> dict[str, int]:
-        """How much each detector had to go on."""
-        num_gc = self.history.series["num_gc"].values
-        return {
-            "samples": self.fetched["sample"],
-            "goroutine_profiles": self.fetched["goroutines"],
-            "goroutineleak_profiles": self.fetched["leaks"],
-            "gc_cycles": int(num_gc[-1] - num_gc[0]) if num_gc else 0,
-            "heap_profiles": self.fetched["heap"],
-            "descriptor_counts": self.fetched["fds"],
-        }
-
 
 @dataclass(frozen=True)
 class Verdict:
     watch: Watch
     findings: tuple[Finding, ...]
     coverage: tuple[Coverage, ...]
-
-    @property
-    def leaks(self) -> bool:
-        return bool(self.findings)
 
     @property
     def outcome(self) -> Outcome:
@@ -168,6 +149,20 @@ class Verdict:
         if unwatched >= set(RUNTIME_DETECTORS):
             return Outcome.BLIND
         return Outcome.PARTIAL if unwatched else Outcome.OK
+
+    def checked(self) -> dict[str, int]:
+        """What the check went on: the readings the detectors judged (their coverage),
+        what else the polls brought, and the GC cycles the target ran meanwhile."""
+        readings = {c.detector: c.readings for c in self.coverage}
+        fetched, num_gc = self.watch.fetched, self.watch.history.series["num_gc"].values
+        return {
+            "samples": fetched["sample"],
+            "goroutine_profiles": readings[Detector.GOROUTINES],
+            "goroutineleak_profiles": fetched["leaks"],
+            "gc_cycles": int(num_gc[-1] - num_gc[0]) if num_gc else 0,
+            "heap_profiles": fetched["heap"],
+            "descriptor_counts": readings[Detector.DESCRIPTORS],
+        }
 
 
 def overall(verdicts: list[Verdict]) -> Outcome:
@@ -240,8 +235,7 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
     lines = []
     for v in verdicts:
         problem = v.watch.problem()
-        status = "LEAK" if v.leaks else v.outcome.value
-        lines.append(f"{plain(v.watch.target.label)}: {status}"
+        lines.append(f"{plain(v.watch.target.label)}: {v.outcome.value}"
                      + (f" (not fully checked: {plain(problem)})" if problem else ""))
         for f in v.findings:
             lines.extend(_format_finding(f, v.watch.found_after.get(f.key)))
@@ -249,8 +243,7 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
             title = DETECTOR_TITLES[c.detector]
             lines.append(f"  watched: {title} ({c.readings} {c.unit})" if c.watched
                          else f"  not watched: {title}: {plain(v.watch.why_not(c))}")
-        checked = v.watch.checked()
-        lines.append("  checked: " + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in checked.items()))
+        lines.append("  checked: " + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in v.checked().items()))
     lines.append(f"verdict: {_summary(verdicts)}")
     return "\n".join(lines)
 
@@ -287,7 +280,7 @@ def to_json(verdicts: list[Verdict], duration: float) -> dict:
         "duration": duration,
         "targets": [{
             "target": v.watch.target.label, "pid": v.watch.target.pid,
-            "verdict": v.outcome.value, "problem": v.watch.problem(), "checked": v.watch.checked(),
+            "verdict": v.outcome.value, "problem": v.watch.problem(), "checked": v.checked(),
             "watched": {c.detector.value: {
                 "watched": c.watched, "readings": c.readings, "needed": c.needed, "unit": c.unit,
                 "why_not": None if c.watched else v.watch.why_not(c),

@@ -520,7 +520,7 @@ class Coverage:
     detector: Detector
     readings: int
     needed: int
-    unit: str  # what a reading is: "goroutine profiles", "GC cycles", "descriptor counts"
+    unit: str  # what a reading is: "goroutine profiles", "readings after a GC", "descriptor counts"
 
     @property
     def watched(self) -> bool:
@@ -535,7 +535,8 @@ def coverage(history: TargetHistory, now: float, window: float | None = None) ->
     return (
         Coverage(Detector.GOROUTINES, len(history.series["goroutine_groups"].since(since)), MIN_POINTS,
                  "goroutine profiles"),
-        Coverage(Detector.HEAP, len(gc_cycles(history, since)), 3 * MIN_GC_CYCLES_PER_THIRD, "GC cycles"),
+        Coverage(Detector.HEAP, len(gc_cycles(history, since)), 3 * MIN_GC_CYCLES_PER_THIRD,
+                 "readings after a GC"),  # one per poll that follows one GC cycle or more
         Coverage(Detector.DESCRIPTORS, descriptors, MIN_POINTS, "descriptor counts"),
     )
 
