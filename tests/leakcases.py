@@ -65,5 +65,5 @@ def of_kind(expected: tuple[str, str], finding: dict) -> bool:
 
 def findings_of(report: dict, pid: int) -> list[dict]:
     """The findings of one target in a `gotop check --json` report."""
-    label = next(t["target"] for t in report["targets"] if t["pid"] == pid)
-    return [f for f in report["findings"] if f["target"] == label]
+    typed = next(t["target"] for t in report["targets"] if t["pid"] == pid)
+    return [f for f in report["findings"] if f["target"] == typed]

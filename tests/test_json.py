@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from netns import gotop_in
 
 from gotop.cli import build_parser
 
@@ -159,7 +160,7 @@ def test_check_names_its_targets(go_target):
     assert result.returncode == 2, result.stderr  # 2 s is too short for any trend: blind
     report = json.loads(result.stdout)
     [watched] = report["targets"]
-    assert watched["pid"] == t.pid and watched["target"] == f"pid {t.pid} (pprofonly)"
+    assert watched.items() >= (names(str(t.pid), t.pid) | {"label": f"pid {t.pid} (pprofonly)"}).items()
     assert report["verdict"] == watched["verdict"] == "blind"
 
 
@@ -170,3 +171,14 @@ def test_record_names_what_it_recorded(go_target, tmp_path):
     assert report == {"output": str(path), "duration": 1.0,
                       "targets": [names(t.ready["agent"], t.pid) | {"label": t.ready["agent"]}]}
     assert os.listdir(tmp_path) == ["r.gotop"]
+
+
+def test_record_names_the_targets_it_discovered_by_pid(go_target, private_netns, tmp_path):
+    """A target gotop record found itself is named as a user would name it: its pid."""
+    t = go_target("pprofonly", wrapper=private_netns)
+    path = tmp_path / "all.gotop"
+    result = gotop_in(private_netns, "record", "-o", str(path), "--for", "2s", "--interval", "0.5", "--json")
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads(result.stdout)["targets"]
+    assert names(str(t.pid), t.pid) | {"label": f"pid {t.pid} (pprofonly)"} in recorded
+    assert all(r["target"] == str(r["pid"]) for r in recorded)  # every Go process of this host, all discovered

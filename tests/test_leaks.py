@@ -595,7 +595,7 @@ def test_check_finds_nothing_on_healthy_busy_targets(live):
         assert t["verdict"] == "ok" and all(w["watched"] for w in t["watched"].values()), t
         c = t["checked"]
         assert c["descriptor_counts"] >= 10 and c["samples"] >= 20, t
-        if "plain" not in t["target"]:
+        if "plain" not in t["label"]:
             assert c["goroutine_profiles"] >= 10 and c["heap_profiles"] >= 5 and c["gc_cycles"] >= 6, t
 
 

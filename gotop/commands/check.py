@@ -32,8 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 
-from gotop.commands.common import FailureLines
-from gotop.discovery.processes import Scanner
+from gotop.commands.common import FailureLines, close_targets, open_targets
 from gotop.engine.history import TargetHistory, TargetState, Update
 from gotop.engine.leaks import Coverage, Detector, Finding, LeakKind, Ref, coverage, find_leaks
 from gotop.engine.poller import Poller, Tiers, keep_polling
@@ -181,12 +180,14 @@ def exit_status(verdicts: list[Verdict], allow_partial: bool = False) -> int:
 
 def run(args: Namespace) -> int:
     duration = args.duration
-    scanner = Scanner()
-    targets = [Target.open(text, scanner=scanner) for text in args.targets]
+    targets = open_targets(args.targets)
     print(f"gotop check: watching {len(targets)} target{'s' if len(targets) != 1 else ''} "
           f"for {duration:g} s", file=sys.stderr)
     verdicts = asyncio.run(check(targets, duration))
-    print(json.dumps(to_json(verdicts, duration), indent=2) if args.json else format_verdicts(verdicts))
+    if args.json:
+        print(json.dumps(to_json(list(zip(args.targets, verdicts)), duration), indent=2))
+    else:
+        print(format_verdicts(verdicts))
     return exit_status(verdicts, args.allow_partial)
 
 
@@ -206,7 +207,7 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(t.aclose() for t in targets), return_exceptions=True)
+        await close_targets(targets)
     return [_judge(w) for w in watches]
 
 
@@ -274,22 +275,23 @@ def _format_finding(f: Finding, found_after: float | None) -> list[str]:
     ]
 
 
-def to_json(verdicts: list[Verdict], duration: float) -> dict:
+def to_json(named: list[tuple[str, Verdict]], duration: float) -> dict:
+    """The verdicts, each with its target as typed."""
     return {
-        "verdict": overall(verdicts).value,
+        "verdict": overall([v for _, v in named]).value,
         "duration": duration,
         "targets": [{
-            "target": v.watch.target.label, "pid": v.watch.target.pid,
+            "target": typed, "pid": v.watch.target.pid, "label": v.watch.target.label,
             "verdict": v.outcome.value, "problem": v.watch.problem(), "checked": v.checked(),
             "watched": {c.detector.value: {
                 "watched": c.watched, "readings": c.readings, "needed": c.needed, "unit": c.unit,
                 "why_not": None if c.watched else v.watch.why_not(c),
             } for c in v.coverage},
             "first_found": {kind: round(s, 1) for kind, s in v.watch.first_found().items()},
-        } for v in verdicts],
+        } for typed, v in named],
         "findings": [
-            {"target": v.watch.target.label, **f.to_json(), "found_after": _rounded(v.watch.found_after.get(f.key))}
-            for v in verdicts for f in v.findings
+            {"target": typed, **f.to_json(), "found_after": _rounded(v.watch.found_after.get(f.key))}
+            for typed, v in named for f in v.findings
         ],
     }
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from gotop.discovery.processes import Scanner
 from gotop.engine.target import Target
 from gotop.sources.progress import CaptureProgress
 from gotop.textsafe import plain
@@ -23,6 +24,24 @@ def with_target(text: str, action: Callable[[Target], Awaitable[T]]) -> T:
             return await action(target)
 
     return asyncio.run(run())
+
+
+def open_targets(texts: list[str]) -> list[Target]:
+    """Every target named on the command line, or none: when one cannot be
+    opened, those opened before it are closed."""
+    scanner = Scanner()
+    targets: list[Target] = []
+    try:
+        for text in texts:
+            targets.append(Target.open(text, scanner=scanner))
+    except BaseException:
+        asyncio.run(close_targets(targets))
+        raise
+    return targets
+
+
+async def close_targets(targets: list[Target]) -> None:
+    await asyncio.gather(*(t.aclose() for t in targets), return_exceptions=True)
 
 
 def print_json(typed: str, target: Target, data: dict) -> None:

@@ -6,25 +6,25 @@ import asyncio
 import json
 from argparse import Namespace
 
-from gotop.commands.common import FailureLines
+from gotop.commands.common import FailureLines, open_targets
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.history import TargetState
 from gotop.engine.poller import Tiers
-from gotop.engine.recording import Recorder, Recording
+from gotop.engine.recording import Recorder
 from gotop.engine.target import Target
 
 
 def run(args: Namespace) -> int:
     seconds = args.duration
     tiers = Tiers(args.interval, args.slow_every)
-    targets = [Target.open(text) for text in args.targets]  # a bad target fails before the file is made
+    targets = open_targets(args.targets)  # a bad target fails before the file is made
     recorder = Recorder(args.output, interval=tiers.interval, slow_every=tiers.slow_every)
-    asyncio.run(_record(targets, tiers, recorder, seconds, args.heap_every))
+    recorded = asyncio.run(_record(targets, tiers, recorder, seconds, args.heap_every))
     if args.json:
-        typed = {t.label: text for text, t in zip(args.targets, targets)}  # discovered ones were not typed
+        typed = {id(t): text for text, t in zip(args.targets, targets)}
         print(json.dumps({"output": args.output, "duration": seconds, "targets": [
-            {"target": typed.get(r.label), "pid": r.info["pid"], "label": r.label}
-            for r in Recording(args.output).targets
+            # A discovered target is named as a user would name it: by its pid.
+            {"target": typed.get(id(w.target), str(w.pid)), "pid": w.pid, "label": w.name} for w in recorded
         ]}, indent=2))
         return 0
     print(f"recorded {len(targets) or 'every'} target{'s' if len(targets) != 1 else ''} "
@@ -33,16 +33,21 @@ def run(args: Namespace) -> int:
 
 
 async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, seconds: float,
-                  heap_every: float) -> None:
+                  heap_every: float) -> list[Watched]:
+    """Record for `seconds`; returns every target recorded, in the recording's order
+    (discovered ones that exited and left the fleet too)."""
     failure_lines = FailureLines("record")
+    recorded: dict[int, Watched] = {}  # by recording id
 
-    def changed(w: Watched) -> None:
+    def changed(w: Watched) -> None:  # called when discovery adds a target, and after each of its polls
+        if w.recording_id is not None:
+            recorded.setdefault(w.recording_id, w)
         failed = w.history.state is TargetState.FAILED
         failure_lines.show(f"target {id(w)}", f"{w.name}: {w.history.error}" if failed else None)
 
     fleet = Fleet(changed, tiers, discover=not targets, recorder=recorder)
     for target in targets:
-        fleet.add(target)
+        changed(fleet.add(target))
     discovery = asyncio.create_task(fleet.run())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -55,3 +60,4 @@ async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, secon
     finally:
         discovery.cancel()
         await fleet.aclose()
+    return list(recorded.values())
