@@ -39,9 +39,9 @@ MAX_OVERSIZED_BACKOFF = 600.0
 MAX_DOUBLINGS = 32  # past the cap for any interval; 2 ** 1024 would not fit in a float
 
 
-def backoff(interval: float, failures: int) -> float:
-    """The wait before retrying after `failures` failures in a row: doubling, at most MAX_BACKOFF."""
-    return min(interval * 2.0 ** min(failures, MAX_DOUBLINGS), MAX_BACKOFF)
+def backoff(interval: float, failures: int, cap: float = MAX_BACKOFF) -> float:
+    """The wait before retrying after `failures` failures in a row: doubling, at most `cap`."""
+    return min(interval * 2.0 ** min(failures, MAX_DOUBLINGS), cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +182,7 @@ class Poller:
             self._oversized.pop(tier, None)
             return period
         runs = self._oversized[tier] = self._oversized.get(tier, 0) + 1
-        return max(period, min(period * 2 ** min(runs, 16), MAX_OVERSIZED_BACKOFF))
+        return max(period, backoff(period, runs, MAX_OVERSIZED_BACKOFF))  # a period beyond the cap stays
 
     def _delay(self, update: Update, elapsed: float) -> float:
         if update.state in (TargetState.UNREACHABLE, TargetState.FAILED):
