@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from argparse import Namespace
-from collections.abc import Callable
 from dataclasses import asdict
 
 from gotop.engine.sourcefiles import SourceFiles
@@ -27,8 +26,8 @@ def run(args: Namespace) -> int:
         list_report = list_routines(profile, args.list, args.sample_index)
         files = SourceFiles.of(profile, args.source_dir or ())
         if args.json:
-            return _print_json(origin, list_json(list_report, files.read))
-        lines = format_list(list_report, files.read)
+            return _print_json(origin, list_json(list_report, files))
+        lines = format_list(list_report, files.text_or_why)
     else:
         top_report = top(profile, args.sample_index, cum=args.cum, node_limit=args.n or 0)
         if args.json:
@@ -96,18 +95,14 @@ def peek_json(report: PeekReport) -> dict:
     ]}
 
 
-def list_json(report: ListReport, read_source: Callable[[str], str]) -> dict:
+def list_json(report: ListReport, files: SourceFiles) -> dict:
     """pprof -list's listing: each matching function's source lines with their values
     (lines null, and an error, when the source cannot be read)."""
     routines = []
     for r in report.routines:
-        lines: list[dict] | None = None
-        error: str | None = "no source information"
-        if r.file:
-            try:
-                lines, error = [asdict(row) for row in source_lines(r, read_source(r.file))], None
-            except (OSError, UnicodeError) as e:
-                error = str(e)
+        text, why = files.text_or_why(r.file) if r.file else (None, "no source information")
+        lines = [asdict(row) for row in source_lines(r, text)] if text is not None else None
+        error = why if text is None else None
         routines.append({"function": r.function, "file": r.file or None, "flat": r.flat, "cum": r.cum,
                          "lines": lines, "error": error})
     return _scope_json(report.scope) | {"functions": routines}

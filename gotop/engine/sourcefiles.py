@@ -69,6 +69,15 @@ class SourceFiles:
     def _holds(self, real: str) -> bool:
         return any(os.path.commonpath((root, real)) == root for root in self.roots)
 
+    def text_or_why(self, path: str) -> tuple[str | None, str]:
+        """The file's text and "", or None and why it is not shown (one line naming the file)."""
+        try:
+            return self.read(path), ""
+        except SourceUnavailable as e:
+            return None, str(e)
+        except OSError as e:  # the read itself failed (an I/O error)
+            return None, f"{path}: {e.strerror or e}"
+
 
 def _read_regular(shown: str, path: str, expected: os.stat_result, limit: int) -> bytes:
     """The bytes of `path` if it is a regular file (`expected`, its lstat) of at

@@ -56,9 +56,9 @@ def format_peek(profile: Profile, report: PeekReport) -> list[str]:
     return lines
 
 
-def format_list(report: ListReport, read_source: Callable[[str], str]) -> list[str]:
-    """`read_source(path)` returns a file's text; an OSError or UnicodeError it
-    raises is printed as the routine's error, as pprof prints a missing file."""
+def format_list(report: ListReport, text_or_why: Callable[[str], tuple[str | None, str]]) -> list[str]:
+    """`text_or_why(path)` gives a file's text, or None and why not (printed as the
+    routine's error, as pprof prints a missing file)."""
     scope = report.scope
     value = _formatter(scope)
     lines = [f"Total: {value(scope.total)}"]
@@ -69,10 +69,9 @@ def format_list(report: ListReport, read_source: Callable[[str], str]) -> list[s
         lines.append(f"ROUTINE ======================== {routine.function} in {routine.file}")
         share = percentage(routine.cum, scope.total)
         lines.append(f"{value(routine.flat):>10s} {value(routine.cum):>10s} (flat, cum) {share} of Total")
-        try:
-            text = read_source(routine.file)
-        except (OSError, UnicodeError) as e:
-            lines.append(f" Error: {e}")
+        text, why = text_or_why(routine.file)
+        if text is None:
+            lines.append(f" Error: {why}")
             continue
         for row in source_lines(routine, text):
             flat = value(row.flat) if row.flat else "."

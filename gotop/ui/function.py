@@ -54,12 +54,7 @@ def source_text(scope: Scope, routines: tuple[Routine, ...], files: SourceFiles)
         lines.append(f"ROUTINE {routine.function} in {routine.file or '?'}")
         lines.append(f"{value(routine.flat):>10} {value(routine.cum):>10} (flat, cum) "
                      f"{percentage(routine.cum, scope.total).strip()} of total")
-        text, why = None, "the profile names no source file"
-        if routine.file:
-            try:
-                text = files.read(routine.file)
-            except OSError as e:
-                why = str(e)
+        text, why = files.text_or_why(routine.file) if routine.file else (None, "the profile names no source file")
         if text is None:
             lines.append(f"  {why}; values by line:")
             for cost in routine.lines:
