@@ -6,22 +6,25 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from gotop.discovery.processes import Scanner
-from gotop.engine.target import Target
 from gotop.sources.progress import CaptureProgress
 from gotop.textsafe import plain
+
+if TYPE_CHECKING:  # loaded when a target is opened: `gotop top FILE` does without the transports
+    from gotop.engine.target import Target
 
 T = TypeVar("T")
 
 
-def with_target(text: str, action: Callable[[Target], Awaitable[T]]) -> T:
-    """Open the target named on the command line, run `action` on it, close it."""
+def with_target(text: str, action: Callable[[Target], Awaitable[T]]) -> tuple[Target, T]:
+    """Open the target named on the command line, run `action` on it, close it:
+    the target (its label and pid) and what `action` returned."""
+    from gotop.engine.target import Target
 
-    async def run() -> T:
+    async def run() -> tuple[Target, T]:
         async with Target.open(text) as target:
-            return await action(target)
+            return target, await action(target)
 
     return asyncio.run(run())
 
@@ -29,6 +32,9 @@ def with_target(text: str, action: Callable[[Target], Awaitable[T]]) -> T:
 def open_targets(texts: list[str]) -> list[Target]:
     """Every target named on the command line, or none: when one cannot be
     opened, those opened before it are closed."""
+    from gotop.discovery.processes import Scanner
+    from gotop.engine.target import Target
+
     scanner = Scanner()
     targets: list[Target] = []
     try:
@@ -44,9 +50,14 @@ async def close_targets(targets: list[Target]) -> None:
     await asyncio.gather(*(t.aclose() for t in targets), return_exceptions=True)
 
 
-def print_json(typed: str, target: Target, data: dict) -> None:
-    """A JSON output about one target, named first: as typed on the command line, and by pid."""
-    print(json.dumps({"target": typed, "pid": target.pid, **data}, indent=2))
+def named(typed: str, target: Target) -> dict:
+    """How a JSON output names its target: as typed on the command line, and by pid."""
+    return {"target": typed, "pid": target.pid}
+
+
+def print_json(origin: dict, data: dict) -> None:
+    """A JSON output, what it is about first (`named`, or a profile's file)."""
+    print(json.dumps(origin | data, indent=2))
 
 
 def progress_bar(what: str) -> Callable[[CaptureProgress], None]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from argparse import Namespace
 from dataclasses import dataclass
 
-from gotop.commands.common import print_json, with_target
+from gotop.commands.common import named, print_json, with_target
 from gotop.engine.target import Target
 from gotop.engine.targetspec import parse_gc_percent
 from gotop.errors import GotopError
 from gotop.model.memstats import MemStats
-from gotop.sources.gops import GCPercentChange
 from gotop.units import fmt_bytes
 
 
@@ -18,13 +17,12 @@ from gotop.units import fmt_bytes
 class GcRun:
     """A garbage collection run in a target, with memstats around it when they could be read."""
 
-    target: Target
     via: str
     before: MemStats | None
     after: MemStats | None
 
-    def text(self) -> str:
-        text = f"{self.target.label}: garbage collection ran (via {self.via})"
+    def text(self, label: str) -> str:
+        text = f"{label}: garbage collection ran (via {self.via})"
         before, after = self.before, self.after
         if before and after and before.num_gc is not None and after.num_gc is not None:
             text += (f"; GC cycles {before.num_gc:,} -> {after.num_gc:,}; heap in use "
@@ -38,11 +36,11 @@ class GcRun:
 
 
 def run_gc(args: Namespace) -> int:
-    run = with_target(args.target, force_gc)
+    target, run = with_target(args.target, force_gc)
     if args.json:
-        print_json(args.target, run.target, run.to_json())
+        print_json(named(args.target, target), run.to_json())
     else:
-        print(run.text())
+        print(run.text(target.label))
     return 0
 
 
@@ -50,7 +48,7 @@ async def force_gc(target: Target) -> GcRun:
     """Run a GC, with memstats read around it to show what it changed."""
     before = await _memstats_or_none(target)
     via = await target.gc()
-    return GcRun(target, via, before, await _memstats_or_none(target))
+    return GcRun(via, before, await _memstats_or_none(target))
 
 
 async def _memstats_or_none(target: Target) -> MemStats | None:
@@ -62,13 +60,9 @@ async def _memstats_or_none(target: Target) -> MemStats | None:
 
 def run_setgc(args: Namespace) -> int:
     percent = parse_gc_percent(args.percent)
-
-    async def act(target: Target) -> tuple[Target, GCPercentChange]:
-        return target, await target.set_gc_percent(percent)
-
-    target, change = with_target(args.target, act)
+    target, change = with_target(args.target, lambda target: target.set_gc_percent(percent))
     if args.json:
-        print_json(args.target, target, {"gc_percent": change.new, "previous": change.previous})
+        print_json(named(args.target, target), {"gc_percent": change.new, "previous": change.previous})
     else:
         print(f"{target.label}: GC percent set to {_percent(change.new)} (was {_percent(change.previous)})")
     return 0

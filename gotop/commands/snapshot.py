@@ -6,7 +6,7 @@ import asyncio
 from argparse import Namespace
 from datetime import datetime
 
-from gotop.commands.common import print_json, with_target
+from gotop.commands.common import named, print_json, with_target
 from gotop.engine.target import Sample, Target
 from gotop.textsafe import plain
 from gotop.units import fmt_bytes, fmt_duration_ns
@@ -21,16 +21,12 @@ async def take(target: Target) -> Sample:
 
 
 def run(args: Namespace) -> int:
-    target, sample = with_target(args.target, _taken)
+    target, sample = with_target(args.target, take)
     if args.json:
-        print_json(args.target, target, sample.to_json())
+        print_json(named(args.target, target), sample.to_json())
     else:
         print(format_sample(target.label, sample))
     return 0
-
-
-async def _taken(target: Target) -> tuple[Target, Sample]:
-    return target, await take(target)
 
 
 def format_sample(label: str, s: Sample) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from argparse import Namespace
 from dataclasses import asdict
 
-from gotop.commands.common import print_json, with_target
+from gotop.commands.common import named, print_json, with_target
 from gotop.engine.target import Target
-from gotop.model.goroutines import Goroutine, GoroutineDump, GoroutineGroup, GoroutineProfile
+from gotop.model.goroutines import Goroutine, GoroutineGroup, GoroutineProfile
 from gotop.textsafe import plain, plain_lines
 
 
@@ -15,27 +15,24 @@ def run(args: Namespace) -> int:
     if args.groups:
         target, profile = with_target(args.target, _groups)
         if args.json:
-            print_json(args.target, target, groups_json(profile))
+            print_json(named(args.target, target), groups_json(profile))
         else:
             print(format_groups(profile))
     elif args.json:
-        target, dump = with_target(args.target, _dump)
-        print_json(args.target, target, {"goroutines": [goroutine_json(g) for g in dump.goroutines],
-                                         "truncated": dump.truncated})
+        target, dump = with_target(args.target, Target.goroutine_dump)
+        print_json(named(args.target, target), {"goroutines": [goroutine_json(g) for g in dump.goroutines],
+                                                "truncated": dump.truncated})
     else:
-        print(plain_lines(with_target(args.target, Target.goroutine_dump_text)), end="")
+        _, text = with_target(args.target, Target.goroutine_dump_text)
+        print(plain_lines(text), end="")
     return 0
 
 
-async def _groups(target: Target) -> tuple[Target, GoroutineProfile]:
+async def _groups(target: Target) -> GoroutineProfile:
     # The grouped profile is cheap; without HTTP only the agent's full dump exists.
     if target.http:
-        return target, await target.goroutine_profile()
-    return target, (await target.goroutine_dump()).profile()
-
-
-async def _dump(target: Target) -> tuple[Target, GoroutineDump]:
-    return target, await target.goroutine_dump()
+        return await target.goroutine_profile()
+    return (await target.goroutine_dump()).profile()
 
 
 def goroutine_json(g: Goroutine) -> dict:

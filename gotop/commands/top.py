@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from argparse import Namespace
 from dataclasses import asdict
 
+from gotop.commands.common import named, print_json, with_target
 from gotop.engine.sourcefiles import SourceFiles
 from gotop.errors import GotopError
 from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, parse_profile
@@ -20,25 +20,23 @@ def run(args: Namespace) -> int:
     if args.peek:
         peek_report = peek(profile, args.peek, args.sample_index)
         if args.json:
-            return _print_json(origin, peek_json(peek_report))
+            print_json(origin, peek_json(peek_report))
+            return 0
         lines = format_peek(profile, peek_report)
     elif args.list:
         list_report = list_routines(profile, args.list, args.sample_index)
         files = SourceFiles.of(profile, args.source_dir or ())
         if args.json:
-            return _print_json(origin, list_json(list_report, files))
+            print_json(origin, list_json(list_report, files))
+            return 0
         lines = format_list(list_report, files.text_or_why)
     else:
         top_report = top(profile, args.sample_index, cum=args.cum, node_limit=args.n or 0)
         if args.json:
-            return _print_json(origin, top_json(top_report))
+            print_json(origin, top_json(top_report))
+            return 0
         lines = format_top(profile, top_report)
     print("\n".join(plain_lines(line) for line in lines))
-    return 0
-
-
-def _print_json(origin: dict, report: dict) -> int:
-    print(json.dumps(origin | report, indent=2))
     return 0
 
 
@@ -52,14 +50,10 @@ def load(source: str) -> tuple[Profile, dict]:
             raise GotopError(f"{source}: {e.strerror}") from None
         return _parse(source, data), {"file": source}
     # Only now the transports: reading a file must not pay for loading them.
-    from gotop.commands.common import with_target
     from gotop.engine.target import Target
 
-    async def heap(target: Target) -> tuple[int | None, bytes]:
-        return target.pid, await target.heap_profile()
-
-    pid, data = with_target(source, heap)
-    return _parse(source, data), {"target": source, "pid": pid}
+    target, data = with_target(source, Target.heap_profile)
+    return _parse(source, data), named(source, target)
 
 
 def _parse(source: str, data: bytes) -> Profile:
