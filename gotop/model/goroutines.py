@@ -227,11 +227,9 @@ class GoroutineGroup:
         """What tells this group apart, for people: the first frame outside
         PLUMBING, else the `go` statement that created it (dumps only), else the
         top of its stack ("" when it has none)."""
-        if (frame := telling_frame(self.frames)) is not None:
+        if (frame := self.label_frame) is not None:
             return frame.function
-        if self.created_by:
-            return f"created by {self.created_by}"
-        return self.top_function
+        return f"created by {self.created_by}" if self.created_by else self.top_function
 
     @property
     def label_frame(self) -> Frame | None:
