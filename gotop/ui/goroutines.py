@@ -101,9 +101,8 @@ class GoroutinesScreen(GotopScreen):
         yield Line("", id="legend")
         yield Footer()
 
-    def on_mount(self) -> None:
-        if not gone(self):  # else left before it was shown (or the app is closing)
-            self.refresh_data()
+    def mounted(self) -> None:
+        self.refresh_data()
 
     @property
     def table(self) -> LiveTable:

@@ -154,9 +154,7 @@ class HeapScreen(GotopScreen):
         yield Line(id="legend")
         yield Footer()
 
-    def on_mount(self) -> None:
-        if gone(self):  # left before it was shown (or the app is closing)
-            return
+    def mounted(self) -> None:
         self.query_one("#filter-bar").display = False
         self.watched.heap_demand.want(self, HEAP_EVERY)
         if self.watched.poller is not None:

@@ -15,7 +15,7 @@ from gotop.ui.dialogs import TextScreen
 from gotop.ui.screen import GotopScreen
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, cell
-from gotop.ui.widgets import Line, gone
+from gotop.ui.widgets import Line
 from gotop.units import fmt_bytes, fmt_count
 
 COLUMNS = (
@@ -67,9 +67,8 @@ class LeaksScreen(GotopScreen):
                      id="legend")
         yield Footer()
 
-    def on_mount(self) -> None:
-        if not gone(self):  # else left before it was shown (or the app is closing)
-            self.refresh_data()
+    def mounted(self) -> None:
+        self.refresh_data()
 
     @property
     def table(self) -> LiveTable:

@@ -17,7 +17,7 @@ from gotop.ui import keys
 from gotop.ui.screen import GotopScreen
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
-from gotop.ui.widgets import Line, gone
+from gotop.ui.widgets import Line
 from gotop.units import fmt_bytes
 
 COLUMNS = (
@@ -118,9 +118,7 @@ class OverviewScreen(GotopScreen):
         yield Line(LEGEND, id="legend")
         yield Footer()
 
-    def on_mount(self) -> None:
-        if gone(self):  # the app exits before it was shown
-            return
+    def mounted(self) -> None:
         self.query_one("#filter-bar").display = False
         self.refresh_data()
 

@@ -103,9 +103,7 @@ class ProcessScreen(GotopScreen):
         yield self._capture_bar
         yield Footer()
 
-    def on_mount(self) -> None:
-        if gone(self):  # left before it was shown (or the app is closing)
-            return
+    def mounted(self) -> None:
         self.watched.follow(self)
         self.refresh_data()
 
