@@ -18,7 +18,7 @@ from waiting import eventually
 
 from gotop.engine.fleet import Fleet
 from gotop.engine.history import TargetHistory, TargetState, Update
-from gotop.engine.poller import MAX_BACKOFF, Poller, Tiers
+from gotop.engine.poller import MAX_BACKOFF, Poller, Tiers, backoff
 from gotop.engine.series import Series
 from gotop.engine.target import Target
 from gotop.sources import payload
@@ -96,6 +96,7 @@ async def test_unreachable_target_backs_off(go_target):
             update = await poller.poll_once()
         assert update.state is TargetState.UNREACHABLE
         assert poller._delay(update, 0.0) == MAX_BACKOFF
+    assert backoff(1.0, 1100) == MAX_BACKOFF
 
 
 async def test_a_frozen_target_is_unreachable_after_one_poll_deadline(go_target):

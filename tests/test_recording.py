@@ -22,6 +22,7 @@ from waiting import eventually
 
 from gotop.demo import PROGRAMS, bundled_recording
 from gotop.engine.fleet import Fleet
+from gotop.engine.history import TargetState
 from gotop.engine.poller import Tiers
 from gotop.engine.recording import CHUNK_ROWS, Recorder, Recording, RecordingError
 from gotop.engine.replay import Replay
@@ -244,7 +245,7 @@ def test_damaged_and_foreign_files_are_refused_in_one_line(tmp_path, go_target):
 async def test_a_target_that_leaves_the_fleet_leaves_the_recorder(go_target, tmp_path, monkeypatch):
     """A host's processes come and go (a recorder of every Go process sees
     thousands in a day): once an exited target is dropped, its last polls are
-    in a chunk and the recorder keeps nothing of it; the recording keeps them all."""
+    in a chunk (the recorder holds none of them); the recording keeps them all."""
     from gotop.engine import fleet as fleet_module
 
     monkeypatch.setattr(fleet_module, "KEEP_EXITED", 0.2)
@@ -258,13 +259,18 @@ async def test_a_target_that_leaves_the_fleet_leaves_the_recorder(go_target, tmp
         await eventually(lambda: len(watched.history.series["rss"]) >= 3)
         t.kill()
         await eventually(lambda: fleet.find_pid(t.pid) is None)
-        assert watched.recording_id not in recorder._pending and watched.recording_id not in recorder._stacks
-        polls = recorder.db.execute("SELECT count(*) FROM polls WHERE target = ?", (watched.recording_id,)).fetchone()
+        recorded_as = watched.recording_id
+        with closing(sqlite3.connect(path)) as db:  # the file as another reader sees it, the recorder still open
+            polls = db.execute("SELECT count(*) FROM polls WHERE target = ?", (recorded_as,)).fetchone()
         assert polls == (0,)  # all in a chunk
     finally:
         discovery.cancel()
         await fleet.aclose()
-    replay = Replay(Recording(str(path)))
+    recording = Recording(str(path))
+    updates = [u for target, u in recording.updates() if target == recorded_as]
+    assert [u.time for u in updates if u.sample] == watched.history.series["rss"].times  # every poll
+    assert updates[-1].state is TargetState.EXITED
+    replay = Replay(recording)
     replay.seek(replay.recording.end)
     [again] = [w for w in replay.watched.values() if w.pid == t.pid]
     assert list(again.history.series["rss"]) == list(watched.history.series["rss"])

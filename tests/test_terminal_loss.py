@@ -7,10 +7,12 @@ dropped SSH session, a killed tmux), hung up without SIGHUP (gotop is not its
 controlling process), SIGHUP alone, and `q` with the terminal closing during
 the shutdown. Survivors are counted: there must be none. How long each took is
 printed (bench/hangup.py measures it); the safety timeout is not a timing claim.
+A failure names its seed: GOTOP_TERMINAL_SEED=SEED runs the same moments and sizes again.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sys
@@ -58,7 +60,9 @@ def lose_terminal(term: Terminal, way: str, rng: random.Random) -> None:
 
 @pytest.mark.parametrize("way", ["hang-up", "hang-up-without-sighup", "sighup", "quit-then-hang-up"])
 def test_no_gotop_outlives_its_terminal(busy, way):
-    rng = random.Random(f"{way}-{time.time_ns()}")
+    # The moments and sizes of a failed run come back with its seed (named in the failure).
+    seed = os.environ.get("GOTOP_TERMINAL_SEED") or f"{way}-{time.time_ns()}"
+    rng = random.Random(seed)
     views = [[], [str(busy[0].pid)], [str(busy[3].pid)], ["replay", str(bundled_recording())]]
     survivors, exits = [], []
     for round_ in range(ROUNDS):
@@ -80,4 +84,4 @@ def test_no_gotop_outlives_its_terminal(busy, way):
         finally:
             term.kill()
     print(f"{way}: exited in {', '.join(f'{s:.2f}' for s in exits)} s")
-    assert survivors == []
+    assert survivors == [], f"replay with GOTOP_TERMINAL_SEED={seed} -k {way!r}"
