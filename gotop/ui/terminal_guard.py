@@ -12,6 +12,11 @@ shutdown finishes), asks the app to exit, and if gotop is still there after a sh
 runs the last clean-ups (stopping the programs gotop started) and leaves with
 os._exit. Loss to exit takes at most CHECK_EVERY + GRACE (1.25 s), plus
 what a loaded machine adds.
+
+The hard exit can cut off what the app's shutdown had still to do, such as
+closing a recording (`gotop --record FILE`, or R in the TUI): the recording stays valid, every poll
+committed to it kept, but with its -wal file beside it (a replay reads both;
+only a closed recording is one file).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import threading
 import time
 from collections.abc import Callable
 
-CHECK_EVERY = 0.25  # seconds between looks for SIGHUP and the parent (a hang-up wakes it at once)
+# Seconds between looks. A hang-up of the terminal (POLLHUP) wakes the guard at once;
+# SIGHUP only sets a flag, and the parent's exit is only seen: both wait for the next look.
+CHECK_EVERY = 0.25
 GRACE = 1.0  # seconds the app has to exit by itself before the hard exit
 EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a hung-up job
 _GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
