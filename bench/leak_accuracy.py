@@ -60,7 +60,7 @@ def run_round(cases: list[Case], duration: str) -> dict[Case, Outcome]:
     targets: list[RunningTarget] = []
     try:
         for case in cases:
-            targets.append(start_target(case.binary, toolchain=case.toolchain, args=case.args(),
+            targets.append(start_target(case.binary, toolchain=case.toolchain, args=case.args(), env=case.env(),
                                         config_dir=Path(tempfile.mkdtemp(prefix="gops-config-"))))
         result = subprocess.run(
             [sys.executable, "-m", "gotop", "check", *(str(t.pid) for t in targets), "--for", duration, "--json"],

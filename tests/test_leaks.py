@@ -519,7 +519,7 @@ def live(tmp_path_factory) -> dict[str, object]:
 
     def start(cases: list[Case]) -> dict[Case, int]:
         for case in cases:
-            running.append(start_target(case.binary, toolchain=case.toolchain, args=case.args(),
+            running.append(start_target(case.binary, toolchain=case.toolchain, args=case.args(), env=case.env(),
                                         config_dir=tmp_path_factory.mktemp("gops")))
         return {case: target.pid for case, target in zip(cases, running[-len(cases):])}
 

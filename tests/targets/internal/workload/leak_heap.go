@@ -16,15 +16,8 @@ import (
 //
 // The named functions make the allocations themselves (and are not inlined),
 // so heap profiles put the growing in-use bytes at them.
-//
-// Each insertion is a request of a leaking service: beside what it keeps, it
-// works in scratch memory that the GC takes back (requestScratch), so the GC
-// runs every second or two, as in a real service, whoever watches it. (With
-// retention alone, a heap growing from a few MiB doubles rarely: a 30 s watch
-// saw 7 GC cycles, and under load fewer than the 6 the heap detector needs.)
 
 const (
-	requestScratch  = 1 << 20
 	retainBlockSize = 32 << 10
 	retainBudget    = 512 << 20
 	minValueSize    = 4 << 10
@@ -33,31 +26,18 @@ const (
 
 func init() {
 	register("retain-slice", func(n int) {
-		every(millis(n), retainBudget/retainBlockSize, func() {
-			requestWork()
-			retainAppend()
-		})
+		every(millis(n), retainBudget/retainBlockSize, retainAppend)
 	})
 	register("retain-map", func(n int) {
 		var requests int
 		every(millis(n), retainBudget/maxValueSize, func() {
 			requests++
-			requestWork()
 			cachePutNoEvict("request-"+strconv.Itoa(requests), cacheValueSize())
 		})
 	})
 }
 
 var retainedBlocks [][]byte
-
-// requestWork allocates a request's scratch memory, garbage by the next one.
-//
-//go:noinline
-func requestWork() {
-	scratch := make([]byte, requestScratch)
-	fill(scratch)
-	sink = scratch
-}
 
 //go:noinline
 func retainAppend() {
