@@ -28,8 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 
-# Seconds between looks. A hang-up of the terminal (POLLHUP) wakes the guard at once;
-# SIGHUP only sets a flag, and the parent's exit is only seen: both wait for the next look.
+# Seconds between looks. A hang-up of the terminal (POLLHUP) and SIGHUP wake the guard
+# at once; the parent's exit is only seen at the next look.
 CHECK_EVERY = 0.25
 GRACE = 1.0  # seconds the app has to exit by itself before the hard exit
 EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a hung-up job
@@ -45,12 +45,21 @@ class TerminalGuard:
         self._fds = fds
         self._parent = os.getppid()
         self._hung_up = threading.Event()
+        self._wake_read, self._wake_write = os.pipe()  # the SIGHUP handler wakes the guard's poll
+        os.set_blocking(self._wake_write, False)
         self._cleanups: list[Callable[[], None]] = []
 
     def start(self) -> None:
-        # The handler only sets a flag: the main thread may be the one that is stuck.
-        signal.signal(signal.SIGHUP, lambda *_: self._hung_up.set())
+        signal.signal(signal.SIGHUP, self._on_sighup)
         threading.Thread(target=self._watch, name="terminal-guard", daemon=True).start()
+
+    def _on_sighup(self, *_: object) -> None:
+        # Only a flag and a wake-up: the main thread may be the one that is stuck.
+        self._hung_up.set()
+        try:
+            os.write(self._wake_write, b"!")
+        except BlockingIOError:  # woken many times over already
+            pass
 
     def add_cleanup(self, cleanup: Callable[[], None]) -> None:
         """Run `cleanup` before a hard exit (it must be safe to run twice)."""
@@ -60,8 +69,10 @@ class TerminalGuard:
         poller = select.poll()
         for fd in self._fds:
             poller.register(fd, 0)  # hang-up, error and closed are always reported
+        poller.register(self._wake_read, select.POLLIN)
         while True:
-            terminal_gone = any(events & _GONE for _, events in poller.poll(CHECK_EVERY * 1000))
+            terminal_gone = any(events & _GONE for fd, events in poller.poll(CHECK_EVERY * 1000)
+                                if fd != self._wake_read)
             if terminal_gone or self._hung_up.is_set() or os.getppid() != self._parent:
                 break
         if terminal_gone:
