@@ -21,10 +21,10 @@ def run(args: Namespace) -> int:
     recorder = Recorder(args.output, interval=tiers.interval, slow_every=tiers.slow_every)
     recorded = asyncio.run(_record(targets, tiers, recorder, seconds, args.heap_every))
     if args.json:
-        typed = {id(t): text for text, t in zip(args.targets, targets)}
+        typed = {t.label: text for text, t in zip(args.targets, targets)}
         print(json.dumps({"output": args.output, "duration": seconds, "targets": [
             # A discovered target is named as a user would name it: by its pid.
-            {"target": typed.get(id(w.target), str(w.pid)), "pid": w.pid, "label": w.name} for w in recorded
+            {"target": typed.get(label, str(pid)), "pid": pid, "label": label} for pid, label in recorded
         ]}, indent=2))
         return 0
     print(f"recorded {len(targets) or 'every'} target{'s' if len(targets) != 1 else ''} "
@@ -33,15 +33,16 @@ def run(args: Namespace) -> int:
 
 
 async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, seconds: float,
-                  heap_every: float) -> list[Watched]:
-    """Record for `seconds`; returns every target recorded, in the recording's order
-    (discovered ones that exited and left the fleet too)."""
+                  heap_every: float) -> list[tuple[int | None, str]]:
+    """Record for `seconds`; returns (pid, label) of every target recorded, in the
+    recording's order (discovered ones that exited and left the fleet too). Only
+    that is kept of a target that leaves: a host's processes come and go."""
     failure_lines = FailureLines("record")
-    recorded: dict[int, Watched] = {}  # by recording id
+    recorded: dict[int, tuple[int | None, str]] = {}  # by recording id
 
     def changed(w: Watched) -> None:  # called when discovery adds a target, and after each of its polls
         if w.recording_id is not None:
-            recorded.setdefault(w.recording_id, w)
+            recorded.setdefault(w.recording_id, (w.pid, w.name))
         failed = w.history.state is TargetState.FAILED
         failure_lines.show(f"target {id(w)}", f"{w.name}: {w.history.error}" if failed else None)
 
