@@ -121,22 +121,28 @@ def test_a_socket_whose_vars_time_out_keeps_its_pprof(go_target, private_netns, 
 
 SCANS_TWICE = """
 import json, sys
+from gotop.discovery import probecache
 from gotop.discovery.processes import Scanner
+probecache.RETRY_AFTER = float(sys.argv[2])
 scanner, pid = Scanner(), int(sys.argv[1])
 print(json.dumps([next(p.pprof for p in scanner.scan().processes if p.pid == pid) for _ in range(2)]))
 """
 
 
-def test_a_socket_that_timed_out_is_asked_again_at_the_next_scan(go_target, private_netns, tmp_path):
-    """As the TUI rescans: a finding that does not last is not kept in memory either."""
+@pytest.mark.parametrize(("retry_after", "asked"), [(0.0, 2), (60.0, 1)])
+def test_a_socket_that_timed_out_is_asked_again_after_a_while(go_target, private_netns, tmp_path,
+                                                              retry_after, asked):
+    """As the TUI rescans: a finding that does not last (its /debug/vars never answers) is not
+    written down, and is asked again once RETRY_AFTER has passed, not at every rescan; the
+    pprof its cmdline proved is used meanwhile."""
     env = private_cache(tmp_path)
     log = tmp_path / "requests.log"
     target = go_target("pprofonly", args=["-log", str(log), "-vars", "hang"], wrapper=private_netns)
-    scans = subprocess.run([*private_netns, sys.executable, "-c", SCANS_TWICE, str(target.pid)],
+    scans = subprocess.run([*private_netns, sys.executable, "-c", SCANS_TWICE, str(target.pid), str(retry_after)],
                            capture_output=True, text=True, timeout=90, env={**os.environ, **env})
     assert scans.returncode == 0, scans.stderr
     assert json.loads(scans.stdout) == [f"http://{target.http_addr}/debug/pprof/"] * 2
-    assert requests_in(log) == PROBE * 2
+    assert requests_in(log) == PROBE * asked
 
 
 def remembered_as_serving_nothing(env: dict[str, str], target) -> None:

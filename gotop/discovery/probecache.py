@@ -24,6 +24,7 @@ import json
 import os
 import pwd
 import stat
+import time
 
 from gotop.discovery.probes import HttpEndpoints, SocketProbe, endpoint_urls
 from gotop.discovery.sockets import ListenSocket
@@ -35,19 +36,24 @@ VERSION = 1
 FILE_NAME = "probes.json"
 MAX_FILE_BYTES = 1 << 20
 MAX_ENTRIES = 4096  # sockets; about 150 bytes each, well within MAX_FILE_BYTES
+# Seconds a finding that does not last (a timeout) stands in this run before its socket is
+# asked again: a real pprof slowed by a loaded host is found soon, and a listener that never
+# answers HTTP is not probed at every rescan (each probe is a line in its log).
+RETRY_AFTER = 60.0
 
 ProcessKey = tuple[int, int]  # (pid, start time in clock ticks since boot): one process, even across pid reuse
 _Key = tuple[int, int, str, int, int]  # pid, start, socket host, port, inode
 
 
 class ProbeCache:
-    """Lasting probe findings by process and socket: in memory, and on disk when
-    a private directory exists. A finding that does not last (a timeout) is not
-    kept: its socket is asked again at the next scan."""
+    """Probe findings by process and socket: in memory, and on disk when a
+    private directory exists. A finding that does not last (a timeout) is kept in
+    memory only, for RETRY_AFTER seconds: then its socket is asked again."""
 
     def __init__(self, directory: str | None = None) -> None:
         self.directory = directory if directory is not None else default_directory()
         self._found: dict[_Key, SocketProbe] = {}
+        self._retry_at: dict[_Key, float] = {}  # findings that do not last: when to ask again
         self._loaded = False
         self._unsaved = False
 
@@ -55,23 +61,31 @@ class ProbeCache:
         if not self._loaded:
             self._loaded = True
             self._found.update(self._read())
-        return self._found.get(_key(process, sock))
+        key = _key(process, sock)
+        if key in self._retry_at and time.monotonic() >= self._retry_at[key]:
+            del self._retry_at[key], self._found[key]
+        return self._found.get(key)
 
     def put(self, process: ProcessKey, sock: ListenSocket, found: SocketProbe) -> None:
+        key = _key(process, sock)
+        self._found[key] = found
         if found.lasting:
-            self._found[_key(process, sock)] = found
+            self._retry_at.pop(key, None)
             self._unsaved = True
+        else:
+            self._retry_at[key] = time.monotonic() + RETRY_AFTER
 
     def forget_all_but(self, alive: set[ProcessKey]) -> None:
         for key in [k for k in self._found if k[:2] not in alive]:
             del self._found[key]
+            self._retry_at.pop(key, None)
 
     def save(self) -> None:
         """Write the findings of live processes, merged with the file's."""
         if not self._unsaved:
             return
         self._unsaved = False
-        merged = self._read() | self._found
+        merged = self._read() | {k: v for k, v in self._found.items() if v.lasting}
         starts: dict[int, int | None] = {}
         live = [(k, v) for k, v in merged.items() if _alive(k[0], k[1], starts)][-MAX_ENTRIES:]
         self._write(live)
