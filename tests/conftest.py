@@ -1,4 +1,5 @@
-"""Shared fixtures: real Go targets, started per test and always killed."""
+"""Shared fixtures: real Go targets, started per test and always killed; real Go
+services from Debian's packages, started once per session and always stopped."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from gotargets import TOOLCHAINS, RunningTarget, _die_with_parent, start_target
+from services import RunningService, running_service, unavailable
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,3 +77,22 @@ def private_netns() -> Iterator[tuple[str, ...]]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def _service_fixture(name: str):
+    """A session fixture running one service of tests/services.py (skipped where it is not installed)."""
+
+    @pytest.fixture(scope="session")
+    def service(tmp_path_factory) -> Iterator[RunningService]:
+        if (why := unavailable(name)) is not None:
+            pytest.skip(why)
+        with running_service(name, tmp_path_factory.mktemp(name)) as running:
+            yield running
+
+    return service
+
+
+etcd_service = _service_fixture("etcd")
+prometheus_service = _service_fixture("prometheus")
+containerd_service = _service_fixture("containerd")
+caddy_service = _service_fixture("caddy")
