@@ -162,12 +162,16 @@ READER_NEEDS = (
     Need("runtime.mstats", ("last_gc_unix",)),
     Need("runtime.mstats", ("last_gc_nanotime",)),
     Need("runtime.mstats", ("enablegc",)),
+    Need("runtime.mstats", ("heap_inuse",), until=18),  # the controller's heapInUse since go1.19
     Need("runtime.gcControllerState", ("gcPercent",)),
     Need("runtime.gcControllerState", ("memoryLimit",), since=19),
     Need("runtime.gcControllerState", ("heapMarked",)),
     Need("runtime.gcControllerState", ("heapLive",)),
     Need("runtime.gcControllerState", ("gcPercentHeapGoal", "heapGoal")),
     Need("runtime.gcControllerState", ("heapMinimum",)),
+    Need("runtime.gcControllerState", ("lastHeapGoal",)),
+    Need("runtime.gcControllerState", ("sweepDistMinTrigger",), since=19),
+    Need("runtime.gcControllerState", ("heapInUse",), since=19),
     Need("runtime.gcControllerState", ("triggered",), since=19),  # go1.18 had trigger (a goal, not a reading)
     Need("runtime.mheap", ("pagesInUse",)),
     Need("runtime.mheap", ("pagesSwept",)),
