@@ -1,0 +1,3 @@
+module gotop.test/layoutprobe
+
+go 1.18
