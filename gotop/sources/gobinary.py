@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
@@ -33,7 +33,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import Section
 
 from gotop.errors import GotopError
-from gotop.model.pclntab import Pclntab, PclntabError
+from gotop.model.machinecode import ARCHES, RefSignature, derive_signatures, resolve_globals
+from gotop.model.pclntab import Func, Pclntab, PclntabError
 
 _ARCHES = {"EM_X86_64": "amd64", "EM_AARCH64": "arm64", "EM_386": "386", "EM_ARM": "arm",
            "EM_RISCV": "riscv64", "EM_S390": "s390x", "EM_PPC64": "ppc64", "EM_MIPS": "mips",
@@ -42,8 +43,10 @@ _PCLNTAB_SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")  # the second in so
 _MAX_PCLNTAB = 1 << 30  # the biggest binaries seen have 40 MB
 _MAX_SYMTAB = 256 << 20
 _MAX_SCANNED_SECTION = 256 << 20  # writable data searched for the moduledata
+_MAX_FUNCTION = 1 << 20  # bytes of one function's code read
 _MODULEDATA_TEXT_WORD = 22  # moduledata: pcHeader, 6 slices, findfunctab, minpc, maxpc, text (Go 1.16-1.27)
 _PT_LOAD = "PT_LOAD"
+_PF_X = 0x1
 _STT_OBJECT = 1
 _STT_FUNC = 2
 
@@ -97,6 +100,27 @@ class GoBinary:
             except (ELFError, ConstructError, struct.error, ValueError) as exc:
                 raise BinaryError(f"{self.path}: corrupt DWARF ({_first_line(exc)})") from None
 
+    def global_address(self, name: str, signatures: Sequence[RefSignature]) -> tuple[int, str] | None:
+        """Where the variable `name` is, and how that was found: "symbol table", or
+        "machine code" (its signatures, in a stripped binary). None when neither says."""
+        if name in self.symbols:
+            return self.symbols[name][0], "symbol table"
+        if not signatures or self.arch not in ARCHES:
+            return None
+        with self._code_reader() as read_code:
+            address = resolve_globals(self.pclntab, read_code, self.arch, {name: signatures}).get(name)
+        if address is None or not self._in_data(address):
+            return None
+        return address, "machine code"
+
+    def derive_signatures(self, wanted: Sequence[str]) -> dict[str, list[RefSignature]]:
+        """Signatures of the wanted variables, from this binary's symbols and code (see
+        machinecode.derive_signatures); {} without a symbol table or a known arch."""
+        if not self.symbols or self.arch not in ARCHES:
+            return {}
+        with self._code_reader() as read_code:
+            return derive_signatures(self.pclntab, self.symbols, read_code, self.arch, wanted)
+
     def read(self, address: int, size: int) -> bytes:
         """`size` bytes of the file mapped at link-time `address` (BinaryError if not all are)."""
         with _opened(self.path, self._identity) as (file, _):
@@ -146,11 +170,21 @@ class GoBinary:
             _identity=identity,
         )
 
+    @contextmanager
+    def _code_reader(self) -> Iterator[Callable[[Func], bytes]]:
+        """A function's code, read from the file (opened once for all the reads)."""
+        with _opened(self.path, self._identity) as (file, _):
+            yield lambda func: self._read_at(file, func.entry, min(func.end - func.entry, _MAX_FUNCTION))
+
     def _read_at(self, file: BinaryIO, address: int, size: int) -> bytes:
         data = _read_mapped(file, self.segments, address, size)
         if data is None:
             raise BinaryError(f"{self.path}: {size} bytes at {address:#x} are not in the file")
         return data
+
+    def _in_data(self, address: int) -> bool:
+        """In a segment of data (not code): where a variable can be."""
+        return any(s.vaddr <= address < s.vaddr + s.memsz and not s.flags & _PF_X for s in self.segments)
 
 
 @contextmanager
