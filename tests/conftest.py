@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from gotargets import TOOLCHAINS, RunningTarget, _die_with_parent, start_target
+from gotargets import TOOLCHAINS, RunningTarget, _die_with_parent, start_target, target_binary
 from services import RunningService, running_service, unavailable
 
 
@@ -18,7 +18,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     its fixtures (so `-m "not go"` runs the others without Go). A test module
     that uses tests/gotargets.py or the go command itself marks its tests."""
     for item in items:
-        if "go_target" in getattr(item, "fixturenames", ()):
+        if {"go_target", "go_build"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.go)
 
 
@@ -54,6 +54,19 @@ def go_target(tmp_path_factory) -> Callable[..., RunningTarget]:
     yield start
     for target in started:
         target.kill()
+
+
+@pytest.fixture(scope="session")
+def go_build() -> Callable[..., Path]:
+    """Build a target (cached across runs): `go_build("plain", toolchain="go1.19",
+    flags=("-ldflags=-s -w",))` -> the binary. Skips when the toolchain is missing."""
+
+    def build(name: str, *, toolchain: str = "go", flags: tuple[str, ...] = ()) -> Path:
+        if not TOOLCHAINS[toolchain].available():
+            pytest.skip(f"Go toolchain {toolchain} is not installed (tests/run installs it)")
+        return target_binary(name, toolchain, flags=flags)
+
+    return build
 
 
 @pytest.fixture

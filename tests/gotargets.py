@@ -78,20 +78,22 @@ def go_version(toolchain: str) -> str:
 
 
 @cache
-def build_targets(toolchain: str = "go", trimpath: bool = False) -> Path:
+def build_targets(toolchain: str = "go", trimpath: bool = False, flags: tuple[str, ...] = ()) -> Path:
     """Build every target with one toolchain (with -trimpath: files named by
-    module path, as release builds often are); return the directory of binaries."""
+    module path, as release builds often are; with more `go build` flags, e.g.
+    ("-ldflags=-s -w",)); return the directory of binaries."""
     tc = TOOLCHAINS[toolchain]
     if not tc.available():
         raise RuntimeError(f"Go toolchain {toolchain!r} not found ({tc.go})")
-    out = CACHE_DIR / f"{toolchain}-{go_version(toolchain)}-{_source_hash()}{'-trimpath' * trimpath}"
+    flags_key = f"-{hashlib.sha256(repr(flags).encode()).hexdigest()[:8]}" if flags else ""
+    out = CACHE_DIR / f"{toolchain}-{go_version(toolchain)}-{_source_hash()}{'-trimpath' * trimpath}{flags_key}"
     if out.is_dir():
         return out
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=CACHE_DIR))
     env = tc.run_env() | {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
     result = subprocess.run(
-        [tc.go, "build", *["-trimpath"] * trimpath, "-o", str(tmp) + "/", "./..."],
+        [tc.go, "build", *["-trimpath"] * trimpath, *flags, "-o", str(tmp) + "/", "./..."],
         cwd=TARGETS_DIR, env=env, capture_output=True, text=True,
     )
     if result.returncode != 0:
@@ -104,8 +106,8 @@ def build_targets(toolchain: str = "go", trimpath: bool = False) -> Path:
     return out
 
 
-def target_binary(name: str, toolchain: str = "go", trimpath: bool = False) -> Path:
-    return build_targets(toolchain, trimpath) / name
+def target_binary(name: str, toolchain: str = "go", trimpath: bool = False, flags: tuple[str, ...] = ()) -> Path:
+    return build_targets(toolchain, trimpath, flags) / name
 
 
 GOPS_VERSION = "v0.3.28"

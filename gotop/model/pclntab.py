@@ -1,0 +1,248 @@
+"""The Go 1.18+ pclntab (`.gopclntab`): function names, entries and file:line (no I/O).
+
+Layout (runtime/symtab.go, cmd/link/internal/ld/pcln.go): a pcHeader
+
+    magic u32, 0, 0, minLC u8, ptrSize u8, nfunc, nfiles, textStart,
+    then the offsets (from the header) of funcnametab, cutab, filetab, pctab, pclntab
+
+(every field after ptrSize is ptrSize bytes), then those five tables in that order. The
+pclntab starts with the functab, nfunc pairs (entryOff u32, funcOff u32) sorted by entry
+and one last entryOff (the end of the last function); funcOff locates the function's
+_func record in the pclntab, whose fields read here are
+
+    entryOff u32, nameOff i32 (into funcnametab), args, deferreturn, pcsp,
+    pcfile u32, pcln u32 (into pctab), npcdata, cuOffset u32 (into cutab, in 4-byte units)
+
+Entries are offsets from the start of the text (runtime.text): the header's textStart
+says where it is until Go 1.26, which writes 0 there (as the file of a PIE does too: a
+dynamic relocation fills it), so the caller may give it. A pc-value table is a sequence
+of (value delta, pc delta) varint pairs, the value delta zigzag-encoded, the pc delta in
+units of minLC, ending at a zero value delta after the first pair.
+
+Everything read is untrusted: every offset and count is checked against the data before
+use, every loop is bounded by the bytes it consumes, and a table that does not hold
+together is a PclntabError, never an IndexError, a hang or a huge allocation.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass
+from operator import le
+from typing import Literal
+
+from gotop.errors import GotopError
+
+MAGICS = {0xFFFFFFF0: "1.18", 0xFFFFFFF1: "1.20"}  # the header layouts of Go 1.18-1.19 and 1.20+
+_OLD_MAGICS = {0xFFFFFFFB: "1.2-1.15", 0xFFFFFFFA: "1.16-1.17"}
+_HEADER_WORDS = 8  # nfunc, nfiles, textStart and the five table offsets
+_FUNC_FIELDS = 9  # u32 fields of _func up to cuOffset, all this reader needs
+_NO_FILE = 0xFFFFFFFF  # a cutab slot of a file the compilation unit does not use
+_MAX_VARINT_BYTES = 5  # a uint32
+
+
+class PclntabError(GotopError):
+    """The bytes are not a Go 1.18+ pclntab, or a part of it is corrupt (one line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Func:
+    """A function of the binary: its name and its code [entry, end), link-time addresses."""
+
+    name: str
+    entry: int
+    end: int
+
+
+class Pclntab:
+    """A parsed pclntab. It keeps `data` (the section's bytes) and reads it on demand."""
+
+    def __init__(self, data: bytes, magic_version: str, byteorder: Literal["little", "big"], ptr_size: int,
+                 quantum: int, text_start: int, tables: tuple[int, int, int, int, int],
+                 entries: array, funcoffs: array) -> None:
+        self._data = data
+        self.magic_version = magic_version
+        self.ptr_size = ptr_size
+        self.text_start = text_start
+        self._byteorder = byteorder
+        self._quantum = quantum
+        self._funcnametab, self._cutab, self._filetab, self._pctab, self._pclntab = tables
+        self._entries = entries  # nfunc + 1 offsets from text_start: each function's entry, then the last end
+        self._funcoffs = funcoffs  # nfunc offsets of the _func records, from the pclntab
+
+    @classmethod
+    def parse(cls, data: bytes, *, text_start: int | None = None) -> Pclntab:
+        """Parse the `.gopclntab` section's bytes. `text_start` (the address of runtime.text)
+        replaces the header's textStart, which is 0 in Go 1.26+ and in the file of a PIE."""
+        if len(data) < 8:
+            raise PclntabError(f"pclntab too short ({len(data)} bytes)")
+        byteorder: Literal["little", "big"]
+        for byteorder in ("little", "big"):
+            magic = int.from_bytes(data[:4], byteorder)
+            if magic in MAGICS:
+                break
+            if magic in _OLD_MAGICS:
+                raise PclntabError(f"a Go {_OLD_MAGICS[magic]} pclntab: only Go 1.18 and later are read")
+        else:
+            raise PclntabError(f"not a Go pclntab (magic {data[:4].hex()})")
+        pad1, pad2, quantum, ptr_size = data[4:8]
+        if pad1 or pad2 or quantum not in (1, 2, 4) or ptr_size not in (4, 8):
+            raise PclntabError(f"bad pclntab header (pc quantum {quantum}, pointer size {ptr_size})")
+        header_size = 8 + _HEADER_WORDS * ptr_size
+        if len(data) < header_size:
+            raise PclntabError(f"pclntab too short ({len(data)} bytes) for its header")
+        words = [int.from_bytes(data[at:at + ptr_size], byteorder) for at in range(8, header_size, ptr_size)]
+        nfunc, _nfiles, header_text_start, funcnametab, cutab, filetab, pctab, pclntab = words
+        tables = (funcnametab, cutab, filetab, pctab, pclntab)
+        if not header_size <= funcnametab <= cutab <= filetab <= pctab <= pclntab <= len(data):
+            raise PclntabError("pclntab table offsets out of order or past its end")
+        start = header_text_start if text_start is None else text_start
+        if start == 0:
+            raise PclntabError("the pclntab does not say where the text starts (Go 1.26+ or a PIE): "
+                               "text_start is needed")
+        functab_size = (2 * nfunc + 1) * 4
+        if functab_size > len(data) - pclntab:
+            raise PclntabError(f"pclntab too short for its {nfunc} functions")
+        functab = array("I", data[pclntab:pclntab + functab_size])  # "I" is 4 bytes on every platform Python runs on
+        if byteorder != sys.byteorder:
+            functab.byteswap()
+        entries, funcoffs = functab[0::2], functab[1::2]
+        if not all(map(le, entries, entries[1:])):
+            raise PclntabError("pclntab functions are not sorted by address")
+        if nfunc and max(funcoffs) > len(data) - pclntab - _FUNC_FIELDS * 4:
+            raise PclntabError("a pclntab function record lies past the table's end")
+        return cls(data, MAGICS[magic], byteorder, ptr_size, quantum, start, tables, entries, funcoffs)
+
+    def __len__(self) -> int:
+        return len(self._funcoffs)
+
+    def funcs(self) -> Iterator[Func]:
+        """Every function, in address order."""
+        for index in range(len(self)):
+            yield self._func(index)
+
+    def func_named(self, name: str) -> Func | None:
+        """The function of that name; None if there is none. Where several share it (an
+        assembly function and its ABI wrapper), the first in address order.
+
+        Looks the name up in the name table, then for the _func records that point at it,
+        both with bytes.find: no pass over every function in Python (a big binary has 100k+).
+        Each compilation unit writes the names it uses: a name can be there more than once."""
+        needle = name.encode() + b"\0"
+        found = []
+        at = self._funcnametab - 1
+        while (at := self._data.find(needle, at + 1, self._cutab)) >= 0:
+            if at == self._funcnametab or self._data[at - 1] == 0:  # a name, not the tail of a longer one
+                index = self._first_record_named(at - self._funcnametab, name)
+                if index is not None:
+                    found.append(index)
+        return self._func(min(found)) if found else None
+
+    def _first_record_named(self, name_offset: int, name: str) -> int | None:
+        """The index of the first function whose _func points at that name. The records
+        lie in functab order (the linker writes them so): a bisection finds the function a
+        hit in the pclntab would be, and the name read back confirms it. Inlined functions
+        have a name but no record."""
+        key = name_offset.to_bytes(4, self._byteorder)
+        hit = self._pclntab
+        while (hit := self._data.find(key, hit + 1)) >= 0:
+            record = hit - 4 - self._pclntab
+            index = bisect_left(self._funcoffs, record)
+            if index < len(self) and self._funcoffs[index] == record and self._func(index).name == name:
+                return index
+        return None
+
+    def func_at(self, pc: int) -> Func | None:
+        """The function whose code holds `pc`; None outside every function."""
+        index = self._index_at(pc)
+        return None if index is None else self._func(index)
+
+    def line_of(self, pc: int) -> tuple[str, int] | None:
+        """The source file and line of the code at `pc` (of the inlined function where it
+        was inlined, as the runtime's tracebacks say); None if the table does not say."""
+        index = self._index_at(pc)
+        if index is None:
+            return None
+        fields = self._fields(index)
+        entry = self.text_start + self._entries[index]
+        file_number = self._pc_value(fields[5], entry, pc)
+        line = self._pc_value(fields[6], entry, pc)
+        if file_number is None or line is None or file_number < 0 or line < 0:
+            return None
+        slot = self._cutab + (fields[8] + file_number) * 4
+        if slot + 4 > self._filetab:
+            raise PclntabError(f"file number {file_number} past the pclntab's cutab")
+        file_offset = self._u32(slot)
+        if file_offset == _NO_FILE:
+            return None
+        return self._string(self._filetab, file_offset, self._pctab), line
+
+    # -- reading ----------------------------------------------------------------
+
+    def _index_at(self, pc: int) -> int | None:
+        offset = pc - self.text_start
+        if not self._entries or not self._entries[0] <= offset < self._entries[-1]:
+            return None
+        return bisect_right(self._entries, offset, 0, len(self)) - 1
+
+    def _func(self, index: int) -> Func:
+        fields = self._fields(index)
+        if fields[0] != self._entries[index]:
+            raise PclntabError(f"pclntab function {index}: entry {fields[0]:#x} differs from the functab's")
+        name = self._string(self._funcnametab, fields[1], self._cutab)
+        return Func(name, self.text_start + self._entries[index], self.text_start + self._entries[index + 1])
+
+    def _fields(self, index: int) -> tuple[int, ...]:
+        """The first u32 fields of a function's _func record (parse checked it is in the data)."""
+        at = self._pclntab + self._funcoffs[index]
+        return tuple(self._u32(at + 4 * i) for i in range(_FUNC_FIELDS))
+
+    def _u32(self, at: int) -> int:
+        return int.from_bytes(self._data[at:at + 4], self._byteorder)
+
+    def _string(self, table: int, offset: int, table_end: int) -> str:
+        """The NUL-terminated string at `offset` in the table [table, table_end)."""
+        start = table + offset
+        end = self._data.find(b"\0", start, table_end) if offset < table_end - table else -1
+        if end < 0:
+            raise PclntabError(f"pclntab string at {offset:#x} runs past its table")
+        return self._data[start:end].decode("utf-8", "replace")
+
+    def _pc_value(self, table_offset: int, entry: int, pc: int) -> int | None:
+        """The value of a pc-value table (at `table_offset` in pctab) at `pc`; None where
+        the table has no value (offset 0: no table, or past its end). Every step but the
+        first moves the pc on, so a table that takes more steps to reach `pc` is corrupt."""
+        if table_offset == 0:
+            return None
+        at = self._pctab + table_offset
+        value, current = -1, entry
+        first = True
+        for _ in range((pc - entry) // self._quantum + 2):
+            if at >= self._pclntab:
+                raise PclntabError(f"pc-value table at {table_offset:#x} runs past the pctab")
+            delta, at = self._varint(at)
+            if delta == 0 and not first:
+                return None
+            first = False
+            value += -((delta + 1) >> 1) if delta & 1 else delta >> 1
+            step, at = self._varint(at)
+            current += step * self._quantum
+            if pc < current:
+                return value
+        raise PclntabError(f"pc-value table at {table_offset:#x} does not move the pc on")
+
+    def _varint(self, at: int) -> tuple[int, int]:
+        """A uint32 varint in pctab at `at`; returns it and where the next one starts."""
+        value = 0
+        for i in range(_MAX_VARINT_BYTES):
+            if at + i >= self._pclntab:
+                break
+            byte = self._data[at + i]
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                return value & 0xFFFFFFFF, at + i + 1
+        raise PclntabError(f"bad varint at {at - self._pctab:#x} in the pctab")
+

@@ -1,0 +1,312 @@
+"""Open a Go ELF binary (a path, or /proc/PID/exe): what reading its runtime needs.
+
+GoBinary.open reads the headers with pyelftools and keeps only what is used later: the
+pclntab (function names, files and lines: every Go binary has it, stripped or not), the
+data symbols where there is a symbol table, the PT_LOAD segments (to turn an address
+into a file offset) and whether there is DWARF. Code and DWARF are read from the file
+again when asked, so a 150 MB binary does not stay in memory; the file is checked to be
+the one opened (a binary replaced meanwhile is an error, not other bytes).
+
+Where the text starts (the pclntab's entries are offsets from runtime.text): the symbol
+runtime.text; else the `text` field of the runtime's moduledata, found in the writable
+data by its first two words (the pclntab's address and that of its name table); else the
+.text section's address. The pclntab header's textStart is not used: Go 1.26+ leaves it
+0, as does the file of a PIE. The moduledata matters when an external linker put C
+start-up code before the Go text (cgo builds): the .text section starts before
+runtime.text there, and the -s -w builds have no runtime.text symbol.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import BinaryIO, NamedTuple
+
+from elftools.common.exceptions import ELFError
+from elftools.construct import ConstructError
+from elftools.dwarf.dwarfinfo import DWARFInfo
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import Section
+
+from gotop.errors import GotopError
+from gotop.model.machinecode import ARCHES, RefSignature, derive_signatures, resolve_globals
+from gotop.model.pclntab import Func, Pclntab, PclntabError
+
+_ARCHES = {"EM_X86_64": "amd64", "EM_AARCH64": "arm64", "EM_386": "386", "EM_ARM": "arm",
+           "EM_RISCV": "riscv64", "EM_S390": "s390x", "EM_PPC64": "ppc64", "EM_MIPS": "mips",
+           "EM_LOONGARCH": "loong64"}
+_PCLNTAB_SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")  # the second in some older PIEs
+_MAX_PCLNTAB = 1 << 30  # the biggest binaries seen have 40 MB
+_MAX_SYMTAB = 256 << 20
+_MAX_SCANNED_SECTION = 256 << 20  # writable data searched for the moduledata
+_MAX_FUNCTION = 1 << 20  # bytes of one function's code read
+_MODULEDATA_TEXT_WORD = 22  # moduledata: pcHeader, 6 slices, findfunctab, minpc, maxpc, text (Go 1.16-1.27)
+_PT_LOAD = "PT_LOAD"
+_PF_X = 0x1
+_STT_OBJECT = 1
+_STT_FUNC = 2
+
+
+class BinaryError(GotopError):
+    """The file cannot be read as a Go binary; the message says why, in one line."""
+
+
+class Segment(NamedTuple):
+    """A PT_LOAD program header: `filesz` bytes at `offset` in the file are mapped at `vaddr`."""
+
+    vaddr: int
+    offset: int
+    filesz: int
+    memsz: int
+    flags: int  # PF_X 1, PF_W 2, PF_R 4
+
+
+@dataclass(frozen=True)
+class GoBinary:
+    """A Go ELF binary: its pclntab, data symbols and segments (link-time addresses)."""
+
+    path: str
+    arch: str  # GOARCH: "amd64", "arm64", ...
+    ptr_size: int
+    pie: bool  # ET_DYN: addresses are link-time, the process adds its load bias
+    symbols: Mapping[str, tuple[int, int]]  # data symbols (STT_OBJECT): name -> (address, size); {} if stripped
+    pclntab: Pclntab
+    has_dwarf: bool
+    segments: tuple[Segment, ...]
+    _identity: tuple[int, ...] = field(repr=False, compare=False)  # (st_dev, st_ino, st_size, st_mtime_ns)
+
+    @classmethod
+    def open(cls, path: str) -> GoBinary:
+        """Read a Go ELF binary's headers, symbols and pclntab; BinaryError if it is not one."""
+        with _opened(path, None) as (file, identity):
+            try:
+                return cls._read(path, file, identity)
+            except (ELFError, ConstructError, struct.error, ValueError) as exc:
+                raise BinaryError(f"{path}: corrupt or truncated ELF file ({_first_line(exc)})") from None
+
+    @property
+    def dwarf(self) -> DWARFInfo | None:
+        """The DWARF (pyelftools; compressed sections too), read from the file at each use:
+        keep it only while needed. None when the binary has none (built with -w or -s)."""
+        if not self.has_dwarf:
+            return None
+        with _opened(self.path, self._identity) as (file, _):
+            try:
+                return ELFFile(file).get_dwarf_info()
+            except (ELFError, ConstructError, struct.error, ValueError) as exc:
+                raise BinaryError(f"{self.path}: corrupt DWARF ({_first_line(exc)})") from None
+
+    def global_address(self, name: str, signatures: Sequence[RefSignature]) -> tuple[int, str] | None:
+        """Where the variable `name` is, and how that was found: "symbol table", or
+        "machine code" (its signatures, in a stripped binary). None when neither says."""
+        if name in self.symbols:
+            return self.symbols[name][0], "symbol table"
+        if not signatures or self.arch not in ARCHES:
+            return None
+        with self._code_reader() as read_code:
+            address = resolve_globals(self.pclntab, read_code, self.arch, {name: signatures}).get(name)
+        if address is None or not self._in_data(address):
+            return None
+        return address, "machine code"
+
+    def derive_signatures(self, wanted: Sequence[str]) -> dict[str, list[RefSignature]]:
+        """Signatures of the wanted variables, from this binary's symbols and code (see
+        machinecode.derive_signatures); {} without a symbol table or a known arch."""
+        if not self.symbols or self.arch not in ARCHES:
+            return {}
+        with self._code_reader() as read_code:
+            return derive_signatures(self.pclntab, self.symbols, read_code, self.arch, wanted)
+
+    def read(self, address: int, size: int) -> bytes:
+        """`size` bytes of the file mapped at link-time `address` (BinaryError if not all are)."""
+        with _opened(self.path, self._identity) as (file, _):
+            return self._read_at(file, address, size)
+
+    # -- reading ----------------------------------------------------------------
+
+    @classmethod
+    def _read(cls, path: str, file: BinaryIO, identity: tuple[int, ...]) -> GoBinary:
+        if file.read(4) != b"\x7fELF":
+            raise BinaryError(f"{path}: not an ELF file")
+        file.seek(0)
+        elf = ELFFile(file)
+        if elf.num_sections() == 0:
+            raise BinaryError(f"{path}: no section headers (stripped by sstrip?): its pclntab cannot be found")
+        names = {section.name for section in elf.iter_sections()}
+        segments = tuple(
+            Segment(seg["p_vaddr"], seg["p_offset"], seg["p_filesz"], seg["p_memsz"], seg["p_flags"])
+            for seg in elf.iter_segments() if seg["p_type"] == _PT_LOAD
+        )
+        end = max([seg.offset + seg.filesz for seg in segments] + [
+            section["sh_offset"] + section["sh_size"] for section in elf.iter_sections()
+            if section["sh_type"] != "SHT_NOBITS"], default=0)
+        if end > identity[2]:
+            raise BinaryError(f"{path}: truncated ({identity[2]} bytes, its sections end at {end})")
+        symbols, text_symbol = _symbols(path, file, elf)
+        pclntab_address, data = _pclntab_bytes(path, file, elf, names, symbols, segments)
+        text = elf.get_section_by_name(".text")
+        if text is None:
+            raise BinaryError(f"{path}: no .text section")
+        text_start = text_symbol or _moduledata_text(file, elf, text, pclntab_address, data) or text["sh_addr"]
+        try:
+            pclntab = Pclntab.parse(data, text_start=text_start)
+        except PclntabError as exc:
+            raise BinaryError(f"{path}: {exc}") from None
+        machine = elf["e_machine"]
+        arch = _ARCHES.get(machine, str(machine).removeprefix("EM_").lower())
+        return cls(
+            path=path,
+            arch=arch + "le" if arch == "ppc64" and elf.little_endian else arch,
+            ptr_size=8 if elf.elfclass == 64 else 4,
+            pie=elf["e_type"] == "ET_DYN",
+            symbols=symbols,
+            pclntab=pclntab,
+            has_dwarf=bool(names & {".debug_info", ".zdebug_info"}),
+            segments=segments,
+            _identity=identity,
+        )
+
+    @contextmanager
+    def _code_reader(self) -> Iterator[Callable[[Func], bytes]]:
+        """A function's code, read from the file (opened once for all the reads)."""
+        with _opened(self.path, self._identity) as (file, _):
+            yield lambda func: self._read_at(file, func.entry, min(func.end - func.entry, _MAX_FUNCTION))
+
+    def _read_at(self, file: BinaryIO, address: int, size: int) -> bytes:
+        data = _read_mapped(file, self.segments, address, size)
+        if data is None:
+            raise BinaryError(f"{self.path}: {size} bytes at {address:#x} are not in the file")
+        return data
+
+    def _in_data(self, address: int) -> bool:
+        """In a segment of data (not code): where a variable can be."""
+        return any(s.vaddr <= address < s.vaddr + s.memsz and not s.flags & _PF_X for s in self.segments)
+
+
+@contextmanager
+def _opened(path: str, identity: tuple[int, ...] | None) -> Iterator[tuple[BinaryIO, tuple[int, ...]]]:
+    """The regular file at `path` and its identity; BinaryError if it cannot be read, or
+    is no longer the file of that identity (replaced since it was opened)."""
+    try:
+        # O_NONBLOCK: a FIFO given by mistake must not hang the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BinaryError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise BinaryError(f"{path}: not a regular file")
+    with open(fd, "rb") as file:
+        now = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+        if identity is not None and now != identity:
+            raise BinaryError(f"{path}: the file changed since it was opened")
+        try:
+            yield file, now
+        except OSError as exc:
+            raise BinaryError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _pclntab_bytes(path: str, file: BinaryIO, elf: ELFFile, names: set[str],
+                   symbols: Mapping[str, tuple[int, int]], segments: Sequence[Segment]) -> tuple[int, bytes]:
+    """The pclntab's address and bytes: its section, or where the symbols runtime.pclntab and
+    runtime.epclntab say (an external linker script may merge the section into another)."""
+    section = next((elf.get_section_by_name(name) for name in _PCLNTAB_SECTIONS if name in names), None)
+    if section is not None:
+        return section["sh_addr"], _section_bytes(path, file, section, _MAX_PCLNTAB)
+    if "runtime.pclntab" in symbols and "runtime.epclntab" in symbols:
+        start, end = symbols["runtime.pclntab"][0], symbols["runtime.epclntab"][0]
+        data = _read_mapped(file, segments, start, end - start) if 0 < end - start <= _MAX_PCLNTAB else None
+        if data is None:
+            raise BinaryError(f"{path}: truncated (its pclntab is not in the file)")
+        return start, data
+    if ".go.buildinfo" in names or ".note.go.buildid" in names:
+        raise BinaryError(f"{path}: a stripped Go binary whose linker merged .gopclntab into another section")
+    raise BinaryError(f"{path}: not a Go binary (no .gopclntab section)")
+
+
+def _read_mapped(file: BinaryIO, segments: Sequence[Segment], address: int, size: int) -> bytes | None:
+    """The `size` bytes of the file mapped at `address`; None unless all are in one segment."""
+    for segment in segments:
+        if segment.vaddr <= address and address + size <= segment.vaddr + segment.filesz:
+            file.seek(segment.offset + address - segment.vaddr)
+            data = file.read(size)
+            return data if len(data) == size else None
+    return None
+
+
+def _section_bytes(path: str, file: BinaryIO, section: Section, limit: int) -> bytes:
+    offset, size = section["sh_offset"], section["sh_size"]
+    if section["sh_type"] == "SHT_NOBITS" or size > limit:
+        raise BinaryError(f"{path}: section {section.name} has no bytes in the file or is too big ({size} bytes)")
+    file.seek(offset)
+    data = file.read(size)
+    if len(data) != size:
+        raise BinaryError(f"{path}: truncated (section {section.name} ends past the end of the file)")
+    return data
+
+
+def _symbols(path: str, file: BinaryIO, elf: ELFFile) -> tuple[dict[str, tuple[int, int]], int | None]:
+    """The data symbols of .symtab, name -> (address, size), and runtime.text's address.
+    Unpacked here, not through pyelftools' per-symbol objects: 50 times faster (50k symbols)."""
+    symtab = elf.get_section_by_name(".symtab")
+    if symtab is None or symtab["sh_link"] >= elf.num_sections():
+        return {}, None
+    entries = _section_bytes(path, file, symtab, _MAX_SYMTAB)
+    strings = _section_bytes(path, file, elf.get_section(symtab["sh_link"]), _MAX_SYMTAB)
+    order = "<" if elf.little_endian else ">"
+    # Elf64_Sym: name, info, other, shndx, value, size; Elf32_Sym: name, value, size, info, other, shndx
+    layout = struct.Struct(order + ("IBBHQQ" if elf.elfclass == 64 else "IIIBBH"))
+    symbols: dict[str, tuple[int, int]] = {}
+    text_start = None
+    for entry in layout.iter_unpack(entries[:len(entries) - len(entries) % layout.size]):
+        if elf.elfclass == 64:
+            name_at, info, _other, _shndx, value, size = entry
+        else:
+            name_at, value, size, info, _other, _shndx = entry
+        kind = info & 0xF
+        if kind == _STT_OBJECT:
+            end = strings.find(b"\0", name_at)
+            name = strings[name_at:end if end >= 0 else len(strings)].decode("utf-8", "replace")
+            symbols.setdefault(name, (value, size))
+        elif kind == _STT_FUNC and strings.startswith(b"runtime.text\0", name_at):
+            text_start = value
+    return symbols, text_start
+
+
+def _moduledata_text(file: BinaryIO, elf: ELFFile, text: Section, pclntab_address: int, pclntab: bytes) -> int | None:
+    """runtime.text as the runtime's moduledata says, or None if it is not found. The
+    moduledata starts with the pcHeader's address then its funcnametab's (the header's
+    fourth word after the 8 fixed bytes); it lies in writable data (.go.module since Go 1.26,
+    .noptrdata before, .data.rel.ro in some PIEs)."""
+    if len(pclntab) < 8 or pclntab[7] not in (4, 8):
+        return None
+    ptr_size = pclntab[7]
+    word = struct.Struct(("<" if elf.little_endian else ">") + ("Q" if ptr_size == 8 else "I"))
+    if len(pclntab) < 8 + 4 * ptr_size:
+        return None
+    funcnametab = pclntab_address + word.unpack_from(pclntab, 8 + 3 * ptr_size)[0]
+    needle = word.pack(pclntab_address) + word.pack(funcnametab)
+    for section in elf.iter_sections():
+        flags = section["sh_flags"]
+        if section["sh_type"] != "SHT_PROGBITS" or not flags & 0x1 or section["sh_size"] > _MAX_SCANNED_SECTION:
+            continue  # SHF_WRITE 0x1
+        file.seek(section["sh_offset"])
+        data = file.read(section["sh_size"])
+        at = data.find(needle)
+        while at >= 0:
+            text_at = at + _MODULEDATA_TEXT_WORD * ptr_size
+            if at % ptr_size == 0 and text_at + ptr_size <= len(data):
+                start = word.unpack_from(data, text_at)[0]
+                if text["sh_addr"] <= start < text["sh_addr"] + text["sh_size"]:
+                    return start
+            at = data.find(needle, at + 1)
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
