@@ -104,8 +104,9 @@ def resolve_globals(pclntab: Pclntab, read_code: Callable[[Func], bytes], arch: 
     """Each variable's address from its signatures, in a binary without a symbol table.
 
     A variable is resolved when the signatures that find something all give the same
-    address, and at least two do (one, if it has only one signature); otherwise it is
-    left out. Functions are decoded once each."""
+    address, at least two do (one, if it has only one signature), and they come from at
+    least two functions where its signatures name two or more: the references of one
+    function change together. Otherwise it is left out. Functions are decoded once each."""
     references: dict[str, list[int]] = {}
 
     def referenced(function: str) -> list[int]:
@@ -118,9 +119,13 @@ def resolve_globals(pclntab: Pclntab, read_code: Callable[[Func], bytes], arch: 
 
     resolved = {}
     for name, signs in signatures.items():
-        votes = [refs[s.ordinal] - s.delta for s in signs if s.ordinal < len(refs := referenced(s.function))]
-        if votes and len(set(votes)) == 1 and len(votes) >= min(2, len(signs)):
-            resolved[name] = votes[0]
+        votes = [(s.function, refs[s.ordinal] - s.delta)
+                 for s in signs if s.ordinal < len(refs := referenced(s.function))]
+        addresses = {address for _, address in votes}
+        functions = {function for function, _ in votes}
+        if (len(addresses) == 1 and len(votes) >= min(2, len(signs))
+                and len(functions) >= min(2, len({s.function for s in signs}))):
+            resolved[name] = addresses.pop()
     return resolved
 
 
