@@ -7,6 +7,11 @@ into a file offset) and whether there is DWARF. Code and DWARF are read from the
 again when asked, so a 150 MB binary does not stay in memory; the file is checked to be
 the one opened (a binary replaced meanwhile is an error, not other bytes).
 
+Where the pclntab is: its section (.gopclntab; .data.rel.ro.gopclntab in a PIE before Go
+1.2x); else between the symbols runtime.pclntab and runtime.epclntab; else, stripped,
+where its header's magic is and the moduledata points (a C linker merges a PIE's
+.data.rel.ro.gopclntab into .data.rel.ro).
+
 Where the text starts (the pclntab's entries are offsets from runtime.text): the symbol
 runtime.text; else the `text` field of the runtime's moduledata, found in the writable
 data by its first two words (the pclntab's address and that of its name table); else the
