@@ -7,8 +7,8 @@ into a file offset) and whether there is DWARF. Code and DWARF are read from the
 again when asked, so a 150 MB binary does not stay in memory; the file is checked to be
 the one opened (a binary replaced meanwhile is an error, not other bytes).
 
-Where the pclntab is: its section (.gopclntab; .data.rel.ro.gopclntab in a PIE before Go
-1.2x); else between the symbols runtime.pclntab and runtime.epclntab; else, stripped,
+Where the pclntab is: its section (.gopclntab; .data.rel.ro.gopclntab in the PIEs of Go
+1.18-1.25); else between the symbols runtime.pclntab and runtime.epclntab; else, stripped,
 where its header's magic is and the moduledata points (a C linker merges a PIE's
 .data.rel.ro.gopclntab into .data.rel.ro).
 
@@ -44,7 +44,7 @@ from gotop.model.pclntab import MAGICS, Func, Pclntab, PclntabError
 _ARCHES = {"EM_X86_64": "amd64", "EM_AARCH64": "arm64", "EM_386": "386", "EM_ARM": "arm",
            "EM_RISCV": "riscv64", "EM_S390": "s390x", "EM_PPC64": "ppc64", "EM_MIPS": "mips",
            "EM_LOONGARCH": "loong64"}
-_PCLNTAB_SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")  # the second in some older PIEs
+_PCLNTAB_SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")  # the second in PIEs of Go 1.18-1.25
 _MAX_PCLNTAB = 1 << 30  # the biggest binaries seen have 40 MB
 _MAX_SYMTAB = 256 << 20
 _SCAN_CHUNK = 16 << 20  # data searched for the moduledata or the pclntab a chunk at a time
