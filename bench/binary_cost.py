@@ -9,7 +9,7 @@ Debian's own stripped go command, Go 1.19.8) times, median of --reps runs:
   - global_address of every wanted variable (all of them, one after the other);
   - func_at and line_of of pcs spread over the text.
 Prints those, what the opened binary keeps in memory (tracemalloc) beside its file size,
-and, where the version string runtime.buildVersion points at is in the file, what it says.
+and, as a check of the addresses found, the wait reason runtime.waitReasonStrings[1] reads.
 
 Usage: .venv/bin/python bench/binary_cost.py [--binary PATH] [--signatures-from PATH] [--reps 5]
 """
@@ -88,12 +88,12 @@ def main() -> None:
           f"found {sum(v is not None for v in found.values())} (by {' and '.join(sorted(hows))}): "
           + ", ".join(f"{name.removeprefix('runtime.')} {v[0]:#x}" for name, v in found.items() if v))
     print(f"func_at: {func_at * 1e6:.1f} us, line_of: {line_of * 1e6:.1f} us (median of {LOOKUPS} pcs)")
-    if found.get("runtime.buildVersion"):
+    if found.get("runtime.waitReasonStrings"):
         try:
-            pointer, length = struct.unpack("<QQ", binary.read(found["runtime.buildVersion"][0], 16))
-            print(f"runtime.buildVersion points at {binary.read(pointer, length)!r}")
+            pointer, length = struct.unpack("<QQ", binary.read(found["runtime.waitReasonStrings"][0] + 16, 16))
+            print(f"runtime.waitReasonStrings[1] reads {binary.read(pointer, length)!r}")
         except GotopError as error:
-            print(f"runtime.buildVersion: {error}")
+            print(f"runtime.waitReasonStrings: {error}")
 
 
 if __name__ == "__main__":

@@ -109,17 +109,23 @@ def test_a_pie(go_build):
     assert binary.pclntab.func_named("main.main").entry == functions["main.main"]
 
 
-@pytest.fixture(scope="module")
-def external_link(tmp_path_factory) -> Path:
-    """The plain target linked by the C linker (as cgo builds are): C start-up code comes
-    first in .text, so runtime.text is not where .text starts."""
+def build_external(out: Path, toolchain: str, *flags: str, ldflags: str = "") -> Path:
+    """The plain target linked by the C linker, as cgo builds are."""
     if shutil.which("gcc") is None:
         pytest.skip("no C compiler for an externally linked build")
-    out = tmp_path_factory.mktemp("external") / "plain"
-    env = TOOLCHAINS["go"].run_env() | {"CGO_ENABLED": "1", "GOFLAGS": "-mod=mod -buildvcs=false"}
-    subprocess.run(["go", "build", "-ldflags=-linkmode=external", "-o", str(out), "./plain"], cwd=TARGETS_DIR,
-                   env=env, check=True, capture_output=True)
+    if not TOOLCHAINS[toolchain].available():
+        pytest.skip(f"Go toolchain {toolchain} is not installed")
+    tc = TOOLCHAINS[toolchain]
+    env = tc.run_env() | {"CGO_ENABLED": "1", "GOFLAGS": "-mod=mod -buildvcs=false"}
+    subprocess.run([tc.go, "build", *flags, f"-ldflags=-linkmode=external {ldflags}", "-o", str(out), "./plain"],
+                   cwd=TARGETS_DIR, env=env, check=True, capture_output=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def external_link(tmp_path_factory) -> Path:
+    """C start-up code comes first in its .text: runtime.text is not where .text starts."""
+    return build_external(tmp_path_factory.mktemp("external") / "plain", "go")
 
 
 @pytest.mark.go
@@ -133,6 +139,20 @@ def test_an_externally_linked_binary_without_symbols_finds_its_text_start(extern
     assert stripped.symbols == {}
     assert plain.pclntab.text_start == stripped.pclntab.text_start == functions["runtime.text"]
     assert stripped.pclntab.func_named("main.main").entry == functions["main.main"]
+
+
+@pytest.mark.go
+def test_a_stripped_pie_whose_c_linker_merged_the_pclntab_section(tmp_path):
+    """Go 1.19 names a PIE's pclntab .data.rel.ro.gopclntab, and GNU ld merges that into
+    .data.rel.ro: without symbols, the pclntab is found by its header and the moduledata."""
+    plain = build_external(tmp_path / "plain", "go1.19", "-buildmode=pie")
+    stripped = build_external(tmp_path / "stripped", "go1.19", "-buildmode=pie", ldflags="-s -w")
+    with stripped.open("rb") as file:
+        names = {section.name for section in ELFFile(file).iter_sections()}
+    assert not names & {".gopclntab", ".data.rel.ro.gopclntab"}, names
+    binary = GoBinary.open(str(stripped))
+    assert binary.pie and not binary.symbols
+    assert list(binary.pclntab.funcs()) == list(GoBinary.open(str(plain)).pclntab.funcs())
 
 
 @pytest.mark.go

@@ -6,9 +6,9 @@ RIP-relative operand (`mov rax, [rip + disp]`, `lea`), on arm64 an ADRP of the p
 ADD or a load/store of the offset in it. A signature (function, ordinal, delta) says: the
 `ordinal`-th distinct data address that function refers to, minus `delta`, is the variable.
 derive_signatures finds them in a binary that has a symbol table (for the layout tables of
-each release); resolve_globals applies them to a stripped binary, where several signatures
-of a variable must agree: one that lands elsewhere (the function changed) makes the
-variable left out, never guessed.
+each release); resolve_globals applies them to a stripped binary, where the signatures of
+a variable in two functions or more must agree: one that lands elsewhere (the function
+changed) makes the variable left out, never guessed.
 
 Functions are decoded with capstone's lite mode (the operand text, no detail objects): a
 tenth of the cost, and the one operand form wanted is plain in the text.
@@ -62,10 +62,11 @@ def data_references(code: bytes, address: int, arch: str) -> list[int]:
 def derive_signatures(pclntab: Pclntab, symbols: Mapping[str, tuple[int, int]], read_code: Callable[[Func], bytes],
                       arch: str, wanted: Iterable[str]) -> dict[str, list[RefSignature]]:
     """For each wanted variable of a binary with a symbol table (name -> (address, size)),
-    up to SIGNATURES_PER_VARIABLE signatures, each from another function where it can:
+    up to SIGNATURES_PER_VARIABLE signatures, each from another function, the best of each:
     references to the variable's start before those inside it (a field's offset changes
     between releases), then the earliest reference, then the shortest function.
-    `read_code(func)` gives a function's bytes. A variable nothing refers to is left out."""
+    `read_code(func)` gives a function's bytes. A variable fewer than two functions refer
+    to is left out: resolve_globals needs two (runtime.buildVersion: runtime.schedinit alone)."""
     extents = {name: symbols[name] for name in wanted if name in symbols}
     packages = tuple({name.rpartition(".")[0] + "." for name in extents})
     candidates: dict[str, list[tuple[tuple, RefSignature]]] = {name: [] for name in extents}
@@ -81,22 +82,15 @@ def derive_signatures(pclntab: Pclntab, symbols: Mapping[str, tuple[int, int]], 
                 if start <= ref < start + max(length, 1):
                     rank = (ref != start, ordinal, size, func.name)
                     candidates[name].append((rank, RefSignature(func.name, ordinal, ref - start)))
-    return {name: picked for name, found in candidates.items() if (picked := _pick(found))}
+    return {name: picked for name, found in candidates.items() if len(picked := _pick(found)) >= 2}
 
 
 def _pick(found: list[tuple[tuple, RefSignature]]) -> list[RefSignature]:
-    """The best signatures, one per function first, then seconds from the same functions."""
-    found.sort(key=lambda item: item[0])
-    picked: list[RefSignature] = []
-    for second_round in (False, True):
-        functions = {signature.function for signature in picked}
-        for _rank, signature in found:
-            if len(picked) == SIGNATURES_PER_VARIABLE:
-                return picked
-            if signature not in picked and (second_round or signature.function not in functions):
-                picked.append(signature)
-                functions.add(signature.function)
-    return picked
+    """The best signature of each function, the best functions first."""
+    best: dict[str, RefSignature] = {}
+    for _rank, signature in sorted(found, key=lambda item: item[0]):
+        best.setdefault(signature.function, signature)
+    return list(best.values())[:SIGNATURES_PER_VARIABLE]
 
 
 def resolve_globals(pclntab: Pclntab, read_code: Callable[[Func], bytes], arch: str,
@@ -104,8 +98,10 @@ def resolve_globals(pclntab: Pclntab, read_code: Callable[[Func], bytes], arch: 
     """Each variable's address from its signatures, in a binary without a symbol table.
 
     A variable is resolved when the signatures that find something all give the same
-    address, and at least two do (one, if it has only one signature); otherwise it is
-    left out. Functions are decoded once each."""
+    address and come from two functions or more; otherwise it is left out. One function's
+    votes are one: its references change together (where another release's schedinit
+    loads another string, both of runtime.buildVersion's votes in it agree on that string).
+    Functions are decoded once each."""
     references: dict[str, list[int]] = {}
 
     def referenced(function: str) -> list[int]:
@@ -118,9 +114,11 @@ def resolve_globals(pclntab: Pclntab, read_code: Callable[[Func], bytes], arch: 
 
     resolved = {}
     for name, signs in signatures.items():
-        votes = [refs[s.ordinal] - s.delta for s in signs if s.ordinal < len(refs := referenced(s.function))]
-        if votes and len(set(votes)) == 1 and len(votes) >= min(2, len(signs)):
-            resolved[name] = votes[0]
+        votes = [(s.function, refs[s.ordinal] - s.delta)
+                 for s in signs if s.ordinal < len(refs := referenced(s.function))]
+        addresses = {address for _, address in votes}
+        if len(addresses) == 1 and len({function for function, _ in votes}) >= 2:
+            resolved[name] = addresses.pop()
     return resolved
 
 

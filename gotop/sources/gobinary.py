@@ -7,6 +7,11 @@ into a file offset) and whether there is DWARF. Code and DWARF are read from the
 again when asked, so a 150 MB binary does not stay in memory; the file is checked to be
 the one opened (a binary replaced meanwhile is an error, not other bytes).
 
+Where the pclntab is: its section (.gopclntab; .data.rel.ro.gopclntab in the PIEs of Go
+1.18-1.25); else between the symbols runtime.pclntab and runtime.epclntab; else, stripped,
+where its header's magic is and the moduledata points (a C linker merges a PIE's
+.data.rel.ro.gopclntab into .data.rel.ro).
+
 Where the text starts (the pclntab's entries are offsets from runtime.text): the symbol
 runtime.text; else the `text` field of the runtime's moduledata, found in the writable
 data by its first two words (the pclntab's address and that of its name table); else the
@@ -24,7 +29,7 @@ import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, Literal, NamedTuple
 
 from elftools.common.exceptions import ELFError
 from elftools.construct import ConstructError
@@ -34,19 +39,24 @@ from elftools.elf.sections import Section
 
 from gotop.errors import GotopError
 from gotop.model.machinecode import ARCHES, RefSignature, derive_signatures, resolve_globals
-from gotop.model.pclntab import Func, Pclntab, PclntabError
+from gotop.model.pclntab import MAGICS, Func, Pclntab, PclntabError
 
 _ARCHES = {"EM_X86_64": "amd64", "EM_AARCH64": "arm64", "EM_386": "386", "EM_ARM": "arm",
            "EM_RISCV": "riscv64", "EM_S390": "s390x", "EM_PPC64": "ppc64", "EM_MIPS": "mips",
            "EM_LOONGARCH": "loong64"}
-_PCLNTAB_SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")  # the second in some older PIEs
+_PCLNTAB_SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")  # the second in PIEs of Go 1.18-1.25
 _MAX_PCLNTAB = 1 << 30  # the biggest binaries seen have 40 MB
 _MAX_SYMTAB = 256 << 20
-_MAX_SCANNED_SECTION = 256 << 20  # writable data searched for the moduledata
+_SCAN_CHUNK = 16 << 20  # data searched for the moduledata or the pclntab a chunk at a time
 _MAX_FUNCTION = 1 << 20  # bytes of one function's code read
-_MODULEDATA_TEXT_WORD = 22  # moduledata: pcHeader, 6 slices, findfunctab, minpc, maxpc, text (Go 1.16-1.27)
+# The runtime's moduledata (Go 1.16-1.27): pcHeader, 6 slices (funcnametab, cutab, filetab,
+# pctab, pclntable, ftab), findfunctab, minpc, maxpc, text, etext.
+_MODULEDATA_WORDS = 24
+_PCLNTABLE_WORD = 13
+_TEXT_WORD = 22
 _PT_LOAD = "PT_LOAD"
 _PF_X = 0x1
+_PF_W = 0x2
 _STT_OBJECT = 1
 _STT_FUNC = 2
 
@@ -147,13 +157,17 @@ class GoBinary:
         if end > identity[2]:
             raise BinaryError(f"{path}: truncated ({identity[2]} bytes, its sections end at {end})")
         symbols, text_symbol = _symbols(path, file, elf)
-        pclntab_address, data = _pclntab_bytes(path, file, elf, names, symbols, segments)
+        word = struct.Struct(("<" if elf.little_endian else ">") + ("Q" if elf.elfclass == 64 else "I"))
+        pclntab_address, data = _pclntab_bytes(path, file, elf, names, symbols, segments, word)
         text = elf.get_section_by_name(".text")
         if text is None:
             raise BinaryError(f"{path}: no .text section")
-        text_start = text_symbol or _moduledata_text(file, elf, text, pclntab_address, data) or text["sh_addr"]
+        text_start = text_symbol
+        if text_start is None and (moduledata := _moduledata(file, segments, word, pclntab_address, data)):
+            if text["sh_addr"] <= moduledata[_TEXT_WORD] < text["sh_addr"] + text["sh_size"]:
+                text_start = moduledata[_TEXT_WORD]
         try:
-            pclntab = Pclntab.parse(data, text_start=text_start)
+            pclntab = Pclntab.parse(data, text_start=text_start or text["sh_addr"])
         except PclntabError as exc:
             raise BinaryError(f"{path}: {exc}") from None
         machine = elf["e_machine"]
@@ -210,10 +224,11 @@ def _opened(path: str, identity: tuple[int, ...] | None) -> Iterator[tuple[Binar
             raise BinaryError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _pclntab_bytes(path: str, file: BinaryIO, elf: ELFFile, names: set[str],
-                   symbols: Mapping[str, tuple[int, int]], segments: Sequence[Segment]) -> tuple[int, bytes]:
-    """The pclntab's address and bytes: its section, or where the symbols runtime.pclntab and
-    runtime.epclntab say (an external linker script may merge the section into another)."""
+def _pclntab_bytes(path: str, file: BinaryIO, elf: ELFFile, names: set[str], symbols: Mapping[str, tuple[int, int]],
+                   segments: Sequence[Segment], word: struct.Struct) -> tuple[int, bytes]:
+    """The pclntab's address and bytes: its section, else where the symbols runtime.pclntab
+    and runtime.epclntab say, else where its header and the moduledata are (a C linker
+    merges the .data.rel.ro.gopclntab of a PIE into .data.rel.ro)."""
     section = next((elf.get_section_by_name(name) for name in _PCLNTAB_SECTIONS if name in names), None)
     if section is not None:
         return section["sh_addr"], _section_bytes(path, file, section, _MAX_PCLNTAB)
@@ -223,9 +238,12 @@ def _pclntab_bytes(path: str, file: BinaryIO, elf: ELFFile, names: set[str],
         if data is None:
             raise BinaryError(f"{path}: truncated (its pclntab is not in the file)")
         return start, data
-    if ".go.buildinfo" in names or ".note.go.buildid" in names:
-        raise BinaryError(f"{path}: a stripped Go binary whose linker merged .gopclntab into another section")
-    raise BinaryError(f"{path}: not a Go binary (no .gopclntab section)")
+    if ".go.buildinfo" not in names and ".note.go.buildid" not in names:
+        raise BinaryError(f"{path}: not a Go binary (no .gopclntab section)")
+    found = _pclntab_by_header(file, segments, word, "little" if elf.little_endian else "big")
+    if found is None:
+        raise BinaryError(f"{path}: a Go binary without a .gopclntab section, and no Go 1.18+ pclntab found in it")
+    return found
 
 
 def _read_mapped(file: BinaryIO, segments: Sequence[Segment], address: int, size: int) -> bytes | None:
@@ -277,34 +295,60 @@ def _symbols(path: str, file: BinaryIO, elf: ELFFile) -> tuple[dict[str, tuple[i
     return symbols, text_start
 
 
-def _moduledata_text(file: BinaryIO, elf: ELFFile, text: Section, pclntab_address: int, pclntab: bytes) -> int | None:
-    """runtime.text as the runtime's moduledata says, or None if it is not found. The
-    moduledata starts with the pcHeader's address then its funcnametab's (the header's
-    fourth word after the 8 fixed bytes); it lies in writable data (.go.module since Go 1.26,
-    .noptrdata before, .data.rel.ro in some PIEs)."""
-    if len(pclntab) < 8 or pclntab[7] not in (4, 8):
+def _moduledata(file: BinaryIO, segments: Sequence[Segment], word: struct.Struct, pclntab_address: int,
+                pclntab_header: bytes) -> list[int] | None:
+    """The first words of the runtime's moduledata, or None if it is not found. It starts
+    with the pcHeader's address then its funcnametab's (the header's fourth word after its
+    8 fixed bytes), and lies in writable data (.go.module since Go 1.26, .noptrdata before,
+    .data.rel.ro in some PIEs): two words found nowhere else."""
+    if len(pclntab_header) < 8 + 4 * word.size:
         return None
-    ptr_size = pclntab[7]
-    word = struct.Struct(("<" if elf.little_endian else ">") + ("Q" if ptr_size == 8 else "I"))
-    if len(pclntab) < 8 + 4 * ptr_size:
+    funcnametab = pclntab_address + word.unpack_from(pclntab_header, 8 + 3 * word.size)[0]
+    if funcnametab >= 1 << (8 * word.size):
         return None
-    funcnametab = pclntab_address + word.unpack_from(pclntab, 8 + 3 * ptr_size)[0]
     needle = word.pack(pclntab_address) + word.pack(funcnametab)
-    for section in elf.iter_sections():
-        flags = section["sh_flags"]
-        if section["sh_type"] != "SHT_PROGBITS" or not flags & 0x1 or section["sh_size"] > _MAX_SCANNED_SECTION:
-            continue  # SHF_WRITE 0x1
-        file.seek(section["sh_offset"])
-        data = file.read(section["sh_size"])
-        at = data.find(needle)
-        while at >= 0:
-            text_at = at + _MODULEDATA_TEXT_WORD * ptr_size
-            if at % ptr_size == 0 and text_at + ptr_size <= len(data):
-                start = word.unpack_from(data, text_at)[0]
-                if text["sh_addr"] <= start < text["sh_addr"] + text["sh_size"]:
-                    return start
-            at = data.find(needle, at + 1)
+    for segment in segments:
+        if segment.flags & _PF_W:
+            for at in _find_aligned(file, segment, needle, word.size):
+                raw = _read_mapped(file, segments, at, _MODULEDATA_WORDS * word.size)
+                if raw is not None:
+                    return [word.unpack_from(raw, i * word.size)[0] for i in range(_MODULEDATA_WORDS)]
     return None
+
+
+def _pclntab_by_header(file: BinaryIO, segments: Sequence[Segment], word: struct.Struct,
+                       byteorder: Literal["little", "big"]) -> tuple[int, bytes] | None:
+    """The pclntab found by its header's magic in the data, confirmed by the moduledata
+    that points at it, whose pclntable slice says where the pclntab ends: the way to it
+    in a stripped binary whose C linker merged .gopclntab into another section."""
+    for magic in MAGICS:
+        needle = magic.to_bytes(4, byteorder) + b"\0\0"
+        for segment in segments:
+            if segment.flags & _PF_X:
+                continue
+            for at in _find_aligned(file, segment, needle, word.size):
+                header = _read_mapped(file, segments, at, 8 + 8 * word.size) or b""
+                moduledata = _moduledata(file, segments, word, at, header)
+                if moduledata is None:
+                    continue
+                end = moduledata[_PCLNTABLE_WORD] + moduledata[_PCLNTABLE_WORD + 1]  # its address, its length
+                data = _read_mapped(file, segments, at, end - at) if at < end <= at + _MAX_PCLNTAB else None
+                if data is not None:
+                    return at, data
+    return None
+
+
+def _find_aligned(file: BinaryIO, segment: Segment, needle: bytes, align: int) -> Iterator[int]:
+    """The `align`-aligned addresses where `needle` is in the segment's bytes in the file,
+    read a chunk at a time (the file may be read elsewhere between two)."""
+    for done in range(0, segment.filesz, _SCAN_CHUNK):
+        file.seek(segment.offset + done)
+        chunk = file.read(min(_SCAN_CHUNK + len(needle) - 1, segment.filesz - done))
+        at = chunk.find(needle)
+        while 0 <= at < _SCAN_CHUNK:  # one past the chunk is the next one's
+            if (segment.vaddr + done + at) % align == 0:
+                yield segment.vaddr + done + at
+            at = chunk.find(needle, at + 1)
 
 
 def _first_line(error: BaseException) -> str:
