@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 
 from gotop import __version__
-from gotop.engine.targetspec import TARGET_HELP
+from gotop.engine.targetspec import SOURCE_HELP, SOURCES, TARGET_HELP
 from gotop.errors import GotopError
 from gotop.textsafe import plain
 from gotop.units import DURATION_SYNTAX, parse_duration
@@ -115,12 +115,16 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("snapshot", help="one reading: memstats, goroutines, GC, OS figures")
     p.add_argument("target", help=TARGET_HELP)
+    p.add_argument("--source", choices=SOURCES, help=SOURCE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run="gotop.commands.snapshot")
 
     p = sub.add_parser("stack", help="the goroutine dump (stops the world while the target writes it)")
     p.add_argument("target", help=TARGET_HELP)
-    p.add_argument("--groups", action="store_true", help="goroutines grouped by stack, biggest first")
+    p.add_argument("--groups", action="store_true",
+                   help="goroutines grouped, biggest first: by start function and creation site when read "
+                        "from memory, by stack through pprof or the agent")
+    p.add_argument("--source", choices=SOURCES, help=SOURCE_HELP)
     p.add_argument("--json", action="store_true", help="print the goroutines (or the groups) as JSON")
     p.set_defaults(run="gotop.commands.stack")
 

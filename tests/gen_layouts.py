@@ -32,6 +32,7 @@ from elftools.elf.elffile import ELFFile
 from gotargets import CACHE_DIR, Toolchain
 
 from gotop.model.golayout import (
+    GLOBALS,
     READER_CONSTANTS,
     READER_NEEDS,
     READER_SIZES,
@@ -44,6 +45,7 @@ from gotop.model.golayout import (
     table_name,
 )
 from gotop.model.machinecode import RefSignature
+from gotop.sources.gobinary import GoBinary
 
 # The newest patch release of each minor release when the tables were written,
 # but go1.26.8 (the machine's own Go) and go1.27.3 (the one tests/gotargets.py
@@ -113,10 +115,9 @@ def binary_layout(binary: Path) -> RuntimeLayout:
 
 def signatures(binary: Path) -> dict[str, tuple[RefSignature, ...]]:
     """How to find each variable of GLOBALS in a build of this release without
-    symbols: part A's machinecode.derive_signatures run on the probe (it has its
-    symbol table). THE LEAD WIRES THIS STEP when part A lands; until then the
-    tables carry no signatures."""
-    return {}
+    symbols: machinecode.derive_signatures run on the probe (it has its symbol table)."""
+    found = GoBinary.open(str(binary)).derive_signatures(GLOBALS)
+    return {name: tuple(found[name]) for name in sorted(found)}
 
 
 def table_layout(release: str, arch: str) -> RuntimeLayout:

@@ -32,8 +32,8 @@ def ok(*args: str) -> str:
     return result.stdout
 
 
-def snapshot(target: str) -> dict:
-    return json.loads(ok("snapshot", target, "--json"))
+def snapshot(target: str, *options: str) -> dict:
+    return json.loads(ok("snapshot", target, "--json", *options))
 
 
 def gops(*args: str) -> str:
@@ -64,7 +64,7 @@ def test_snapshot_agrees_with_gops_cli_and_expvar(go_target, toolchain):
 
     assert by_agent["source"]["memstats"] == "agent"
     assert by_http["source"]["memstats"] == "expvar"
-    assert by_pid["source"] == {"memstats": "expvar", "stats": "agent", "process": "procfs"}
+    assert by_pid["source"] == {"memstats": "expvar", "stats": "memory", "process": "procfs"}
     for snap in (by_agent, by_http, by_pid):
         m = snap["memstats"]
         # Counters read between two gops readings lie between them.
@@ -287,13 +287,24 @@ def test_unknown_profile_kind_and_missing_transport(go_target):
     assert_one_line_error(gotop("profile", "goroutine", a.ready["agent"]), "needs net/http/pprof")
 
 
-def test_snapshot_of_a_go_process_without_transports_has_os_figures(go_target):
-    t = go_target("plain")
+def test_snapshot_of_a_go_process_with_nothing_added_reads_its_memory(go_target):
+    t = go_target("plain", args=["-workload", "park", "-n", "30"])
     snap = snapshot(str(t.pid))
-    assert snap["memstats"] is None and snap["goroutines"] is None
-    assert snap["source"] == {"process": "procfs"}
-    assert snap["process"]["rss"] > 0
-    assert snap["problems"] == ["needs the gops agent or net/http/pprof (no memstats, no goroutine count)"]
+    assert snap["source"] == {"memstats": "memory", "stats": "memory", "process": "procfs"}
+    assert snap["goroutines"] == 31 and snap["gomaxprocs"] >= 1 and snap["os_threads"] >= 2
+    assert snap["memstats"]["num_gc"] >= 0 and snap["memstats"]["next_gc"] > 0
+    assert snap["process"]["rss"] > 0 and snap["problems"] == []
+
+
+def test_snapshot_through_one_source_alone(go_target):
+    t = go_target("agentpprof")
+    assert snapshot(str(t.pid), "--source", "agent")["source"] == {
+        "memstats": "agent", "stats": "agent", "process": "procfs"}
+    assert snapshot(str(t.pid), "--source", "memory")["source"] == {
+        "memstats": "memory", "stats": "memory", "process": "procfs"}
+    by_expvar = snapshot(str(t.pid), "--source", "expvar")
+    assert by_expvar["source"] == {"memstats": "expvar", "process": "procfs"} and by_expvar["goroutines"] is None
+    assert "the expvar source does not give it" in by_expvar["problems"][0]
 
 
 # retain-generic allocates in a generic function named with a func shape, which

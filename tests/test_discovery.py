@@ -93,9 +93,9 @@ def test_list_table_like_gops(go_target):
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["PID", "PPID", "NAME", "VIA", "GO", "PATH"]
     rows = {int(line.split()[0]): line.split() for line in lines[1:] if line[:1].isdigit()}
-    assert rows[both.pid][2:6] == ["agentpprof", "A", "P", "E"]
-    assert rows[both.pid][6:] == [go_version("go"), str(target_binary("agentpprof"))]
-    assert rows[plain.pid][2:5] == ["plain", "-", go_version("go")]
+    assert rows[both.pid][2:7] == ["agentpprof", "M", "A", "P", "E"]
+    assert rows[both.pid][7:] == [go_version("go"), str(target_binary("agentpprof"))]
+    assert rows[plain.pid][2:5] == ["plain", "M", go_version("go")]  # its runtime read from its memory
 
 
 def test_non_go_processes_are_not_listed(tmp_path):

@@ -79,12 +79,17 @@ def test_stack_dump_and_groups(go_target):
     assert all(g["state"] == "chan receive" and g["id"] > 0 for g in parked)
     assert all(g["created_by"]["function"].endswith("workload.park") for g in parked)
 
-    groups = as_json("stack", str(t.pid), "--groups")
+    groups = as_json("stack", str(t.pid), "--groups")  # through pprof: by stack
     assert groups.items() >= names(str(t.pid), t.pid).items()
     assert groups["total"] == sum(g["count"] for g in groups["groups"]) >= 7
     [group] = [g for g in groups["groups"] if g["top_function"].endswith("workload.parkedHere")]
     assert group["count"] == 7
     assert group["frames"][0]["function"] == "runtime.gopark" and group["frames"][0]["line"] > 0
+
+    by_site = as_json("stack", str(t.pid), "--groups", "--source", "memory")  # by start function and creation site
+    [group] = [g for g in by_site["groups"] if g["top_function"].endswith("workload.parkedHere")]
+    assert group["count"] == 7 and group["states"] == {"chan receive": 7}
+    assert group["created_by"].endswith("workload.park") and group["frames"][0]["line"] > 0
 
 
 def test_profile(go_target, tmp_path):

@@ -64,7 +64,7 @@ async def test_overview_lists_targets_with_their_figures(go_target):
         key = next(str(k) for k, w in app.fleet.watched.items() if w.pid == both.pid)
         await until(pilot, lambda: key in table.rows and row_texts(table, key)[4] != "-")
         cells = row_texts(table, key)
-        assert cells[:4] == [str(both.pid), "agentpprof", go_version_short(), "APE"]
+        assert cells[:4] == [str(both.pid), "agentpprof", go_version_short(), "MAPE"]
         assert int(cells[4].replace(",", "")) >= 42
         plain_key = next(str(k) for k, w in app.fleet.watched.items() if w.pid == plain.pid)
         await until(pilot, lambda: plain_key in table.rows)

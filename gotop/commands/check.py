@@ -121,9 +121,9 @@ class Watch:
         if c.readings:
             return f"{c.readings} {c.unit} in {seconds:.0f} s, {c.needed} needed: watch longer (--for)"
         if c.detector is Detector.GOROUTINES:
-            if self.target.http is None:
-                return f"no goroutine profiles: {label} serves no net/http/pprof"
-            return f"no goroutine profiles: net/http/pprof gave none{failed}"
+            if not self.target.has_goroutine_groups:
+                return f"no goroutine groups: {label} serves no net/http/pprof and its memory cannot be read"
+            return f"no goroutine groups read{failed}"
         if c.detector is Detector.HEAP:
             if not len(self.history.series["num_gc"]):
                 return f"no GC cycles: no memstats read from {label}{failed}"

@@ -17,13 +17,14 @@ if TYPE_CHECKING:  # loaded when a target is opened: `gotop top FILE` does witho
 T = TypeVar("T")
 
 
-def with_target(text: str, action: Callable[[Target], Awaitable[T]]) -> tuple[Target, T]:
-    """Open the target named on the command line, run `action` on it, close it:
-    the target (its label and pid) and what `action` returned."""
+def with_target(text: str, action: Callable[[Target], Awaitable[T]], only: str | None = None) -> tuple[Target, T]:
+    """Open the target named on the command line (through the source `only`, if
+    given), run `action` on it, close it: the target (its label and pid) and
+    what `action` returned."""
     from gotop.engine.target import Target
 
     async def run() -> tuple[Target, T]:
-        async with Target.open(text) as target:
+        async with Target.open(text, only=only) as target:
             return target, await action(target)
 
     return asyncio.run(run())

@@ -41,6 +41,7 @@ def format_info(proc: GoProcess, facts: ProcessFacts) -> str:
          + ("" if proc.agent.reachable else ", in another network namespace") if proc.agent else "-"),
         ("pprof", proc.pprof or "-"),
         ("expvar", proc.expvar or "-"),
+        ("memory", "readable (the runtime is read from outside)" if proc.memory else plain(proc.memory_note)),
         ("go", build.go_version or "unknown (no build info)"),
         ("path", plain(build.path) or "-"),
     ]

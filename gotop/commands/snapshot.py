@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from argparse import Namespace
+from collections.abc import Callable
 from datetime import datetime
 
 from gotop.commands.common import named, print_json, with_target
@@ -21,7 +22,7 @@ async def take(target: Target) -> Sample:
 
 
 def run(args: Namespace) -> int:
-    target, sample = with_target(args.target, take)
+    target, sample = with_target(args.target, take, only=args.source)
     if args.json:
         print_json(named(args.target, target), sample.to_json())
     else:
@@ -40,10 +41,15 @@ def format_sample(label: str, s: Sample) -> str:
         ))
     m = s.memstats
     if m is not None:
-        lines.append(f"heap        alloc {fmt_bytes(m.heap_alloc)}   in use {fmt_bytes(m.heap_inuse)}   "
-                     f"sys {fmt_bytes(m.heap_sys)}   objects {m.heap_objects:,}   next GC {fmt_bytes(m.next_gc)}")
-        lines.append(f"memory      total sys {fmt_bytes(m.sys)}   stacks {fmt_bytes(m.stack_inuse)}   "
-                     f"allocated since start {fmt_bytes(m.total_alloc)}")
+        gogc = None if m.gc_percent is None else "off" if m.gc_percent < 0 else str(m.gc_percent)
+        lines.append("heap        " + _figures(
+            ("alloc", fmt_bytes(m.heap_alloc)), ("in use", fmt_bytes(m.heap_inuse)), ("sys", fmt_bytes(m.heap_sys)),
+            ("objects", _given(m.heap_objects, "{:,}".format)), ("live after GC", _given(m.heap_marked)),
+            ("next GC", fmt_bytes(m.next_gc))))
+        lines.append("memory      " + _figures(
+            ("total sys", _given(m.sys)), ("stacks", _given(m.stack_inuse)),
+            ("allocated since start", _given(m.total_alloc)), ("GOGC", gogc),
+            ("GOMEMLIMIT", _given(m.memory_limit))))
         gc = f"gc          {m.num_gc:,} cycles"
         if m.num_forced_gc is not None:
             gc += f" ({m.num_forced_gc} forced)"
@@ -62,3 +68,13 @@ def format_sample(label: str, s: Sample) -> str:
         lines.append(f"process     RSS {fmt_bytes(s.os.rss)}   CPU {cpu}   threads {s.os.threads}   fds {fds}")
     lines += [f"problem     {plain(p)}" for p in s.problems]
     return "\n".join(lines)
+
+
+
+def _given(value: int | None, fmt: Callable[[int], str] = fmt_bytes) -> str | None:
+    return None if value is None else fmt(value)
+
+
+def _figures(*pairs: tuple[str, str | None]) -> str:
+    """`name value` pairs, three spaces apart; a figure the source does not give is left out."""
+    return "   ".join(f"{name} {value}" for name, value in pairs if value is not None)

@@ -1,4 +1,5 @@
-"""`gotop stack TARGET [--groups]`: the goroutine dump, or its groups by stack."""
+"""`gotop stack TARGET [--groups]`: the goroutine dump, or its groups: by start function
+and creation site read from memory (nothing asked of the process), else by stack (pprof)."""
 
 from __future__ import annotations
 
@@ -13,24 +14,24 @@ from gotop.textsafe import plain, plain_lines
 
 def run(args: Namespace) -> int:
     if args.groups:
-        target, profile = with_target(args.target, _groups)
+        target, profile = with_target(args.target, _groups, only=args.source)
         if args.json:
             print_json(named(args.target, target), groups_json(profile))
         else:
             print(format_groups(profile))
     elif args.json:
-        target, dump = with_target(args.target, Target.goroutine_dump)
+        target, dump = with_target(args.target, Target.goroutine_dump, only=args.source)
         print_json(named(args.target, target), {"goroutines": [goroutine_json(g) for g in dump.goroutines],
                                                 "truncated": dump.truncated})
     else:
-        _, text = with_target(args.target, Target.goroutine_dump_text)
+        _, text = with_target(args.target, Target.goroutine_dump_text, only=args.source)
         print(plain_lines(text), end="")
     return 0
 
 
 async def _groups(target: Target) -> GoroutineProfile:
-    # The grouped profile is cheap; without HTTP only the agent's full dump exists.
-    if target.http:
+    # Grouped goroutines are cheap (memory, pprof); else only the agent's full dump exists.
+    if target.has_goroutine_groups:
         return await target.goroutine_profile()
     return (await target.goroutine_dump()).profile()
 

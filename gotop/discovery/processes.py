@@ -22,6 +22,7 @@ from gotop.discovery.probes import PROBE_TIMEOUT, HttpEndpoints, SocketProbe, co
 from gotop.discovery.sockets import ListenSocket, listening_sockets, listening_table, netns_id
 from gotop.errors import GotopError
 from gotop.procstat import ProcStat, read_proc_stat
+from gotop.sources.memory import memory_access
 
 # A port file older than its process belongs to an earlier process with the
 # same pid. Process start times are known to about a second (boot time in
@@ -65,6 +66,7 @@ class _Identity:
     uid: int
     username: str
     build: GoBuildInfo
+    memory_note: str  # "" when its runtime can be read from its memory, else why not
 
     @property
     def pid(self) -> int:
@@ -87,10 +89,16 @@ class GoProcess:
     listening: tuple[ListenSocket, ...]
     other_netns: bool
     notes: tuple[str, ...]  # what could not be checked, and why
+    memory_note: str = "not checked"  # why its runtime cannot be read from its memory; "" when it can
 
     @property
     def go_version(self) -> str:
         return self.build.go_version
+
+    @property
+    def memory(self) -> bool:
+        """Whether its runtime can be read from its memory (the memory source)."""
+        return not self.memory_note
 
     def to_json(self) -> dict:
         return {
@@ -105,6 +113,8 @@ class GoProcess:
             "agent": self.agent.to_json() if self.agent else None,
             "pprof": self.pprof,
             "expvar": self.expvar,
+            "memory": self.memory,
+            "memory_note": self.memory_note or None,
             "netns": "other" if self.other_netns else "same",
             "listening": [{"host": s.host, "port": s.port} for s in self.listening],
             "build": self.build.to_json(),
@@ -122,6 +132,7 @@ class GoProcess:
             pprof=data.get("pprof"), expvar=data.get("expvar"),
             listening=tuple(ListenSocket(s["host"], s["port"], 0) for s in data.get("listening", ())),
             other_netns=data.get("netns") == "other", notes=tuple(data.get("notes", ())),
+            memory_note=data.get("memory_note") or ("" if data.get("memory") else "not read from memory"),
         )
 
 
@@ -227,11 +238,13 @@ class Scanner:
         try:
             proc = psutil.Process(pid)
             uid = proc.uids().effective
-            return _Identity(key, proc.create_time(), proc.name(), _exe(pid), uid, _username(proc, uid), build)
+            identity = _Identity(key, proc.create_time(), proc.name(), _exe(pid), uid, _username(proc, uid), build,
+                                 memory_access(pid, build.go_version) or "")
         except psutil.AccessDenied:
             return Skipped(pid, _name(pid), "permission denied reading /proc/PID/status")
         except psutil.NoSuchProcess:
             return None
+        return identity
 
     def _forget_all_but(self, alive: set[ProcessKey]) -> None:
         for key in self._identities.keys() - alive:
@@ -331,7 +344,7 @@ def _go_process(ep: _Endpoints) -> GoProcess:
         pid=ident.pid, ppid=ep.ppid, name=ident.name, exe=ident.exe,
         create_time=ident.create_time, uid=ident.uid, username=ident.username,
         build=ident.build, agent=ep.agent, pprof=ep.http.pprof, expvar=ep.http.expvar,
-        listening=ep.listening, other_netns=ep.other_netns, notes=tuple(ep.notes),
+        listening=ep.listening, other_netns=ep.other_netns, notes=tuple(ep.notes), memory_note=ident.memory_note,
     )
 
 

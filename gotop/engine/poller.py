@@ -147,7 +147,7 @@ class Poller:
         if self.target.http and now >= self._next_leak:
             self._next_leak = now + self.tiers.leak_every
             fetches["leaks"] = self.target.goroutine_leaks
-        if not self.target.http:
+        if not self.target.has_goroutine_groups:
             del fetches["goroutines"]
         results = await asyncio.gather(*(fetch() for fetch in fetches.values()), return_exceptions=True)
         self._next_slow = now + self._backed_off("slow", self.tiers.slow_every, results)

@@ -16,7 +16,8 @@ Schema (format "gotop-recording", version 1); times are unix seconds:
       pauses ([num, pause ns, end ns] of every GC since the previous poll),
       sources (which transport gave what), then the figures: memstats (Go's
       names in snake_case, without the pause rings), goroutines, os_threads,
-      gomaxprocs, num_cpu, rss, cpu_percent, threads, open_fds.
+      gomaxprocs, num_cpu, rss, cpu_percent, threads, open_fds, and (since the memory
+      source; absent from older rows) heap_marked, gc_percent, memory_limit.
   fds(target, time, file, tcp, udp, unix, pipe, other)
   stacks(target, id, frames)        each distinct goroutine stack once (zlib JSON)
   goroutines(target, time, kind, total, groups)
@@ -64,10 +65,13 @@ from gotop.sources.procfs import FD_KINDS, OsFigures
 FORMAT = "gotop-recording"
 VERSION = 1
 
-MEMSTATS_COLUMNS = tuple(f.name for f in fields(MemStats) if f.name not in ("pause_ns", "pause_end"))
+# MemStats fields added after the first recordings: at the end of a row, so older rows read as they were.
+LATER_MEMSTATS_COLUMNS = ("heap_marked", "gc_percent", "memory_limit")
+MEMSTATS_COLUMNS = tuple(f.name for f in fields(MemStats)
+                         if f.name not in ("pause_ns", "pause_end", *LATER_MEMSTATS_COLUMNS))
 STATS_COLUMNS = tuple(f.name for f in fields(Stats))
 OS_COLUMNS = ("rss", "cpu_percent", "threads", "open_fds")
-FIGURES = ("sources", *MEMSTATS_COLUMNS, *STATS_COLUMNS, *OS_COLUMNS)
+FIGURES = ("sources", *MEMSTATS_COLUMNS, *STATS_COLUMNS, *OS_COLUMNS, *LATER_MEMSTATS_COLUMNS)
 ROW_FIELDS = ("time", "state", "error", "poll_seconds", "sampled", "lost_pauses", "pauses", *FIGURES)
 _PAUSES = ROW_FIELDS.index("pauses")
 CHUNK_ROWS = 60
@@ -101,7 +105,8 @@ def target_info(target: Target, process: GoProcess | None) -> dict:
     """What a recording keeps of a target: its process and its transports."""
     return {
         "process": process.to_json() if process else None,
-        "transports": {"agent": bool(target.gops), "pprof": bool(target.http), "expvar": target.expvar},
+        "transports": {"agent": bool(target.gops), "pprof": bool(target.http), "expvar": target.expvar,
+                       "memory": target.memory},
         "pid": target.pid,
     }
 
@@ -288,6 +293,7 @@ def _figures(sample: Sample) -> tuple:
         *(getattr(m, c) if m else None for c in MEMSTATS_COLUMNS),
         *(getattr(st, c) for c in STATS_COLUMNS),
         *(getattr(os_, c) if os_ else None for c in OS_COLUMNS),
+        *(getattr(m, c) if m else None for c in LATER_MEMSTATS_COLUMNS),
     )
 
 
@@ -397,10 +403,13 @@ def _sample(t: float, figures: Sequence[Any]) -> Sample:
     sources, values = figures[0], figures[1:]
     memstats_values = values[: len(MEMSTATS_COLUMNS)]
     stats_values = values[len(MEMSTATS_COLUMNS): len(MEMSTATS_COLUMNS) + len(STATS_COLUMNS)]
-    os_values = values[len(MEMSTATS_COLUMNS) + len(STATS_COLUMNS):]
+    os_start = len(MEMSTATS_COLUMNS) + len(STATS_COLUMNS)
+    os_values = values[os_start:os_start + len(OS_COLUMNS)]
+    later_values = values[os_start + len(OS_COLUMNS):]  # none in older recordings
     memstats = None
     if any(v is not None for v in memstats_values):
-        memstats = MemStats(**{c: _typed(c, v) for c, v in zip(MEMSTATS_COLUMNS, memstats_values)})
+        memstats = MemStats(**{c: _typed(c, v) for c, v in zip(MEMSTATS_COLUMNS, memstats_values)},
+                            **dict(zip(LATER_MEMSTATS_COLUMNS, later_values)))
     os_figures = OsFigures(t, *os_values) if os_values[0] is not None else None
     return Sample(t, memstats, Stats(*stats_values), os_figures, sources or {})
 

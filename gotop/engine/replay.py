@@ -29,6 +29,8 @@ class ReplayedTarget:
         self.gops = transports.get("agent", False)
         self.http = transports.get("pprof", False)
         self.expvar = transports.get("expvar", False)
+        self.memory = transports.get("memory", False)
+        self.has_goroutine_groups = self.memory or self.http
 
     def __getattr__(self, action: str):
         async def refuse(*args, **kwargs):

@@ -1,13 +1,21 @@
 """One monitored Go process, whatever transports it offers.
 
 A target is named by a PID (discovery finds its gops agent and pprof/expvar
-endpoints), by `host:port` (a gops agent) or by `http://host:port` (a
-net/http/pprof base). When several transports exist, each figure is asked of
-the cheapest source first and of the others on failure:
+endpoints, and whether its runtime can be read from its memory), by
+`host:port` (a gops agent) or by `http://host:port` (a net/http/pprof base).
+When several transports exist, each figure is asked of the cheapest and least
+intrusive source first and of the others on failure. The memory source costs
+the target nothing (no request, no allocation, no stop), so it comes first for
+the counts. For memstats, expvar and the agent give every MemStats field (the
+memory has no malloc counts, stack and off-heap figures); for groups, pprof
+gives whole stacks, which the goroutine view shows and the runtime's leak proofs
+(the goroutineleak profile) are keyed by: where they exist they come first.
 
-  memstats     expvar (carries the GC pause rings)  > agent memstats > heap?debug=1 trailer
-  goroutines   agent stats (with threads, GOMAXPROCS) > pprof index counts
-  groups       goroutine protobuf (grouped, no stop-the-world); the agent only has full dumps
+  memstats     expvar (carries the GC pause rings) > agent memstats > memory (fewer fields: no
+               malloc counts) > heap?debug=1 trailer
+  goroutines   memory > agent stats (with threads, GOMAXPROCS) > pprof index counts
+  groups       goroutine protobuf (by stack, no stop-the-world) > memory (by start function
+               and creation site); the agent only has full dumps
   heap / CPU   HTTP (does not block the agent)  > agent
   GC           agent > heap?gc=1
   GC percent   agent only
@@ -30,7 +38,7 @@ from urllib.parse import urlsplit
 
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.discovery.sockets import own_listener, socket_owner
-from gotop.engine.targetspec import TargetError, TargetSpec, parse_target
+from gotop.engine.targetspec import SOURCES, TargetError, TargetSpec, parse_target
 from gotop.errors import GotopError
 from gotop.model.goroutines import (
     KIND_GOROUTINELEAK,
@@ -51,6 +59,7 @@ from gotop.model.profile import parse_profile
 from gotop.sources.errors import TransportError
 from gotop.sources.gops import GCPercentChange, GopsClient
 from gotop.sources.http import PprofClient, is_loopback, normalize_base
+from gotop.sources.memory import MemoryReader, MemoryReading, MemoryUnavailable
 from gotop.sources.procfs import OsFigures, OsSampler, fd_kinds
 from gotop.sources.progress import ProgressCallback
 from gotop.textsafe import plain
@@ -58,6 +67,7 @@ from gotop.textsafe import plain
 T = TypeVar("T")
 
 POLL_GRACE = 0.5  # seconds past a poll's budget, so that a transport's own timeout (which says more) comes first
+MEMORY_BUDGET = 2.0  # seconds a memory reading may take (a worker thread; 100,000 goroutines take about 0.2 s)
 
 
 class NoSource(TargetError):
@@ -99,33 +109,45 @@ class Target:
     def __init__(
         self, label: str, *, gops: GopsClient | None = None, http: PprofClient | None = None,
         vars_client: PprofClient | None = None, pid: int | None = None, process: GoProcess | None = None,
+        only: str | None = None,
     ) -> None:
+        if only is not None and only not in SOURCES:
+            raise TargetError(f"unknown source {only!r}: one of {', '.join(SOURCES)}")
         self.label = label
-        self.gops = gops
-        self.http = http  # net/http/pprof
-        self.vars = vars_client  # expvar's /debug/vars; the same client as `http` when one server has both
+        self.only = only  # read through this source alone (`--source`), to compare sources
+        self.gops = gops if self._allows("agent") else None
+        self.http = http if self._allows("pprof") else None  # net/http/pprof
+        # expvar's /debug/vars; the same client as `http` when one server has both
+        self.vars = vars_client if self._allows("expvar") else None
         self.pid = pid
         self.process = process
         self._os = OsSampler(pid) if pid is not None else None
         self._offers_leak_profile: bool | None = None  # known after the first look at the index
+        readable = process is not None and process.memory and self._allows("memory")
+        self._memory: MemoryReader | MemoryUnavailable | None = None if readable else MemoryUnavailable(
+            f"{label}: {process.memory_note if process else 'not a local process'}")
+        self._reading: asyncio.Future[MemoryReading] | None = None
+
+    def _allows(self, source: str) -> bool:
+        return self.only is None or self.only == source
 
     @classmethod
-    def open(cls, spec: TargetSpec | str, *, scanner: Scanner | None = None) -> Target:
-        """Resolve a target; a PID goes through discovery."""
+    def open(cls, spec: TargetSpec | str, *, scanner: Scanner | None = None, only: str | None = None) -> Target:
+        """Resolve a target; a PID goes through discovery. `only` names the one source to read through."""
         if isinstance(spec, str):
             spec = parse_target(spec)
         if spec.pid is not None:
-            return cls.for_process((scanner or Scanner()).inspect(spec.pid))
+            return cls.for_process((scanner or Scanner()).inspect(spec.pid), only=only)
         if spec.agent is not None:
             host, port = spec.agent
-            return cls(spec.text, gops=GopsClient(host, port), pid=_local_pid(host, port))
+            return cls(spec.text, gops=GopsClient(host, port), pid=_local_pid(host, port), only=only)
         assert spec.http_base is not None
         http = PprofClient(spec.http_base)
         url = urlsplit(http.base_url)
-        return cls(spec.text, http=http, vars_client=http, pid=_local_pid(url.hostname, url.port or 80))
+        return cls(spec.text, http=http, vars_client=http, pid=_local_pid(url.hostname, url.port or 80), only=only)
 
     @classmethod
-    def for_process(cls, proc: GoProcess) -> Target:
+    def for_process(cls, proc: GoProcess, *, only: str | None = None) -> Target:
         """A discovered process, asked only what its endpoints serve: one that
         serves expvar alone (etcd without --enable-pprof) gets no pprof client."""
         agent = proc.agent if proc.agent and proc.agent.reachable else None
@@ -137,13 +159,23 @@ class Target:
         return cls(
             f"pid {proc.pid} ({plain(proc.name)})",  # a name may hold anything; the label is shown and stored
             gops=GopsClient(agent.host, agent.port) if agent else None,
-            http=pprof, vars_client=vars_client, pid=proc.pid, process=proc,
+            http=pprof, vars_client=vars_client, pid=proc.pid, process=proc, only=only,
         )
 
     @property
     def expvar(self) -> bool:
         """Whether the target serves /debug/vars."""
         return self.vars is not None
+
+    @property
+    def memory(self) -> bool:
+        """Whether the target's runtime is read from its memory (as far as known: a
+        binary whose runtime cannot be mapped is known after the first reading)."""
+        return not isinstance(self._memory, MemoryUnavailable)
+
+    @property
+    def has_goroutine_groups(self) -> bool:
+        return self.memory or self.http is not None
 
     async def aclose(self) -> None:
         if self.http is not None:
@@ -162,7 +194,8 @@ class Target:
     @property
     def poll_budget(self) -> float:
         """Seconds one poll may take, all sources and fallbacks together."""
-        return max((client.timeout for client in (self.gops, self.http, self.vars) if client), default=0.0)
+        budgets = [client.timeout for client in (self.gops, self.http, self.vars) if client]
+        return max([*budgets, MEMORY_BUDGET] if self.memory else budgets, default=0.0)
 
     async def memstats(self, deadline: float | None = None) -> tuple[MemStats, str]:
         sources: list[tuple[str, Callable[[], Awaitable[MemStats]]]] = []
@@ -170,12 +203,16 @@ class Target:
             sources.append(("expvar", self._expvar_memstats))
         if self.gops:
             sources.append(("agent", self._agent_memstats))
+        if self.memory:
+            sources.append(("memory", self._memory_memstats))
         if self.http:
             sources.append(("heap?debug=1", self._heap_text_memstats))
         return await self._first("memstats", sources, deadline)
 
     async def stats(self, deadline: float | None = None) -> tuple[Stats, str]:
         sources: list[tuple[str, Callable[[], Awaitable[Stats]]]] = []
+        if self.memory:
+            sources.append(("memory", self._memory_stats))
         if self.gops:
             sources.append(("agent", self._agent_stats))
         if self.http:
@@ -200,20 +237,30 @@ class Target:
                 values.append(result[0])
                 sources[name] = result[1]
         problems = tuple(f"{detail} (no {', no '.join(whats)})" for detail, whats in failed.items())
-        if not sources and (self.gops or self.http or os_figures is None):
+        if not sources and (self.gops or self.http or self.memory or os_figures is None):
             raise TargetError(f"{self.label}: {'; '.join(problems)}")
         if os_figures is not None:
             sources["process"] = "procfs"
         return Sample(round(time.time(), 3), values[0], values[1] or Stats(), os_figures, sources, problems)
 
     async def goroutine_profile(self) -> GoroutineProfile:
-        """Goroutines grouped by stack, from the protobuf profile (no stop-the-world,
-        and its runtime frames tell each group's wait state)."""
-        if not self.http:
+        """Grouped goroutines: from the protobuf profile by stack (no stop-the-world,
+        and its runtime frames tell each group's wait state), else from memory by
+        start function and creation site (with their wait reasons)."""
+        sources: list[tuple[str, Callable[[], Awaitable[GoroutineProfile]]]] = []
+        if self.http:
+            sources.append(("pprof", self._pprof_groups))
+        if self.memory:
+            sources.append(("memory", self._memory_groups))
+        if not sources:
             raise TargetError(
-                f"{self.label}: grouped goroutines need net/http/pprof "
+                f"{self.label}: grouped goroutines need net/http/pprof or a readable memory "
                 "(the gops agent only has the full dump, which stops the world)"
             )
+        return (await self._first("goroutine groups", sources))[0]
+
+    async def _pprof_groups(self) -> GoroutineProfile:
+        assert self.http
         data = await self.http.profile("goroutine")
         return await self._parsed("goroutine profile", lambda: profile_from_pprof(parse_profile(data)))
 
@@ -302,6 +349,30 @@ class Target:
 
     # -- sources --------------------------------------------------------------
 
+    async def _memory_reading(self) -> MemoryReading:
+        """A reading of the runtime in memory, in a worker thread; figures asked while
+        one is under way (a poll's memstats and counts) share it."""
+        if self._memory is None:
+            assert self.process is not None
+            try:
+                self._memory = await asyncio.to_thread(MemoryReader, self.process.pid, self.process.go_version)
+            except MemoryUnavailable as e:
+                self._memory = e
+        if isinstance(self._memory, MemoryUnavailable):
+            raise self._memory
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(asyncio.to_thread(self._memory.read))
+        return await asyncio.shield(self._reading)
+
+    async def _memory_memstats(self) -> MemStats:
+        return (await self._memory_reading()).memstats
+
+    async def _memory_stats(self) -> Stats:
+        return (await self._memory_reading()).stats
+
+    async def _memory_groups(self) -> GoroutineProfile:
+        return (await self._memory_reading()).census.profile
+
     async def _expvar_memstats(self) -> MemStats:
         assert self.vars
         memstats = parse_expvar(await self.vars.vars_raw()).memstats
@@ -353,6 +424,8 @@ class Target:
             raise TargetError(f"{self.label}: {what}: {e}") from None
 
     def _nothing(self, what: str) -> NoSource:
+        if self.only:
+            return NoSource(self.label, what, f"the {self.only} source does not give it, or the target has none")
         only_expvar = ", and it serves only expvar" if self.vars else ""
         return NoSource(self.label, what, f"needs the gops agent or net/http/pprof{only_expvar}")
 

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 
 from gotop.errors import GotopError
 
+# What `--source` may name: a target's figures are then read through that one alone.
+SOURCES = ("memory", "agent", "pprof", "expvar")
+SOURCE_HELP = ("read through this source alone, to compare them: memory (the runtime read from outside), "
+               "agent (gops), pprof (net/http/pprof), expvar")
+
 
 class TargetError(GotopError):
     """A target cannot be named, found, or asked for something it does not offer."""

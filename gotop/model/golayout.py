@@ -55,6 +55,7 @@ TYPES = (
     "runtime.mheap",
     "runtime.workType",
     "runtime.gcWork",
+    "runtime.moduledata",  # where its gofunc word is: the inline trees of a stripped binary are found through it
 )
 # Types whose byte size alone is recorded, besides those of TYPES.
 SIZED = ("string", "runtime.slice")
@@ -78,8 +79,11 @@ GLOBALS = (
     "runtime.work",
 )
 WAIT_REASONS_VAR = "runtime.waitReasonStrings"
-# The constants recorded: goroutine and P statuses (_Gdead, _Gscan, go1.26's _Gdeadextra, _Pidle, ...).
-CONSTANTS = re.compile(r"runtime\._[GP][a-z]+(_unused)?")
+# The constants recorded: goroutine and P statuses (_Gdead, _Gscan, go1.26's _Gdeadextra, _Pidle, ...),
+# and the function ID the pclntab gives the compiler's wrappers (go statements' among them), which
+# tracebacks hide: runtime.funcID_wrapper up to go1.20, then internal/abi.FuncIDWrapper.
+CONSTANTS = re.compile(r"runtime\._[GP][a-z]+(_unused)?|runtime\.funcID_wrapper|internal/abi\.FuncIDWrapper")
+CONSTANT_UNITS = ("runtime", "internal/abi")  # the units holding them
 
 MAX_DEPTH = 4  # path components of a recorded field: "gFree.stack.head" is 3
 MAX_TYPEDEF_CHAIN = 16  # a damaged DWARF could make typedefs refer to each other
@@ -183,6 +187,7 @@ READER_NEEDS = (
     Need("runtime.schedt", ("npidle",)),
     Need("runtime.p", ("status",)),
     Need("runtime.p", ("gFree.n", "gFree.size")),  # gFree.size since go1.25
+    Need("runtime.moduledata", ("gofunc",)),
 )
 READER_SIZES = ("runtime.g", "runtime.p", "string", "runtime.slice")
 READER_CONSTANTS = ("runtime._Gidle", "runtime._Grunnable", "runtime._Grunning", "runtime._Gsyscall",
@@ -222,7 +227,13 @@ class RuntimeLayout:
         absent = [need.describe() for need in READER_NEEDS
                   if need.applies(minor) and not any(self.has(need.type_name, path) for path in need.paths)]
         return (absent + [f"size of {name}" for name in READER_SIZES if name not in self.sizes]
-                + [f"constant {name}" for name in READER_CONSTANTS if name not in self.constants])
+                + [f"constant {name}" for name in READER_CONSTANTS if name not in self.constants]
+                + ["constant internal/abi.FuncIDWrapper"] * (self.wrapper_func_id is None))
+
+    @property
+    def wrapper_func_id(self) -> int | None:
+        """The pclntab function ID of the compiler's wrappers (a `go f(x)` statement's among them)."""
+        return self.constants.get("internal/abi.FuncIDWrapper", self.constants.get("runtime.funcID_wrapper"))
 
 
 def go_minor(go_version: str) -> int | None:
@@ -265,14 +276,18 @@ def _layout_from_dwarf(dwarf: Any, read: ReadMemory | None) -> RuntimeLayout | N
     wanted_globals = set(GLOBALS)
     for unit in dwarf.iter_CUs():
         top = unit.get_top_DIE()
-        if _name(top) != "runtime":  # the linker puts every type in the runtime's unit
+        unit_name = _name(top)
+        if unit_name not in CONSTANT_UNITS:  # the linker puts every type in the runtime's unit
             continue
-        ptr_size = unit["address_size"]
-        producer = producer or _text(top, "DW_AT_producer")
+        if unit_name == "runtime":
+            ptr_size = unit["address_size"]
+            producer = producer or _text(top, "DW_AT_producer")
         for count, die in enumerate(top.iter_children()):
             if count == MAX_UNIT_CHILDREN:
-                raise LayoutUnavailable("the binary's DWARF has a runtime unit without end")
+                raise LayoutUnavailable(f"the binary's DWARF has a {unit_name} unit without end")
             name = _name(die)
+            if unit_name != "runtime" and die.tag != "DW_TAG_constant":
+                continue
             if die.tag == "DW_TAG_structure_type" and name in wanted_types:
                 types.setdefault(name, die)
             elif die.tag == "DW_TAG_variable" and name in wanted_globals:

@@ -123,6 +123,22 @@ def resolve_globals(pclntab: Pclntab, read_code: Callable[[Func], bytes], arch: 
 
 
 @cache
+def call_targets(code: bytes, address: int, arch: str) -> list[int]:
+    """The addresses the code at `address` calls directly (amd64 `call rel32`, arm64 `bl`), in code order."""
+    call = "call" if arch == "amd64" else "bl"
+    return [int(operands.removeprefix("#"), 0) for _at, _size, mnemonic, operands
+            in _decoder(arch).disasm_lite(code, address)
+            if mnemonic == call and _IMMEDIATE.fullmatch(operands)]
+
+
+_IMMEDIATE = re.compile(r"#?0x[0-9a-f]+")
+
+
+def instruction_addresses(code: bytes, address: int, arch: str) -> list[int]:
+    """Where each instruction of the code at `address` starts."""
+    return [at for at, _size, _mnemonic, _operands in _decoder(arch).disasm_lite(code, address)]
+
+
 def _decoder(arch: str) -> capstone.Cs:
     if arch == "amd64":
         return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)

@@ -76,6 +76,10 @@ class MemStats:
     last_pause_ns: int | None = None  # pause of GC number num_gc; None before the first GC
     last_pause_end: int | None = None  # its end, unix ns
     max_rss: int | None = None  # peak RSS in bytes (heap debug=1 trailer only, from getrusage)
+    # The GC controller's own figures (the memory source only):
+    heap_marked: int | None = None  # the live heap the last GC marked (heap after GC)
+    gc_percent: int | None = None  # GOGC; -1 = off
+    memory_limit: int | None = None  # GOMEMLIMIT in bytes; None = no limit (or not known)
 
     def new_pauses(self, prev_num_gc: int) -> GcPauses:
         """Pauses of the GCs numbered (prev_num_gc, num_gc]; see `GcPauses`."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import le
 from typing import Literal
@@ -39,8 +39,16 @@ from gotop.errors import GotopError
 MAGICS = {0xFFFFFFF0: "1.18", 0xFFFFFFF1: "1.20"}  # the header layouts of Go 1.18-1.19 and 1.20+
 _OLD_MAGICS = {0xFFFFFFFB: "1.2-1.15", 0xFFFFFFFA: "1.16-1.17"}
 _HEADER_WORDS = 8  # nfunc, nfiles, textStart and the five table offsets
-_FUNC_FIELDS = 9  # u32 fields of _func up to cuOffset, all this reader needs
+_FUNC_FIELDS = 9  # u32 fields of _func up to cuOffset
+# Then, since Go 1.20, startLine (4 bytes); then the byte funcID (abi.FuncID: runtime.main, wrapper, ...).
+_FUNC_ID_AT = {"1.18": 4 * _FUNC_FIELDS, "1.20": 4 * _FUNC_FIELDS + 4}
 _NO_FILE = 0xFFFFFFFF  # a cutab slot of a file the compilation unit does not use
+_PCDATA_INLTREE = 2  # abi.PCDATA_InlTreeIndex: which inlined call a pc is in (-1: none)
+_FUNCDATA_INLTREE = 3  # abi.FUNCDATA_InlTree: the inlined calls, an offset into go:func.*
+_NO_FUNCDATA = 0xFFFFFFFF
+# runtime.inlinedCall: (its size, where its function name offset is, where its parentPc is)
+_INLINED_CALL = {"1.18": (20, 12, 16), "1.20": (16, 4, 8)}
+_MAX_INLINE_DEPTH = 100
 _MAX_VARINT_BYTES = 5  # a uint32
 
 
@@ -55,6 +63,7 @@ class Func:
     name: str
     entry: int
     end: int
+    func_id: int = 0  # abi.FuncID: which runtime function or compiler wrapper it is; 0 for the others
 
 
 class Pclntab:
@@ -112,7 +121,7 @@ class Pclntab:
         entries, funcoffs = functab[0::2], functab[1::2]
         if not all(map(le, entries, entries[1:])):
             raise PclntabError("pclntab functions are not sorted by address")
-        if nfunc and max(funcoffs) > len(data) - pclntab - _FUNC_FIELDS * 4:
+        if nfunc and max(funcoffs) > len(data) - pclntab - _FUNC_ID_AT[MAGICS[magic]] - 1:
             raise PclntabError("a pclntab function record lies past the table's end")
         return cls(data, MAGICS[magic], byteorder, ptr_size, quantum, start, tables, entries, funcoffs)
 
@@ -160,6 +169,43 @@ class Pclntab:
         index = self._index_at(pc)
         return None if index is None else self._func(index)
 
+    def outermost_inlined(self, pc: int, read_gofunc: Callable[[int, int], bytes]) -> str | None:
+        """The name of the function inlined into `pc`'s function that holds `pc`, the
+        outermost one where inlined calls nest (as a traceback names the frame the
+        function's own body called); None where `pc` is the function's own code.
+
+        `read_gofunc(offset, size)` reads the binary's go:func.* data, where the
+        inline trees are (funcdata offsets count from its start)."""
+        index = self._index_at(pc)
+        if index is None:
+            return None
+        at = self._pclntab + self._funcoffs[index] + _FUNC_ID_AT[self.magic_version] + 4
+        npcdata, nfuncdata = self._fields(index)[7], self._data[at - 1]
+        if npcdata <= _PCDATA_INLTREE or nfuncdata <= _FUNCDATA_INLTREE:
+            return None
+        if at + 4 * (npcdata + nfuncdata) > len(self._data):
+            raise PclntabError(f"pclntab function {index}: its pcdata run past the table's end")
+        table = self._u32(at + 4 * _PCDATA_INLTREE)
+        tree = self._u32(at + 4 * (npcdata + _FUNCDATA_INLTREE))
+        if tree == _NO_FUNCDATA:
+            return None
+        entry, end = self.text_start + self._entries[index], self.text_start + self._entries[index + 1]
+        size, name_at, parent_at = _INLINED_CALL[self.magic_version]
+        node = self._pc_value(table, entry, pc)
+        for _ in range(_MAX_INLINE_DEPTH):
+            if node is None or node < 0:
+                return None
+            call = read_gofunc(tree + node * size, size)
+            parent_pc = entry + int.from_bytes(call[parent_at:parent_at + 4], self._byteorder, signed=True)
+            parent = self._pc_value(table, entry, parent_pc) if entry <= parent_pc < end else None
+            if parent is None or parent < 0:
+                name_offset = int.from_bytes(call[name_at:name_at + 4], self._byteorder, signed=True)
+                if not 0 <= name_offset < self._cutab - self._funcnametab:
+                    raise PclntabError(f"an inline tree of pclntab function {index} names nothing")
+                return self._string(self._funcnametab, name_offset, self._cutab)
+            node = parent
+        raise PclntabError(f"the inline tree of pclntab function {index} nests without end")
+
     def line_of(self, pc: int) -> tuple[str, int] | None:
         """The source file and line of the code at `pc` (of the inlined function where it
         was inlined, as the runtime's tracebacks say); None if the table does not say."""
@@ -193,7 +239,8 @@ class Pclntab:
         if fields[0] != self._entries[index]:
             raise PclntabError(f"pclntab function {index}: entry {fields[0]:#x} differs from the functab's")
         name = self._string(self._funcnametab, fields[1], self._cutab)
-        return Func(name, self.text_start + self._entries[index], self.text_start + self._entries[index + 1])
+        func_id = self._data[self._pclntab + self._funcoffs[index] + _FUNC_ID_AT[self.magic_version]]
+        return Func(name, self.text_start + self._entries[index], self.text_start + self._entries[index + 1], func_id)
 
     def _fields(self, index: int) -> tuple[int, ...]:
         """The first u32 fields of a function's _func record (parse checked it is in the data)."""

@@ -38,7 +38,14 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import Section
 
 from gotop.errors import GotopError
-from gotop.model.machinecode import ARCHES, RefSignature, derive_signatures, resolve_globals
+from gotop.model.machinecode import (
+    ARCHES,
+    RefSignature,
+    call_targets,
+    derive_signatures,
+    instruction_addresses,
+    resolve_globals,
+)
 from gotop.model.pclntab import MAGICS, Func, Pclntab, PclntabError
 
 _ARCHES = {"EM_X86_64": "amd64", "EM_AARCH64": "arm64", "EM_386": "386", "EM_ARM": "arm",
@@ -54,6 +61,7 @@ _MAX_FUNCTION = 1 << 20  # bytes of one function's code read
 _MODULEDATA_WORDS = 24
 _PCLNTABLE_WORD = 13
 _TEXT_WORD = 22
+_GOFUNC_SYMBOLS = ("go:func.*", "go.func.*")  # Go 1.20+, before
 _PT_LOAD = "PT_LOAD"
 _PF_X = 0x1
 _PF_W = 0x2
@@ -87,6 +95,8 @@ class GoBinary:
     pclntab: Pclntab
     has_dwarf: bool
     segments: tuple[Segment, ...]
+    gofunc: int  # where go:func.* starts (the inline trees are there): its symbol; 0 if stripped
+    moduledata: int  # where runtime.firstmoduledata is (it says where go:func.* is); 0 if not found
     _identity: tuple[int, ...] = field(repr=False, compare=False)  # (st_dev, st_ino, st_size, st_mtime_ns)
 
     @classmethod
@@ -131,6 +141,40 @@ class GoBinary:
         with self._code_reader() as read_code:
             return derive_signatures(self.pclntab, self.symbols, read_code, self.arch, wanted)
 
+    def gofunc_at(self, gofunc_offset: int) -> int:
+        """Where go:func.* starts: its symbol, else the moduledata's word at `gofunc_offset`
+        (the release's layout says where it is); 0 when neither is found."""
+        if self.gofunc or not self.moduledata:
+            return self.gofunc
+        try:
+            address = int.from_bytes(self.read(self.moduledata + gofunc_offset, self.ptr_size), "little")
+        except BinaryError:
+            return 0
+        with _opened(self.path, self._identity) as (file, _):
+            return address if _in_read_only_data(ELFFile(file), address) else 0
+
+    def wrapped_function(self, wrapper: Func, gofunc: int) -> tuple[str, int] | None:
+        """The function a compiler-made wrapper calls (`go f(x)` starts f through a wrapper,
+        which tracebacks hide), and a pc to take its file and line from: f inlined into
+        the wrapper (the pclntab's inline tree says), else the wrapper's first direct call
+        outside the runtime (which it calls to grow its stack or check for races).
+        None when neither is found (or for another arch). `gofunc`: see gofunc_at."""
+        if self.arch not in ARCHES:
+            return None
+        with _opened(self.path, self._identity) as (file, _):
+            code = self._read_at(file, wrapper.entry, min(wrapper.end - wrapper.entry, _MAX_FUNCTION))
+            if gofunc:
+                def read_gofunc(offset: int, size: int) -> bytes:
+                    return self._read_at(file, gofunc + offset, size)
+                for pc in instruction_addresses(code, wrapper.entry, self.arch):
+                    if (name := self.pclntab.outermost_inlined(pc, read_gofunc)) is not None:
+                        return name, pc
+        for target in call_targets(code, wrapper.entry, self.arch):
+            func = self.pclntab.func_at(target)
+            if func is not None and func.entry == target and not func.name.startswith("runtime."):
+                return func.name, func.entry
+        return None
+
     def read(self, address: int, size: int) -> bytes:
         """`size` bytes of the file mapped at link-time `address` (BinaryError if not all are)."""
         with _opened(self.path, self._identity) as (file, _):
@@ -163,9 +207,12 @@ class GoBinary:
         if text is None:
             raise BinaryError(f"{path}: no .text section")
         text_start = text_symbol
-        if text_start is None and (moduledata := _moduledata(file, segments, word, pclntab_address, data)):
+        moduledata_address = symbols.get("runtime.firstmoduledata", (0, 0))[0]
+        if text_start is None and (found := _moduledata(file, segments, word, pclntab_address, data)):
+            address, moduledata = found
             if text["sh_addr"] <= moduledata[_TEXT_WORD] < text["sh_addr"] + text["sh_size"]:
-                text_start = moduledata[_TEXT_WORD]
+                text_start, moduledata_address = moduledata[_TEXT_WORD], address
+        gofunc = next((symbols[name][0] for name in _GOFUNC_SYMBOLS if name in symbols), 0)
         try:
             pclntab = Pclntab.parse(data, text_start=text_start or text["sh_addr"])
         except PclntabError as exc:
@@ -181,6 +228,8 @@ class GoBinary:
             pclntab=pclntab,
             has_dwarf=bool(names & {".debug_info", ".zdebug_info"}),
             segments=segments,
+            gofunc=gofunc,
+            moduledata=moduledata_address,
             _identity=identity,
         )
 
@@ -296,8 +345,8 @@ def _symbols(path: str, file: BinaryIO, elf: ELFFile) -> tuple[dict[str, tuple[i
 
 
 def _moduledata(file: BinaryIO, segments: Sequence[Segment], word: struct.Struct, pclntab_address: int,
-                pclntab_header: bytes) -> list[int] | None:
-    """The first words of the runtime's moduledata, or None if it is not found. It starts
+                pclntab_header: bytes) -> tuple[int, list[int]] | None:
+    """The address and first words of the runtime's moduledata, or None if it is not found. It starts
     with the pcHeader's address then its funcnametab's (the header's fourth word after its
     8 fixed bytes), and lies in writable data (.go.module since Go 1.26, .noptrdata before,
     .data.rel.ro in some PIEs): two words found nowhere else."""
@@ -312,7 +361,7 @@ def _moduledata(file: BinaryIO, segments: Sequence[Segment], word: struct.Struct
             for at in _find_aligned(file, segment, needle, word.size):
                 raw = _read_mapped(file, segments, at, _MODULEDATA_WORDS * word.size)
                 if raw is not None:
-                    return [word.unpack_from(raw, i * word.size)[0] for i in range(_MODULEDATA_WORDS)]
+                    return at, [word.unpack_from(raw, i * word.size)[0] for i in range(_MODULEDATA_WORDS)]
     return None
 
 
@@ -328,9 +377,10 @@ def _pclntab_by_header(file: BinaryIO, segments: Sequence[Segment], word: struct
                 continue
             for at in _find_aligned(file, segment, needle, word.size):
                 header = _read_mapped(file, segments, at, 8 + 8 * word.size) or b""
-                moduledata = _moduledata(file, segments, word, at, header)
-                if moduledata is None:
+                found = _moduledata(file, segments, word, at, header)
+                if found is None:
                     continue
+                moduledata = found[1]
                 end = moduledata[_PCLNTABLE_WORD] + moduledata[_PCLNTABLE_WORD + 1]  # its address, its length
                 data = _read_mapped(file, segments, at, end - at) if at < end <= at + _MAX_PCLNTAB else None
                 if data is not None:
@@ -349,6 +399,11 @@ def _find_aligned(file: BinaryIO, segment: Segment, needle: bytes, align: int) -
             if (segment.vaddr + done + at) % align == 0:
                 yield segment.vaddr + done + at
             at = chunk.find(needle, at + 1)
+
+
+def _in_read_only_data(elf: ELFFile, address: int) -> bool:
+    return any(s["sh_flags"] & 0x3 == 0x2 and s["sh_addr"] <= address < s["sh_addr"] + s["sh_size"]
+               for s in elf.iter_sections())  # SHF_ALLOC 0x2 without SHF_WRITE 0x1
 
 
 def _first_line(error: BaseException) -> str:

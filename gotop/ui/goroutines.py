@@ -113,8 +113,9 @@ class GoroutinesScreen(GotopScreen):
         profile = h.goroutines
         title = Text.assemble(("goroutines", "bold"), f" · {plain(self.watched.name)}")
         if profile is None:
-            reason = "waiting for the first grouped profile" if self.watched.target.http else \
-                "grouped goroutines need net/http/pprof (the agent only has full dumps: press d on the process)"
+            reason = "waiting for the first grouped profile" if self.watched.target.has_goroutine_groups else \
+                "grouped goroutines need net/http/pprof or a readable memory " \
+                "(the agent only has full dumps: press d on the process)"
             self.query_one("#title", Line).update(title.append(f" · {reason}"))
             return
         when = h.groups and max(t.counts.times[-1] for t in h.groups.values())

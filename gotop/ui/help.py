@@ -13,7 +13,8 @@ from textual.widgets import Static
 from gotop.ui import keys
 
 ABOUT = (
-    "gotop watches Go processes through the gops agent (A) and net/http/pprof / expvar (P, E). "
+    "gotop watches Go processes by reading their runtime from their memory (M), and through the "
+    "gops agent (A) and net/http/pprof / expvar (P, E). "
     "Nothing in a target changes unless you confirm an action (GC, GOGC).\n\n"
     "heap in use: spans holding objects (HeapInuse). alloc: live objects (HeapAlloc). "
     "GC pause: stop-the-world time of each cycle. alloc/s: bytes allocated per second. "

@@ -46,7 +46,7 @@ STATE_STYLE = {
     TargetState.EXITED: "dim strike",
 }
 
-LEGEND = "enter open  A gops agent  P pprof  E expvar  ns other netns  - no way in  ● leaking"
+LEGEND = "enter open  M memory  A gops agent  P pprof  E expvar  ns other netns  - no way in  ● leaking"
 STATE_TEXT = {
     TargetState.STARTING: "start", TargetState.UP: "up", TargetState.SLOW: "slow",
     TargetState.UNREACHABLE: "unreach", TargetState.FAILED: "failed", TargetState.EXITED: "exited",
@@ -55,9 +55,9 @@ STATE_TEXT = {
 
 def marks(w: Watched) -> str:
     t = w.target
-    found = [m for m, present in (("A", t.gops), ("P", t.http), ("E", t.expvar)) if present]
+    found = [m for m, present in (("M", t.memory), ("A", t.gops), ("P", t.http), ("E", t.expvar)) if present]
     if w.process and w.process.other_netns:
-        found = ["ns"]
+        found = [*found[:1], "ns"] if t.memory else ["ns"]
     return "".join(found) or "-"
 
 

@@ -52,6 +52,8 @@ def header_text(w: Watched) -> Text:
     sample = w.history.last_sample
     if sample and sample.stats.gomaxprocs:
         text.append(f"  GOMAXPROCS {sample.stats.gomaxprocs}")
+    if sample and (ways := sorted({way for figure, way in sample.sources.items() if figure != "process"})):
+        text.append(f"  via {', '.join(ways)}", "dim")
     h = w.history
     text.append(f"  {h.state.value.upper()}", STATE_STYLE[h.state])
     if h.restarts:
@@ -143,9 +145,10 @@ class ProcessScreen(GotopScreen):
     def _texts(self, h: TargetHistory) -> None:
         s = h.last_sample
         m = s.memstats if s else None
-        heap = "no memstats (no agent, no expvar)" if m is None else (
-            f"sys {fmt_bytes_short(m.heap_sys)}  next GC {fmt_bytes_short(m.next_gc)}  "
-            f"{fmt_count(m.heap_objects)} obj")
+        heap = "no memstats (no memory reading, agent or expvar)" if m is None else (
+            f"sys {fmt_bytes_short(m.heap_sys)}  next GC {fmt_bytes_short(m.next_gc)}  " + (
+                f"{fmt_count(m.heap_objects)} obj" if m.heap_objects is not None
+                else f"live {fmt_bytes_short(m.heap_marked)}"))
         self.query_one("#heap_text", Line).update(heap)
         slope = h.series["goroutines"].slope_per_minute(60)
         threads = s.os.threads if s and s.os else None
@@ -155,7 +158,8 @@ class ProcessScreen(GotopScreen):
             Text(self._top_group(h), overflow="ellipsis", no_wrap=True))
         gc_rate = h.gc_per_minute()
         gc = ("" if gc_rate is None else f"{gc_rate:.0f}/min  ") + (
-            f"CPU {m.gc_cpu_fraction:.2%}  cycles {fmt_count(m.num_gc)}" if m and m.gc_cpu_fraction is not None else "")
+            f"CPU {m.gc_cpu_fraction:.2%}  " if m and m.gc_cpu_fraction is not None else "") + (
+            f"cycles {fmt_count(m.num_gc)}" if m and m.num_gc is not None else "")
         if m and m.last_gc:
             gc += f"  last {max(0, self.app.now() - m.last_gc / 1e9):.0f}s ago"
         self.query_one("#gc_text", Line).update(gc or "-")
@@ -163,7 +167,7 @@ class ProcessScreen(GotopScreen):
     @staticmethod
     def _top_group(h: TargetHistory) -> str:
         if not h.goroutines or not h.goroutines.groups:
-            return "groups: need net/http/pprof"
+            return "groups: need net/http/pprof or a readable memory"
         group = h.goroutines.groups[0]
         return f"top: {group.count:,}x {plain(short_label(group.label))}"
 

@@ -1,0 +1,239 @@
+"""The memory source: a Go process's runtime, read from its memory, with nothing added to it.
+
+Like py-spy for Python: the target is not attached to, not stopped, not
+written, and allocates nothing for us. What it takes:
+
+  - the binary (/proc/PID/exe): function names and lines from its pclntab;
+    the runtime's variables from its symbol table, or, stripped, from the
+    machine code of the runtime functions that load them (gotop.model.machinecode);
+    struct layouts from its DWARF, or, without DWARF, from the table of its
+    Go release (gotop.model.golayout);
+  - the process: where a PIE was loaded (/proc/PID/maps), then its memory,
+    read in three system calls per reading (gotop.sources.procmem).
+
+The binary's analysis is done once per binary (by device, inode, size and
+mtime) and shared by every process running it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from gotop.errors import GotopError
+from gotop.model.golayout import LayoutUnavailable, RuntimeLayout, layout_from_dwarf, layout_table
+from gotop.model.goruntime import (
+    MAX_GOROUTINES,
+    GoroutineCensus,
+    GoroutineCounter,
+    ReadingRejected,
+    RuntimeReaders,
+    live_g_pointers,
+    memstats_from,
+    stats_from,
+)
+from gotop.model.memstats import MemStats, Stats
+from gotop.model.pclntab import PclntabError
+from gotop.sources.gobinary import BinaryError, GoBinary
+from gotop.sources.procmem import MemoryUnreadable, ProcessMemory, load_bias
+
+# The runtime variables read; the optional ones only add figures.
+REQUIRED = ("runtime.allgs", "runtime.allglen", "runtime.memstats", "runtime.gcController",
+            "runtime.gomaxprocs")
+# ncpu is numCPUStartup since Go 1.25.
+OPTIONAL = ("runtime.mheap_", "runtime.sched", "runtime.ncpu", "runtime.numCPUStartup")
+
+
+class MemoryUnavailable(GotopError):
+    """This process's runtime cannot be read from its memory; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class RuntimeMap:
+    """Where a binary's runtime keeps what gotop reads, and how it is laid out."""
+
+    binary: GoBinary
+    layout: RuntimeLayout
+    readers: RuntimeReaders
+    addresses: dict[str, int]  # variable -> link-time address
+    found_by: dict[str, str]  # variable -> "symbol table" | "machine code"
+
+    @property
+    def origin(self) -> str:
+        """How the map was made, for people: "DWARF, symbol table" or "table go1.19.13, machine code"."""
+        ways = sorted(set(self.found_by.values()))
+        return f"{self.layout.origin}, {' and '.join(ways)}"
+
+
+_maps: dict[tuple[int, int, int, int], RuntimeMap | MemoryUnavailable] = {}
+_maps_lock = threading.Lock()
+
+
+def runtime_map(pid: int, go_version: str) -> RuntimeMap:
+    """The runtime map of the binary `pid` runs (cached per binary), or MemoryUnavailable."""
+    exe = f"/proc/{pid}/exe"
+    try:
+        st = os.stat(exe)
+    except OSError as e:
+        raise MemoryUnavailable(f"pid {pid}: cannot open its executable: {e.strerror}") from None
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _maps_lock:
+        found = _maps.get(key)
+        if found is None:
+            try:
+                found = _map_binary(exe, go_version)
+            except MemoryUnavailable as e:
+                found = e
+            _maps[key] = found
+    if isinstance(found, MemoryUnavailable):
+        raise MemoryUnavailable(f"pid {pid}: {found}")
+    # The same binary, read through this process's /proc entry: the one it was first
+    # read through goes with its process (the file is checked to be the same at each read).
+    return replace(found, binary=replace(found.binary, path=exe))
+
+
+def _map_binary(path: str, go_version: str) -> RuntimeMap:
+    try:
+        binary = GoBinary.open(path)
+    except (BinaryError, PclntabError) as e:
+        raise MemoryUnavailable(str(e)) from None
+    if binary.arch != "amd64" and not binary.symbols:
+        raise MemoryUnavailable(f"a stripped {binary.arch} binary: its runtime is found from amd64 machine code only")
+    try:
+        layout = _layout(binary, go_version)
+        readers = RuntimeReaders.for_layout(layout)
+    except (LayoutUnavailable, ReadingRejected, BinaryError) as e:
+        raise MemoryUnavailable(str(e)) from None
+    addresses, found_by, missing = {}, {}, []
+    for name in (*REQUIRED, *OPTIONAL):
+        found = binary.global_address(name, layout.signatures.get(name, ()))
+        if found is None:
+            missing.append(name)
+            continue
+        addresses[name], found_by[name] = found
+    if lacking := [name for name in missing if name in REQUIRED]:
+        how = "its symbol table" if binary.symbols else "the machine code of the runtime (no symbol table)"
+        raise MemoryUnavailable(f"{', '.join(lacking)} not found in {how}")
+    return RuntimeMap(binary, layout, readers, addresses, found_by)
+
+
+def _layout(binary: GoBinary, go_version: str) -> RuntimeLayout:
+    """The table of the binary's Go release, else its DWARF. Both say the same (the
+    tables are checked against DWARF by the tests); a table costs a JSON load,
+    the DWARF 1.5 s of CPU (pyelftools parsing the runtime's 40,000 entries)."""
+    try:
+        layout = layout_table(go_version, binary.arch)
+    except LayoutUnavailable:
+        dwarf = binary.dwarf
+        if dwarf is None:
+            raise
+        found = layout_from_dwarf(dwarf, read=_reader_of(binary))
+        if found is None:
+            raise LayoutUnavailable("its DWARF describes no Go runtime") from None
+        layout = found
+    if missing := layout.missing():
+        raise LayoutUnavailable(f"the runtime layout ({layout.origin}) lacks {', '.join(missing[:3])}")
+    return layout
+
+
+def _reader_of(binary: GoBinary) -> Callable[[int, int], bytes | None]:
+    def read(address: int, size: int) -> bytes | None:
+        try:
+            return binary.read(address, size)
+        except BinaryError:
+            return None
+    return read
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryReading:
+    memstats: MemStats
+    stats: Stats
+    census: GoroutineCensus
+
+
+class MemoryReader:
+    """Reads one process's runtime figures from its memory. Blocking (a few system
+    calls and some decoding): the engine calls it from a worker thread."""
+
+    def __init__(self, pid: int, go_version: str) -> None:
+        self.pid = pid
+        self.map = runtime_map(pid, go_version)
+        self._memory = ProcessMemory(pid)
+        segment = self.map.binary.segments[0]
+        try:
+            self._bias = load_bias(pid, segment.vaddr, segment.offset) if self.map.binary.pie else 0
+        except MemoryUnreadable as e:
+            raise MemoryUnavailable(str(e)) from None
+        binary = self.map.binary
+        gofunc = binary.gofunc_at(self.map.layout.field("runtime.moduledata", "gofunc").offset)
+        self._counter = GoroutineCounter(self.map.readers, self.map.layout, binary.pclntab,
+                                         lambda wrapper: binary.wrapped_function(wrapper, gofunc))
+        self._lock = threading.Lock()  # one reading at a time: the counter's caches are not shared
+
+    def _address(self, name: str) -> int:
+        return self.map.addresses[name] + self._bias
+
+    @cached_property
+    def _globals(self) -> tuple[array, array, list[str]]:
+        """What the first system call of each reading asks: (addresses, sizes, names)."""
+        r, ptr = self.map.readers, self.map.binary.ptr_size
+        wanted = [("runtime.allgs", 0, 3 * ptr), ("runtime.allglen", 0, ptr), ("runtime.gomaxprocs", 0, 4),
+                  ("runtime.memstats", r.memstats.base, r.memstats.size),
+                  ("runtime.gcController", r.gc_controller.base, r.gc_controller.size)]
+        if r.mheap is not None and "runtime.mheap_" in self.map.addresses:
+            wanted.append(("runtime.mheap_", r.mheap.base, r.mheap.size))
+        if r.sched is not None and "runtime.sched" in self.map.addresses:
+            wanted.append(("runtime.sched", r.sched.base, r.sched.size))
+        wanted += [(name, 0, 4) for name in ("runtime.ncpu", "runtime.numCPUStartup") if name in self.map.addresses]
+        return (array("Q", (self._address(name) + base for name, base, _ in wanted)),
+                array("Q", (size for _, _, size in wanted)), [name for name, _, _ in wanted])
+
+    def probe(self) -> None:
+        """Read one word (GOMAXPROCS): MemoryUnreadable when this process may not read it."""
+        self._memory.read(self._address("runtime.gomaxprocs"), 4)
+
+    def read(self) -> MemoryReading:
+        """One reading; MemoryUnreadable when the memory cannot be read, ReadingRejected
+        when what was read makes no sense (torn by the running program)."""
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> MemoryReading:
+        ptr = self.map.binary.ptr_size
+        addresses, sizes, names = self._globals
+        blob = self._memory.read_spans(addresses, sizes)
+        parts, at = {}, 0
+        for name, size in zip(names, sizes):
+            parts[name], at = blob[at:at + size], at + size
+        allgs_ptr, allgs_len = (int.from_bytes(parts["runtime.allgs"][i * ptr:(i + 1) * ptr], "little")
+                                for i in range(2))
+        allglen = int.from_bytes(parts["runtime.allglen"], "little")
+        if not 0 < allglen <= MAX_GOROUTINES or allglen > allgs_len or not allgs_ptr:
+            raise ReadingRejected(f"allglen {allglen} with len(allgs) {allgs_len} makes no sense")
+        memstats = memstats_from(self.map.readers, parts["runtime.memstats"], parts["runtime.gcController"],
+                                 parts.get("runtime.mheap_"))
+        g_reader = self.map.readers.g
+        pointers = list(live_g_pointers(self._memory.read(allgs_ptr, allglen * ptr), allglen, ptr))
+        _, data, offsets = self._memory.read_gathered([p + g_reader.base for p in pointers], g_reader.size)
+        census = self._counter.census(data, offsets, self._bias)
+        ncpu_bytes = parts.get("runtime.ncpu") or parts.get("runtime.numCPUStartup")
+        ncpu = int.from_bytes(ncpu_bytes, "little", signed=True) if ncpu_bytes else None
+        gomaxprocs = int.from_bytes(parts["runtime.gomaxprocs"], "little", signed=True)
+        stats = stats_from(self.map.readers, census.user, gomaxprocs, ncpu, parts.get("runtime.sched"))
+        return MemoryReading(memstats, stats, census)
+
+
+def memory_access(pid: int, go_version: str) -> str | None:
+    """None when `pid`'s runtime can be read from its memory, else why not, in one line."""
+    if not go_version:
+        return "no Go version in its build info"
+    try:
+        MemoryReader(pid, go_version).probe()
+    except (MemoryUnavailable, MemoryUnreadable) as e:
+        return str(e)
+    return None

@@ -1,0 +1,117 @@
+"""The memory source against the runtime's own view, on real Go processes built
+with each toolchain, with DWARF, without (-w) and stripped (-s -w).
+
+The truth is what the same process says through its gops agent, expvar and
+net/http/pprof (the agentpprof target serves all three), read just before and
+just after the memory: a figure that cannot change between the two (no GC in
+between) must be equal.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from gotargets import target_binary
+from waiting import eventually
+
+from gotop.discovery.processes import Scanner
+from gotop.engine.target import Target
+from gotop.model.goroutines import parse_goroutine_dump
+from gotop.sources.memory import MemoryReader
+
+TOOLCHAINS = ("go", "go1.27", "go1.19")
+STRIPS = {"plain": (), "w": ("-ldflags=-w",), "sw": ("-ldflags=-s -w",)}  # DWARF; no DWARF; no symbol table either
+PARKED = 150  # goroutines the `park` workload blocks in parkedHere
+
+
+def _start(go_target, toolchain: str, strip: str, *args: str):
+    binary = target_binary("agentpprof", toolchain, flags=STRIPS[strip]) if STRIPS[strip] else None
+    return go_target("agentpprof", toolchain=toolchain, binary=binary, args=list(args))
+
+
+def _targets(pid: int) -> dict[str, Target]:
+    proc = Scanner().inspect(pid)
+    assert proc.memory, proc.memory_note
+    return {source: Target.for_process(proc, only=source) for source in ("memory", "expvar", "agent")}
+
+
+@pytest.mark.parametrize("strip", STRIPS)
+@pytest.mark.parametrize("toolchain", TOOLCHAINS)
+async def test_memory_figures_equal_the_runtimes_own(go_target, toolchain, strip):
+    target = _start(go_target, toolchain, strip, "-workload", "park", "-n", str(PARKED))
+    targets = _targets(target.pid)
+    try:
+        async def between_two_truths():
+            """expvar, memory, expvar: the memory reading, if no GC ran meanwhile."""
+            before = (await targets["expvar"].memstats())[0]
+            reading = await targets["memory"].sample()
+            after = (await targets["expvar"].memstats())[0]
+            return (before, reading, after) if before.num_gc == after.num_gc else None
+
+        before, reading, after = await _until(between_two_truths)
+        m = reading.memstats
+        assert reading.sources["memstats"] == "memory" and reading.sources["stats"] == "memory"
+        assert m.num_gc == before.num_gc
+        assert m.pause_ns == before.pause_ns and m.pause_end == before.pause_end
+        assert m.pause_total_ns == before.pause_total_ns and m.last_gc == before.last_gc
+        assert m.next_gc == before.next_gc
+        assert m.num_forced_gc == before.num_forced_gc
+        # The heap in use moves with every allocation (expvar's own requests allocate):
+        # the memory's figure lies between the two truths, give or take what is cached for allocation.
+        low, high = sorted((before.heap_alloc, after.heap_alloc))
+        assert low - (1 << 20) <= m.heap_alloc <= high + (1 << 20)
+        assert m.heap_inuse is not None and m.heap_inuse >= m.heap_alloc // 2
+        assert m.gc_percent == 100 and m.memory_limit is None
+
+        agent = (await targets["agent"].stats())[0]
+        assert abs(reading.stats.goroutines - agent.goroutines) <= 3
+        assert reading.stats.gomaxprocs == agent.gomaxprocs
+    finally:
+        for t in targets.values():
+            await t.aclose()
+
+
+async def _until(attempt, tries: int = 20):
+    for _ in range(tries):
+        if (result := await attempt()) is not None:
+            return result
+    raise AssertionError(f"a GC ran between the truths {tries} times in a row")
+
+
+@pytest.mark.parametrize("strip", STRIPS)
+@pytest.mark.parametrize("toolchain", TOOLCHAINS)
+async def test_groups_equal_the_dumps_grouping_by_start_function_and_creation_site(go_target, toolchain, strip):
+    target = _start(go_target, toolchain, strip, "-workload", "park", "-n", str(PARKED))
+    targets = _targets(target.pid)
+    try:
+        census = (await targets["memory"].goroutine_profile())
+        dump = parse_goroutine_dump(await targets["agent"].goroutine_dump_text())
+        truth = Counter((g.frames[-1].function, g.created_by.function if g.created_by else "")
+                        for g in dump.goroutines)
+        mine: Counter[tuple[str, str]] = Counter()
+        for group in census.groups:
+            mine[(group.frames[0].function, group.created_by or "")] += group.count
+        parked = ("gotop.test/targets/internal/workload.parkedHere", "gotop.test/targets/internal/workload.park")
+        assert mine[parked] == truth[parked] == PARKED
+        # The rest (the agent's and HTTP servers' own goroutines) is the same, but for the
+        # connections that come and go with the requests that read the truth.
+        assert sum((mine - truth).values()) <= 3 and sum((truth - mine).values()) <= 3
+        group = next(g for g in census.groups if (g.frames[0].function, g.created_by) == parked)
+        assert group.states == Counter({"chan receive": PARKED})
+        assert group.frames[1].file.endswith("basic.go") and group.frames[1].line > 0
+        assert group.label == "gotop.test/targets/internal/workload.parkedHere"
+    finally:
+        for t in targets.values():
+            await t.aclose()
+
+
+async def test_the_goroutine_count_follows_a_leak(go_target):
+    target = go_target("plain", args=["-workload", "leak-recv", "-n", "20"])
+    proc = Scanner().inspect(target.pid)
+    assert proc.memory, proc.memory_note
+    reader = MemoryReader(target.pid, proc.go_version)
+    first = reader.read().stats.goroutines
+    assert first is not None
+    await eventually(lambda: reader.read().stats.goroutines >= first + 20)
+
