@@ -2,7 +2,8 @@
 """Take the README's screenshots from real Go processes.
 
 Starts real targets (a goroutine leak on Go 1.27 with the gops agent, a cache
-that retains heap behind pprof, a busy worker pool, a plain process), runs the
+that retains heap behind pprof, a busy worker pool, a plain process, and a
+stripped Go 1.19 process with nothing added that leaks goroutines), runs the
 TUI headless on this host for a while, visits every screen and saves SVGs here.
     .venv/bin/python screenshots/make.py [--watch 40]
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from gotargets import start_target  # noqa: E402
+from gotargets import start_target, target_binary  # noqa: E402
 
 from gotop.ui.app import GotopApp  # noqa: E402
 
@@ -34,6 +35,8 @@ async def shoot(watch: float, pids: dict[str, int]) -> None:
             ("leaky", ["g"], "goroutines.svg"),
             ("cache", ["h"], "heap.svg"),
             ("cache", ["h", "enter"], "heap-drill.svg"),
+            ("stripped", [], "memory.svg"),
+            ("stripped", ["g"], "memory-goroutines.svg"),
         ):
             overview = app.screen
             key = next(str(k) for k, w in app.fleet.watched.items() if w.pid == pids[name])
@@ -62,6 +65,8 @@ def main() -> None:
         "cache": start_target("pprofonly", args=["-workload", "retain-map", "-n", "50"]),
         "pool": start_target("agentpprof", args=["-workload", "healthy-pool", "-n", "16"]),
         "plain": start_target("plain", toolchain="go1.19"),
+        "stripped": start_target("plain", toolchain="go1.19", args=["-workload", "leak-send"],
+                                 binary=target_binary("plain", "go1.19", flags=("-ldflags=-s -w",))),
     }
     try:
         asyncio.run(shoot(args.watch, {name: t.pid for name, t in targets.items()}))

@@ -176,7 +176,7 @@ def memstats_from(readers: RuntimeReaders, mstats: bytes, controller: bytes, mhe
         heap_idle = heap_sys - heap_inuse
     if heap_inuse is None and mheap is not None and readers.mheap is not None:
         heap_inuse = readers.mheap.get(mheap, "pagesInUse") * PAGE_SIZE
-    figures = gc_figures(readers, controller)
+    figures = gc_figures(readers, controller, num_gc)
     last_pause = pause_ns[(num_gc + PAUSE_RING_SIZE - 1) % PAUSE_RING_SIZE] if pause_ns and num_gc else None
     last_end = pause_end[(num_gc + PAUSE_RING_SIZE - 1) % PAUSE_RING_SIZE] if pause_end and num_gc else None
     memstats = MemStats(
@@ -195,13 +195,14 @@ def memstats_from(readers: RuntimeReaders, mstats: bytes, controller: bytes, mhe
     return memstats
 
 
-def gc_figures(readers: RuntimeReaders, controller: bytes) -> GcFigures:
+def gc_figures(readers: RuntimeReaders, controller: bytes, num_gc: int) -> GcFigures:
     c = readers.gc_controller
     limit = c.get(controller, "memoryLimit") if c.has("memoryLimit") else None
     return GcFigures(
         gc_percent=c.get(controller, "gcPercent") if c.has("gcPercent") else None,
         memory_limit=None if limit is None or limit >= NO_LIMIT else limit,
-        heap_marked=c.get(controller, "heapMarked") if c.has("heapMarked") else None,
+        # Before the first GC nothing was marked: no live heap is known yet.
+        heap_marked=c.get(controller, "heapMarked") if c.has("heapMarked") and num_gc else None,
     )
 
 

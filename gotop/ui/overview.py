@@ -24,7 +24,7 @@ COLUMNS = (
     Column("pid", "PID", 7),
     Column("name", "NAME", 14, justify="left"),
     Column("go", "GO", 7, min_screen_width=100, justify="left"),
-    Column("via", "VIA", 3, justify="left"),
+    Column("via", "VIA", 4, justify="left"),
     Column("goroutines", "GOROUTINES", 10),
     Column("g_trend", "", 8, min_screen_width=110, justify="left"),
     Column("heap", "HEAP INUSE", 10),

@@ -148,7 +148,7 @@ class ProcessScreen(GotopScreen):
         heap = "no memstats (no memory reading, agent or expvar)" if m is None else (
             f"sys {fmt_bytes_short(m.heap_sys)}  next GC {fmt_bytes_short(m.next_gc)}  " + (
                 f"{fmt_count(m.heap_objects)} obj" if m.heap_objects is not None
-                else f"live {fmt_bytes_short(m.heap_marked)}"))
+                else f"live {fmt_bytes_short(m.heap_marked)}" if m.heap_marked is not None else ""))
         self.query_one("#heap_text", Line).update(heap)
         slope = h.series["goroutines"].slope_per_minute(60)
         threads = s.os.threads if s and s.os else None
