@@ -76,6 +76,11 @@ class StructReader:
         found = {p: layout.field(type_name, p) for p in paths if layout.has(type_name, p)}
         if not found:
             raise ReadingRejected(f"{type_name}: none of the fields wanted are in {layout.go}'s layout")
+        # Go has no unions: fields that overlap are a damaged layout (a DWARF's), not bytes to read.
+        by_offset = sorted(found.items(), key=lambda item: item[1].offset)
+        for (previous, p), (path, f) in zip(by_offset, by_offset[1:]):
+            if f.offset < p.offset + p.size * p.count:
+                raise ReadingRejected(f"{type_name}: the layout ({layout.origin}) puts {path} inside {previous}")
         base = min(f.offset for f in found.values())
         end = max(f.offset + f.size * f.count for f in found.values())
         return cls(type_name, base, end - base,
