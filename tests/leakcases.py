@@ -5,6 +5,8 @@ bench/leak_accuracy.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 
 # Workload -> the findings it must get: (kind, text the finding's `where` contains).
@@ -75,3 +77,9 @@ def findings_of(report: dict, pid: int) -> list[dict]:
     """The findings of one target in a `gotop check --json` report."""
     typed = next(t["target"] for t in report["targets"] if t["pid"] == pid)
     return [f for f in report["findings"] if f["target"] == typed]
+
+
+def run_check(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`gotop check ARGS` in a process of its own (a safety timeout, not a timing assertion)."""
+    return subprocess.run([sys.executable, "-m", "gotop", "check", *args],
+                          capture_output=True, text=True, timeout=timeout)

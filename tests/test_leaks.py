@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from elfbytes import without_section_headers
 from gotargets import TOOLCHAINS, RunningTarget, start_target, target_binary
-from leakcases import EXPECTED, HEALTHY, UNNAMED_HEAP, Case, findings_of, matches, of_kind
+from leakcases import EXPECTED, HEALTHY, UNNAMED_HEAP, Case, findings_of, matches, of_kind, run_check
 
 from gotop.cli import main
 from gotop.commands import check as check_command
@@ -466,11 +466,6 @@ def test_check_does_not_import_textual():
              "print(any(m.split('.')[0] == 'textual' for m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
-
-
-def run_check(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gotop", "check", *args],
-                          capture_output=True, text=True, timeout=timeout)
 
 
 # --- gotop check on live targets ------------------------------------------------------------------

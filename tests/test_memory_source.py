@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 from gotargets import target_binary
-from waiting import eventually
+from waiting import eventually, first_result
 
 from gotop.discovery.processes import Scanner
 from gotop.engine.target import Target
@@ -49,7 +49,7 @@ async def test_memory_figures_equal_the_runtimes_own(go_target, toolchain, strip
             after = (await targets["expvar"].memstats())[0]
             return (before, reading, after) if before.num_gc == after.num_gc else None
 
-        before, reading, after = await _until(between_two_truths)
+        before, reading, after = await first_result(between_two_truths, failing="a GC ran between the truths")
         m = reading.memstats
         assert reading.sources["memstats"] == "memory" and reading.sources["stats"] == "memory"
         assert m.num_gc == before.num_gc
@@ -70,13 +70,6 @@ async def test_memory_figures_equal_the_runtimes_own(go_target, toolchain, strip
     finally:
         for t in targets.values():
             await t.aclose()
-
-
-async def _until(attempt, tries: int = 20):
-    for _ in range(tries):
-        if (result := await attempt()) is not None:
-            return result
-    raise AssertionError(f"a GC ran between the truths {tries} times in a row")
 
 
 @pytest.mark.parametrize("strip", STRIPS)

@@ -22,3 +22,13 @@ async def eventually(condition: Callable[[], T], *, timeout: float = 30.0,
             raise AssertionError("condition not met before the safety timeout")
         await pause()
     return result
+
+
+async def first_result(attempt: Callable[[], Awaitable[T | None]], *, tries: int = 20,
+                       failing: str = "no attempt gave a result") -> T:
+    """The first result of `attempt()` that is not None, in at most `tries` attempts: for
+    figures compared only when nothing moved between two readings (no GC ran meanwhile)."""
+    for _ in range(tries):
+        if (result := await attempt()) is not None:
+            return result
+    raise AssertionError(f"{failing} {tries} times in a row")

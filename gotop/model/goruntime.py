@@ -39,7 +39,7 @@ from gotop.model.goroutines import (
     stack_key,
 )
 from gotop.model.memstats import PAUSE_RING_SIZE, MemStats, Stats
-from gotop.model.pclntab import Func, Pclntab
+from gotop.model.pclntab import Func, Pclntab, PclntabError
 
 MAX_GOROUTINES = 10_000_000  # allglen past this is a torn read, not a program
 MAX_GOMAXPROCS = 1 << 20
@@ -76,6 +76,11 @@ class StructReader:
         found = {p: layout.field(type_name, p) for p in paths if layout.has(type_name, p)}
         if not found:
             raise ReadingRejected(f"{type_name}: none of the fields wanted are in {layout.go}'s layout")
+        # Go has no unions: fields that overlap are a damaged layout (a DWARF's), not bytes to read.
+        by_offset = sorted(found.items(), key=lambda item: item[1].offset)
+        for (previous, p), (path, f) in zip(by_offset, by_offset[1:]):
+            if f.offset < p.offset + p.size * p.count:
+                raise ReadingRejected(f"{type_name}: the layout ({layout.origin}) puts {path} inside {previous}")
         base = min(f.offset for f in found.values())
         end = max(f.offset + f.size * f.count for f in found.values())
         return cls(type_name, base, end - base,
@@ -358,21 +363,35 @@ class GoroutineCounter:
         key = -pc if call_site else pc
         frame = self._frames.get(key)
         if frame is None:
-            where = pc - 1 if call_site and pc else pc
-            func = self._pclntab.func_at(where)
-            name = func.name if func else ""
-            if func is not None and not call_site and func.func_id == self._wrapper_id:
-                if (wrapped := self._wrapped(func)) is not None:
-                    name, where = wrapped
-            line = self._pclntab.line_of(where) if func else None
-            frame = Frame(name, *(line or ("", 0)))
-            self._frames[key] = frame
+            frame = self._frames[key] = self._name(pc - 1 if call_site and pc else pc, call_site)
         return frame
+
+    def _name(self, where: int, call_site: bool) -> Frame:
+        """Where the pclntab is damaged (a binary's bytes), what it can say: a name
+        without a line, or nothing, as for a pc outside every function; the reading
+        keeps its counts."""
+        func = self._func_at(where)
+        if func is None:
+            return Frame("", "", 0)
+        name = func.name
+        if not call_site and func.func_id == self._wrapper_id and (wrapped := self._wrapped(func)) is not None:
+            name, where = wrapped
+        try:
+            line = self._pclntab.line_of(where)
+        except PclntabError:
+            line = None
+        return Frame(name, *(line or ("", 0)))
+
+    def _func_at(self, pc: int) -> Func | None:
+        try:
+            return self._pclntab.func_at(pc)
+        except PclntabError:
+            return None
 
     def _is_system(self, startpc: int) -> bool:
         system = self._system.get(startpc)
         if system is None:
-            func = self._pclntab.func_at(startpc)
+            func = self._func_at(startpc)
             name = func.name if func else ""
             system = self._system[startpc] = name.startswith("runtime.") and name not in USER_RUNTIME_STARTS
         return system

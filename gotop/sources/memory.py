@@ -37,7 +37,7 @@ from gotop.model.goruntime import (
     stats_from,
 )
 from gotop.model.memstats import MemStats, Stats
-from gotop.model.pclntab import PclntabError
+from gotop.model.pclntab import Func, PclntabError
 from gotop.sources.gobinary import BinaryError, GoBinary
 from gotop.sources.procmem import MemoryUnreadable, ProcessMemory, load_bias
 
@@ -149,6 +149,16 @@ def _reader_of(binary: GoBinary) -> Callable[[int, int], bytes | None]:
     return read
 
 
+def _wrapped_function_of(binary: GoBinary, gofunc: int) -> Callable[[Func], tuple[str, int] | None]:
+    """binary.wrapped_function; None where the binary's bytes are damaged (the wrapper is shown as itself)."""
+    def wrapped(wrapper: Func) -> tuple[str, int] | None:
+        try:
+            return binary.wrapped_function(wrapper, gofunc)
+        except (BinaryError, PclntabError):
+            return None
+    return wrapped
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryReading:
     memstats: MemStats
@@ -172,7 +182,7 @@ class MemoryReader:
         binary = self.map.binary
         gofunc = binary.gofunc_at(self.map.layout.field("runtime.moduledata", "gofunc").offset)
         self._counter = GoroutineCounter(self.map.readers, self.map.layout, binary.pclntab,
-                                         lambda wrapper: binary.wrapped_function(wrapper, gofunc))
+                                         _wrapped_function_of(binary, gofunc))
         self._lock = threading.Lock()  # one reading at a time: the counter's caches are not shared
 
     def _address(self, name: str) -> int:

@@ -11,6 +11,7 @@ func init() {
 	register("retain", retain)
 	register("retain-generic", func(n int) { retainGeneric(n, func(int) {}) })
 	register("churn", churn)
+	register("churn-spawn", churnSpawn)
 }
 
 // parkedHere blocks forever on a channel nobody sends to; tests look for this
@@ -67,3 +68,23 @@ func churnHere(n int) {
 }
 
 func churn(n int) { go churnHere(n) }
+
+// churnSpawn keeps n short-lived goroutines going: each allocates 16 KiB of
+// garbage and ends, and another starts in its place at once. Goroutines come
+// and go and the heap churns as fast as the machine lets them (one core with
+// GOMAXPROCS=1): what a reader of the runtime's memory races. At most n hold a
+// slot; one that gave its slot back may still be returning.
+func churnSpawn(n int) {
+	slots := make(chan struct{}, positive(n))
+	go func() {
+		for {
+			slots <- struct{}{}
+			go churnOnce(slots)
+		}
+	}()
+}
+
+func churnOnce(slots <-chan struct{}) {
+	sink = make([]byte, 16<<10)
+	<-slots
+}
