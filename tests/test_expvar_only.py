@@ -83,7 +83,7 @@ def test_snapshot_and_record_ask_expvar_and_nothing_of_pprof(go_target, private_
     assert recorded.returncode == 0, recorded.stderr
     db = sqlite3.connect(recording)
     info = json.loads(db.execute("SELECT info FROM targets").fetchone()[0])
-    assert info["transports"] == {"agent": False, "pprof": False, "expvar": True}
+    assert info["transports"] == {"agent": False, "pprof": False, "expvar": True, "memory": True}
     polls = [json.loads(row) for (row,) in db.execute("SELECT row FROM polls")]
     assert polls and all("404" not in (row[2] or "") for row in polls)  # row[2]: the poll's error
 
@@ -91,8 +91,19 @@ def test_snapshot_and_record_ask_expvar_and_nothing_of_pprof(go_target, private_
     assert sum(line == "GET /debug/vars" for line in requests_in(log)) > len(polls) / 2
 
 
+def test_goroutine_groups_of_an_expvar_only_process_come_from_its_memory(go_target, private_netns, tmp_path):
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=[*EXPVAR_ONLY, "-log", str(log), "-workload", "park", "-n", "9"],
+                       wrapper=private_netns)
+    result = gotop_in(private_netns, "stack", "--groups", str(target.pid), "--json")
+    assert result.returncode == 0, result.stderr
+    [group] = [g for g in json.loads(result.stdout)["groups"] if g["top_function"].endswith("workload.parkedHere")]
+    assert group["count"] == 9 and group["states"] == {"chan receive": 9}
+    assert asked_of_pprof(log) == []
+
+
 @pytest.mark.parametrize("command", [
-    ["stack"], ["stack", "--groups"], ["gc"], ["top"],
+    ["stack"], ["gc"], ["top"],
     ["profile", "heap"], ["profile", "goroutine"], ["profile", "cpu"], ["profile", "trace"],
 ])
 def test_commands_that_need_pprof_say_so(go_target, private_netns, tmp_path, command):
