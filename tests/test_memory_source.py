@@ -10,6 +10,8 @@ between) must be equal.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from gotargets import target_binary
@@ -30,18 +32,24 @@ def _start(go_target, toolchain: str, strip: str, *args: str):
     return go_target("agentpprof", toolchain=toolchain, binary=binary, args=list(args))
 
 
-def _targets(pid: int) -> dict[str, Target]:
+@asynccontextmanager
+async def _sources(pid: int) -> AsyncIterator[dict[str, Target]]:
+    """The process through each of its sources alone, closed after."""
     proc = Scanner().inspect(pid)
     assert proc.memory, proc.memory_note
-    return {source: Target.for_process(proc, only=source) for source in ("memory", "expvar", "agent")}
+    targets = {source: Target.for_process(proc, only=source) for source in ("memory", "expvar", "agent")}
+    try:
+        yield targets
+    finally:
+        for t in targets.values():
+            await t.aclose()
 
 
 @pytest.mark.parametrize("strip", STRIPS)
 @pytest.mark.parametrize("toolchain", TOOLCHAINS)
 async def test_memory_figures_equal_the_runtimes_own(go_target, toolchain, strip):
     target = _start(go_target, toolchain, strip, "-workload", "park", "-n", str(PARKED))
-    targets = _targets(target.pid)
-    try:
+    async with _sources(target.pid) as targets:
         async def between_two_truths():
             """expvar, memory, expvar: the memory reading, if no GC ran meanwhile."""
             before = (await targets["expvar"].memstats())[0]
@@ -67,17 +75,13 @@ async def test_memory_figures_equal_the_runtimes_own(go_target, toolchain, strip
         agent = (await targets["agent"].stats())[0]
         assert abs(reading.stats.goroutines - agent.goroutines) <= 3
         assert reading.stats.gomaxprocs == agent.gomaxprocs
-    finally:
-        for t in targets.values():
-            await t.aclose()
 
 
 @pytest.mark.parametrize("strip", STRIPS)
 @pytest.mark.parametrize("toolchain", TOOLCHAINS)
 async def test_groups_equal_the_dumps_grouping_by_start_function_and_creation_site(go_target, toolchain, strip):
     target = _start(go_target, toolchain, strip, "-workload", "park", "-n", str(PARKED))
-    targets = _targets(target.pid)
-    try:
+    async with _sources(target.pid) as targets:
         census = (await targets["memory"].goroutine_profile())
         dump = parse_goroutine_dump(await targets["agent"].goroutine_dump_text())
         truth = Counter((g.frames[-1].function, g.created_by.function if g.created_by else "")
@@ -94,9 +98,6 @@ async def test_groups_equal_the_dumps_grouping_by_start_function_and_creation_si
         assert group.states == Counter({"chan receive": PARKED})
         assert group.frames[1].file.endswith("basic.go") and group.frames[1].line > 0
         assert group.label == "gotop.test/targets/internal/workload.parkedHere"
-    finally:
-        for t in targets.values():
-            await t.aclose()
 
 
 async def test_the_goroutine_count_follows_a_leak(go_target):
