@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from faultservers import InjectingProxy
+from faultservers import InjectingProxy, service_families, streamed_response
 from netns import gotop_in, requests_in
 
 from gotop.discovery.probecache import ProbeCache
@@ -246,33 +246,28 @@ def test_a_finding_remembered_before_metrics_were_asked_stands_and_asks_metrics_
 
 # -- /metrics: the probe reads only what tells client_golang's Go collector ----------------------------
 
-METRICS_HEAD = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n"
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def families(count: int) -> str:
-    """A valid exposition without Go series: `count` gauges of a service's own."""
-    return "".join(f"# TYPE aaa_service_{i} gauge\naaa_service_{i} {i}\n" for i in range(count))
-
-
-def caddy_metrics() -> str:
-    return (Path(__file__).resolve().parent / "samples" / "metrics-caddy.txt").read_text()
+def caddy_metrics() -> bytes:
+    return (Path(__file__).resolve().parent / "samples" / "metrics-caddy.txt").read_bytes()
 
 
 @pytest.mark.parametrize(("body", "found"), [
     (lambda: caddy_metrics(), True),
     # The Go collector first, then 11 MB the probe never reads: read whole, it would be over the cap.
-    (lambda: caddy_metrics() + families(200_000), True),
-    (lambda: families(40_000) + caddy_metrics(), False),  # go_* after 1 MiB of the service's own: not looked for
-    (lambda: families(10), False),  # Prometheus text, no Go collector
-    (lambda: "<html><body>metrics</body></html>", False),
-    (lambda: "go_goroutines 3\ngo_goroutines 5\n", False),  # two collectors that disagree
+    (lambda: caddy_metrics() + service_families(200_000), True),
+    (lambda: service_families(40_000) + caddy_metrics(), False),  # go_* after 1 MiB of the service's own
+    (lambda: service_families(10), False),  # Prometheus text, no Go collector
+    (lambda: b"<html><body>metrics</body></html>", False),
+    (lambda: b"go_goroutines 3\ngo_goroutines 5\n", False),  # two collectors that disagree
 ], ids=["whole", "go-first-then-11MB", "go-after-1MiB", "no-go-collector", "html", "conflicting"])
 async def test_a_metrics_probe_reads_until_the_go_collector_tells(go_target, body, found):
     """Stand-in: a proxy in front of a real pprof target answers /metrics itself."""
     target = go_target("pprofonly")
     with open(f"/proc/{target.pid}/cmdline", "rb") as f:
         argv0 = f.read().split(b"\0", 1)[0]
-    answer = (METRICS_HEAD + body()).encode()
+    answer = streamed_response(body(), content_type=METRICS_TYPE)
     async with InjectingProxy(target.http_addr, {"/metrics": answer}) as proxy:
         probe = await asyncio.to_thread(probe_socket, ListenSocket("127.0.0.1", proxy.port, 0), argv0)
     assert probe.lasting and proxy.injected == 1
