@@ -8,9 +8,10 @@ megabytes (Debian's etcd: 146 KB idle), which gotop parses at ~0.2 s/MiB. So
 one scrape answers everything a poll asks of it (memstats and counts share it,
 even a fallback asked after it ended), and an answer refused (too large, not
 Prometheus text, no Go collector) is not asked for again before REFUSED_PAUSE:
-the refusal stands meanwhile. Nothing in client_golang caches between scrapes
-(its runtime/metrics and MemStats are read at each one), so the poll interval
-is how often its figures may change.
+the refusal stands meanwhile. client_golang keeps nothing between scrapes: it
+reads runtime/metrics (or MemStats) at each one, and its older collector falls
+back to the previous MemStats only when ReadMemStats takes over a second; so its
+figures change as often as the poll asks, and a poll asks once.
 
 The answer is read through the target's HTTP client (sources/http.py: timeout,
 same-origin redirects, no proxies), in the text format (model/prometheus.py says
