@@ -24,13 +24,15 @@ gotop: a live monitor for Go processes.
   gotop COMMAND ...     one of the commands below
 
 Finds the Go processes on this host (Go build info read from their binaries),
-sees which run the gops agent or serve net/http/pprof and expvar, and shows
-their memory, goroutines and GC live, a heap top-N to drill into, goroutine
-groups that grow, and the leaks it sees. A TARGET is a PID, host:port of a
+sees which can be read from their memory, run the gops agent or serve
+net/http/pprof, expvar or Prometheus /metrics, and shows their memory,
+goroutines and GC live, a heap top-N to drill into, goroutine groups that
+grow, and the leaks it sees. A TARGET is a PID, host:port of a
 gops agent, or http://host:port of net/http/pprof."""
 
 EPILOG = f"""\
-marks in `gotop list`:  A gops agent   P net/http/pprof   E expvar   @ns in another network namespace
+marks in `gotop list`:  M memory   A gops agent   P net/http/pprof   E expvar   R Prometheus /metrics
+                        @ns in another network namespace
 durations (--interval, --for, ...): {DURATION_SYNTAX}
 exit status: 0 success, 1 the command found a problem, 2 error (bad arguments, unreachable target, ...)"""
 

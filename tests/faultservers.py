@@ -226,6 +226,16 @@ def http_response(status: str, body: bytes, *, content_type: str = "text/plain",
     return head.encode() + body
 
 
+def streamed_response(body: bytes, *, content_type: str) -> bytes:
+    """A whole HTTP/1.1 200 without Content-Length: the body ends when the connection does."""
+    return f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n".encode() + body
+
+
+def service_families(count: int) -> bytes:
+    """Prometheus text of `count` gauges of a service's own (no Go collector), ~55 bytes each."""
+    return "".join(f"# TYPE aaa_service_{i} gauge\naaa_service_{i} {i}\n" for i in range(count)).encode()
+
+
 def gzip_bomb(inflated: int) -> bytes:
     """A gzip stream of `inflated` zero bytes, about a thousandth of that size."""
     deflate = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)

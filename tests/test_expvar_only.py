@@ -83,7 +83,7 @@ def test_snapshot_and_record_ask_expvar_and_nothing_of_pprof(go_target, private_
     assert recorded.returncode == 0, recorded.stderr
     db = sqlite3.connect(recording)
     info = json.loads(db.execute("SELECT info FROM targets").fetchone()[0])
-    assert info["transports"] == {"agent": False, "pprof": False, "expvar": True, "memory": True}
+    assert info["transports"] == {"agent": False, "pprof": False, "expvar": True, "memory": True, "metrics": False}
     polls = [json.loads(row) for (row,) in db.execute("SELECT row FROM polls")]
     assert polls and all("404" not in (row[2] or "") for row in polls)  # row[2]: the poll's error
 

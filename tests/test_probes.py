@@ -3,6 +3,7 @@ what they ask, how often, and what one hostile process can cost."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -12,11 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from faultservers import InjectingProxy, service_families, streamed_response
 from netns import gotop_in, requests_in
 
 from gotop.discovery.probecache import ProbeCache
-from gotop.discovery.probes import SocketProbe
-from gotop.discovery.sockets import listening_sockets, proc_listening_table
+from gotop.discovery.probes import HttpEndpoints, SocketProbe, probe_socket
+from gotop.discovery.sockets import ListenSocket, listening_sockets, proc_listening_table
 from gotop.errors import GotopError
 from gotop.model.memstats import parse_expvar
 from gotop.procstat import read_proc_stat
@@ -58,7 +60,8 @@ async def test_deeply_nested_vars_are_refused_by_the_parsers(go_target):
 
 # -- each socket probed once in its process's life, across gotop runs ---------------------------------
 
-PROBE = ["connect", "GET /debug/pprof/cmdline", "connect", "GET /debug/vars"]  # the whole probe of a socket
+PROBE = ["connect", "GET /debug/pprof/cmdline", "connect", "GET /debug/vars", "connect", "GET /metrics"]  # a probe
+UNTIL_VARS_HANG = PROBE[:4]  # /debug/vars never answered: /metrics is asked another time, with it
 
 
 def private_cache(tmp_path) -> dict[str, str]:
@@ -114,9 +117,9 @@ def test_a_socket_whose_vars_time_out_keeps_its_pprof(go_target, private_netns, 
     target = go_target("pprofonly", args=["-log", str(log), "-vars", "hang"], wrapper=private_netns)
     first = listed(private_netns, env=env)[target.pid]
     assert (first["pprof"], first["expvar"]) == (f"http://{target.http_addr}/debug/pprof/", None)
-    assert requests_in(log) == PROBE
+    assert requests_in(log) == UNTIL_VARS_HANG
     assert listed(private_netns, env=env)[target.pid]["pprof"] == first["pprof"]
-    assert requests_in(log) == PROBE * 2
+    assert requests_in(log) == UNTIL_VARS_HANG * 2
 
 
 SCANS_TWICE = """
@@ -142,7 +145,7 @@ def test_a_socket_that_timed_out_is_asked_again_after_a_while(go_target, private
                            capture_output=True, text=True, timeout=90, env={**os.environ, **env})
     assert scans.returncode == 0, scans.stderr
     assert json.loads(scans.stdout) == [f"http://{target.http_addr}/debug/pprof/"] * 2
-    assert requests_in(log) == PROBE * asked
+    assert requests_in(log) == UNTIL_VARS_HANG * asked
 
 
 def remembered_as_serving_nothing(env: dict[str, str], target) -> None:
@@ -217,3 +220,56 @@ def test_entries_that_do_not_check_out_are_not_used(go_target, private_netns, tm
     rewrite(env, change)
     assert listed(private_netns, env=env)[target.pid]["pprof"] == f"http://{target.http_addr}/debug/pprof/"
     assert requests_in(log) == PROBE
+
+
+def test_a_finding_remembered_before_metrics_were_asked_stands_and_asks_metrics_alone(go_target, private_netns,
+                                                                                     tmp_path):
+    """A cache entry of seven fields (a gotop from before /metrics): what it says is used;
+    a socket it proved HTTP is asked /metrics alone, once; one it says serves nothing is probed again."""
+    env = private_cache(tmp_path)
+    log = tmp_path / "requests.log"
+    target = go_target("pprofonly", args=["-log", str(log)], wrapper=private_netns)
+    first = listed(private_netns, env=env)[target.pid]
+    assert requests_in(log) == PROBE
+
+    rewrite(env, lambda doc: doc["sockets"][0].pop())  # as an older gotop wrote it
+    assert listed(private_netns, env=env)[target.pid] == first
+    assert requests_in(log) == [*PROBE, "connect", "GET /metrics"]
+    assert len(json.loads(cache_file(env).read_text())["sockets"][0]) == 8  # written down whole
+    assert listed(private_netns, env=env)[target.pid] == first
+    assert requests_in(log) == [*PROBE, "connect", "GET /metrics"]
+
+    rewrite(env, lambda doc: doc["sockets"][0].__setitem__(slice(5, None), [None, None]))  # older, serving nothing
+    assert listed(private_netns, env=env)[target.pid] == first
+    assert requests_in(log)[-len(PROBE):] == PROBE  # its socket asked whole: it may not even be HTTP
+
+
+# -- /metrics: the probe reads only what tells client_golang's Go collector ----------------------------
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def caddy_metrics() -> bytes:
+    return (Path(__file__).resolve().parent / "samples" / "metrics-caddy.txt").read_bytes()
+
+
+@pytest.mark.parametrize(("body", "found"), [
+    (lambda: caddy_metrics(), True),
+    # The Go collector first, then 11 MB the probe never reads: read whole, it would be over the cap.
+    (lambda: caddy_metrics() + service_families(200_000), True),
+    (lambda: service_families(40_000) + caddy_metrics(), False),  # go_* after 1 MiB of the service's own
+    (lambda: service_families(10), False),  # Prometheus text, no Go collector
+    (lambda: b"<html><body>metrics</body></html>", False),
+    (lambda: b"go_goroutines 3\ngo_goroutines 5\n", False),  # two collectors that disagree
+], ids=["whole", "go-first-then-11MB", "go-after-1MiB", "no-go-collector", "html", "conflicting"])
+async def test_a_metrics_probe_reads_until_the_go_collector_tells(go_target, body, found):
+    """Stand-in: a proxy in front of a real pprof target answers /metrics itself."""
+    target = go_target("pprofonly")
+    with open(f"/proc/{target.pid}/cmdline", "rb") as f:
+        argv0 = f.read().split(b"\0", 1)[0]
+    answer = streamed_response(body(), content_type=METRICS_TYPE)
+    async with InjectingProxy(target.http_addr, {"/metrics": answer}) as proxy:
+        probe = await asyncio.to_thread(probe_socket, ListenSocket("127.0.0.1", proxy.port, 0), argv0)
+    assert probe.lasting and proxy.injected == 1
+    assert probe.endpoints == HttpEndpoints(f"{proxy.url}/debug/pprof/", f"{proxy.url}/debug/vars",
+                                            f"{proxy.url}/metrics" if found else None)

@@ -72,6 +72,18 @@ async def test_overview_lists_targets_with_their_figures(go_target):
         assert int(row_texts(table, plain_key)[4].replace(",", "")) >= 1
 
 
+async def test_overview_marks_a_service_that_serves_metrics_with_r(etcd_service):
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.table
+        watched = await until(pilot, lambda: app.fleet.find_pid(etcd_service.pid))
+        key = next(str(k) for k, w in app.fleet.watched.items() if w is watched)
+        await until(pilot, lambda: key in table.rows and row_texts(table, key)[4] != "-")
+        # etcd without --enable-pprof: expvar on its client port, /metrics on both ports
+        assert row_texts(table, key)[3] == ("M" if watched.process.memory else "") + "ER"
+        assert int(row_texts(table, key)[4].replace(",", "")) > 0
+
+
 def go_version_short() -> str:
     from gotargets import go_version
 

@@ -41,6 +41,7 @@ def format_info(proc: GoProcess, facts: ProcessFacts) -> str:
          + ("" if proc.agent.reachable else ", in another network namespace") if proc.agent else "-"),
         ("pprof", proc.pprof or "-"),
         ("expvar", proc.expvar or "-"),
+        ("metrics", proc.metrics or "-"),
         ("memory", "readable (the runtime is read from outside)" if proc.memory else plain(proc.memory_note)),
         ("go", build.go_version or "unknown (no build info)"),
         ("path", plain(build.path) or "-"),
@@ -58,7 +59,7 @@ def _describe_socket(proc: GoProcess, host: str, port: int) -> str:
     roles = []
     if proc.agent and proc.agent.port == port:
         roles.append("gops agent")
-    for role, url in (("pprof", proc.pprof), ("expvar", proc.expvar)):
+    for role, url in (("pprof", proc.pprof), ("expvar", proc.expvar), ("metrics", proc.metrics)):
         if url and f":{port}/" in url:
             roles.append(role)
     addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -16,9 +16,9 @@ _CAP_SYS_PTRACE = 19  # reading another user's /proc/PID/exe takes it
 
 
 def marks(proc: GoProcess) -> str:
-    """'A P E', 'A', 'P', '-' ...: see the legend in `gotop --help`."""
-    found = [m for m, present in (("M", proc.memory), ("A", proc.agent), ("P", proc.pprof), ("E", proc.expvar))
-             if present]
+    """'M A P E', 'M R', '-' ...: see the legend in `gotop --help`."""
+    found = [m for m, present in (("M", proc.memory), ("A", proc.agent), ("P", proc.pprof), ("E", proc.expvar),
+                                  ("R", proc.metrics)) if present]
     if proc.other_netns:
         found.append("@ns")
     return " ".join(found) or "-"

@@ -11,10 +11,12 @@ The file is `$XDG_RUNTIME_DIR/gotop/probes.json` (cleared at boot), else
 `~/.cache/gotop/probes.json` of the effective user. It is read only if it is a
 regular file of ours, mode 0600, in a directory of ours that nobody else may
 write, and only what checks out is used: an entry can say at most that one of
-the socket's own loopback URLs serves pprof or expvar, or that it serves
-neither. Anything else (a corrupt, foreign or hostile file, another boot) is
-ignored and replaced. It is written whole, atomically, with what other gotop
-runs added meanwhile, minus the processes that have exited.
+the socket's own loopback URLs serves pprof, expvar or /metrics, or that it
+serves none. An entry written before /metrics was probed (seven fields, no
+/metrics URL) is read as it was, with /metrics not asked yet. Anything else
+(a corrupt, foreign or hostile file, another boot) is ignored and replaced. It
+is written whole, atomically, with what other gotop runs added meanwhile, minus
+the processes that have exited.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class ProbeCache:
         if boot is None or self.directory is None:
             return
         doc = {"format": FORMAT, "version": VERSION, "boot": boot,
-               "sockets": [[*key, probe.endpoints.pprof, probe.endpoints.expvar] for key, probe in entries]}
+               "sockets": [[*key, *_urls(probe)] for key, probe in entries]}
         _write_private(self.directory, json.dumps(doc, separators=(",", ":")).encode())
 
 
@@ -122,21 +124,28 @@ def _key(process: ProcessKey, sock: ListenSocket) -> _Key:
     return (*process, sock.host, sock.port, sock.inode)
 
 
+def _urls(probe: SocketProbe) -> list[str | None]:
+    """An entry's last fields: pprof, expvar, and /metrics once asked."""
+    found = probe.endpoints
+    return [found.pprof, found.expvar, *([found.metrics] if probe.metrics_asked else [])]
+
+
 def _checked_entry(entry: object) -> tuple[_Key, SocketProbe] | None:
     """One stored entry, if every field is what it must be."""
-    if not (isinstance(entry, list) and len(entry) == 7):
+    if not (isinstance(entry, list) and len(entry) in (7, 8)):  # 7: written before /metrics was asked
         return None
-    pid, start, host, port, inode, pprof, expvar = entry
+    pid, start, host, port, inode, *stored = entry
     if not (all(type(n) is int and n >= 0 for n in (pid, start, inode)) and type(port) is int
             and 0 < port < 65536 and isinstance(host, str) and _is_address(host)):
         return None
     sock = ListenSocket(host, port, inode)
     allowed = [endpoint_urls(sock, dial) for dial in sock.dial_hosts()]
-    if pprof is not None and pprof not in [urls.pprof for urls in allowed]:
-        return None
-    if expvar is not None and expvar not in [urls.expvar for urls in allowed]:
-        return None
-    return (pid, start, host, port, inode), SocketProbe(HttpEndpoints(pprof, expvar), lasting=True)
+    found = HttpEndpoints(*stored)
+    for kind in ("pprof", "expvar", "metrics"):
+        url = getattr(found, kind)
+        if url is not None and url not in [getattr(urls, kind) for urls in allowed]:
+            return None
+    return (pid, start, host, port, inode), SocketProbe(found, lasting=True, metrics_asked=len(stored) == 3)
 
 
 def _is_address(host: str) -> bool:

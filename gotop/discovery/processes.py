@@ -4,8 +4,8 @@ A `Scanner` keeps what never changes for a process (is it Go, its build info,
 name, owner) cached by (pid, create_time), and build info by binary identity,
 so rescanning a host with a thousand processes costs one /proc/PID/stat read
 per process. What can change (the agent's port file, listening sockets) is
-re-checked each scan; a listening socket is probed over HTTP once in its
-process's life, across gotop runs too (probecache.py).
+re-checked each scan; a listening socket is probed over HTTP (pprof, expvar,
+/metrics) once in its process's life, across gotop runs too (probecache.py).
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class GoProcess:
     other_netns: bool
     notes: tuple[str, ...]  # what could not be checked, and why
     memory_note: str = "not checked"  # why its runtime cannot be read from its memory; "" when it can
+    metrics: str | None = None  # client_golang's Prometheus /metrics URL
 
     @property
     def go_version(self) -> str:
@@ -113,6 +114,7 @@ class GoProcess:
             "agent": self.agent.to_json() if self.agent else None,
             "pprof": self.pprof,
             "expvar": self.expvar,
+            "metrics": self.metrics,
             "memory": self.memory,
             "memory_note": self.memory_note or None,
             "netns": "other" if self.other_netns else "same",
@@ -133,6 +135,7 @@ class GoProcess:
             listening=tuple(ListenSocket(s["host"], s["port"], 0) for s in data.get("listening", ())),
             other_netns=data.get("netns") == "other", notes=tuple(data.get("notes", ())),
             memory_note=data.get("memory_note") or ("" if data.get("memory") else "not read from memory"),
+            metrics=data.get("metrics"),
         )
 
 
@@ -260,7 +263,7 @@ class Scanner:
     def _resolve(self, found: list[_Endpoints]) -> tuple[GoProcess, ...]:
         tables: dict[int | None, dict[int, ListenSocket]] = {}
         with_http: list[_Endpoints] = []  # processes with sockets that may serve HTTP
-        to_probe: list[tuple[ProcessKey, ListenSocket]] = []
+        to_probe: dict[tuple[ProcessKey, ListenSocket], SocketProbe | None] = {}  # with an earlier finding
         for ep in found:
             self._find_sockets_and_agent(ep, tables)
             http_sockets = _http_sockets(ep)
@@ -271,12 +274,15 @@ class Scanner:
             elif http_sockets:
                 with_http.append(ep)
                 key = ep.identity.key
-                to_probe += [(key, s) for s in http_sockets if self._probes.get(key, s) is None]
+                for s in http_sockets:
+                    earlier = self._probes.get(key, s)
+                    if earlier is None or not earlier.metrics_asked:
+                        to_probe[key, s] = earlier
         probed: dict[tuple[ProcessKey, ListenSocket], SocketProbe] = {}  # this scan's findings, lasting or not
         if to_probe:
             argv0 = {key: _argv0(key[0]) for key, _ in to_probe}
-            probed = dict(zip(to_probe, probe_sockets([(sock, argv0[key]) for key, sock in to_probe],
-                                                      self.probe_timeout)))
+            jobs = [(sock, argv0[key], earlier) for (key, sock), earlier in to_probe.items()]
+            probed = dict(zip(to_probe, probe_sockets(jobs, self.probe_timeout)))
             for (key, sock), finding in probed.items():
                 self._probes.put(key, sock, finding)
             self._probes.save()
@@ -345,6 +351,7 @@ def _go_process(ep: _Endpoints) -> GoProcess:
         create_time=ident.create_time, uid=ident.uid, username=ident.username,
         build=ident.build, agent=ep.agent, pprof=ep.http.pprof, expvar=ep.http.expvar,
         listening=ep.listening, other_netns=ep.other_netns, notes=tuple(ep.notes), memory_note=ident.memory_note,
+        metrics=ep.http.metrics,
     )
 
 

@@ -6,7 +6,7 @@ Schema (format "gotop-recording", version 1); times are unix seconds:
       format, version, gotop_version, created, host, interval, slow_every
   targets(id INTEGER PRIMARY KEY, key TEXT, label TEXT, info TEXT)
       info: JSON {"process": gotop list --json's object or null, "pid",
-      "transports": {"agent", "pprof", "expvar"}}
+      "transports": {"agent", "pprof", "expvar", "memory", "metrics"}}
   polls(target, time, row)          the newest polls of a target, one JSON row each
   poll_chunks(target, first, last, rows)
       older polls, CHUNK_ROWS per blob: zlib JSON, column by column, integer
@@ -106,7 +106,7 @@ def target_info(target: Target, process: GoProcess | None) -> dict:
     return {
         "process": process.to_json() if process else None,
         "transports": {"agent": bool(target.gops), "pprof": bool(target.http), "expvar": target.expvar,
-                       "memory": target.memory},
+                       "memory": target.memory, "metrics": bool(target.metrics)},
         "pid": target.pid,
     }
 

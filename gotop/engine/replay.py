@@ -30,6 +30,7 @@ class ReplayedTarget:
         self.http = transports.get("pprof", False)
         self.expvar = transports.get("expvar", False)
         self.memory = transports.get("memory", False)
+        self.metrics = transports.get("metrics", False)
         self.has_goroutine_groups = self.memory or self.http
 
     def __getattr__(self, action: str):

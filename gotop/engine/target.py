@@ -1,7 +1,7 @@
 """One monitored Go process, whatever transports it offers.
 
-A target is named by a PID (discovery finds its gops agent and pprof/expvar
-endpoints, and whether its runtime can be read from its memory), by
+A target is named by a PID (discovery finds its gops agent and pprof/expvar/
+/metrics endpoints, and whether its runtime can be read from its memory), by
 `host:port` (a gops agent) or by `http://host:port` (a net/http/pprof base).
 When several transports exist, each figure is asked of the cheapest and least
 intrusive source first and of the others on failure. The memory source costs
@@ -10,10 +10,13 @@ the counts. For memstats, expvar and the agent give every MemStats field (the
 memory has no malloc counts, stack and off-heap figures); for groups, pprof
 gives whole stacks, which the goroutine view shows and the runtime's leak proofs
 (the goroutineleak profile) are keyed by: where they exist they come first.
+Prometheus /metrics comes after the memory and the agent: a scrape runs every
+collector of the target's registry and may be megabytes to parse (see
+sources/metrics.py); one scrape answers both memstats and counts of a poll.
 
   memstats     expvar (carries the GC pause rings) > agent memstats > memory (fewer fields: no
-               malloc counts) > heap?debug=1 trailer
-  goroutines   memory > agent stats (with threads, GOMAXPROCS) > pprof index counts
+               malloc counts) > /metrics (no pause rings) > heap?debug=1 trailer
+  goroutines   memory > agent stats (with threads, GOMAXPROCS) > /metrics > pprof index counts
   groups       goroutine protobuf (by stack, no stop-the-world) > memory (by start function
                and creation site); the agent only has full dumps
   heap / CPU   HTTP (does not block the agent)  > agent
@@ -31,11 +34,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from gotop.discovery.probes import METRICS_PATH
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.discovery.sockets import own_listener, socket_owner
 from gotop.engine.targetspec import SOURCES, TargetError, TargetSpec, parse_target
@@ -56,10 +60,12 @@ from gotop.model.memstats import (
     parse_heap_debug1_memstats,
 )
 from gotop.model.profile import parse_profile
+from gotop.model.prometheus import MAX_INT64
 from gotop.sources.errors import TransportError
 from gotop.sources.gops import GCPercentChange, GopsClient
 from gotop.sources.http import PprofClient, is_loopback, normalize_base
 from gotop.sources.memory import MemoryReader, MemoryReading, MemoryUnavailable
+from gotop.sources.metrics import MetricsClient
 from gotop.sources.procfs import OsFigures, OsSampler, fd_kinds
 from gotop.sources.progress import ProgressCallback
 from gotop.textsafe import plain
@@ -108,8 +114,8 @@ class Sample:
 class Target:
     def __init__(
         self, label: str, *, gops: GopsClient | None = None, http: PprofClient | None = None,
-        vars_client: PprofClient | None = None, pid: int | None = None, process: GoProcess | None = None,
-        only: str | None = None,
+        vars_client: PprofClient | None = None, metrics: MetricsClient | None = None, pid: int | None = None,
+        process: GoProcess | None = None, only: str | None = None,
     ) -> None:
         if only is not None and only not in SOURCES:
             raise TargetError(f"unknown source {only!r}: one of {', '.join(SOURCES)}")
@@ -119,6 +125,7 @@ class Target:
         self.http = http if self._allows("pprof") else None  # net/http/pprof
         # expvar's /debug/vars; the same client as `http` when one server has both
         self.vars = vars_client if self._allows("expvar") else None
+        self.metrics = metrics if self._allows("metrics") else None  # Prometheus /metrics
         self.pid = pid
         self.process = process
         self._os = OsSampler(pid) if pid is not None else None
@@ -149,17 +156,25 @@ class Target:
     @classmethod
     def for_process(cls, proc: GoProcess, *, only: str | None = None) -> Target:
         """A discovered process, asked only what its endpoints serve: one that
-        serves expvar alone (etcd without --enable-pprof) gets no pprof client."""
+        serves expvar and /metrics alone (etcd without --enable-pprof) gets no pprof client."""
         agent = proc.agent if proc.agent and proc.agent.reachable else None
-        pprof = PprofClient(proc.pprof) if proc.pprof else None
-        if proc.expvar and pprof and normalize_base(proc.expvar) == pprof.base_url:
-            vars_client: PprofClient | None = pprof  # one server, one connection pool
-        else:
-            vars_client = PprofClient(proc.expvar) if proc.expvar else None
+        servers: dict[str, PprofClient] = {}  # one client, one connection pool, per server
+
+        def server(url: str | None) -> PprofClient | None:
+            if url is None:
+                return None
+            base = normalize_base(url)
+            if base not in servers:
+                servers[base] = PprofClient(base)
+            return servers[base]
+
+        metrics_server = server(proc.metrics.removesuffix(METRICS_PATH) if proc.metrics else None)
         return cls(
             f"pid {proc.pid} ({plain(proc.name)})",  # a name may hold anything; the label is shown and stored
             gops=GopsClient(agent.host, agent.port) if agent else None,
-            http=pprof, vars_client=vars_client, pid=proc.pid, process=proc, only=only,
+            http=server(proc.pprof), vars_client=server(proc.expvar),
+            metrics=MetricsClient(metrics_server, METRICS_PATH) if metrics_server else None,
+            pid=proc.pid, process=proc, only=only,
         )
 
     @property
@@ -178,10 +193,9 @@ class Target:
         return self.memory or self.http is not None
 
     async def aclose(self) -> None:
-        if self.http is not None:
-            await self.http.aclose()
-        if self.vars is not None and self.vars is not self.http:
-            await self.vars.aclose()
+        clients = (self.http, self.vars, self.metrics.http if self.metrics else None)
+        for client in {id(c): c for c in clients if c is not None}.values():  # each server's once
+            await client.aclose()
 
     async def __aenter__(self) -> Target:
         return self
@@ -194,7 +208,7 @@ class Target:
     @property
     def poll_budget(self) -> float:
         """Seconds one poll may take, all sources and fallbacks together."""
-        budgets = [client.timeout for client in (self.gops, self.http, self.vars) if client]
+        budgets = [client.timeout for client in (self.gops, self.http, self.vars, self.metrics) if client]
         return max([*budgets, MEMORY_BUDGET] if self.memory else budgets, default=0.0)
 
     async def memstats(self, deadline: float | None = None) -> tuple[MemStats, str]:
@@ -205,6 +219,8 @@ class Target:
             sources.append(("agent", self._agent_memstats))
         if self.memory:
             sources.append(("memory", self._memory_memstats))
+        if self.metrics:
+            sources.append(("metrics", partial(self._metrics_memstats, deadline)))
         if self.http:
             sources.append(("heap?debug=1", self._heap_text_memstats))
         return await self._first("memstats", sources, deadline)
@@ -215,6 +231,8 @@ class Target:
             sources.append(("memory", self._memory_stats))
         if self.gops:
             sources.append(("agent", self._agent_stats))
+        if self.metrics:
+            sources.append(("metrics", partial(self._metrics_stats, deadline)))
         if self.http:
             sources.append(("pprof index", self._index_stats))
         return await self._first("goroutine count", sources, deadline)
@@ -237,7 +255,7 @@ class Target:
                 values.append(result[0])
                 sources[name] = result[1]
         problems = tuple(f"{detail} (no {', no '.join(whats)})" for detail, whats in failed.items())
-        if not sources and (self.gops or self.http or self.memory or os_figures is None):
+        if not sources and (self.gops or self.http or self.metrics or self.memory or os_figures is None):
             raise TargetError(f"{self.label}: {'; '.join(problems)}")
         if os_figures is not None:
             sources["process"] = "procfs"
@@ -373,6 +391,23 @@ class Target:
     async def _memory_groups(self) -> GoroutineProfile:
         return (await self._memory_reading()).census.profile
 
+    async def _metrics_memstats(self, poll: float | None) -> MemStats:
+        """/metrics' memstats, with GOGC and GOMEMLIMIT where it serves them (client_golang v1.20+)."""
+        assert self.metrics
+        reading = await self.metrics.reading(poll)
+        if reading.memstats == MemStats():
+            raise TargetError(f"{self.label}: {self.metrics.url} serves no Go memory series")
+        limit = reading.memory_limit
+        return replace(reading.memstats, gc_percent=reading.gogc_percent,
+                       memory_limit=None if limit == MAX_INT64 else limit)
+
+    async def _metrics_stats(self, poll: float | None) -> Stats:
+        assert self.metrics
+        stats = (await self.metrics.reading(poll)).stats
+        if stats.goroutines is None:
+            raise TargetError(f"{self.label}: {self.metrics.url} serves no goroutine count")
+        return stats
+
     async def _expvar_memstats(self) -> MemStats:
         assert self.vars
         memstats = parse_expvar(await self.vars.vars_raw()).memstats
@@ -426,8 +461,9 @@ class Target:
     def _nothing(self, what: str) -> NoSource:
         if self.only:
             return NoSource(self.label, what, f"the {self.only} source does not give it, or the target has none")
-        only_expvar = ", and it serves only expvar" if self.vars else ""
-        return NoSource(self.label, what, f"needs the gops agent or net/http/pprof{only_expvar}")
+        served = [name for name, present in (("expvar", self.vars), ("/metrics", self.metrics)) if present]
+        only = f", and it serves only {' and '.join(served)}" if served else ""
+        return NoSource(self.label, what, f"needs the gops agent or net/http/pprof{only}")
 
 
 def _detail(error: GotopError) -> str:

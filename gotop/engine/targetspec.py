@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from gotop.errors import GotopError
 
 # What `--source` may name: a target's figures are then read through that one alone.
-SOURCES = ("memory", "agent", "pprof", "expvar")
+SOURCES = ("memory", "agent", "pprof", "expvar", "metrics")
 SOURCE_HELP = ("read through this source alone, to compare them: memory (the runtime read from outside), "
-               "agent (gops), pprof (net/http/pprof), expvar")
+               "agent (gops), pprof (net/http/pprof), expvar, metrics (Prometheus /metrics)")
 
 
 class TargetError(GotopError):

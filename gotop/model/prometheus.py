@@ -7,7 +7,7 @@ OpenMetrics (`application/openmetrics-text`, whose strict parser also catches a
 body cut short: it must end with `# EOF`). The text format has no end mark: a
 body cut at a line end parses, so the transport must know it read it whole.
 
-Ask for the text format: client_golang's Go collector serves a gauge
+Ask for the text format (TEXT_ACCEPT): client_golang's Go collector serves a gauge
 `go_memstats_alloc_bytes` beside the counter `go_memstats_alloc_bytes_total`, which
 OpenMetrics names the same family (client_golang#829); prometheus_client's
 OpenMetrics parser refuses that, and its text parser misreads it.
@@ -50,6 +50,7 @@ MAX_METRICS_BYTES = 16 * 1024 * 1024
 MAX_LINE_CHARS = 64 * 1024
 
 OPENMETRICS_TYPE = "application/openmetrics-text"
+TEXT_ACCEPT = "text/plain; version=0.0.4"  # the Accept header that asks client_golang for the text format
 MAX_INT64 = 2**63 - 1  # math.MaxInt64: "no memory limit"; as float64 it reads back as 2**63
 
 

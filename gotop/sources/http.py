@@ -328,16 +328,18 @@ class PprofClient:
         self, path: str, params: dict[str, str] | None = None, *,
         timeout: float | None = None, max_bytes: int,
         capture_seconds: float = 0.0, progress: ProgressCallback | None = None,
+        headers: dict[str, str] | None = None,
     ) -> HttpAnswer:
-        """GET base+path: a 2xx answer within the deadline and size cap, or a
-        typed error naming the URL. Low level: the methods above check shapes."""
+        """GET base+path (with `headers` besides the client's own): a 2xx answer within
+        the deadline and size cap, or a typed error naming the URL. Low level: the
+        methods above check shapes."""
         url = self._url(path, params)
         if timeout is None:
             timeout = capture_seconds + max(self.timeout, CAPTURE_MARGIN) if capture_seconds else self.timeout
         try:
             # The ticker starts before the request: a capture's headers come only at its end.
             async with asyncio.timeout(timeout), ProgressTicker(progress, capture_seconds) as ticker:
-                return await self._get_following(url, timeout, max_bytes, ticker)
+                return await self._get_following(url, timeout, max_bytes, ticker, headers)
         except TimeoutError:
             raise HttpTimeout(url, f"no complete answer within {timeout:.1f} s") from None
 
@@ -347,14 +349,15 @@ class PprofClient:
         return str(httpx.URL(self.base_url + path, params=params))
 
     async def _get_following(
-        self, url: str, timeout: float, limit: int, ticker: ProgressTicker,
+        self, url: str, timeout: float, limit: int, ticker: ProgressTicker, headers: dict[str, str] | None,
     ) -> HttpAnswer:
         request_timeout = httpx.Timeout(timeout, connect=min(self.connect_timeout, timeout))
         redirects = 0
         while True:
             received_headers = False
             try:
-                async with self._client.stream("GET", _parse_url(url), timeout=request_timeout) as response:
+                async with self._client.stream("GET", _parse_url(url), headers=headers,
+                                               timeout=request_timeout) as response:
                     received_headers = True
                     if response.is_redirect and response.next_request is not None:
                         url = self._follow(url, response, redirects)

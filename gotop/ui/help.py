@@ -14,7 +14,7 @@ from gotop.ui import keys
 
 ABOUT = (
     "gotop watches Go processes by reading their runtime from their memory (M), and through the "
-    "gops agent (A) and net/http/pprof / expvar (P, E). "
+    "gops agent (A), net/http/pprof / expvar (P, E) and Prometheus /metrics (R). "
     "Nothing in a target changes unless you confirm an action (GC, GOGC).\n\n"
     "heap in use: spans holding objects (HeapInuse). alloc: live objects (HeapAlloc). "
     "GC pause: stop-the-world time of each cycle. alloc/s: bytes allocated per second. "

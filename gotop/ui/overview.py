@@ -24,7 +24,7 @@ COLUMNS = (
     Column("pid", "PID", 7),
     Column("name", "NAME", 14, justify="left"),
     Column("go", "GO", 7, min_screen_width=100, justify="left"),
-    Column("via", "VIA", 4, justify="left"),
+    Column("via", "VIA", 5, justify="left"),
     Column("goroutines", "GOROUTINES", 10),
     Column("g_trend", "", 8, min_screen_width=110, justify="left"),
     Column("heap", "HEAP INUSE", 10),
@@ -46,7 +46,7 @@ STATE_STYLE = {
     TargetState.EXITED: "dim strike",
 }
 
-LEGEND = "enter open  M memory  A gops agent  P pprof  E expvar  ns other netns  - no way in  ● leaking"
+LEGEND = "enter open  M memory  A gops agent  P pprof  E expvar  R /metrics  ns other netns  - no way in  ● leaking"
 STATE_TEXT = {
     TargetState.STARTING: "start", TargetState.UP: "up", TargetState.SLOW: "slow",
     TargetState.UNREACHABLE: "unreach", TargetState.FAILED: "failed", TargetState.EXITED: "exited",
@@ -55,7 +55,8 @@ STATE_TEXT = {
 
 def marks(w: Watched) -> str:
     t = w.target
-    found = [m for m, present in (("M", t.memory), ("A", t.gops), ("P", t.http), ("E", t.expvar)) if present]
+    found = [m for m, present in (("M", t.memory), ("A", t.gops), ("P", t.http), ("E", t.expvar), ("R", t.metrics))
+             if present]
     if w.process and w.process.other_netns:
         found = [*found[:1], "ns"] if t.memory else ["ns"]
     return "".join(found) or "-"

@@ -145,7 +145,7 @@ class ProcessScreen(GotopScreen):
     def _texts(self, h: TargetHistory) -> None:
         s = h.last_sample
         m = s.memstats if s else None
-        heap = "no memstats (no memory reading, agent or expvar)" if m is None else (
+        heap = "no memstats (no memory reading, agent, expvar or /metrics)" if m is None else (
             f"sys {fmt_bytes_short(m.heap_sys)}  next GC {fmt_bytes_short(m.next_gc)}  " + (
                 f"{fmt_count(m.heap_objects)} obj" if m.heap_objects is not None
                 else f"live {fmt_bytes_short(m.heap_marked)}" if m.heap_marked is not None else ""))
