@@ -8,9 +8,9 @@ since a bench of idle targets flatters:
   parked   `park -n N`: N goroutines blocked on one channel;
   busy     `healthy-pool -n N`: N workers taking a job every 5 ms between them
            (4 KiB allocated per job), most waiting in chan receive;
-  leaking  `leak-all -n 40000/N`: four leak patterns (blocked sends, receives,
-           selects and ticker loops that wake every second), growing N/10 a
-           second; measured from 0.9 N on, while it grows.
+  leaking  `leak-all -n 160000/N`: four leak patterns (blocked sends,
+           receives, selects, and ticker loops that wake every second),
+           growing N/40 a second; measured from 0.8 N on, while it grows.
 
 For each target, one reading through each source, in turn, `--readings` times:
 
@@ -26,17 +26,18 @@ Columns, per reading:
   - gotop CPU: this process's CPU time (all threads) around each reading, the
     sources interleaved so that a growing target is the same for all;
     "x memory" is that over the memory reading's;
-  - target CPU: the target's CPU time (/proc/PID/stat, clock ticks) over a
-    block of readings of one source, less what it spends idle as long;
-  - target allocates: bytes the target allocated over a block of readings of
-    one source (gcController.totalAlloc, read through the memory source, which
-    allocates nothing: the method check shows it), less what it allocates idle
-    as long (the mean of an idle window before and after the block; "±" is
-    half their difference, per reading). The runtime adds small objects to
-    totalAlloc when their span leaves a P's cache, so a block of K readings is
-    exact to a few spans over K.
+  - target CPU and target allocates: the target's CPU time (its threads'
+    /proc/PID/task/TID/schedstat, in ns) and the bytes it allocated (gcController.totalAlloc, read
+    through the memory source, which allocates nothing: the method check shows
+    it) over a block of `--cost-readings` readings of one source, less what it
+    spends idle as long (the mean of an idle window before and one after the
+    block; "±" is half their difference, per reading). Each window lies
+    between two GCs run in the target through its gops agent: a GC adds the
+    spans cached by each P to totalAlloc (small objects are counted when their
+    span leaves a P's cache), and collects the garbage of what came before.
 
-Usage: .venv/bin/python bench/memory_read.py [--readings 100] [--sizes 100,1000,10000] [--shapes parked,busy,leaking]
+Usage: .venv/bin/python bench/memory_read.py [--readings 100] [--cost-seconds 1] [--sizes 100,1000,10000]
+                                             [--shapes parked,busy,leaking] [--no-method-check] [--no-isolate]
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import math
+import os
+import shlex
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -67,10 +70,12 @@ from gotop.sources.memory import MemoryReader, MemoryReading  # noqa: E402
 SHAPES = {  # name -> (workload, its -n for a target of about `size` goroutines)
     "parked": ("park", lambda size: size),
     "busy": ("healthy-pool", lambda size: size),
-    "leaking": ("leak-all", lambda size: max(1, 40_000 // size)),
+    "leaking": ("leak-all", lambda size: max(1, 160_000 // size)),  # N/40 goroutines a second
 }
-LEAK_START = 0.9  # a leaking target is measured from this share of its size on
-LEAK_WAIT = 60.0  # seconds it may take to get there
+LEAK_START = 0.8  # a leaking target is measured from this share of its size on
+LEAK_WAIT = 90.0  # seconds it may take to get there
+ISOLATED_ENV = "GOTOP_BENCH_NETNS"
+MIN_COST_READINGS = 10  # in a block measured for the target's cost
 METHOD_CHECK_READINGS = (200, 20)  # memory readings, goroutine profile fetches
 
 
@@ -78,8 +83,15 @@ Read = Callable[[], Awaitable[object]]
 
 
 def target_cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    """CPU seconds the target's threads have run, to the nanosecond (/proc/PID/stat
+    counts 10 ms ticks: too coarse for a block of memory readings)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # a thread gone meanwhile
+            continue
+    return total / 1e9
 
 
 class Counters:
@@ -107,62 +119,94 @@ class Counters:
 
 @dataclass
 class TargetCost:
+    readings: int  # in the block measured
     cpu: float  # seconds per reading
+    cpu_error: float  # ± (half the difference between the idle windows before and after)
     allocated: float  # bytes per reading
-    allocated_error: float  # ± bytes per reading (the idle rate's drift)
+    allocated_error: float
 
 
-async def target_cost(pid: int, counters: Counters, read: Read, readings: int) -> TargetCost:
-    """What a block of readings costs the target, beyond what it spends idle as long."""
-    async def window(read: Read | None) -> tuple[float, int, float]:
+@dataclass(frozen=True)
+class Window:
+    cpu: float  # the target's CPU seconds
+    allocated: int  # bytes the target allocated
+    seconds: float
+
+
+async def target_cost(pid: int, counters: Counters, collect: Callable[[], Awaitable[object]], read: Read,
+                      readings: int, expected: float) -> TargetCost:
+    """What a block of readings costs the target, beyond what it spends idle as long
+    (`expected`: seconds the block should take).
+
+    Each window (idle, the block, idle) lies between two garbage collections run
+    in the target: a GC adds every P's cached spans to totalAlloc, so the count is
+    exact, and it collects the garbage of what came before, whose GC work would
+    otherwise land in the next window."""
+    async def window(read: Read | None, seconds: float = 0.0) -> Window:
+        await collect()
         cpu, allocated, began = target_cpu(pid), counters.allocated(), time.monotonic()
         if read is None:
-            await asyncio.sleep(took)
+            await asyncio.sleep(seconds)
         else:
             for _ in range(readings):
                 await read()
-        return target_cpu(pid) - cpu, counters.allocated() - allocated, time.monotonic() - began
+        took = time.monotonic() - began
+        await collect()
+        return Window(target_cpu(pid) - cpu, counters.allocated() - allocated, took)
 
-    cpu, allocated, took = await window(read)
-    idle_before, idle_after = await window(None), await window(None)
-    scale = took / ((idle_before[2] + idle_after[2]) / 2)  # idle windows run a little long
-    idle_cpu = (idle_before[0] + idle_after[0]) / 2 * scale
-    idle_alloc = (idle_before[1] + idle_after[1]) / 2 * scale
-    return TargetCost(max(0.0, cpu - idle_cpu) / readings, (allocated - idle_alloc) / readings,
-                      abs(idle_before[1] - idle_after[1]) / 2 * scale / readings)
+    before = await window(None, expected)
+    block = await window(read)
+    after = await window(None, block.seconds)
+    scale = block.seconds / ((before.seconds + after.seconds) / 2)  # the idle windows' rate over the block's time
+
+    def per_reading(idle_before: float, spent: float, idle_after: float) -> tuple[float, float]:
+        return ((spent - (idle_before + idle_after) / 2 * scale) / readings,
+                abs(idle_before - idle_after) / 2 * scale / readings)
+
+    return TargetCost(readings, *per_reading(before.cpu, block.cpu, after.cpu),
+                      *per_reading(before.allocated, block.allocated, after.allocated))
 
 
-async def gotop_cpu(reads: dict[str, Read], readings: int) -> tuple[dict[str, float], dict[str, int]]:
-    """gotop's CPU seconds per reading of each source, the sources interleaved; and how many
-    memory readings were dropped as torn (a dropped reading costs as much as one kept)."""
+@dataclass
+class GotopCost:
+    cpu: dict[str, float]  # source -> CPU seconds per reading
+    wall: dict[str, float]  # source -> seconds per reading
+    rejected: dict[str, int]  # source -> memory readings dropped as torn (each cost what a reading costs)
+
+
+async def gotop_cpu(reads: dict[str, Read], readings: int) -> GotopCost:
+    """gotop's CPU per reading of each source, the sources interleaved."""
     spent = dict.fromkeys(reads, 0.0)
+    waited = dict.fromkeys(reads, 0.0)
     rejected = dict.fromkeys(reads, 0)
     for read in reads.values():
         await read()  # connections and caches warm
     gc.collect()
     for _ in range(readings):
         for name, read in reads.items():
-            start = time.process_time()
+            start, began = time.process_time(), time.monotonic()
             try:
                 await read()
             except ReadingRejected:
                 rejected[name] += 1
             spent[name] += time.process_time() - start
-    return {name: cpu / readings for name, cpu in spent.items()}, rejected
+            waited[name] += time.monotonic() - began
+    return GotopCost({name: cpu / readings for name, cpu in spent.items()},
+                     {name: wall / readings for name, wall in waited.items()}, rejected)
 
 
 @dataclass
 class Row:
     size: int
     shape: str
-    goroutines: tuple[int, int]  # counted before and after the measurement
     source: str
     cpu: float
     rejected: int
     cost: TargetCost
+    goroutines: tuple[int, int] = (0, 0)  # counted before and after the measurement
 
 
-async def bench(size: int, shape: str, readings: int) -> list[Row]:
+async def bench(size: int, shape: str, readings: int, cost_seconds: float) -> list[Row]:
     workload, n = SHAPES[shape]
     target = start_target("agentpprof", args=["-workload", workload, "-n", str(n(size))])
     try:
@@ -190,12 +234,15 @@ async def bench(size: int, shape: str, readings: int) -> list[Row]:
         reads = {"memory": memory_read, "memory/engine": engine_read, "agent": agent_read,
                  "pprof+expvar": pprof_read}
         before = counters.goroutines()
-        cpu, rejected = await gotop_cpu(reads, readings)
-        after = counters.goroutines()
+        gotop = await gotop_cpu(reads, readings)
         rows = []
         for name, read in reads.items():
-            cost = await target_cost(target.pid, counters, tolerant(read), readings)
-            rows.append(Row(size, shape, (before, after), name, cpu[name], rejected[name], cost))
+            block = max(MIN_COST_READINGS, math.ceil(cost_seconds / gotop.wall[name]))
+            cost = await target_cost(target.pid, counters, agent.gc, tolerant(read), block,
+                                     gotop.wall[name] * block)
+            rows.append(Row(size, shape, name, gotop.cpu[name], gotop.rejected[name], cost))
+        after = counters.goroutines()
+        rows = [replace(row, goroutines=(before, after)) for row in rows]
         for t in targets.values():
             await t.aclose()
         return rows
@@ -222,34 +269,42 @@ async def until_goroutines(counters: Counters, wanted: int) -> None:
 
 
 async def method_check() -> None:
-    """Prove the target-cost method on a target that allocates nothing by itself:
-    memory readings must leave its totalAlloc as it is, and goroutine profile
-    fetches must move it by what a fetch allocates (about 1 MB: the gzip writer)."""
+    """Prove the target-cost method on a parked target: between two GCs, memory
+    readings move its totalAlloc exactly as much as nothing does (what the
+    agent's GC command allocates itself), and goroutine profile fetches by
+    what a fetch allocates (about 1 MB, most of it the gzip writer)."""
     target: RunningTarget = start_target("agentpprof", args=["-workload", "park", "-n", "100"])
     try:
         proc = Scanner().inspect(target.pid)
         counters = Counters(target.pid, proc.go_version)
-        pprof = Target.for_process(proc, only="pprof")
+        agent, pprof = (Target.for_process(proc, only=source) for source in ("agent", "pprof"))
         await pprof.goroutine_profile()  # the HTTP connection and its buffers made
-        await asyncio.sleep(0.5)
-        memory_readings, fetches = METHOD_CHECK_READINGS
-        start = counters.allocated()
-        for _ in range(memory_readings):
+
+        async def between_gcs(action: Callable[[], Awaitable[object]], times: int) -> int:
+            await agent.gc()
+            start = counters.allocated()
+            for _ in range(times):
+                await action()
+            await agent.gc()
+            return counters.allocated() - start
+
+        async def memory_reading() -> None:
             counters.reading()
-        after_memory = counters.allocated()
-        await asyncio.sleep(1.0)
-        idle = counters.allocated()
-        for _ in range(fetches):
-            await pprof.goroutine_profile()
-        after_fetches = counters.allocated()
-        await pprof.aclose()
+
+        async def nothing() -> None:
+            pass
+
+        memory_readings, fetches = METHOD_CHECK_READINGS
+        alone = await between_gcs(nothing, 1)
+        memory = await between_gcs(memory_reading, memory_readings)
+        fetched = await between_gcs(pprof.goroutine_profile, fetches)
+        for t in (agent, pprof):
+            await t.aclose()
     finally:
         target.kill()
-    print(f"method check (parked target, 100 goroutines, totalAlloc read from its memory): "
-          f"{memory_readings} memory readings moved it by {after_memory - start:,} B; "
-          f"1 s idle by {idle - after_memory:,} B; "
-          f"{fetches} goroutine profile fetches by {after_fetches - idle:,} B "
-          f"({(after_fetches - idle) / fetches:,.0f} B per fetch)")
+    print(f"method check (parked target, 100 goroutines; its totalAlloc, read from its memory, between two GCs): "
+          f"moved by {alone:,} B with nothing between; by {memory:,} B with {memory_readings} memory readings; "
+          f"by {fetched:,} B with {fetches} goroutine profile fetches ({(fetched - alone) / fetches:,.0f} B a fetch)")
 
 
 def print_rows(rows: list[Row]) -> None:
@@ -258,32 +313,52 @@ def print_rows(rows: list[Row]) -> None:
         counted = f"{r.goroutines[0]:,}" if r.goroutines[0] == r.goroutines[1] else \
             f"{r.goroutines[0]:,}-{r.goroutines[1]:,}"
         torn = f"  ({r.rejected} torn)" if r.rejected else ""
-        alloc = f"{r.cost.allocated:>12,.0f} ± {r.cost.allocated_error:,.0f} B"
-        print(f"{r.shape:<8} {counted:>13}  {r.source:<14}{r.cpu * 1e3:9.3f} ms {r.cpu / base:7.1f}x"
-              f"{r.cost.cpu * 1e3:11.3f} ms  {alloc}{torn}")
+        c = r.cost
+        print(f"{r.shape:<8} {counted:>13}  {r.source:<14}{r.cpu * 1e3:8.3f} ms {r.cpu / base:6.1f}x"
+              f"{round(c.cpu * 1e3, 3) + 0.0:10.3f} ± {c.cpu_error * 1e3:.3f} ms"  # + 0.0: no "-0.000"
+              f"{round(c.allocated):>13,} ± {round(c.allocated_error):,} B  {c.readings:>5}{torn}")
+
+
+def isolate() -> str:
+    """Re-run this script in a private network namespace (needs root and unshare), so
+    that no other monitor on a shared machine reaches the targets' agent and pprof
+    endpoints while they are measured (a `gotop list` elsewhere fetches profiles)."""
+    if os.environ.get(ISOLATED_ENV):
+        return "private network namespace"
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare is None or ip is None or os.geteuid() != 0:
+        return "not isolated (needs root, unshare and ip): other monitors on the host may probe the targets"
+    sys.stdout.flush()
+    script = f"{shlex.quote(ip)} link set lo up && exec {shlex.join([sys.executable, *sys.argv])}"
+    os.execve(unshare, [unshare, "--net", "sh", "-c", script], os.environ | {ISOLATED_ENV: "1"})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readings", type=int, default=100, help="readings per source and target")
+    parser.add_argument("--readings", type=int, default=100, help="readings per source and target for gotop's CPU")
+    parser.add_argument("--cost-seconds", type=float, default=1.0,
+                        help=f"how long a block of readings for the target's cost lasts (at least {MIN_COST_READINGS})")
     parser.add_argument("--sizes", default="100,1000,10000", help="goroutines per target, comma-separated")
     parser.add_argument("--shapes", default=",".join(SHAPES), help="target shapes, comma-separated")
     parser.add_argument("--no-method-check", action="store_true")
+    parser.add_argument("--no-isolate", action="store_true", help="run in the host's network namespace")
     args = parser.parse_args()
+    isolation = "host network namespace" if args.no_isolate else isolate()
     shapes = args.shapes.split(",")
     if unknown := [s for s in shapes if s not in SHAPES]:
         parser.error(f"unknown shape {unknown[0]!r}: one of {', '.join(SHAPES)}")
 
-    print(f"gotop {gotop_revision()}; {args.readings} readings per source and target; "
+    print(f"gotop {gotop_revision()}; per source and target {args.readings} readings for gotop's CPU, "
+          f"{args.cost_seconds:g} s blocks for the target's; {isolation}; "
           f"load average at start: {load_average()}")
     if not args.no_method_check:
         asyncio.run(method_check())
-    print(f"{'shape':<8} {'goroutines':>13}  {'source':<14}{'gotop CPU':>12} {'x memory':>8}"
-          f"{'target CPU':>14}  {'target allocates':>24}   (per reading)")
+    print(f"{'shape':<8} {'goroutines':>13}  {'source':<14}{'gotop CPU':>11} {'x mem':>6}"
+          f"{'target CPU':>19}{'target allocates':>24}  {'block':>5}   (per reading)")
     per_goroutine = []
     for size in (int(s) for s in args.sizes.split(",")):
         for shape in shapes:
-            rows = asyncio.run(bench(size, shape, args.readings))
+            rows = asyncio.run(bench(size, shape, args.readings, args.cost_seconds))
             print_rows(rows)
             memory = next(r for r in rows if r.source == "memory")
             per_goroutine.append(f"{shape} {memory.goroutines[1]:,}: {memory.cpu / memory.goroutines[1] * 1e6:.2f} us")
