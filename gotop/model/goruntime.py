@@ -298,7 +298,7 @@ class GoroutineCounter:
         self._unpack = struct.Struct("<" + "".join(_packed(fields, name) for name in _order(fields))).unpack_from
         self._order = _order(fields)
 
-    def census(self, data: bytes, offsets: Iterable[int], text_bias: int,
+    def census(self, data: bytes | memoryview, offsets: Iterable[int], text_bias: int,
                now_ns: Callable[[], int] = time.monotonic_ns) -> GoroutineCensus:
         """`data` holds each `g` (from the reader's `base`) at `offsets`; PCs in the
         process are the binary's plus `text_bias` (a PIE's load bias)."""
