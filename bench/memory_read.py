@@ -15,7 +15,8 @@ since a bench of idle targets flatters:
 For each target, one reading through each source, in turn, `--readings` times:
 
   memory         one MemoryReader.read() (count, groups, memstats), as the
-                 engine's worker thread does it;
+                 engine's worker thread does it; also measured back to back
+                 (a loop of memory readings alone: warm caches, less CPU);
   memory/engine  the same through Target (stats, memstats and groups asked
                  together share one reading, on a worker thread);
   agent          gops agent stats + memstats (no groups: the agent has only
@@ -206,7 +207,17 @@ class Row:
     goroutines: tuple[int, int] = (0, 0)  # counted before and after the measurement
 
 
-async def bench(size: int, shape: str, readings: int, cost_seconds: float) -> list[Row]:
+def back_to_back(counters: Counters, readings: int) -> float:
+    """CPU seconds per memory reading, in a loop of nothing else: what the reading itself
+    costs with warm caches. Interleaved with other work, as a monitor reads, it costs more."""
+    counters.reading()
+    start = time.process_time()
+    for _ in range(readings):
+        counters.reading()
+    return (time.process_time() - start) / readings
+
+
+async def bench(size: int, shape: str, readings: int, cost_seconds: float) -> tuple[list[Row], float]:
     workload, n = SHAPES[shape]
     target = start_target("agentpprof", args=["-workload", workload, "-n", str(n(size))])
     try:
@@ -241,11 +252,12 @@ async def bench(size: int, shape: str, readings: int, cost_seconds: float) -> li
             cost = await target_cost(target.pid, counters, agent.gc, tolerant(read), block,
                                      gotop.wall[name] * block)
             rows.append(Row(size, shape, name, gotop.cpu[name], gotop.rejected[name], cost))
+        hot = back_to_back(counters, readings)
         after = counters.goroutines()
         rows = [replace(row, goroutines=(before, after)) for row in rows]
         for t in targets.values():
             await t.aclose()
-        return rows
+        return rows, hot
     finally:
         target.kill()
 
@@ -358,11 +370,15 @@ def main() -> None:
     per_goroutine = []
     for size in (int(s) for s in args.sizes.split(",")):
         for shape in shapes:
-            rows = asyncio.run(bench(size, shape, args.readings, args.cost_seconds))
+            rows, hot = asyncio.run(bench(size, shape, args.readings, args.cost_seconds))
             print_rows(rows)
             memory = next(r for r in rows if r.source == "memory")
-            per_goroutine.append(f"{shape} {memory.goroutines[1]:,}: {memory.cpu / memory.goroutines[1] * 1e6:.2f} us")
-    print("memory reading's CPU per goroutine: " + "; ".join(per_goroutine))
+            goroutines = sum(memory.goroutines) / 2
+            print(f"{'':24}memory back to back: {hot * 1e3:.3f} ms")
+            per_goroutine.append(f"{shape} {goroutines:,.0f}: {memory.cpu / goroutines * 1e6:.2f} us, "
+                                 f"back to back {hot / goroutines * 1e6:.2f} us")
+    print("memory reading's CPU per goroutine (interleaved with the other sources; back to back):")
+    print("  " + "\n  ".join(per_goroutine))
     print(f"load average at end: {load_average()}")
 
 
