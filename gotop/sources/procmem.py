@@ -68,8 +68,8 @@ class ProcessMemory:
         """`size` bytes at each address, for many small objects packed in few pages
         (the `g` structs of 1000 goroutines sit in some 60 heap spans): objects
         less than `max_gap` bytes apart are read as one region. On this machine
-        (a Firecracker VM), 1000 `g` structs read one region each take 0.47 ms,
-        gathered in 61 regions 0.2 ms.
+        (a Firecracker VM), the system calls for 1000 `g` structs read one region
+        each take 0.47 ms; gathered in 61 regions, 0.2 ms with the bookkeeping below.
 
         Returns the distinct addresses in ascending order, the bytes read, and
         the offset of each address's object in them. The bytes are a view of a
