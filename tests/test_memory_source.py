@@ -109,3 +109,19 @@ async def test_the_goroutine_count_follows_a_leak(go_target):
     assert first is not None
     await eventually(lambda: reader.read().stats.goroutines >= first + 20)
 
+
+
+async def test_blocked_goroutines_wait_from_the_gc_that_found_them(go_target):
+    """The runtime stamps a blocked goroutine's waitsince when a GC first finds it so,
+    with the time of the last mark termination (work.tstart: none before the first GC
+    ends, so the first GC leaves it unstamped): after two, the parked group has a wait
+    time, under a minute."""
+    target = go_target("agentpprof", args=["-workload", "park", "-n", str(PARKED)])
+    proc = Scanner().inspect(target.pid)
+    reader = MemoryReader(target.pid, proc.go_version)
+    parked = "gotop.test/targets/internal/workload.parkedHere"
+    async with Target.for_process(proc, only="agent") as agent:
+        await agent.gc()
+        await agent.gc()
+    group = next(g for g in reader.read().census.profile.groups if g.frames[0].function == parked)
+    assert group.count == PARKED and group.max_wait_minutes == 0

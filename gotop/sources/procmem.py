@@ -53,6 +53,7 @@ class ProcessMemory:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._use_vm_readv = _vm_readv is not None
+        self._gathered = bytearray()  # read_gathered's buffer, kept between calls
 
     def read(self, address: int, size: int) -> bytes:
         """`size` bytes at `address`, all of them or MemoryUnreadable."""
@@ -63,53 +64,68 @@ class ProcessMemory:
         return self.read_spans(array("Q", addresses), array("Q", (size,)) * len(addresses))
 
     def read_gathered(self, addresses: Sequence[int], size: int,
-                      max_gap: int = 4096) -> tuple[list[int], bytes, list[int]]:
+                      max_gap: int = 4096) -> tuple[list[int], memoryview, list[int]]:
         """`size` bytes at each address, for many small objects packed in few pages
         (the `g` structs of 1000 goroutines sit in some 60 heap spans): objects
-        less than `max_gap` bytes apart are read as one region.
+        less than `max_gap` bytes apart are read as one region. On this machine
+        (a Firecracker VM), the system calls for 1000 `g` structs read one region
+        each take 0.47 ms; gathered in 61 regions, 0.2 ms with the bookkeeping below.
 
         Returns the distinct addresses in ascending order, the bytes read, and
-        the offset of each address's object in them. On this machine (a
-        Firecracker VM) each region costs about 1.2 us and each page 3.7 us:
-        1000 `g` read one region each take 3.8 ms, gathered 0.5 ms.
+        the offset of each address's object in them. The bytes are a view of a
+        buffer kept for the next call, which overwrites it: a new buffer costs
+        its page faults at every call (10,000 `g` structs, 4.7 MB: read into a
+        new buffer and copied out, 5 ms, most of it page faults; into the kept
+        one, 0.8 ms).
         """
-        order = sorted(set(addresses))
+        # Sorted, then made distinct: allgs is nearly in address order, which sorts in
+        # about O(n) (10,000 addresses: 0.5 ms; through a set first, 1.9 ms).
+        order = list(dict.fromkeys(sorted(addresses)))
         if not order:
-            return [], b"", []
+            return [], memoryview(b""), []
         starts, sizes, offsets = array("Q"), array("Q"), []
-        run_start = previous = order[0]
-        base = 0  # where the current run starts in the bytes read
+        reach = max_gap + size  # an object farther than this from the previous one starts a new region
+        run_start = previous = shift = order[0]  # shift: an address less it is where its bytes are
         for address in order:
-            if address - previous > max_gap + size:
+            if address - previous > reach:
                 starts.append(run_start)
                 sizes.append(previous + size - run_start)
-                base += previous + size - run_start
+                shift += address - previous - size  # the bytes between the two regions are not read
                 run_start = address
-            offsets.append(base + address - run_start)
+            offsets.append(address - shift)
             previous = address
         starts.append(run_start)
         sizes.append(previous + size - run_start)
-        return order, self.read_spans(starts, sizes), offsets
+        total = sum(sizes)
+        if not total <= len(self._gathered) <= 4 * total:  # grown, or shrunk by much: fits again
+            self._gathered = bytearray(total + total // 4)
+        data = memoryview(self._gathered)[:total]
+        self._read_into(data, starts, sizes)
+        return order, data, offsets
 
     def read_spans(self, addresses: array, sizes: array) -> bytes:
-        """The bytes at each (address, size), concatenated in order: all of them or MemoryUnreadable.
+        """The bytes at each (address, size), concatenated in order: all of them or MemoryUnreadable."""
+        out = bytearray(sum(sizes))
+        self._read_into(memoryview(out), addresses, sizes)
+        return bytes(out)
+
+    def _read_into(self, buffer: memoryview, addresses: array, sizes: array) -> None:
+        """Fills `buffer` with the bytes at each (address, size), in order.
 
         One system call per IOV_MAX regions: 1000 goroutines' `g` structs cost
         one call, not 1000. The iovecs are built as an array of integers
         (a ctypes array of 1000 structures costs 1 ms to fill; this, 20 us).
         """
-        total = sum(sizes)
-        out = bytearray(total)
         done = 0
         for start in range(0, len(addresses), IOV_MAX):
             chunk_addresses, chunk_sizes = addresses[start:start + IOV_MAX], sizes[start:start + IOV_MAX]
             length = sum(chunk_sizes)
-            view = (ctypes.c_char * length).from_buffer(out, done)
-            self._read_into(view, chunk_addresses, chunk_sizes)
+            self._read_chunk(buffer[done:done + length], chunk_addresses, chunk_sizes)
             done += length
-        return bytes(out)
 
-    def _read_into(self, buffer: ctypes.Array, addresses: array, sizes: array) -> None:
+    def _read_chunk(self, buffer: memoryview, addresses: array, sizes: array) -> None:
+        if not buffer:
+            return
         if self._use_vm_readv:
             try:
                 self._vm_readv(buffer, addresses, sizes)
@@ -118,9 +134,9 @@ class ProcessMemory:
                 self._use_vm_readv = False
         self._pread(buffer, addresses, sizes)
 
-    def _vm_readv(self, buffer: ctypes.Array, addresses: array, sizes: array) -> None:
+    def _vm_readv(self, buffer: memoryview, addresses: array, sizes: array) -> None:
         assert _vm_readv is not None
-        local = _Iovec(ctypes.addressof(buffer), ctypes.sizeof(buffer))
+        local = _Iovec(ctypes.addressof(ctypes.c_char.from_buffer(buffer)), len(buffer))
         remote = array("Q", bytes(16 * len(addresses)))
         remote[0::2], remote[1::2] = addresses, sizes
         done = _vm_readv(self.pid, ctypes.byref(local), 1, remote.buffer_info()[0], len(addresses), 0)
@@ -135,13 +151,12 @@ class ProcessMemory:
         at = next(i for i, end in enumerate(accumulate(sizes)) if end > done)
         raise MemoryUnreadable(f"pid {self.pid}: {addresses[at]:#x} is not mapped")
 
-    def _pread(self, buffer: ctypes.Array, addresses: array, sizes: array) -> None:
+    def _pread(self, buffer: memoryview, addresses: array, sizes: array) -> None:
         try:
             fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise self._error(e.errno or 0) from None
         try:
-            view = memoryview(buffer).cast("B")
             at = 0
             for address, size in zip(addresses, sizes):
                 try:
@@ -150,7 +165,7 @@ class ProcessMemory:
                     raise self._error(e.errno or 0) from None
                 if len(data) != size:
                     raise MemoryUnreadable(f"pid {self.pid}: {address:#x} is not mapped")
-                view[at:at + size] = data
+                buffer[at:at + size] = data
                 at += size
         finally:
             os.close(fd)
