@@ -407,9 +407,9 @@ def test_a_layout_with_fields_on_top_of_each_other_is_refused_in_one_line(busy_s
     version = go_version("go")
     layout = layout_table(version)
     status = layout.field("runtime.g", "atomicstatus").offset
-    with _in_use(_with_offsets(layout, {("runtime.g", "goid"): status})):
+    with _in_use(_with_offsets(layout, {("runtime.g", "waitsince"): status + 2})):
         why = memory_access(busy_stripped.pid, version)
-    assert why == f"pid {busy_stripped.pid}: runtime.g: the layout ({layout.origin}) puts goid inside atomicstatus"
+    assert why == f"pid {busy_stripped.pid}: runtime.g: the layout ({layout.origin}) puts waitsince inside atomicstatus"
 
 
 @pytest.mark.go
