@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hypothesis import strategies as st
 
 
@@ -26,4 +28,17 @@ def mutated(draw, sample: bytes) -> bytes:
         else:
             span = data[where:where + draw(st.integers(1, 400))]
             data[where:where] = span
+    return bytes(data)
+
+
+@st.composite
+def damaged_in(draw, base: bytes, regions: Sequence[tuple[int, int]], edits: st.SearchStrategy[bytes]) -> bytes:
+    """`base` overwritten 1 to 6 times, each time by an edit drawn from `edits`, at a
+    place inside one of `regions` ((start, length) pairs: the bytes a reader depends on)."""
+    data = bytearray(base)
+    for _ in range(draw(st.integers(1, 6))):
+        start, length = draw(st.sampled_from(regions))
+        at = start + draw(st.integers(0, length - 1))
+        patch = draw(edits)
+        data[at:at + len(patch)] = patch
     return bytes(data)

@@ -18,6 +18,7 @@ from elftools.elf.elffile import ELFFile
 from gotargets import TARGETS_DIR, TOOLCHAINS
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from mutations import damaged_in
 
 from gotop.model.pclntab import PclntabError
 from gotop.sources.gobinary import BinaryError, GoBinary, Segment
@@ -265,12 +266,7 @@ EDIT_BYTES = st.one_of(st.binary(min_size=1, max_size=8),
 @given(data=st.data())
 def test_mutated_binaries_open_or_fail_in_one_line(data, fuzz_base, tmp_path_factory):
     base, regions = fuzz_base
-    mutated = bytearray(base)
-    for _ in range(data.draw(st.integers(1, 6))):
-        start, length = data.draw(st.sampled_from(regions))
-        at = start + data.draw(st.integers(0, length - 1))
-        edit = data.draw(EDIT_BYTES)
-        mutated[at:at + len(edit)] = edit
+    mutated = data.draw(damaged_in(base, regions, EDIT_BYTES))
     path = tmp_path_factory.mktemp("mutated") / "plain"
     path.write_bytes(mutated)
     try:

@@ -33,6 +33,7 @@ from gotargets import RunningTarget, go_version, start_target, target_binary
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from leakcases import RETAINING_ENV, UNNAMED_HEAP, Case, findings_of, matches, run_check
+from mutations import damaged_in
 from waiting import first_result
 
 from gotop.cli import main
@@ -451,15 +452,7 @@ def damageable() -> tuple[bytes, list[tuple[int, int]]]:
 @given(data=st.data())
 def test_a_damaged_binary_started_as_the_target_is_a_one_line_reason_or_readable(damageable, data, tmp_path_factory):
     base, regions = damageable
-    damaged = bytearray(base)
-    for _ in range(data.draw(st.integers(1, 6))):
-        start, length = data.draw(st.sampled_from(regions))
-        at = start + data.draw(st.integers(0, length - 1))
-        if data.draw(st.booleans()):
-            damaged[at] ^= 1 << data.draw(st.integers(0, 7))
-        else:
-            edit = data.draw(st.binary(min_size=1, max_size=8))
-            damaged[at:at + len(edit)] = edit
+    damaged = data.draw(damaged_in(base, regions, st.binary(min_size=1, max_size=8)))
     path = tmp_path_factory.mktemp("damaged") / "plain"
     path.write_bytes(damaged)
     path.chmod(0o755)
