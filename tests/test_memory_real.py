@@ -249,7 +249,9 @@ def _makes_sense(reading: MemoryReading, previous: MemoryReading | None) -> None
     assert started.keys() <= {CHURN_ONCE, SPAWNER, "runtime.main"}, started
     assert started[CHURN_ONCE] <= SLOTS + RETURNING and started[SPAWNER] <= 1 and started["runtime.main"] == 1, started
     assert stats.gomaxprocs == 1
-    assert 0 < m.heap_alloc < 1 << 30 and m.next_gc > 0 and m.next_gc >= m.heap_marked, m
+    assert 0 < m.heap_alloc < 1 << 30 and m.next_gc > 0, m
+    assert (m.heap_marked is None) == (m.num_gc == 0), m  # nothing marked before the first GC
+    assert m.heap_marked is None or m.next_gc >= m.heap_marked, m
     if previous is not None:
         assert m.num_gc >= previous.memstats.num_gc and m.pause_total_ns >= previous.memstats.pause_total_ns
 
