@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from array import array
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,8 @@ def test_reads_the_executable_as_mapped_in_a_running_go_process(go_target):
     head = binary.read_bytes()[:4096]
     assert memory.read(mapping.start, 4096) == head
     # Many regions in one call come back in the order asked, each its own bytes.
-    assert memory.read_many([mapping.start + 64, mapping.start], 16) == head[64:80] + head[:16]
+    both = memory.read_spans(array("Q", [mapping.start + 64, mapping.start]), array("Q", [16, 16]))
+    assert both == head[64:80] + head[:16]
     vaddr, offset = _elf_segments(binary)
     assert load_bias(target.pid, vaddr, offset) == mapping.start - (vaddr & ~0xFFF)
 
@@ -56,7 +58,7 @@ def test_an_unmapped_region_is_an_error_not_zeros(go_target):
     start = executable_mappings(target.pid)[0].start
     memory = ProcessMemory(target.pid)
     with pytest.raises(MemoryUnreadable, match="not mapped"):
-        memory.read_many([start, 0x10], 8)
+        memory.read_spans(array("Q", [start, 0x10]), array("Q", [8, 8]))
     memory._use_vm_readv = False  # the /proc/PID/mem path says the same
     with pytest.raises(MemoryUnreadable, match="not mapped"):
         memory.read(0x10, 8)

@@ -158,17 +158,19 @@ class GoBinary:
         which tracebacks hide), and a pc to take its file and line from: f inlined into
         the wrapper (the pclntab's inline tree says), else the wrapper's first direct call
         outside the runtime (which it calls to grow its stack or check for races).
-        None when neither is found (or for another arch). `gofunc`: see gofunc_at."""
-        if self.arch not in ARCHES:
+        None when neither is found, or for another arch. `gofunc`: see gofunc_at; 0 (not
+        found) is None too: without the inline tree, the first call may be one that the
+        inlined f makes (a WaitGroup's Done), and a wrong name is worse than the wrapper's."""
+        if self.arch not in ARCHES or not gofunc:
             return None
         with _opened(self.path, self._identity) as (file, _):
             code = self._read_at(file, wrapper.entry, min(wrapper.end - wrapper.entry, _MAX_FUNCTION))
-            if gofunc:
-                def read_gofunc(offset: int, size: int) -> bytes:
-                    return self._read_at(file, gofunc + offset, size)
-                for pc in instruction_addresses(code, wrapper.entry, self.arch):
-                    if (name := self.pclntab.outermost_inlined(pc, read_gofunc)) is not None:
-                        return name, pc
+
+            def read_gofunc(offset: int, size: int) -> bytes:
+                return self._read_at(file, gofunc + offset, size)
+            for pc in instruction_addresses(code, wrapper.entry, self.arch):
+                if (name := self.pclntab.outermost_inlined(pc, read_gofunc)) is not None:
+                    return name, pc
         for target in call_targets(code, wrapper.entry, self.arch):
             func = self.pclntab.func_at(target)
             if func is not None and func.entry == target and not func.name.startswith("runtime."):

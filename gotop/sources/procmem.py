@@ -59,10 +59,6 @@ class ProcessMemory:
         """`size` bytes at `address`, all of them or MemoryUnreadable."""
         return self.read_spans(array("Q", (address,)), array("Q", (size,)))
 
-    def read_many(self, addresses: Sequence[int], size: int) -> bytes:
-        """`size` bytes at each address, concatenated in order."""
-        return self.read_spans(array("Q", addresses), array("Q", (size,)) * len(addresses))
-
     def read_gathered(self, addresses: Sequence[int], size: int,
                       max_gap: int = 4096) -> tuple[list[int], memoryview, list[int]]:
         """`size` bytes at each address, for many small objects packed in few pages
