@@ -72,6 +72,36 @@ def test_go_run_with_an_exec_of_its_own_is_refused_in_one_line():
         Program([])
 
 
+def test_help_says_how_to_start_a_program():
+    top = run_gotop("--help")
+    assert "gotop run -- CMD" in top.stdout
+    run = run_gotop("run", "--help").stdout
+    assert "usage: gotop run [OPTIONS] -- CMD [ARGS...]" in run
+    for word in ("GODEBUG=gctrace=1", "go run .", "--log", "restarts", "process group"):
+        assert word in " ".join(run.split()), word
+    check = run_gotop("check", "--help").stdout
+    assert "(TARGET... | -- CMD [ARGS...])" in check and "last lines of stderr" in " ".join(check.split())
+
+
+@pytest.mark.parametrize("args, error", [
+    (["run"], "gotop: gotop run: give the program to start after --, e.g. gotop run -- ./server -flag"),
+    (["run", "--", "/bin/true"], "gotop: the TUI needs a terminal on stdin and stdout "
+     "(for a reading in a script: gotop snapshot, gotop list --json, gotop record)"),
+    (["check"], "gotop: nothing to check: give TARGET... or -- CMD [ARGS...]"),
+    (["check", "1", "--", "/bin/true"], "gotop: check targets, or start a program after --, not both"),
+])
+def test_starting_a_program_wrongly_is_one_line(args, error):
+    result = run_gotop(*args)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [error]
+
+
+def run_gotop(*args: str) -> subprocess.CompletedProcess:
+    """gotop without a terminal (its stdin from /dev/null, its output captured)."""
+    return subprocess.run([sys.executable, "-m", "gotop", *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60)
+
+
 # --- the GC trace and the program's output ---------------------------------------------------------
 
 @pytest.mark.go
