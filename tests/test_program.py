@@ -211,6 +211,8 @@ def checked(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "healthy": (("--for", CHECK_FOR, "--", str(stripped), "-workload", "healthy-churn"), None),
         "crash": (("--for", CHECK_FOR, "--", str(stripped), "-workload", "crash", "-n", "4000"), None),
         "nope": (("--for", CHECK_FOR, "--json", "--", str(stripped), "-workload", "nope"), None),
+        "agent and pprof": (("--for", CHECK_FOR, "--json", "--", str(target_binary("agentpprof")),
+                             "-workload", "leak-send"), None),
     }
     with ThreadPoolExecutor(len(runs)) as pool:
         futures = {name: pool.submit(run_check, *args, env=env) for name, (args, env) in runs.items()}
@@ -234,6 +236,21 @@ def test_check_finds_the_heap_leak_of_a_stripped_program_in_its_gc_trace(checked
     program = report["program"]
     assert program["exited"] is False and program["command"][1:] == LEAK
     assert gone(target["pid"])  # stopped at the end
+
+
+@pytest.mark.go
+def test_what_the_started_program_serves_adds_to_its_gc_trace(checked):
+    """The agent and net/http/pprof of a started program are found as for any process: stack groups
+    and heap profiles beside the GC trace."""
+    result = checked["agent and pprof"]
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert [(f["kind"], f["where"].split(" ")[0].rsplit(".", 1)[1]) for f in report["findings"]] == [
+        ("goroutines", "leakySendResult")]
+    [target] = report["targets"]
+    assert target["checked"]["heap_profiles"] >= 1  # from pprof or the agent: the memory has none
+    assert target["watched"]["heap"]["unit"] == "GC cycles in its GC trace"
+    assert all(w["watched"] for w in target["watched"].values())
 
 
 @pytest.mark.go
