@@ -108,8 +108,10 @@ def run_gotop(*args: str) -> subprocess.CompletedProcess:
 async def test_the_gc_trace_becomes_readings_and_the_programs_output_is_kept_whole(tmp_path):
     """A program that writes a numbered line to stderr every 2 ms while its GC runs: every line is in
     the log, in order; the trace lines are in readings (and their own file), never in the log."""
-    program = Program([str(target_binary("plain")), "-workload", "chatty", "-n", "2"], tmp_path / "out.log")
+    program = Program([str(target_binary("plain")), "-workload", "chatty", "-n", "2"], tmp_path / "out.log",
+                      environ={**os.environ, "GODEBUG": "madvdontneed=1"})
     program.start()
+    assert _godebug(program.pid) == "madvdontneed=1,gctrace=1"  # merged into the GODEBUG it had
     readings: list[GcReading] = []
 
     def enough() -> bool:
