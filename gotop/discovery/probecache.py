@@ -3,7 +3,8 @@
 A probe is a request in another daemon's log; every `gotop list`, TUI start
 and `check` used to send them again. A finding that holds while its socket
 lives (see probes.SocketProbe.lasting) is kept in a small private file,
-keyed by boot, pid, process start time and socket (address, port, inode): a
+keyed by boot, pid, process start time and socket (address and port, or
+"unix:" and a UNIX socket's path with port 0; and its inode): a
 socket is asked once in its process's life, and a restarted process (a new
 start time) or a new listener (a new inode) is asked again.
 
@@ -11,7 +12,7 @@ The file is `$XDG_RUNTIME_DIR/gotop/probes.json` (cleared at boot), else
 `~/.cache/gotop/probes.json` of the effective user. It is read only if it is a
 regular file of ours, mode 0600, in a directory of ours that nobody else may
 write, and only what checks out is used: an entry can say at most that one of
-the socket's own loopback URLs serves pprof, expvar or /metrics, or that it
+the socket's own loopback URLs (or its own "unix:" name) serves pprof, expvar or /metrics, or that it
 serves none. An entry written before /metrics was probed (seven fields, no
 /metrics URL) is read as it was, with /metrics not asked yet. Anything else
 (a corrupt, foreign or hostile file, another boot) is ignored and replaced. It
@@ -28,10 +29,12 @@ import pwd
 import stat
 import time
 
-from gotop.discovery.probes import HttpEndpoints, SocketProbe, endpoint_urls
+from gotop.discovery.probes import HttpEndpoints, SocketProbe, servers
 from gotop.discovery.sockets import ListenSocket
+from gotop.discovery.unixsockets import UnixListener
 from gotop.procstat import read_proc_stat
 from gotop.safefiles import read_regular, replace_private
+from gotop.unixconnect import UNIX_PREFIX
 
 FORMAT = "gotop-probes"
 VERSION = 1
@@ -59,7 +62,7 @@ class ProbeCache:
         self._loaded = False
         self._unsaved = False
 
-    def get(self, process: ProcessKey, sock: ListenSocket) -> SocketProbe | None:
+    def get(self, process: ProcessKey, sock: ListenSocket | UnixListener) -> SocketProbe | None:
         if not self._loaded:
             self._loaded = True
             self._found.update(self._read())
@@ -68,7 +71,7 @@ class ProbeCache:
             del self._retry_at[key], self._found[key]
         return self._found.get(key)
 
-    def put(self, process: ProcessKey, sock: ListenSocket, found: SocketProbe) -> None:
+    def put(self, process: ProcessKey, sock: ListenSocket | UnixListener, found: SocketProbe) -> None:
         key = _key(process, sock)
         self._found[key] = found
         if found.lasting:
@@ -120,7 +123,9 @@ class ProbeCache:
         _write_private(self.directory, json.dumps(doc, separators=(",", ":")).encode())
 
 
-def _key(process: ProcessKey, sock: ListenSocket) -> _Key:
+def _key(process: ProcessKey, sock: ListenSocket | UnixListener) -> _Key:
+    if isinstance(sock, UnixListener):
+        return (*process, UNIX_PREFIX + sock.path, 0, sock.inode)
     return (*process, sock.host, sock.port, sock.inode)
 
 
@@ -136,10 +141,15 @@ def _checked_entry(entry: object) -> tuple[_Key, SocketProbe] | None:
         return None
     pid, start, host, port, inode, *stored = entry
     if not (all(type(n) is int and n >= 0 for n in (pid, start, inode)) and type(port) is int
-            and 0 < port < 65536 and isinstance(host, str) and _is_address(host)):
+            and isinstance(host, str)):
         return None
-    sock = ListenSocket(host, port, inode)
-    allowed = [endpoint_urls(sock, dial) for dial in sock.dial_hosts()]
+    if host.startswith(UNIX_PREFIX) and port == 0:
+        sock: ListenSocket | UnixListener = UnixListener(host.removeprefix(UNIX_PREFIX), inode)
+    elif 0 < port < 65536 and _is_address(host):
+        sock = ListenSocket(host, port, inode)
+    else:
+        return None
+    allowed = [server.urls() for server in servers(sock)]
     found = HttpEndpoints(*stored)
     for kind in ("pprof", "expvar", "metrics"):
         url = getattr(found, kind)
