@@ -25,10 +25,11 @@ gotop: a live monitor for Go processes.
 
 Finds the Go processes on this host (Go build info read from their binaries),
 sees which can be read from their memory, run the gops agent or serve
-net/http/pprof, expvar or Prometheus /metrics, and shows their memory,
-goroutines and GC live, a heap top-N to drill into, goroutine groups that
-grow, and the leaks it sees. A TARGET is a PID, host:port of a
-gops agent, or http://host:port of net/http/pprof."""
+net/http/pprof, expvar or Prometheus /metrics (on TCP or UNIX sockets), and
+shows their memory, goroutines and GC live, a heap top-N to drill into,
+goroutine groups that grow, and the leaks it sees. A TARGET is a PID,
+host:port of a gops agent, http://host:port of net/http/pprof, or
+unix:/path/to.sock of net/http/pprof on a UNIX socket."""
 
 EPILOG = f"""\
 marks in `gotop list`:  M memory   A gops agent   P net/http/pprof   E expvar   R Prometheus /metrics
