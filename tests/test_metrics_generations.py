@@ -20,10 +20,11 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from functools import partial
 
 import pytest
-from gotargets import go_version
+from gotargets import TOOLCHAINS, go_version
 from waiting import first_result
 
 from gotop.discovery.processes import Scanner
@@ -33,14 +34,27 @@ from gotop.model.prometheus import parse_metrics
 from gotop.sources.http import PprofClient
 from gotop.sources.metrics import MetricsClient
 
-# generation -> (target, its arguments)
+
+@dataclass(frozen=True)
+class Generation:
+    """A client_golang version serving /metrics, as a target built with a toolchain."""
+
+    target: str  # promold: client_golang v1.11.1; promnew: v1.25.0
+    args: tuple[str, ...] = ()
+    toolchain: str = "go"
+
+    @property
+    def old(self) -> bool:
+        return self.target == "promold"
+
+
 GENERATIONS = {
-    "v1.11": ("promold", ()),
-    "v1.25": ("promnew", ()),
-    "v1.25-both": ("promnew", ("-names", "both")),
-    "v1.25-runtime": ("promnew", ("-names", "runtime")),
+    "v1.11": Generation("promold"),
+    "v1.11-go1.19": Generation("promold", toolchain="go1.19"),  # an old client on an old runtime, as Debian's etcd
+    "v1.25": Generation("promnew"),
+    "v1.25-both": Generation("promnew", ("-names", "both")),
+    "v1.25-runtime": Generation("promnew", ("-names", "runtime")),
 }
-OLD = "v1.11"
 SCRAPE_GOROUTINES = 10  # a scrape's own goroutines: its connection's, the registry's collector workers, ReadMemStats
 BLOCK = 64 << 10  # what the retain workload keeps, n times
 MIB = 1 << 20
@@ -70,6 +84,7 @@ MEMSTATS_NAMES = {f"go_memstats_{name}" for name in (
 OLD_ONLY = {"go_memstats_lookups_total", "go_memstats_gc_cpu_fraction"}  # runtime/metrics has neither
 SERVED = {  # generation -> the Go series gotop recognises in its /metrics
     "v1.11": BASE | MEMSTATS_NAMES | OLD_ONLY,
+    "v1.11-go1.19": BASE | MEMSTATS_NAMES | OLD_ONLY,
     "v1.25": BASE | MEMSTATS_NAMES | RUNTIME_DEFAULT,
     "v1.25-both": BASE | MEMSTATS_NAMES | RUNTIME_RULES,
     # The MemStats names off: the base collector still serves the last GC's time.
@@ -82,8 +97,13 @@ def gotop(*args: str) -> subprocess.CompletedProcess:
 
 
 def start(go_target, generation: str, *args: str, env: dict[str, str] | None = None):
-    name, names = GENERATIONS[generation]
-    return go_target(name, args=[*names, *args], env=env)
+    g = GENERATIONS[generation]
+    return go_target(g.target, toolchain=g.toolchain, args=[*g.args, *args], env=env)
+
+
+def available() -> list[str]:
+    """The generations whose toolchain is installed (tests/run installs Go 1.19 where it can)."""
+    return [name for name, g in GENERATIONS.items() if TOOLCHAINS[g.toolchain].available()]
 
 
 async def metrics_reading(target):
@@ -93,7 +113,7 @@ async def metrics_reading(target):
 
 
 def test_list_shows_each_generation_s_metrics_and_nothing_else(go_target):
-    targets = {generation: start(go_target, generation) for generation in GENERATIONS}
+    targets = {generation: start(go_target, generation) for generation in available()}
     listing = gotop("list", "--json")
     table = gotop("list")
     assert listing.returncode == 0 and table.returncode == 0, listing.stderr + table.stderr
@@ -116,16 +136,16 @@ async def test_each_generation_serves_its_own_names(go_target, generation):
 async def test_the_generations_differ_in_what_gotop_can_read(go_target):
     """The old collector has no GOMAXPROCS, GOGC or GOMEMLIMIT: gotop leaves them
     empty, not guessed. Every generation serves the heap goal, under one name or the other."""
-    readings = {generation: await metrics_reading(start(go_target, generation, env=SETTINGS))
-                for generation in GENERATIONS}
-    old = readings.pop(OLD)
-    assert (old.stats.gomaxprocs, old.gogc_percent, old.memory_limit) == (None, None, None)
-    assert old.memstats.gc_cpu_fraction is not None and old.memstats.lookups is not None
-    for generation, new in readings.items():
-        assert (new.stats.gomaxprocs, new.gogc_percent, new.memory_limit) == (1, 150, 512 * MIB), generation
-        assert new.memstats.gc_cpu_fraction is None and new.memstats.lookups is None, generation
-    for generation, reading in {OLD: old, **readings}.items():
-        assert reading.memstats.next_gc is not None and reading.memstats.next_gc > 0, generation
+    for generation in available():
+        reading = await metrics_reading(start(go_target, generation, env=SETTINGS))
+        m = reading.memstats
+        if GENERATIONS[generation].old:
+            assert (reading.stats.gomaxprocs, reading.gogc_percent, reading.memory_limit) == (None, None, None)
+            assert m.gc_cpu_fraction is not None and m.lookups is not None, generation
+        else:
+            assert (reading.stats.gomaxprocs, reading.gogc_percent, reading.memory_limit) == (1, 150, 512 * MIB)
+            assert m.gc_cpu_fraction is None and m.lookups is None, generation
+        assert m.next_gc is not None and m.next_gc > 0, generation
 
 
 async def test_runtime_metrics_names_give_what_client_golang_derives_its_memstats_names_from(go_target):
@@ -182,7 +202,7 @@ async def test_a_snapshot_through_metrics_agrees_with_the_memory_between_two_rea
     low, high = sorted((before.stats.goroutines, after.stats.goroutines))
     assert low <= snapshot["goroutines"] <= high + SCRAPE_GOROUTINES
     assert before.stats.os_threads <= snapshot["os_threads"] <= after.stats.os_threads
-    if generation == OLD:  # not served: left out, not guessed
+    if GENERATIONS[generation].old:  # not served: left out, not guessed
         assert (snapshot["gomaxprocs"], m["gc_percent"], m["memory_limit"]) == (None, None, None)
     else:
         assert snapshot["gomaxprocs"] == before.stats.gomaxprocs == 1
@@ -223,7 +243,7 @@ async def test_open_fds_go_version_and_gc_pauses_through_metrics(go_target, gene
         fds, reading = await first_result(fds_between_two_counts, failing="the descriptors moved during a scrape")
     # Older procfs counts the descriptor it reads /proc/self/fd with; newer asks the kernel for the count.
     assert reading.open_fds in (fds, fds + 1)
-    assert reading.go_version == go_version("go")
+    assert reading.go_version == go_version(GENERATIONS[generation].toolchain)
     m, pauses = reading.memstats, dict(reading.gc_pause_quantiles)
     assert list(pauses) == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert m.num_gc > 0 and 0 < pauses[1.0] <= m.pause_total_ns
