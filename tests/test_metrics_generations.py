@@ -135,17 +135,23 @@ async def test_each_generation_serves_its_own_names(go_target, generation):
 
 async def test_the_generations_differ_in_what_gotop_can_read(go_target):
     """The old collector has no GOMAXPROCS, GOGC or GOMEMLIMIT: gotop leaves them
-    empty, not guessed. Every generation serves the heap goal, under one name or the other."""
+    out, not guessed. Every generation serves the heap goal, under one name or the other."""
     for generation in available():
-        reading = await metrics_reading(start(go_target, generation, env=SETTINGS))
+        target = start(go_target, generation, env=SETTINGS)
+        reading = await metrics_reading(target)
         m = reading.memstats
-        if GENERATIONS[generation].old:
+        shown = gotop("snapshot", str(target.pid), "--source", "metrics")
+        assert shown.returncode == 0, shown.stderr
+        old = GENERATIONS[generation].old
+        if old:
             assert (reading.stats.gomaxprocs, reading.gogc_percent, reading.memory_limit) == (None, None, None)
             assert m.gc_cpu_fraction is not None and m.lookups is not None, generation
         else:
             assert (reading.stats.gomaxprocs, reading.gogc_percent, reading.memory_limit) == (1, 150, 512 * MIB)
             assert m.gc_cpu_fraction is None and m.lookups is None, generation
-        assert m.next_gc is not None and m.next_gc > 0, generation
+        for said in ("GOMAXPROCS 1", "GOGC 150", "GOMEMLIMIT 512 MiB"):
+            assert (said in shown.stdout) != old, (generation, said, shown.stdout)
+        assert m.next_gc is not None and m.next_gc > 0 and "next GC " in shown.stdout, generation
 
 
 async def test_runtime_metrics_names_give_what_client_golang_derives_its_memstats_names_from(go_target):
