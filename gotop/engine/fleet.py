@@ -15,9 +15,10 @@ Every task the fleet starts is kept until it ends, and awaited on close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -99,6 +100,16 @@ class Fleet:
             following = any(w.followed and w.exited_at for w in self.watched.values())
             await asyncio.sleep(backoff(self.rescan_every, failures) if failures
                                 else RESCAN_WHILE_FOLLOWING if following else self.rescan_every)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Fleet]:
+        """Discovery in the background while the block runs; every target closed after it."""
+        discovery = asyncio.create_task(self.run())
+        try:
+            yield self
+        finally:
+            discovery.cancel()
+            await self.aclose()
 
     def add(self, target: Target, key: object | None = None, process: GoProcess | None = None) -> Watched:
         """Watch a target (a discovered process, or one named on the command line)."""
