@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class Watched:
     identity: tuple[str, str, str] | None = None  # (exe, name, cwd) to recognise a successor
     recording_id: int | None = None  # its id in the recording, when recording
     findings: tuple[Finding, ...] = ()  # the leaks the detectors see now
+    raised: Counter[LeakKind] = field(default_factory=Counter)  # findings raised so far (see apply_update)
     heap_demand: HeapDemand = field(default_factory=HeapDemand)  # its pollers', across restarts
     followers: set[object] = field(default_factory=set)  # see follow
 
@@ -248,11 +250,14 @@ LEAK_DETECTOR = "leak detector"  # its wants of heap profiles
 
 def apply_update(watched: Watched, update: Update) -> None:
     """Fold one poll into a target's history, and look for leaks again when the
-    poll brought slow-tier data (live and in a replay alike)."""
+    poll brought slow-tier data (live and in a replay alike). A finding the
+    previous look did not have counts as raised."""
     watched.history.apply(update)
     if update.goroutines is None and update.fds is None and update.heap is None and update.leaks is None:
         return
+    before = {f.key for f in watched.findings}
     watched.findings = find_leaks(watched.history, update.time)
+    watched.raised.update(f.kind for f in watched.findings if f.key not in before)
     if any(f.kind is LeakKind.HEAP for f in watched.findings):
         # Heap profiles name the site that keeps the memory, and keep its figures current.
         watched.heap_demand.want(LEAK_DETECTOR, SUSPECT_HEAP_EVERY)
