@@ -102,6 +102,16 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="print what was recorded as JSON")
     p.set_defaults(run="gotop.commands.record")
 
+    p = sub.add_parser("export", help="serve every Go process's figures and leak findings to Prometheus",
+                       description="Watch every Go process on this host as the TUI does (discovery, polls, leak "
+                       "detectors), headless, and serve the latest figures on /metrics for Prometheus (OpenMetrics "
+                       "when asked). A scrape never polls. Runs until SIGINT or SIGTERM.")
+    p.add_argument("--listen", default="127.0.0.1:9149", metavar="HOST:PORT",
+                   help="where to serve /metrics (default 127.0.0.1:9149: loopback only; 0.0.0.0:9149 for every "
+                        "interface; port 0 for any free port, printed on stderr)")
+    add_polling_flags(p)
+    p.set_defaults(run="gotop.commands.export")
+
     p = sub.add_parser("replay", help="play a recording in the TUI, with time controls")
     p.add_argument("file", help="a recording made by `gotop record` or the TUI's R key")
     p.set_defaults(run="gotop.ui.run", entry="replay")
