@@ -44,8 +44,8 @@ from services import prometheus_scraping, running_service, unavailable
 from waiting import eventually
 
 from gotop.commands.fleetmetrics import MAX_WHERE, fleet_families, leak_rates
-from gotop.engine.fleet import Fleet
-from gotop.engine.history import TargetState
+from gotop.engine.fleet import Fleet, Watched, apply_update
+from gotop.engine.history import TargetHistory, TargetState, Update
 from gotop.engine.leaks import MIN_GOROUTINE_GAIN, Basis, Confidence, Evidence, Finding, GroupRef, LeakKind
 from gotop.engine.poller import Tiers
 from gotop.engine.target import Target
@@ -300,6 +300,19 @@ async def test_an_exited_process_leaves_as_soon_as_the_engine_knows(go_target):
         await eventually(lambda: first.history.state is TargetState.EXITED)
         assert first in fleet.watched.values()
         assert samples_by_pid(fleet_families(fleet.watched.values())) == {}
+
+
+def test_a_finding_is_raised_once_while_it_lasts():
+    """Open files rise (a finding), go on rising (the same one), are all closed (none), rise
+    again (a second one): gotop_leak_findings_total{kind="fds"} counts 2."""
+    watched = Watched("x", Target("x"), TargetHistory(1.0, 600))
+    counts = [*range(0, 200, 10), 0, *range(0, 200, 10)]
+    raised = []
+    for i, count in enumerate(counts):
+        apply_update(watched, Update(1e9 + i, TargetState.UP, fds={"file": count}))
+        raised.append(watched.raised[LeakKind.FDS])
+    assert raised[4] == 0 and raised[19] == 1 and raised[20] == 1 and raised[-1] == 2
+    assert raised == sorted(raised) and set(raised) == {0, 1, 2}
 
 
 def test_findings_that_share_a_place_are_one_series():
