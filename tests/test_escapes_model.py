@@ -1,0 +1,153 @@
+"""The parser of the compiler's escape diagnostics, on real -m=2 output of
+tests/targets/escapes from Go 1.19, 1.26 and 1.27.3 (tests/samples/escapes-go*.txt),
+on hand-made lines for what those do not show, and fuzzed.
+
+That `gotop escapes` finds each cause at its line with each toolchain, built now,
+is in test_escapes.py; these check the formats themselves, without a build."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mutations import mutated
+
+from gotop.model.escapes import Allocation, Cause, parse_escapes
+
+SAMPLES = Path(__file__).parent / "samples"
+TARGET = Path(__file__).parent / "targets" / "escapes" / "main.go"
+VERSIONS = ("1.19", "1.26", "1.27")
+
+
+def marked_lines() -> dict[int, Cause]:
+    """The target's lines marked `// escape: CAUSE`."""
+    lines = TARGET.read_text().splitlines()
+    return {n: Cause(m[1]) for n, line in enumerate(lines, 1) if (m := re.search(r"// escape: (\w+)$", line))}
+
+
+def sample(version: str) -> list[str]:
+    return (SAMPLES / f"escapes-go{version}.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_each_marked_line_has_its_cause(version):
+    found = parse_escapes(sample(version), "/src/escapes")
+    in_main = {(a.line, a.cause) for a in found if a.file == "/src/escapes/main.go"}
+    assert marked_lines().items() <= in_main
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_flow_is_the_compilers_and_the_why_names_its_step(version):
+    by_line = {a.line: a for a in parse_escapes(sample(version), "/src") if a.file == "/src/main.go"}
+    returned = by_line[35]
+    assert (returned.what, returned.expression) == ("moved to heap: r", "r")
+    arrow = "=" if version == "1.19" else "←"
+    assert returned.flow[0] == f"  flow: ~r0 {arrow} &r:"
+    assert returned.flow[-1] == "    from return &r (return) at ./main.go:37:2"
+    assert returned.why == "returned to the caller (return &r)"
+    assert by_line[72].why == "stored in a global or a heap object (global = r)"
+    assert by_line[52].why == "converted to an interface, then passed to a call that keeps it (keep(v))"
+    assert by_line[42].why == "captured by a closure" and by_line[43].cause == Cause.RETURNED
+    # Newer releases name the function in the header; Go 1.19 does not.
+    assert returned.function == ("" if version == "1.19" else "returned")
+
+
+def test_a_variable_size_make_that_does_not_escape_is_on_the_heap_above_32_bytes():
+    """Go 1.25+ says "does not escape" of make([]byte, n) (a 32-byte stack buffer
+    first); Go 1.19 says it escapes for its size. Both are the same cause."""
+    old = {a.line: a for a in parse_escapes(sample("1.19"))}[58]
+    new = {a.line: a for a in parse_escapes(sample("1.26"))}[58]
+    assert (old.what, old.cause, old.why) == ("make([]byte, n) escapes to heap", Cause.NON_CONSTANT_SIZE,
+                                             "size not constant")
+    assert (new.what, new.cause) == ("make([]byte, n) does not escape", Cause.NON_CONSTANT_SIZE)
+    assert "above 32 bytes" in new.why and new.flow == ()
+
+
+def test_parameters_inlining_and_unknown_lines_are_not_allocations():
+    lines = [
+        "# example.com/m",
+        "./a.go:3:6: can inline f with cost 4 as: func(*int) { sink = p }",
+        "./a.go:3:8: parameter p leaks to {heap} with derefs=0:",
+        "./a.go:3:8:   flow: {heap} = p:",
+        "./a.go:3:8:     from sink = p (assign) at ./a.go:3:30",
+        "./a.go:3:8: leaking param: p",
+        "./a.go:9:7: make([]byte, 10) does not escape",  # constant size: on the stack
+        "./a.go:10:7: make([]func(a, b int), 16) does not escape",
+        "./a.go:11:2: main capturing by ref: n (addr=false assign=true width=8)",
+        "not a diagnostic: 1:2: moved to heap: x",
+        "",
+    ]
+    assert parse_escapes(lines) == ()
+
+
+def test_two_flows_of_one_value_are_one_allocation_with_the_stronger_cause():
+    """Go 1.19 explains a global make([]byte, n) twice: stored, and for its size."""
+    lines = [
+        "./a.go:35:13: make([]byte, n) escapes to heap:",
+        "./a.go:35:13:   flow: {heap} = &{storage for make([]byte, n)}:",
+        "./a.go:35:13:     from make([]byte, n) (spill) at ./a.go:35:13",
+        "./a.go:35:13:     from sink = make([]byte, n) (assign) at ./a.go:35:7",
+        "./a.go:35:13: make([]byte, n) escapes to heap:",
+        "./a.go:35:13:   flow: {heap} = &{storage for make([]byte, n)}:",
+        "./a.go:35:13:     from make([]byte, n) (non-constant size) at ./a.go:35:13",
+        "./a.go:35:13: make([]byte, n) escapes to heap",
+    ]
+    [only] = parse_escapes(lines, "/m")
+    assert (only.file, only.line, only.column, only.cause) == ("/m/a.go", 35, 13, Cause.NON_CONSTANT_SIZE)
+    assert len(only.flow) == 5  # both flows
+
+
+def test_where_a_flow_ends():
+    def cause(expression: str, *flow: str) -> tuple[Cause, str]:
+        lines = [f"/m/a.go:5:2: {expression} escapes to heap:", *(f"/m/a.go:5:2: {line}" for line in flow),
+                 f"/m/a.go:5:2: {expression} escapes to heap"]
+        [found] = parse_escapes(lines)
+        return found.cause, found.why
+
+    assert cause("&T{}", "  flow: {heap} ← &{storage for &T{}}:", "    from &T{} (spill) at a.go:5:2",
+                 "    from ch <- (&T{}) (send) at a.go:5:5") == (Cause.SENT, "sent on a channel (ch <- (&T{}))")
+    assert cause("func literal", "  flow: {heap} ← &{storage for func literal}:",
+                 "    from func literal (spill) at a.go:5:2") == (Cause.GOROUTINE, "a closure run by a go statement")
+    assert cause("s + u", "  flow: {heap} ← &{storage for s + u}:", "    from s + u (spill) at a.go:5:2",
+                 "    from sink = s + u (assign) at a.go:5:1")[0] == Cause.STORED  # maybe a concatenation
+    assert cause("x + 1000", "  flow: {heap} ← &{storage for x + 1000}:",
+                 "    from f(x + 1000) (call parameter) at a.go:5:1")[0] == Cause.INTERFACE
+    assert cause("t.M", "  flow: {heap} ← &{storage for t.M}:",
+                 "    from sink = t.M (assign) at a.go:5:1")[0] == Cause.STORED  # maybe a method value
+    assert cause("new([1 << 20]byte)", "  flow: {heap} ← &{storage for new([1 << 20]byte)}:",
+                 "    from new([1 << 20]byte) (too large for stack) at a.go:5:2")[0] == Cause.TOO_LARGE
+    assert cause("&T{}", "  flow: {heap} ← *{temp}:") == (Cause.OTHER, "escapes")
+
+
+def test_an_allocation_survives_json():
+    for found in parse_escapes(sample("1.27"), "/src"):
+        assert Allocation.from_json(found.to_json()) == found
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        Allocation.from_json(parse_escapes(sample("1.27"))[0].to_json() | {"line": "35"})
+
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fuzzed_output_parses_to_allocations(version):
+    @FUZZ
+    @given(data=mutated((SAMPLES / f"escapes-go{version}.txt").read_bytes()))
+    def check(data):
+        for found in parse_escapes(data.decode("utf-8", "replace").splitlines(), "/src"):
+            assert found.line >= 0 and found.column >= 0 and found.file and found.expression
+            assert isinstance(found.cause, Cause) and found.why
+            assert Allocation.from_json(found.to_json()) == found
+
+    check()
+
+
+@FUZZ
+@given(st.lists(st.text(max_size=80), max_size=8))
+def test_fuzzed_lines_never_crash(parts):
+    lines = [f"./a.go:1:2: {p}" for p in parts] + [f"./a.go:1:2:   flow: {p}:" for p in parts] + parts
+    for found in parse_escapes(lines):  # each where a line said
+        assert any(line.startswith(f"{found.file}:{found.line}:{found.column}: ") for line in lines)
