@@ -7,6 +7,7 @@ is in test_escapes.py; these check the formats themselves, without a build."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 
@@ -28,29 +29,47 @@ def marked_lines() -> dict[int, Cause]:
     return {n: Cause(m[1]) for n, line in enumerate(lines, 1) if (m := re.search(r"// escape: (\w+)$", line))}
 
 
+def joined_to(directory: str):
+    """A Resolve: relative names joined to `directory`."""
+    return lambda package, file: posixpath.normpath(posixpath.join(directory, file))
+
+
 def sample(version: str) -> list[str]:
     return (SAMPLES / f"escapes-go{version}.txt").read_text().splitlines()
 
 
+def in_src(package: str, file: str) -> str:
+    """A Resolve: the target's files in /src (the sample of Go 1.26 names them "escapes/main.go", replayed
+    from the go command's cache of a build in tests/targets; the others "./main.go")."""
+    assert package == "gotop.test/targets/escapes"
+    return "/src/" + posixpath.basename(file)
+
+
+def by_line(version: str) -> dict[int, Allocation]:
+    return {a.line: a for a in parse_escapes(sample(version), in_src) if a.file == "/src/main.go"}
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_each_marked_line_has_its_cause(version):
-    found = parse_escapes(sample(version), "/src/escapes")
-    in_main = {(a.line, a.cause) for a in found if a.file == "/src/escapes/main.go"}
-    assert marked_lines().items() <= in_main
+    found = by_line(version)
+    assert {line: found[line].cause for line in marked_lines()} == marked_lines()
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_the_flow_is_the_compilers_and_the_why_names_its_step(version):
-    by_line = {a.line: a for a in parse_escapes(sample(version), "/src") if a.file == "/src/main.go"}
-    returned = by_line[35]
+    found = by_line(version)
+    line = {cause: n for n, cause in marked_lines().items()}
+    returned = found[line[Cause.RETURNED]]
     assert (returned.what, returned.expression) == ("moved to heap: r", "r")
     arrow = "=" if version == "1.19" else "←"
     assert returned.flow[0] == f"  flow: ~r0 {arrow} &r:"
-    assert returned.flow[-1] == "    from return &r (return) at ./main.go:37:2"
+    assert re.fullmatch(r"    from return &r \(return\) at (\./|escapes/)main\.go:\d+:2", returned.flow[-1])
     assert returned.why == "returned to the caller (return &r)"
-    assert by_line[72].why == "stored in a global or a heap object (global = r)"
-    assert by_line[52].why == "converted to an interface, then passed to a call that keeps it (keep(v))"
-    assert by_line[42].why == "captured by a closure" and by_line[43].cause == Cause.RETURNED
+    assert found[line[Cause.STORED]].why == "stored in a global or a heap object (global = r)"
+    assert found[line[Cause.INTERFACE]].why == \
+        "converted to an interface, then passed to a call that keeps it (keep(v))"
+    assert found[line[Cause.CAPTURED]].why == "captured by a closure"
+    assert found[line[Cause.CAPTURED] + 1].cause == Cause.RETURNED  # the closure itself
     # Newer releases name the function in the header; Go 1.19 does not.
     assert returned.function == ("" if version == "1.19" else "returned")
 
@@ -58,8 +77,8 @@ def test_the_flow_is_the_compilers_and_the_why_names_its_step(version):
 def test_a_variable_size_make_that_does_not_escape_is_on_the_heap_above_32_bytes():
     """Go 1.25+ says "does not escape" of make([]byte, n) (a 32-byte stack buffer
     first); Go 1.19 says it escapes for its size. Both are the same cause."""
-    old = {a.line: a for a in parse_escapes(sample("1.19"))}[58]
-    new = {a.line: a for a in parse_escapes(sample("1.26"))}[58]
+    line = next(n for n, cause in marked_lines().items() if cause == Cause.NON_CONSTANT_SIZE)
+    old, new = by_line("1.19")[line], by_line("1.26")[line]
     assert (old.what, old.cause, old.why) == ("make([]byte, n) escapes to heap", Cause.NON_CONSTANT_SIZE,
                                              "size not constant")
     assert (new.what, new.cause) == ("make([]byte, n) does not escape", Cause.NON_CONSTANT_SIZE)
@@ -95,7 +114,7 @@ def test_two_flows_of_one_value_are_one_allocation_with_the_stronger_cause():
         "./a.go:35:13:     from make([]byte, n) (non-constant size) at ./a.go:35:13",
         "./a.go:35:13: make([]byte, n) escapes to heap",
     ]
-    [only] = parse_escapes(lines, "/m")
+    [only] = parse_escapes(lines, joined_to("/m"))
     assert (only.file, only.line, only.column, only.cause) == ("/m/a.go", 35, 13, Cause.NON_CONSTANT_SIZE)
     assert len(only.flow) == 5  # both flows
 
@@ -123,7 +142,7 @@ def test_where_a_flow_ends():
 
 
 def test_an_allocation_survives_json():
-    for found in parse_escapes(sample("1.27"), "/src"):
+    for found in parse_escapes(sample("1.27"), in_src):
         assert Allocation.from_json(found.to_json()) == found
     with pytest.raises((ValueError, KeyError, TypeError)):
         Allocation.from_json(parse_escapes(sample("1.27"))[0].to_json() | {"line": "35"})
@@ -137,7 +156,7 @@ def test_fuzzed_output_parses_to_allocations(version):
     @FUZZ
     @given(data=mutated((SAMPLES / f"escapes-go{version}.txt").read_bytes()))
     def check(data):
-        for found in parse_escapes(data.decode("utf-8", "replace").splitlines(), "/src"):
+        for found in parse_escapes(data.decode("utf-8", "replace").splitlines(), joined_to("/src")):
             assert found.line >= 0 and found.column >= 0 and found.file and found.expression
             assert isinstance(found.cause, Cause) and found.why
             assert Allocation.from_json(found.to_json()) == found

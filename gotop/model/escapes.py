@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -76,7 +76,7 @@ MAX_LINE_CHARS = 64 * 1024  # a longer line is no diagnostic of the compiler's (
 class Allocation:
     """One value the compiler puts on the heap."""
 
-    file: str  # as the compiler names it, joined to the build's directory when relative
+    file: str  # as the compiler names it, resolved when relative (parse_escapes)
     line: int
     column: int
     what: str  # the compiler's verdict: "moved to heap: r", "&record{} escapes to heap"
@@ -126,21 +126,34 @@ class _Chain:
 
 
 _Key = tuple[str, int, int, str]  # file, line, column, expression
+# (the import path of the package being compiled, a file name as printed) -> the file's path
+Resolve = Callable[[str, str], str]
 
 
-def parse_escapes(lines: Iterable[str], directory: str = "") -> tuple[Allocation, ...]:
+def parse_escapes(lines: Iterable[str], resolve: Resolve | None = None) -> tuple[Allocation, ...]:
     """The heap allocations in the compiler's -m=2 output (`lines`, with or
-    without their line ends), by file, line and column; relative file names are
-    joined to `directory` (where the go command ran). Never raises on bad input:
-    a line this parser does not know is skipped."""
+    without their line ends), by file, line and column. `resolve` names each
+    file the output names relatively (the go command prints them relative to
+    where it ran, or to where the build it replays from its cache ran), given
+    the package of the "# import/path" line above. Never raises on bad input: a
+    line this parser does not know is skipped."""
     chains: dict[_Key, _Chain] = {}
     verdicts: dict[_Key, str] = {}  # key -> the verdict line, in the order the compiler gave them
     current: tuple[tuple[str, int, int], _Chain | None] | None = None  # the open header: its position, its chain
+    package = ""
+    resolved: dict[str, str] = {}
     for raw in lines:
         text = raw.rstrip("\r\n")
+        if text.startswith("# "):
+            package = text[2:].split(" ", 1)[0]
+            resolved.clear()
+            continue
         if len(text) > MAX_LINE_CHARS or (match := _POSITION.fullmatch(text)) is None:
             continue
-        position = (match["file"], int(match["line"]), int(match["column"]))
+        file = match["file"]
+        if resolve is not None and not posixpath.isabs(file):
+            file = resolved[file] if file in resolved else resolved.setdefault(file, resolve(package, file))
+        position = (file, int(match["line"]), int(match["column"]))
         message = match["message"]
         if message.startswith("  "):  # a flow line: it belongs to the open header at the same position
             if current is not None and current[0] == position and current[1] is not None:
@@ -163,10 +176,10 @@ def parse_escapes(lines: Iterable[str], directory: str = "") -> tuple[Allocation
     for key, what in verdicts.items():
         chain_key = _chain_key(key, chains)
         explained.add(chain_key)
-        found.append(_allocation(key, what, chains.get(chain_key) if chain_key else None, directory))
+        found.append(_allocation(key, what, chains.get(chain_key) if chain_key else None))
     for key, chain in chains.items():  # a header with no verdict: the compiler's own closure of a go statement
         if key not in explained:
-            found.append(_allocation(key, f"{key[3]} escapes to heap", chain, directory))
+            found.append(_allocation(key, f"{key[3]} escapes to heap", chain))
     return tuple(sorted(found, key=lambda a: (a.file, a.line, a.column, a.expression)))
 
 
@@ -189,10 +202,8 @@ def _chain_key(key: _Key, chains: dict[_Key, _Chain]) -> _Key | None:
     return next((k for k in chains if k[:3] == (file, line, column) and k[3].startswith(expression + "(")), None)
 
 
-def _allocation(key: _Key, what: str, chain: _Chain | None, directory: str) -> Allocation:
+def _allocation(key: _Key, what: str, chain: _Chain | None) -> Allocation:
     file, line, column, expression = key
-    if directory and not posixpath.isabs(file):
-        file = posixpath.normpath(posixpath.join(directory, file))
     cause, why = _cause(what, expression, chain)
     return Allocation(file, line, column, what, expression, chain.function if chain else "", cause, why,
                       tuple(chain.lines) if chain else ())

@@ -1,8 +1,8 @@
 // escapes has one heap allocation of each cause the compiler's escape analysis
 // reports, each on a line marked with a comment "// escape: CAUSE", and serves
 // net/http/pprof. It calls every cause's function in a loop, and the one named
-// by -hot a hundred times as often, keeping the last results of each call
-// alive (in a ring): the -hot site leads both the live heap and the allocation
+// by -hot a hundred times as often, keeping the results of each cause's last
+// 100 rounds alive: the -hot site leads both the live heap and the allocation
 // rate. The too-large allocation runs once, at start.
 package main
 
@@ -11,19 +11,20 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/pprof"
+	_ "net/http/pprof" // on http.DefaultServeMux
 	"runtime"
 	"time"
 
 	"gotop.test/targets/internal/ready"
 )
 
+// Every allocation is a few hundred bytes: they, not the rings that keep them, make the live heap.
 type record struct {
-	data [64]byte
+	data [248]byte
 	next *record
 }
 
-type pair struct{ a, b int }
+type block [32]int
 
 var (
 	global *record // the global the stored site writes
@@ -39,8 +40,8 @@ func returned(n int) *record {
 
 //go:noinline
 func captured(n int) func() int {
-	count := n // escape: captured
-	return func() int { count++; return count }
+	count := block{n} // escape: captured
+	return func() int { count[0]++; return count[0] }
 }
 
 //go:noinline
@@ -48,7 +49,7 @@ func keep(v any) { sink = v }
 
 //go:noinline
 func boxed(n int) any {
-	v := pair{n, n + 1}
+	v := block{n, n + 1}
 	keep(v) // escape: interface
 	return sink
 }
@@ -77,48 +78,47 @@ func stored(n int) *record {
 
 var causes = map[string]func(int) any{
 	"returned":          func(n int) any { return returned(n) },
-	"closure":           func(n int) any { return captured(n) },
+	"captured":          func(n int) any { return captured(n) },
 	"interface":         func(n int) any { return boxed(n) },
-	"non-constant size": func(n int) any { return sized(n%64 + 65) },
-	"global":            func(n int) any { return stored(n) },
+	"non_constant_size": func(n int) any { return sized(n%256 + 257) },
+	"stored":            func(n int) any { return stored(n) },
 }
 
 func main() {
-	hot := flag.String("hot", "returned", "the cause to exercise most: returned, closure, interface, non-constant size, global")
-	every := flag.Duration("every", time.Millisecond, "time between rounds of calls")
+	hot := flag.String("hot", "returned", "the cause to exercise most: returned, captured, interface, non_constant_size, stored")
+	every := flag.Duration("every", 5*time.Millisecond, "time between rounds of calls")
 	flag.Parse()
 	if _, ok := causes[*hot]; !ok {
 		log.Fatalf("unknown -hot %q", *hot)
 	}
-	runtime.MemProfileRate = 512 // a profile that sees small sites within seconds
+	runtime.MemProfileRate = 4096 // a profile that sees every site within seconds
 	large()
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
 	}
 	go run(*hot, *every)
 	ready.Announce("", ln.Addr().String())
-	log.Fatal(http.Serve(ln, mux))
+	log.Fatal(http.Serve(ln, nil))
 }
 
 // run calls each cause once a round, the hot one a hundred times, and keeps the
-// last 1000 results of each cause alive.
+// results of each cause's last 100 rounds alive.
 func run(hot string, every time.Duration) {
+	calls := map[string]int{}
 	kept := map[string][]any{}
 	for name := range causes {
-		kept[name] = make([]any, 1000)
+		calls[name] = 1
+		if name == hot {
+			calls[name] = 100
+		}
+		kept[name] = make([]any, 100*calls[name])
 	}
 	for n := 0; ; n++ {
 		for name, cause := range causes {
-			calls := 1
-			if name == hot {
-				calls = 100
-			}
-			for i := 0; i < calls; i++ {
-				kept[name][(n*calls+i)%1000] = cause(n*calls + i)
+			for i := 0; i < calls[name]; i++ {
+				kept[name][(n*calls[name]+i)%len(kept[name])] = cause(n*calls[name] + i)
 			}
 		}
 		time.Sleep(every)
