@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from gotargets import TARGETS_DIR, TOOLCHAINS, go_version
 from targetio import http_get
+from test_cli import IMPORT_PROBE
 from test_escapes_model import marked_lines
 from waiting import eventually
 
@@ -80,6 +81,18 @@ def test_the_flow_is_shown_on_request():
     rows = out.stdout.splitlines()
     at = next(i for i, row in enumerate(rows) if row.startswith(f"main.go:{LINE_OF[Cause.RETURNED]}:"))
     assert rows[at + 1].strip().startswith("flow: ~r0 ") and "(return)" in rows[at + 2] + rows[at + 3]
+
+
+def test_the_command_is_documented_and_imports_no_textual():
+    out = gotop("escapes", "--help")
+    assert out.returncode == 0
+    for words in ("DIR|TARGET", "--source DIR", "--for DURATION", "--rate", "--flow", "--json",
+                  "go build -gcflags=-m=2", "live heap"):
+        assert words in " ".join(out.stdout.split()), words
+    assert "escapes" in gotop("--help").stdout
+    probe = subprocess.run([sys.executable, "-c", IMPORT_PROBE, "escapes", str(TARGET)], capture_output=True,
+                           text=True, timeout=600)
+    assert probe.stdout.strip().endswith("NO-TEXTUAL"), probe.stdout + probe.stderr
 
 
 @pytest.fixture
@@ -193,6 +206,7 @@ async def test_the_busiest_site_by_rate_between_two_profiles(go_target):
     assert [a["cause"] for a in first["escapes"]] == ["non_constant_size"]
     assert not report["rate_since_start"] and report["rate_seconds"] >= 1
     assert 0 <= first["inuse_bytes"] < first["alloc_bytes"]  # most of what it allocated is garbage already
+    assert first["hint"].startswith("sync.Pool candidate: its objects live about ")
 
 
 async def test_the_source_is_found_from_the_working_directory_of_a_trimpath_build(go_target, go_build, tmp_path):
@@ -234,3 +248,37 @@ async def test_a_source_that_is_not_there_is_told_so(go_target, tmp_path):
     out = gotop("escapes", str(t.pid), "--source", str(tmp_path))
     assert out.returncode == 2
     assert out.stderr.startswith(f"gotop: {tmp_path}: not in a Go module")
+
+
+# --- the TUI's function screen ------------------------------------------------------------------
+
+
+async def test_the_function_screen_says_why_its_lines_allocate(go_target, tmp_path):
+    """The Source tab shows, under each line the compiler allocates on, what and why;
+    of a program whose source is not on this host, it says so in one line."""
+    from hostileprofiles import profile_naming
+    from test_tui import FAST, until
+
+    from gotop.ui.app import GotopApp
+    from gotop.ui.function import FunctionScreen
+
+    t = go_target("escapes", args=["-hot", "returned"])
+    profile = await eventually(lambda: (p := parse_profile(http_get(t.http_addr, "/debug/pprof/heap")))
+                               and any(f.name == "main.returned" for f in p.functions.values()) and p, timeout=60)
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(160, 40)) as pilot:
+        for shown, function, wanted in (
+                (profile, "main.returned", "↳ moved to heap: r: returned to the caller (return &r)"),
+                (parse_profile(profile_naming(tmp_path, "/nowhere/main.go").read_bytes()), "main.retain",
+                 "why on the heap: the program's source is not on this host (the heap profile names no file of "
+                 "package main on this host)")):
+            screen = FunctionScreen(shown, function, None)
+            app.push_screen(screen)
+            text = await until(pilot, lambda s=screen: app.screen is s and next(iter(s.query("#source_text")), None))
+            lines = await until(pilot, lambda t=text, w=wanted: w in t.text and t.text.splitlines(), timeout=300)
+            if shown is profile:
+                at = next(i for i, line in enumerate(lines) if line.endswith("// escape: returned"))
+                assert f" {LINE_OF[Cause.RETURNED]}: " in lines[at] and lines[at + 1].strip() == wanted
+            else:
+                assert lines[0] == wanted
+            await pilot.press("escape")

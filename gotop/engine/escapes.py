@@ -10,13 +10,15 @@ The program's source is its main module's directory on this host, found
   - the process's working directory (/proc/PID/cwd), at or under a go.mod of
     the build info's main module (`go run .` runs there).
 That module is analysed (sources/escapes.py, cached) and joined to the heap
-profile's allocating lines (model/escape_sites.py).
+profile's allocating lines (model/escape_sites.py), for `gotop escapes`; and
+for the TUI's function screen, found from its profile alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -24,7 +26,7 @@ from gotop.discovery.processes import GoProcess
 from gotop.engine.sourcefiles import SourceFiles, nearest_module
 from gotop.engine.target import Target
 from gotop.errors import GotopError
-from gotop.model.escape_sites import Site, allocation_sites
+from gotop.model.escape_sites import EscapeIndex, Site, allocation_sites
 from gotop.model.profile import Profile, parse_profile
 from gotop.sources.escapes import EscapeAnalysis, EscapeError, analyse
 
@@ -56,8 +58,11 @@ async def rank_sites(target: Target, source: str | None = None, over: float | No
     else:
         assert started is not None
         seconds = max(time.time() - started, 1e-3)
-    directory, found_by = (os.path.abspath(source), "--source") if source is not None \
-        else await asyncio.to_thread(find_source, profile, target.process)
+    try:
+        directory, found_by = (os.path.abspath(source), "--source") if source is not None \
+            else await asyncio.to_thread(find_source, profile, target.process)
+    except EscapeError as e:
+        raise EscapeError(f"{e}: give --source DIR") from None
     analysis = await asyncio.to_thread(analyse, directory)
     sites = await asyncio.to_thread(allocation_sites, profile, analysis.allocations, analysis.module,
                                     base=base, seconds=seconds)
@@ -91,7 +96,7 @@ def find_source(profile: Profile, process: GoProcess | None) -> tuple[str, str]:
             if found is not None and found[1] == module:
                 return found[0], where
             looked.append(f"{where} {unknown}" if directory is None else f"{where} is not in module {module or '?'}")
-    raise EscapeError(f"the program's source was not found ({'; '.join(looked)}): give --source DIR")
+    raise EscapeError(f"the program's source is not on this host ({'; '.join(looked)})")
 
 
 def _main_directory(pid: int) -> str | None:
@@ -112,3 +117,40 @@ def _cwd(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return None
+
+
+_one_analysis = threading.Lock()  # the TUI's analyses one at a time: the next one finds the cache the first filled
+
+
+async def escape_index(profile: Profile) -> EscapeIndex:
+    """The compiler's escape reasons for the profiled program, when its main
+    module is on this host (found by the profile's file names); EscapeError why
+    not. A build runs on a daemon thread: gotop's exit does not wait for it
+    (sources/escapes kills it)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[EscapeIndex] = loop.create_future()
+
+    def work() -> None:
+        try:
+            with _one_analysis:
+                directory, _ = find_source(profile, None)
+                analysis = analyse(directory)
+            result: EscapeIndex | BaseException = EscapeIndex(analysis.allocations, analysis.module)
+        except BaseException as e:  # handed to the waiting screen
+            result = e
+        try:
+            loop.call_soon_threadsafe(_settle, answer, result)
+        except RuntimeError:  # the loop is closed: nobody waits
+            pass
+
+    threading.Thread(target=work, name="escape-analysis", daemon=True).start()
+    return await answer
+
+
+def _settle(answer: asyncio.Future[EscapeIndex], result: EscapeIndex | BaseException) -> None:
+    if answer.done():  # the screen left
+        return
+    if isinstance(result, BaseException):
+        answer.set_exception(result)
+    else:
+        answer.set_result(result)

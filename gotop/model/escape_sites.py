@@ -70,7 +70,7 @@ def allocation_sites(profile: Profile, allocations: Iterable[Allocation], module
                                  for kind in ("inuse_space", "inuse_objects", "alloc_space"))
     before = _flat(base, node_index(base, "lines"), "alloc_space") if base is not None else {}
     outer_lines = _outer_lines(index)
-    escapes = _EscapeIndex(allocations, module)
+    escapes = EscapeIndex(allocations, module)
     sites = []
     for node in set(inuse) | set(allocated):
         grown = max(allocated.get(node, 0) - before.get(node, 0), 0)
@@ -102,9 +102,10 @@ def _outer_lines(index: NodeIndex) -> dict[NodeInfo, set[NodeInfo]]:
     return outer
 
 
-class _EscapeIndex:
-    """Allocations by file name and line, matched by path or by path in the module,
-    and by function where the compiler names it."""
+class EscapeIndex:
+    """The allocations of a module (at directory `module`) by line: `at` a profile's
+    line node, those at its file (by path, or by path in the module) and line, in
+    its function where the compiler names one."""
 
     def __init__(self, allocations: Iterable[Allocation], module: str) -> None:
         self._by_line: defaultdict[tuple[str, int], list[tuple[str, str, Allocation]]] = defaultdict(list)
