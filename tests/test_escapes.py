@@ -158,6 +158,17 @@ def test_a_broken_build_exits_2_with_the_compilers_message(tmp_path):
     assert tree_state(tmp_path) == before
 
 
+def test_a_module_of_libraries_alone(tmp_path):
+    """No main package: nothing to link, the packages are analysed all the same."""
+    (tmp_path / "go.mod").write_text("module example.com/lib\n\ngo 1.18\n")
+    (tmp_path / "lib.go").write_text("package lib\n\ntype T struct{ a [4]int }\n\nfunc New() *T { return &T{} }\n")
+    out = gotop("escapes", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].startswith(f"{tmp_path}: 1 heap allocation (go1.")
+    assert out.stdout.splitlines()[2].split() == ["lib.go:5:24", "&T{}", "escapes", "to", "heap", "returned", "to",
+                                                  "the", "caller", "(return", "&T{})"]
+
+
 def test_a_directory_out_of_any_module_is_one_line(tmp_path):
     out = gotop("escapes", str(tmp_path))
     assert out.returncode == 2

@@ -33,13 +33,15 @@ def _directory(args: Namespace) -> int:
         print_json({}, analysis.to_json())
         return 0
     inside = [a for a in analysis.allocations if _under(a.file, analysis.directory)]
-    print(plain(f"{analysis.directory}: {len(inside)} heap allocations ({_built(analysis)})"))
-    rows = [[f"{os.path.relpath(a.file, analysis.directory)}:{a.line}:{a.column}", a.what, a.why] for a in inside]
-    table = render(["WHERE", "WHAT", "WHY"], rows).split("\n")
-    lines = table[:1]
-    for row, allocation in zip(table[1:], inside):
-        lines += [row, *(f"        {flow}" for flow in allocation.flow if args.flow)]
-    print(plain_lines("\n".join(lines)))
+    count = f"{len(inside)} heap allocation{'s' * (len(inside) != 1)}" if inside else "no heap allocation"
+    print(plain(f"{analysis.directory}: {count} ({_built(analysis)})"))
+    if inside:
+        rows = [[f"{os.path.relpath(a.file, analysis.directory)}:{a.line}:{a.column}", a.what, a.why] for a in inside]
+        table = render(["WHERE", "WHAT", "WHY"], rows).split("\n")
+        lines = table[:1]
+        for row, allocation in zip(table[1:], inside):
+            lines += [row, *(f"        {flow}" for flow in allocation.flow if args.flow)]
+        print(plain_lines("\n".join(lines)))
     if outside := len(analysis.allocations) - len(inside):
         print(f"and {outside} in code inlined from outside the directory (--json lists them)")
     return 0

@@ -1,10 +1,11 @@
 """The compiler's escape analysis of a Go module directory, cached.
 
-`go build -gcflags=-m=2 ./...` runs in the directory with the user's own
-environment, so the go command picks the toolchain the module asks for (its
-go.mod's `go` and `toolchain` lines, GOTOOLCHAIN) and its build settings
-(GOFLAGS, GOOS, build tags, vendoring). The binaries go to a temporary
-directory, removed after; nothing is written into the user's tree: VCS
+`go build -gcflags=-m=2 -o /dev/null ./...` runs in the directory with the
+user's own environment, so the go command picks the toolchain the module asks
+for (its go.mod's `go` and `toolchain` lines, GOTOOLCHAIN) and its build
+settings (GOFLAGS, GOOS, build tags, vendoring). Its output goes to a temporary
+directory, removed after; the binaries nowhere (-o /dev/null, which also takes
+a module of libraries alone). Nothing is written into the user's tree: VCS
 stamping is off (-buildvcs=false), and a GOFLAGS of -mod=mod, which may rewrite
 go.mod and go.sum, is overridden by -mod=readonly.
 
@@ -77,7 +78,7 @@ class EscapeAnalysis:
                 "cached": self.cached, "allocations": [a.to_json() for a in self.allocations]}
 
 
-def analyse(directory: str, *, cache_directory: str | None = None) -> EscapeAnalysis:
+def analyse(directory: str) -> EscapeAnalysis:
     """The escape analysis of the packages under `directory` (from gotop's cache
     when the sources are unchanged). Blocks for the build: call it off the event
     loop. EscapeError (BuildFailed) when it cannot be had."""
@@ -87,7 +88,7 @@ def analyse(directory: str, *, cache_directory: str | None = None) -> EscapeAnal
     env = _go_env(directory, real)
     module = os.path.dirname(env["GOMOD"])
     files = _module_files(module)
-    cache_directory = cache_directory if cache_directory is not None else gotop_directory()
+    cache_directory = gotop_directory()
     key = _key(real, module, env, files)
     name = f"escapes-{key[:40]}.json"
     cached = _read_cached(cache_directory, name, key)
@@ -121,12 +122,10 @@ def _build(shown: str, directory: str, env: dict[str, str], resolve: Resolve) ->
     with tempfile.TemporaryDirectory(prefix="gotop-escapes-") as scratch:
         output = os.path.join(scratch, "compiler.txt")
         flags = _build_flags(env)
-        status = _run_to_file(["build", "-gcflags=-m=2", *flags, "-o", os.path.join(scratch, "bin") + os.sep, "./..."],
-                              directory, output, shown)
+        status = _run_to_file(["build", "-gcflags=-m=2", *flags, "-o", os.devnull, "./..."], directory, output, shown)
         if status != 0:  # the errors again without -m=2's thousands of lines around them
             errors = os.path.join(scratch, "errors.txt")
-            _run_to_file(["build", *flags, "-o", os.path.join(scratch, "bin") + os.sep, "./..."],
-                         directory, errors, shown)
+            _run_to_file(["build", *flags, "-o", os.devnull, "./..."], directory, errors, shown)
             raise BuildFailed(shown, f"exit status {status}", _first_lines(errors) or _first_lines(output))
         with open(output, encoding="utf-8", errors="replace") as lines:
             return parse_escapes(lines, resolve)
