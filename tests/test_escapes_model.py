@@ -139,6 +139,14 @@ def test_where_a_flow_ends():
     assert cause("new([1 << 20]byte)", "  flow: {heap} ← &{storage for new([1 << 20]byte)}:",
                  "    from new([1 << 20]byte) (too large for stack) at a.go:5:2")[0] == Cause.TOO_LARGE
     assert cause("&T{}", "  flow: {heap} ← *{temp}:") == (Cause.OTHER, "escapes")
+    # Into a value that is itself on the heap (gops's cobra.Command literals), into an interface's box.
+    assert cause("func literal", "  flow: {storage for &cobra.Command{...}} ← &{storage for func literal}:",
+                 "    from func literal (spill) at main.go:17:24",
+                 "    from cobra.Command{...} (struct literal element) at main.go:17:24") == \
+        (Cause.STORED, "stored in a global or a heap object (cobra.Command{...})")
+    assert cause("s + strings.Repeat(\" \", n)", "  flow: {storage for ~r0} ← ~r0:",
+                 "    from ~r0 (interface-converted) at root.go:52:22") == \
+        (Cause.INTERFACE, "converted to an interface (~r0)")
 
 
 def test_an_allocation_survives_json():

@@ -23,9 +23,10 @@ here, as its size is the cause.
 
 Each allocation gets one cause, the first of: too large for the stack, size not
 constant, captured by a closure, converted to an interface (the value printed
-is not itself an allocation: a name, a call, an index, a literal...), then
-where its flow ends: returned, sent on a channel, passed to a call that keeps
-it, stored in a global or a heap object, run by a go statement.
+is not itself an allocation: a name, a call, an index, a literal...; or its
+flow ends in an interface conversion), then where its flow ends: returned, sent
+on a channel, passed to a call that keeps it, stored in a global or a heap
+object (or in another value put on the heap), run by a go statement.
 """
 
 from __future__ import annotations
@@ -222,14 +223,17 @@ def _cause(what: str, expression: str, chain: _Chain | None) -> tuple[Cause, str
         if explanation in explanations:
             return cause, CAUSE_WORDS[cause]
     destination, telling = _where(flows)
-    if _is_converted_value(what, expression):
-        then = f", then {CAUSE_WORDS[destination]}" if destination not in (Cause.OTHER, Cause.GOROUTINE) else ""
+    if destination == Cause.INTERFACE or _is_converted_value(what, expression):
+        then = f", then {CAUSE_WORDS[destination]}" if destination not in _NO_WHERE else ""
         return Cause.INTERFACE, CAUSE_WORDS[Cause.INTERFACE] + then + telling
     if destination == Cause.OTHER and chain is None:
         return Cause.OTHER, "escapes (the compiler gave no flow: build with -gcflags=-m=2)"
     if destination == Cause.GOROUTINE and expression != "func literal":
         destination = Cause.OTHER
     return destination, CAUSE_WORDS[destination] + telling
+
+
+_NO_WHERE = (Cause.INTERFACE, Cause.OTHER, Cause.GOROUTINE)  # nothing to add to "converted to an interface"
 
 
 def _where(flows: list[tuple[str, list[tuple[str, str]]]]) -> tuple[Cause, str]:
@@ -240,14 +244,17 @@ def _where(flows: list[tuple[str, list[tuple[str, str]]]]) -> tuple[Cause, str]:
     steps = [step for _, flow_steps in flows for step in flow_steps]
     expression, explanation = steps[-1] if steps else ("", "")
     telling = f" ({expression})" if expression else ""
+    if explanation == "interface-converted":  # into an interface's box: what becomes of the box is its own flow
+        return Cause.INTERFACE, telling
     if re.fullmatch(r"~[rR]\d+", destination) or explanation == "return":
         return Cause.RETURNED, telling
     if explanation == "send":
         return Cause.SENT, telling
     if explanation == "call parameter":
         return Cause.CALL, telling
-    if destination == "{heap}" and ("assign" in explanation or "literal" in explanation):
-        return Cause.STORED, telling
+    if destination.startswith("{storage for ") or \
+            (destination == "{heap}" and ("assign" in explanation or "literal" in explanation)):
+        return Cause.STORED, telling  # {storage for x}: into another value the compiler puts on the heap
     if destination == "{heap}" and explanation == "spill":  # nothing took it: a go statement's closure
         return Cause.GOROUTINE, ""
     return Cause.OTHER, f" (the compiler's last step: {explanation})" if explanation else ""
