@@ -119,6 +119,39 @@ def test_two_flows_of_one_value_are_one_allocation_with_the_stronger_cause():
     assert len(only.flow) == 5  # both flows
 
 
+def test_verdicts_that_name_their_value_otherwise_than_its_header():
+    """Lines of klauspost/compress's (Go 1.26): an inlined function's appends, all
+    verdicts "append"; an inlined make whose verdict folds the constant its header names;
+    a variable-size make that stays at a place where something else escapes."""
+    lines = [
+        "flate/inflate.go:688:32: append(dst, dd.hist[:dd.wrPos]...) escapes to heap in (*decompressor).finishBlock:",
+        "flate/inflate.go:688:32:   flow: {heap} ← &{storage for append(dst, dd.hist[:dd.wrPos]...)}:",
+        "flate/inflate.go:688:32:     from f.cpBuf = ~r0 (assign) at flate/inflate.go:688:11",
+        "flate/inflate.go:688:32: append(dst, dd.hist[dd.wrPos:]...) escapes to heap in (*decompressor).finishBlock:",
+        "flate/inflate.go:688:32:   flow: ~r0 ← &{storage for append(dst, dd.hist[dd.wrPos:]...)}:",
+        "flate/inflate.go:688:32:     from return append(dst, dd.hist[dd.wrPos:]...) (return) at inflate.go:688:32",
+        "flate/inflate.go:688:32: append escapes to heap",
+        "flate/inflate.go:688:32: append escapes to heap",
+        "flate/inflate.go:824:13: make([]byte, size) escapes to heap in (*decompressor).Reset:",
+        "flate/inflate.go:824:13:   flow: {heap} ← &{storage for make([]byte, size)}:",
+        "flate/inflate.go:824:13:     from dd.hist = make([]byte, size) (assign) at flate/inflate.go:824:13",
+        "flate/inflate.go:824:13: make([]byte, 32768) escapes to heap",
+        "api.go:816:35: string(strconv.b) escapes to heap in marshalPointJSON:",
+        "api.go:816:35:   flow: ~r0 ← &{storage for string(strconv.b)}:",
+        "api.go:816:35:     from return string(strconv.b) (return) at api.go:816:35",
+        "api.go:816:35: make([]byte, 0, max(strconv.prec + 4, 24)) does not escape",
+        "api.go:816:35: string(strconv.b) escapes to heap",
+    ]
+    found = [(a.line, a.expression, a.cause) for a in parse_escapes(lines)]
+    assert found == [
+        (816, "make([]byte, 0, max(strconv.prec + 4, 24))", Cause.NON_CONSTANT_SIZE),
+        (816, "string(strconv.b)", Cause.RETURNED),
+        (688, "append(dst, dd.hist[:dd.wrPos]...)", Cause.STORED),
+        (688, "append(dst, dd.hist[dd.wrPos:]...)", Cause.RETURNED),
+        (824, "make([]byte, size)", Cause.STORED),
+    ]
+
+
 def test_where_a_flow_ends():
     def cause(expression: str, *flow: str) -> tuple[Cause, str]:
         lines = [f"/m/a.go:5:2: {expression} escapes to heap:", *(f"/m/a.go:5:2: {line}" for line in flow),

@@ -12,8 +12,9 @@ position:
     ./main.go:58:13: make([]byte, n) escapes to heap       (the verdict: any other allocation)
 
 The header and its flow come before the verdict; a value may get two headers
-(two flows), `append` gets a verdict of its own name, and the closure the
-compiler makes for a go statement gets a header alone. Lines about
+(two flows), the closure the compiler makes for a go statement gets a header
+alone, and a verdict may name the value otherwise than its header (Go 1.26's
+"append escapes to heap"; an inlined call's constant). Lines about
 parameters ("parameter p leaks to {heap} ...:", "leaking param: p") and
 inlining are not allocations and are skipped, as is any line this module does
 not know. Since Go 1.25 a `make([]T, n)` whose size is not constant and which
@@ -173,14 +174,14 @@ def parse_escapes(lines: Iterable[str], resolve: Resolve | None = None) -> tuple
             verdicts.setdefault((*position, escapes["expr"]), message)
         elif (stays := _STAYS.fullmatch(message)) is not None and not _constant_size(stays["expr"]):
             verdicts.setdefault((*position, stays["expr"]), message)
-    found, explained = [], set()
-    for key, what in verdicts.items():
-        chain_key = _chain_key(key, chains)
-        explained.add(chain_key)
-        found.append(_allocation(key, what, chains.get(chain_key) if chain_key else None))
-    for key, chain in chains.items():  # a header with no verdict: the compiler's own closure of a go statement
-        if key not in explained:
-            found.append(_allocation(key, f"{key[3]} escapes to heap", chain))
+    # Each header is an allocation, named by its verdict if one names the same value; a verdict
+    # with no header at its place is one too (an inlined call's verdict may name the value
+    # otherwise, make([]byte, 32768) for make([]byte, size); several appends just "append"),
+    # and so is a variable-size make, which has none.
+    explained = {key[:3] for key in chains}
+    found = [_allocation(key, verdicts.get(key, f"{key[3]} escapes to heap"), chain) for key, chain in chains.items()]
+    found += [_allocation(key, what, None) for key, what in verdicts.items()
+              if key[:3] not in explained or what.endswith(" does not escape")]
     return tuple(sorted(found, key=lambda a: (a.file, a.line, a.column, a.expression)))
 
 
@@ -192,15 +193,6 @@ def _add_flow_line(chain: _Chain, message: str) -> None:
     else:
         return
     chain.lines.append(message)
-
-
-def _chain_key(key: _Key, chains: dict[_Key, _Chain]) -> _Key | None:
-    """The header of a verdict: the same value at the same place (Go 1.26's verdict
-    names an append "append", its header "append(s, x)")."""
-    if key in chains:
-        return key
-    file, line, column, expression = key
-    return next((k for k in chains if k[:3] == (file, line, column) and k[3].startswith(expression + "(")), None)
 
 
 def _allocation(key: _Key, what: str, chain: _Chain | None) -> Allocation:
@@ -252,9 +244,8 @@ def _where(flows: list[tuple[str, list[tuple[str, str]]]]) -> tuple[Cause, str]:
         return Cause.SENT, telling
     if explanation == "call parameter":
         return Cause.CALL, telling
-    if destination.startswith("{storage for ") or \
-            (destination == "{heap}" and ("assign" in explanation or "literal" in explanation)):
-        return Cause.STORED, telling  # {storage for x}: into another value the compiler puts on the heap
+    if destination.startswith("{storage for ") or any(word in explanation for word in ("assign", "literal", "append")):
+        return Cause.STORED, telling  # into a global, into what a pointer points to, into another heap value
     if destination == "{heap}" and explanation == "spill":  # nothing took it: a go statement's closure
         return Cause.GOROUTINE, ""
     return Cause.OTHER, f" (the compiler's last step: {explanation})" if explanation else ""
