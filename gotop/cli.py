@@ -176,6 +176,27 @@ def build_parser() -> Parser:
                    help="--list may also read source files under DIR (besides the modules the profile proves)")
     p.set_defaults(run="gotop.commands.top")
 
+    p = sub.add_parser("escapes", help="why values are on the heap: the compiler's escape analysis, "
+                       "alone (DIR) or joined to a running program's heap profile (TARGET)",
+                       description="DIR: build the Go packages under DIR with the compiler's escape diagnostics "
+                       "(go build -gcflags=-m=2 into a temporary directory, cached by the sources' hash) and list "
+                       "each heap allocation: where, what, and why (returned, captured by a closure, converted to "
+                       "an interface, size not constant, too large for the stack, stored in a global or a heap "
+                       "object, ...). TARGET: rank the running program's allocation sites by live heap and "
+                       "allocation rate (its heap profile), each with why it is on the heap; its source is "
+                       "found from the profile's file names, its binary or its working directory, or --source.")
+    p.add_argument("target", metavar="DIR|TARGET",
+                   help=f"a Go module's directory (or a package's, in a module), or {TARGET_HELP}")
+    p.add_argument("--source", metavar="DIR", help="TARGET's main module directory, where it is not found")
+    p.add_argument("--for", dest="duration", type=duration, metavar="DURATION",
+                   help="TARGET: the allocation rate between two heap profiles DURATION apart "
+                        "(default: since the process started)")
+    p.add_argument("--rate", action="store_true", help="TARGET: sort by allocation rate (default: by live heap)")
+    p.add_argument("-n", type=int, metavar="N", help="TARGET: show the top N sites (default 20)")
+    p.add_argument("--flow", action="store_true", help="DIR: the compiler's flow under each allocation")
+    p.add_argument("--json", action="store_true", help="print the allocations (or the sites) as JSON")
+    p.set_defaults(run="gotop.commands.escapes")
+
     p = sub.add_parser("check", help="watch targets headless for leaks; exit 1 if one leaks (a CI gate)",
                        description="Watch targets headless for leaks. Exit status: 1 a leak, 2 blind (no "
                        "goroutine profiles and no GC cycles: nothing of the Go runtime watched) or a target "
