@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import zlib
+from dataclasses import dataclass
 from typing import Literal
 
 RequestKind = Literal["agent", "http"]
+HANDLER_GRACE = 5.0  # seconds a server that stops waits for its connections' handlers to end (a safety net)
 
 
 class FaultServer:
@@ -33,6 +35,7 @@ class FaultServer:
         self.port = 0  # set on start
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task] = set()  # one a connection, until it ends
         self._closing = asyncio.Event()
 
     @property
@@ -51,10 +54,17 @@ class FaultServer:
         for writer in list(self._writers):
             writer.transport.abort()
         await self._server.wait_closed()
+        # Each handler ends at its next send to the aborted connection, or when it stops hanging:
+        # let it, rather than leave it to be cancelled with the test's loop (Python 3.11 logs that).
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=HANDLER_GRACE)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self._writers.add(writer)
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         try:
             await self._read_request(reader)
             await self.misbehave(reader, writer)
@@ -62,6 +72,7 @@ class FaultServer:
             pass  # the client gave up: that is what most tests wait for
         finally:
             self._writers.discard(writer)
+            self._handlers.discard(handler)
             writer.transport.abort()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> None:
@@ -78,6 +89,12 @@ class FaultServer:
     async def hang(self) -> None:
         """Keep the connection open, saying nothing, until the server stops."""
         await self._closing.wait()
+
+    async def trickle(self, writer: asyncio.StreamWriter, interval: float) -> None:
+        """Send one byte at a time, `interval` apart, until the client goes away."""
+        while True:
+            await self.send(writer, b"a")
+            await asyncio.sleep(interval)
 
     async def misbehave(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
@@ -148,9 +165,7 @@ class TrickleServer(FaultServer):
 
     async def misbehave(self, reader, writer) -> None:
         await self.send(writer, self.prefix)
-        while True:
-            await self.send(writer, b"a")
-            await asyncio.sleep(self.interval)
+        await self.trickle(writer, self.interval)
 
 
 class DropsKeptConnectionServer(FaultServer):
@@ -178,12 +193,21 @@ class EchoServer(FaultServer):
             await self.send(writer, data)
 
 
+@dataclass(frozen=True)
+class Trickled:
+    """An answer for InjectingProxy that never ends: `head` at once, then a byte every `interval`."""
+
+    head: bytes
+    interval: float = 0.05
+
+
 class InjectingProxy(FaultServer):
     """Forwards each HTTP request to a real target (`upstream`, host:port), but
-    answers the paths in `answers` itself with canned responses: a real target
-    that lies about one endpoint. One request per connection."""
+    answers the paths in `answers` itself with canned responses (or trickles
+    them): a real target that lies about one endpoint, or is slow to answer it.
+    One request per connection."""
 
-    def __init__(self, upstream: str, answers: dict[str, bytes]) -> None:
+    def __init__(self, upstream: str, answers: dict[str, bytes | Trickled]) -> None:
         super().__init__("http")
         self.upstream = upstream
         self.answers = answers
@@ -197,7 +221,12 @@ class InjectingProxy(FaultServer):
         path = head.split(b" ", 2)[1].decode().split("?")[0]
         if path in self.answers:
             self.injected += 1
-            await self.send(writer, self.answers[path])
+            answer = self.answers[path]
+            if isinstance(answer, Trickled):
+                await self.send(writer, answer.head)
+                await self.trickle(writer, answer.interval)
+            else:
+                await self.send(writer, answer)
             return
         host, port = self.upstream.rsplit(":", 1)
         up_reader, up_writer = await asyncio.open_connection(host, int(port))

@@ -1,7 +1,10 @@
 """Build and run the real Go programs in tests/targets/.
 
 The targets are built once per toolchain into a cache keyed by the hash of their
-sources, so a test run only pays for `go build` when a target changed. Each
+sources, so a test run only pays for `go build` when a target changed. Most share
+one module (tests/targets/go.mod); a target in a directory with a go.mod of its
+own (e.g. promold, promnew: client_golang at two versions) is a module of its own,
+built alone when first asked for (it may need a newer Go than the others). Each
 started target gets a private GOPS_CONFIG_DIR, announces itself with a READY line
 on stdout, and dies with the process that started it (PR_SET_PDEATHSIG), so no
 target outlives a crashed test run.
@@ -77,16 +80,25 @@ def go_version(toolchain: str) -> str:
     return out.stdout.strip()
 
 
+def own_module(name: str) -> str | None:
+    """The target's directory when it is a module of its own (it has a go.mod), else None."""
+    return name if (TARGETS_DIR / name / "go.mod").is_file() else None
+
+
 @cache
-def build_targets(toolchain: str = "go", trimpath: bool = False, flags: tuple[str, ...] = ()) -> Path:
-    """Build every target with one toolchain (with -trimpath: files named by
+def build_targets(toolchain: str = "go", trimpath: bool = False, flags: tuple[str, ...] = (),
+                  module: str | None = None) -> Path:
+    """Build every target of a module (the shared one, or the `module` directory
+    of a target of its own) with one toolchain (with -trimpath: files named by
     module path, as release builds often are; with more `go build` flags, e.g.
     ("-ldflags=-s -w",)); return the directory of binaries."""
     tc = TOOLCHAINS[toolchain]
     if not tc.available():
         raise RuntimeError(f"Go toolchain {toolchain!r} not found ({tc.go})")
     flags_key = f"-{hashlib.sha256(repr(flags).encode()).hexdigest()[:8]}" if flags else ""
-    out = CACHE_DIR / f"{toolchain}-{go_version(toolchain)}-{_source_hash()}{'-trimpath' * trimpath}{flags_key}"
+    module_key = f"-{module}" if module else ""
+    out = (CACHE_DIR / f"{toolchain}-{go_version(toolchain)}-{_source_hash()}{module_key}"
+           f"{'-trimpath' * trimpath}{flags_key}")
     if out.is_dir():
         return out
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -94,11 +106,12 @@ def build_targets(toolchain: str = "go", trimpath: bool = False, flags: tuple[st
     env = tc.run_env() | {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
     result = subprocess.run(
         [tc.go, "build", *["-trimpath"] * trimpath, *flags, "-o", str(tmp) + "/", "./..."],
-        cwd=TARGETS_DIR, env=env, capture_output=True, text=True,
+        cwd=TARGETS_DIR / (module or ""), env=env, capture_output=True, text=True,
     )
     if result.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"building targets with {toolchain} failed:\n{result.stderr}")
+        where = f" in {module}/" if module else ""
+        raise RuntimeError(f"building targets{where} with {toolchain} failed:\n{result.stderr}")
     try:
         tmp.rename(out)  # atomic: a concurrent builder may have won the race
     except OSError:
@@ -107,7 +120,7 @@ def build_targets(toolchain: str = "go", trimpath: bool = False, flags: tuple[st
 
 
 def target_binary(name: str, toolchain: str = "go", trimpath: bool = False, flags: tuple[str, ...] = ()) -> Path:
-    return build_targets(toolchain, trimpath, flags) / name
+    return build_targets(toolchain, trimpath, flags, own_module(name)) / name
 
 
 GOPS_VERSION = "v0.3.28"

@@ -4,19 +4,22 @@ Live: Debian's etcd, prometheus and caddy (tests/services.py: stripped Go 1.19
 binaries nobody here wrote, serving client_golang's Go collector); what gotop
 reads from their /metrics is checked against what the memory source reads of
 the same process just before and just after. Faults a real service will not
-produce on demand (a huge or garbage /metrics) come from a stand-in proxy in
-front of a real Go target, which serves everything else.
+produce on demand (a huge, slow or garbage /metrics, two collectors merged)
+come from a stand-in proxy in front of a real Go target, which serves
+everything else.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import httpx
 import pytest
-from faultservers import InjectingProxy, http_response, service_families, streamed_response
+from faultservers import InjectingProxy, Trickled, http_response, service_families, streamed_response
+from gotargets import RunningTarget
 
 from gotop.discovery.processes import Scanner
 from gotop.engine.history import TargetState
@@ -108,12 +111,14 @@ FAULTS = {
     "huge-declared": http_response("200 OK", service_families(400_000), content_type=TEXT),  # 22 MB
     "huge-streamed": streamed_response(service_families(400_000), content_type=TEXT),  # read until the cap
     "garbage": streamed_response(b"\x00\xff\xfe garbage\n", content_type=TEXT),
+    "html": streamed_response(b"<!DOCTYPE html>\n<html><body>Sign in</body></html>\n", content_type="text/html"),
     "no-go-collector": streamed_response(service_families(10), content_type=TEXT),
     "conflicting": streamed_response(b"go_goroutines 3\ngo_goroutines 5\n", content_type=TEXT),
 }
 REASONS = {
     "huge-declared": "answer larger than 16 MiB: aborted", "huge-streamed": "answer larger than 16 MiB: aborted",
-    "garbage": "not text (invalid UTF-8", "no-go-collector": "no Go collector series (go_*) in 10 metric families",
+    "garbage": "not text (invalid UTF-8", "html": "not Prometheus text (line 1: 'invalid metric name:<!DOCTYPE html>')",
+    "no-go-collector": "no Go collector series (go_*) in 10 metric families",
     "conflicting": "conflicting values for go_goroutines: 3, 5",
 }
 
@@ -122,12 +127,31 @@ REASONS = {
 async def test_a_metrics_answer_that_cannot_be_taken_is_refused_and_the_target_stays_up(go_target, fault):
     """Stand-in: a proxy in front of a real pprof and expvar target answers /metrics itself."""
     real = go_target("pprofonly", args=["-workload", "park", "-n", "30"])
-    async with InjectingProxy(real.http_addr, {"/metrics": FAULTS[fault]}) as proxy:
+    refusal, injected = await _refused_while_the_others_answer(real, FAULTS[fault])
+    assert REASONS[fault] in refusal
+    assert injected == 2  # once alone, once with the others: the refusal stands for the polls after
+
+
+async def test_two_real_go_collectors_merged_in_one_answer_are_refused(go_target):
+    """Stand-in: a proxy answers /metrics with what a merging proxy in front of two processes
+    would: client_golang v1.11's answer followed by v1.25's (tests/targets/promold, promnew)."""
+    bodies = [httpx.get(f"http://{go_target(name).http_addr}/metrics", headers={"Accept": TEXT}).content
+              for name in ("promold", "promnew")]
+    real = go_target("pprofonly", args=["-workload", "park", "-n", "30"])
+    refusal, _ = await _refused_while_the_others_answer(real, streamed_response(b"".join(bodies), content_type=TEXT))
+    assert re.search(r"conflicting values for go_\w+: \d", refusal), refusal
+
+
+async def _refused_while_the_others_answer(real: RunningTarget, answer: bytes) -> tuple[str, int]:
+    """`answer` to /metrics of a proxy in front of `real`: refused when read alone (the
+    one-line refusal), while with its other sources the target is read through them
+    (asserted), poll after poll; and how many times /metrics was asked."""
+    async with InjectingProxy(real.http_addr, {"/metrics": answer}) as proxy:
         alone = Target(proxy.url, metrics=MetricsClient(PprofClient(proxy.url), "/metrics"), only="metrics")
         async with alone:
             with pytest.raises(TargetError) as refused:
                 await alone.sample()
-        assert REASONS[fault] in str(refused.value) and "\n" not in str(refused.value)
+        assert "\n" not in str(refused.value)
 
         # With its other sources: /metrics is asked first for the counts, refused, and the pprof index answers.
         client = PprofClient(proxy.url)
@@ -135,12 +159,47 @@ async def test_a_metrics_answer_that_cannot_be_taken_is_refused_and_the_target_s
                           pid=real.pid) as target:
             poller = Poller(target, lambda update: None, Tiers(interval=0.001, slow_every=3600))
             updates = [await poller.poll_once() for _ in range(3)]
-            injected = proxy.injected
     assert {u.state for u in updates} <= {TargetState.UP, TargetState.SLOW}
     for update in updates:
         assert update.sample.sources == {"memstats": "expvar", "stats": "pprof index", "process": "procfs"}
         assert update.sample.stats.goroutines >= 30
-    assert injected == 2  # once alone, once with the others: the refusal stands for the polls after
+    return str(refused.value), proxy.injected
+
+
+SLOW_TIMEOUT = 2.0  # the timeout of the client that asks the slow /metrics
+
+
+async def test_a_metrics_answer_slower_than_the_timeout_ends_with_it_and_the_target_stays_up(go_target):
+    """Stand-in: a proxy in front of a real pprof and expvar target starts an answer to
+    /metrics, then sends a byte every 50 ms, forever: each read succeeds, only the
+    client's timeout ends it. That the poll ends at all is what is asserted (no clock:
+    that a poll which waited out the timeout is slow is the poller's own finding)."""
+    real = go_target("pprofonly", args=["-workload", "park", "-n", "30"])
+    slow = Trickled(streamed_response(b"# TYPE go_goroutines gauge\ngo_goroutines 30\n", content_type=TEXT))
+    async with InjectingProxy(real.http_addr, {"/metrics": slow}) as proxy:
+        alone = Target(proxy.url, metrics=MetricsClient(PprofClient(proxy.url, timeout=SLOW_TIMEOUT), "/metrics"),
+                       only="metrics")
+        async with alone:
+            with pytest.raises(TargetError) as timed_out:
+                await alone.sample()
+        assert "metrics: no complete answer within 2.0 s" in str(timed_out.value)
+        assert "\n" not in str(timed_out.value)
+
+        # One client for the three, as discovery makes for one server: /metrics is asked first for the
+        # counts and takes the whole timeout; the pprof index answers in what is left of the poll's deadline.
+        client = PprofClient(proxy.url, timeout=SLOW_TIMEOUT)
+        async with Target(proxy.url, http=client, vars_client=client, metrics=MetricsClient(client, "/metrics"),
+                          pid=real.pid) as target:
+            # The first poll waits out the timeout of /metrics before the pprof index: longer than the
+            # interval; the next one, within TIMED_OUT_PAUSE, does not ask /metrics again.
+            poller = Poller(target, lambda update: None, Tiers(interval=SLOW_TIMEOUT / 2, slow_every=3600))
+            updates = [await poller.poll_once() for _ in range(2)]
+            asked = proxy.injected
+    assert [u.state for u in updates] == [TargetState.SLOW, TargetState.UP]
+    for update in updates:
+        assert update.sample.sources == {"memstats": "expvar", "stats": "pprof index", "process": "procfs"}
+        assert update.sample.stats.goroutines >= 30
+    assert asked == 2  # the timeout stood for the second poll
 
 
 async def test_one_scrape_answers_a_polls_memstats_and_counts(etcd_service):

@@ -163,6 +163,12 @@ def rewrite(env: dict[str, str], change) -> None:
     cache_file(env).write_text(json.dumps(doc))
 
 
+def entry_of(doc: dict, pid: int) -> list:
+    """The cache file's one entry for the process `pid`."""
+    (entry,) = [entry for entry in doc["sockets"] if entry[0] == pid]
+    return entry
+
+
 def test_a_trusted_cache_file_is_believed(go_target, private_netns, tmp_path):
     # The control for the next test: the file it spoils would otherwise be used.
     env = private_cache(tmp_path)
@@ -232,14 +238,15 @@ def test_a_finding_remembered_before_metrics_were_asked_stands_and_asks_metrics_
     first = listed(private_netns, env=env)[target.pid]
     assert requests_in(log) == PROBE
 
-    rewrite(env, lambda doc: doc["sockets"][0].pop())  # as an older gotop wrote it
+    # (the file holds the UNIX sockets of other processes too, which any namespace reaches)
+    rewrite(env, lambda doc: entry_of(doc, target.pid).pop())  # as an older gotop wrote it
     assert listed(private_netns, env=env)[target.pid] == first
     assert requests_in(log) == [*PROBE, "connect", "GET /metrics"]
-    assert len(json.loads(cache_file(env).read_text())["sockets"][0]) == 8  # written down whole
+    assert len(entry_of(json.loads(cache_file(env).read_text()), target.pid)) == 8  # written down whole
     assert listed(private_netns, env=env)[target.pid] == first
     assert requests_in(log) == [*PROBE, "connect", "GET /metrics"]
 
-    rewrite(env, lambda doc: doc["sockets"][0].__setitem__(slice(5, None), [None, None]))  # older, serving nothing
+    rewrite(env, lambda doc: entry_of(doc, target.pid).__setitem__(slice(5, None), [None, None]))  # serving nothing
     assert listed(private_netns, env=env)[target.pid] == first
     assert requests_in(log)[-len(PROBE):] == PROBE  # its socket asked whole: it may not even be HTTP
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import time
 from argparse import Namespace
+from collections.abc import Callable
 from datetime import datetime
 
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.sources.procfs import ProcessFacts, process_facts
 from gotop.textsafe import plain
 from gotop.units import fmt_bytes, fmt_elapsed
+from gotop.unixconnect import UNIX_PREFIX
 
 
 def run(args: Namespace) -> int:
@@ -36,12 +38,13 @@ def format_info(proc: GoProcess, facts: ProcessFacts) -> str:
         ("rss", fmt_bytes(facts.rss)),
         ("threads", str(facts.threads)),
         ("open fds", "?" if facts.open_fds is None else str(facts.open_fds)),
-        ("listening", ", ".join(_describe_socket(proc, s.host, s.port) for s in proc.listening) or "-"),
+        ("listening", ", ".join([*(_describe_socket(proc, s.host, s.port) for s in proc.listening),
+                                 *(_describe_unix_socket(proc, s.path) for s in proc.unix_listening)]) or "-"),
         ("gops agent", f"{proc.agent.host}:{proc.agent.port} (port file {plain(proc.agent.port_file)})"
          + ("" if proc.agent.reachable else ", in another network namespace") if proc.agent else "-"),
-        ("pprof", proc.pprof or "-"),
-        ("expvar", proc.expvar or "-"),
-        ("metrics", proc.metrics or "-"),
+        ("pprof", plain(proc.pprof or "-")),  # a UNIX socket's path may hold anything
+        ("expvar", plain(proc.expvar or "-")),
+        ("metrics", plain(proc.metrics or "-")),
         ("memory", "readable (the runtime is read from outside)" if proc.memory else plain(proc.memory_note)),
         ("go", build.go_version or "unknown (no build info)"),
         ("path", plain(build.path) or "-"),
@@ -56,14 +59,21 @@ def format_info(proc: GoProcess, facts: ProcessFacts) -> str:
 
 
 def _describe_socket(proc: GoProcess, host: str, port: int) -> str:
-    roles = []
-    if proc.agent and proc.agent.port == port:
-        roles.append("gops agent")
-    for role, url in (("pprof", proc.pprof), ("expvar", proc.expvar), ("metrics", proc.metrics)):
-        if url and f":{port}/" in url:
-            roles.append(role)
+    roles = ["gops agent"] if proc.agent and proc.agent.port == port else []
+    roles += _roles(proc, lambda url: f":{port}/" in url)
     addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return f"{addr} ({', '.join(roles)})" if roles else addr
+
+
+def _describe_unix_socket(proc: GoProcess, path: str) -> str:
+    roles = _roles(proc, lambda url: url == UNIX_PREFIX + path)
+    return plain(path) + (f" ({', '.join(roles)})" if roles else "")
+
+
+def _roles(proc: GoProcess, served_here: Callable[[str], bool]) -> list[str]:
+    """Which of pprof, expvar and /metrics a socket serves, told by their URLs."""
+    return [role for role, url in (("pprof", proc.pprof), ("expvar", proc.expvar), ("metrics", proc.metrics))
+            if url and served_here(url)]
 
 
 def _module_text(mod) -> str:

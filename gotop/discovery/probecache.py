@@ -3,7 +3,8 @@
 A probe is a request in another daemon's log; every `gotop list`, TUI start
 and `check` used to send them again. A finding that holds while its socket
 lives (see probes.SocketProbe.lasting) is kept in a small private file,
-keyed by boot, pid, process start time and socket (address, port, inode): a
+keyed by boot, pid, process start time and socket (address and port, or
+"unix:" and a UNIX socket's path with port 0; and its inode): a
 socket is asked once in its process's life, and a restarted process (a new
 start time) or a new listener (a new inode) is asked again.
 
@@ -11,7 +12,7 @@ The file is `$XDG_RUNTIME_DIR/gotop/probes.json` (cleared at boot), else
 `~/.cache/gotop/probes.json` of the effective user. It is read only if it is a
 regular file of ours, mode 0600, in a directory of ours that nobody else may
 write, and only what checks out is used: an entry can say at most that one of
-the socket's own loopback URLs serves pprof, expvar or /metrics, or that it
+the socket's own loopback URLs (or its own "unix:" name) serves pprof, expvar or /metrics, or that it
 serves none. An entry written before /metrics was probed (seven fields, no
 /metrics URL) is read as it was, with /metrics not asked yet. Anything else
 (a corrupt, foreign or hostile file, another boot) is ignored and replaced. It
@@ -23,15 +24,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import pwd
-import stat
 import time
 
-from gotop.discovery.probes import HttpEndpoints, SocketProbe, endpoint_urls
+from gotop.discovery.probes import HttpEndpoints, SocketProbe, servers
 from gotop.discovery.sockets import ListenSocket
+from gotop.discovery.unixsockets import UnixListener
 from gotop.procstat import read_proc_stat
-from gotop.safefiles import read_regular, replace_private
+from gotop.safefiles import gotop_directory, read_private, write_private
+from gotop.unixconnect import UNIX_PREFIX
 
 FORMAT = "gotop-probes"
 VERSION = 1
@@ -53,13 +53,13 @@ class ProbeCache:
     memory only, for RETRY_AFTER seconds: then its socket is asked again."""
 
     def __init__(self, directory: str | None = None) -> None:
-        self.directory = directory if directory is not None else default_directory()
+        self.directory = directory if directory is not None else gotop_directory()
         self._found: dict[_Key, SocketProbe] = {}
         self._retry_at: dict[_Key, float] = {}  # findings that do not last: when to ask again
         self._loaded = False
         self._unsaved = False
 
-    def get(self, process: ProcessKey, sock: ListenSocket) -> SocketProbe | None:
+    def get(self, process: ProcessKey, sock: ListenSocket | UnixListener) -> SocketProbe | None:
         if not self._loaded:
             self._loaded = True
             self._found.update(self._read())
@@ -68,7 +68,7 @@ class ProbeCache:
             del self._retry_at[key], self._found[key]
         return self._found.get(key)
 
-    def put(self, process: ProcessKey, sock: ListenSocket, found: SocketProbe) -> None:
+    def put(self, process: ProcessKey, sock: ListenSocket | UnixListener, found: SocketProbe) -> None:
         key = _key(process, sock)
         self._found[key] = found
         if found.lasting:
@@ -95,7 +95,7 @@ class ProbeCache:
     # -- the file -------------------------------------------------------------
 
     def _read(self) -> dict[_Key, SocketProbe]:
-        data = _read_private(self.directory)
+        data = read_private(self.directory, FILE_NAME, MAX_FILE_BYTES)
         boot = _boot_id()
         try:
             doc = json.loads(data) if data is not None else None
@@ -117,10 +117,12 @@ class ProbeCache:
             return
         doc = {"format": FORMAT, "version": VERSION, "boot": boot,
                "sockets": [[*key, *_urls(probe)] for key, probe in entries]}
-        _write_private(self.directory, json.dumps(doc, separators=(",", ":")).encode())
+        write_private(self.directory, FILE_NAME, json.dumps(doc, separators=(",", ":")).encode())
 
 
-def _key(process: ProcessKey, sock: ListenSocket) -> _Key:
+def _key(process: ProcessKey, sock: ListenSocket | UnixListener) -> _Key:
+    if isinstance(sock, UnixListener):
+        return (*process, UNIX_PREFIX + sock.path, 0, sock.inode)
     return (*process, sock.host, sock.port, sock.inode)
 
 
@@ -136,10 +138,15 @@ def _checked_entry(entry: object) -> tuple[_Key, SocketProbe] | None:
         return None
     pid, start, host, port, inode, *stored = entry
     if not (all(type(n) is int and n >= 0 for n in (pid, start, inode)) and type(port) is int
-            and 0 < port < 65536 and isinstance(host, str) and _is_address(host)):
+            and isinstance(host, str)):
         return None
-    sock = ListenSocket(host, port, inode)
-    allowed = [endpoint_urls(sock, dial) for dial in sock.dial_hosts()]
+    if host.startswith(UNIX_PREFIX) and port == 0:
+        sock: ListenSocket | UnixListener = UnixListener(host.removeprefix(UNIX_PREFIX), inode)
+    elif 0 < port < 65536 and _is_address(host):
+        sock = ListenSocket(host, port, inode)
+    else:
+        return None
+    allowed = [server.urls() for server in servers(sock)]
     found = HttpEndpoints(*stored)
     for kind in ("pprof", "expvar", "metrics"):
         url = getattr(found, kind)
@@ -171,77 +178,3 @@ def _boot_id() -> str | None:
             return f.read(64).strip() or None
     except (OSError, ValueError):
         return None
-
-
-# -- a private directory and file --------------------------------------------------
-
-
-def default_directory() -> str | None:
-    """$XDG_RUNTIME_DIR/gotop, else the effective user's ~/.cache/gotop (from
-    the password database, not $HOME: `sudo` may keep another user's)."""
-    uid = os.geteuid()
-    for base, name in ((os.environ.get("XDG_RUNTIME_DIR"), "gotop"),
-                       (os.environ.get("XDG_CACHE_HOME"), "gotop"),
-                       (_home(uid), os.path.join(".cache", "gotop"))):
-        if base and os.path.isabs(base) and _owned_dir(base, uid):
-            return os.path.join(base, name)
-    return None
-
-
-def _home(uid: int) -> str | None:
-    try:
-        return pwd.getpwuid(uid).pw_dir
-    except KeyError:
-        return None
-
-
-def _owned_dir(path: str, uid: int) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid
-
-
-def _open_private_dir(directory: str, create: bool) -> int | None:
-    """A descriptor of `directory` if it is ours and nobody else may write in it."""
-    if create:
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        except OSError:
-            return None
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    st = os.fstat(fd)
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _read_private(directory: str | None) -> bytes | None:
-    """The file's bytes if it is a private regular file of ours within the cap."""
-    dir_fd = _open_private_dir(directory, create=False) if directory else None
-    if dir_fd is None:
-        return None
-    try:
-        return read_regular(FILE_NAME, MAX_FILE_BYTES, dir_fd=dir_fd, private=True)
-    except OSError:
-        return None
-    finally:
-        os.close(dir_fd)
-
-
-def _write_private(directory: str, data: bytes) -> None:
-    """Replace the file atomically by a new one, mode 0600; on any failure, leave it."""
-    dir_fd = _open_private_dir(directory, create=True)
-    if dir_fd is None:
-        return
-    try:
-        replace_private(FILE_NAME, data, dir_fd=dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

@@ -17,6 +17,17 @@ ones (35 KB into Debian's etcd's 146 KB, 0.6 KB into caddy's 6 KB) and the
 answer is read only until its first `go_goroutines` or `go_info` sample, up to
 1 MiB. A service whose own families before `go_` fill more is not recognised.
 
+TCP sockets and UNIX stream sockets are asked the same way (a UNIX socket's
+endpoints are named "unix:PATH": the server of that socket, at the standard
+paths), but for one thing: a UNIX socket that read the request whole and said
+nothing in time is taken for what it plainly is, a server of another protocol
+waiting for more, and not asked again in its process's life. Such servers are
+many on a host (containerd's ttrpc socket, one per container shim) and some
+pay for each word: containerd 1.6's ttrpc keeps a goroutine for every
+connection that sent it an HTTP request (+1 goroutine per probe, measured).
+Whether the peer read it is the kernel's to say (SIOCOUTQ: bytes still queued),
+so a busy HTTP server that did not get to the request yet is asked again.
+
 Wildcard listeners are dialled on loopback. Answers are read only up to a small
 cap. A probe is a few bytes over a plain socket on a thread: discovery must
 stay fast to start, and loading an HTTP client library and an event loop would
@@ -25,14 +36,19 @@ cost more than the probes themselves.
 
 from __future__ import annotations
 
+import fcntl
 import socket
+import struct
+import termios
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from gotop.discovery.sockets import ListenSocket
+from gotop.discovery.unixsockets import UnixListener
 from gotop.model.memstats import MemStatsParseError, parse_expvar
+from gotop.unixconnect import UNIX_PREFIX, connect_unix
 
 # Per request. A socket is probed once in its process's life, so waiting longer costs only the
 # first run; 0.5 s missed real pprof servers on a loaded host (a timeout is not remembered).
@@ -50,7 +66,9 @@ _GO_COLLECTOR_LINES = (b"\ngo_goroutines ", b"\ngo_info{")
 
 @dataclass(frozen=True, slots=True)
 class HttpEndpoints:
-    pprof: str | None = None  # base URL, e.g. "http://127.0.0.1:6060/debug/pprof/"
+    """Where each is served: a URL, or "unix:" and a socket's path (at the standard path on that socket)."""
+
+    pprof: str | None = None  # e.g. "http://127.0.0.1:6060/debug/pprof/", "unix:/run/containerd/debug.sock"
     expvar: str | None = None  # e.g. "http://127.0.0.1:6060/debug/vars"
     metrics: str | None = None  # e.g. "http://127.0.0.1:6060/metrics"
 
@@ -61,11 +79,13 @@ class SocketProbe:
     plainly is not HTTP), so the finding holds while the socket lives; a socket
     that refused or timed out is asked again by a later gotop run.
     `metrics_asked`: False for a finding remembered by a gotop that did not ask
-    /metrics yet (probecache.py), whose socket is asked that alone."""
+    /metrics yet (probecache.py), whose socket is asked that alone.
+    `problem`: why gotop could not ask (a UNIX socket not ours to connect to)."""
 
     endpoints: HttpEndpoints = HttpEndpoints()
     lasting: bool = False
     metrics_asked: bool = True
+    problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +95,43 @@ class _Reply:
     whole: bool = True  # False: the body was left unread past what was enough
 
 
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One address a listening socket is dialled at: a TCP host and port, or a
+    UNIX socket (`unix`: where gotop connects to it). `name` is what its
+    endpoints are named by: "http://127.0.0.1:6060", or "unix:/run/x.sock"
+    (a socket's endpoints are the standard paths of that one server)."""
+
+    name: str
+    host: str = ""
+    port: int = 0
+    unix: str = ""
+
+    def connect(self, timeout: float) -> socket.socket:
+        if self.unix:
+            return connect_unix(self.unix, timeout)
+        return socket.create_connection((self.host, self.port), timeout=timeout)
+
+    @property
+    def host_header(self) -> str:
+        return "localhost" if self.unix else self.name.removeprefix("http://")
+
+    def urls(self) -> HttpEndpoints:
+        """Its pprof, expvar and /metrics endpoints."""
+        if self.name.startswith(UNIX_PREFIX):
+            return HttpEndpoints(self.name, self.name, self.name)
+        return HttpEndpoints(self.name + PPROF_PATH, self.name + EXPVAR_PATH, self.name + METRICS_PATH)
+
+
 def url_base(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def endpoint_urls(sock: ListenSocket, dial_host: str) -> HttpEndpoints:
-    """The pprof, expvar and /metrics URLs of a socket, dialled at one of its addresses."""
-    base = url_base(dial_host, sock.port)
-    return HttpEndpoints(base + PPROF_PATH, base + EXPVAR_PATH, base + METRICS_PATH)
+def servers(sock: ListenSocket | UnixListener) -> list[Server]:
+    """The addresses a socket is dialled at, in order: loopback ones for a wildcard TCP listener."""
+    if isinstance(sock, UnixListener):
+        return [Server(UNIX_PREFIX + sock.path, unix=sock.dial)]
+    return [Server(url_base(host, sock.port), host, sock.port) for host in sock.dial_hosts()]
 
 
 def looks_like_expvar(body: bytes) -> bool:
@@ -121,16 +170,19 @@ def names_argv0(cmdline_body: bytes, argv0: bytes) -> bool:
     return bool(argv0) and cmdline_body.split(b"\0", 1)[0] == argv0
 
 
-def http_get(host: str, port: int, path: str, timeout: float, *, accept: str | None = None,
+def http_get(server: Server, path: str, timeout: float, *, accept: str | None = None,
              cap: int = _MAX_PROBE_BYTES, enough: Callable[[bytes], bool] | None = None) -> _Reply | None:
-    """One HTTP/1.0 GET; None when there was no connection or no answer in time.
-    Reading stops at `cap` bytes, or once `enough(what was read)` (the body is then not whole)."""
+    """One HTTP/1.0 GET; None when there was no connection or no answer in time
+    (PermissionError: a UNIX socket not ours to connect to). Reading stops at
+    `cap` bytes, or once `enough(what was read)` (the body is then not whole)."""
     deadline = time.monotonic() + timeout
     accept_line = f"Accept: {accept}\r\n" if accept else ""
-    request = f"GET {path} HTTP/1.0\r\nHost: {url_base(host, port)[7:]}\r\nUser-Agent: gotop\r\n{accept_line}\r\n"
+    request = f"GET {path} HTTP/1.0\r\nHost: {server.host_header}\r\nUser-Agent: gotop\r\n{accept_line}\r\n"
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError:  # refused, no route, timed out
+        sock = server.connect(timeout)
+    except PermissionError:
+        raise
+    except OSError:  # refused, no route, timed out, gone
         return None
     answer = b""
     cut = False
@@ -145,6 +197,8 @@ def http_get(host: str, port: int, path: str, timeout: float, *, accept: str | N
                 answer += chunk
                 cut = enough is not None and enough(answer)
         except TimeoutError:
+            if server.unix and not answer and _all_read(sock):
+                return _Reply(None)  # it read the request and said nothing: not HTTP
             return None  # busy, or waiting for a protocol of its own: ask again another time
         except OSError:  # reset: it read a little and closed, not HTTP
             return _Reply(None)
@@ -156,43 +210,58 @@ def http_get(host: str, port: int, path: str, timeout: float, *, accept: str | N
     return _Reply(code, body if code == 200 and (cut or len(answer) <= cap) else None, whole=not cut)
 
 
-def probe_socket(sock: ListenSocket, argv0: bytes, timeout: float = PROBE_TIMEOUT,
+def _all_read(sock: socket.socket) -> bool:
+    """Whether the peer of a UNIX socket has read all that was sent to it (SIOCOUTQ: nothing left queued)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0] == 0
+    except OSError:
+        return False
+
+
+def probe_socket(sock: ListenSocket | UnixListener, argv0: bytes, timeout: float = PROBE_TIMEOUT,
                  earlier: SocketProbe | None = None) -> SocketProbe:
     """What a socket serves. `earlier`: a remembered finding that did not ask
     /metrics; where it proved HTTP (pprof or expvar), /metrics alone is asked."""
+    try:
+        return _probe(sock, argv0, timeout, earlier)
+    except PermissionError:
+        return SocketProbe(problem="permission denied")
+
+
+def _probe(sock: ListenSocket | UnixListener, argv0: bytes, timeout: float, earlier: SocketProbe | None) -> SocketProbe:
     if earlier is not None and (url := earlier.endpoints.pprof or earlier.endpoints.expvar):
-        host = next(h for h in sock.dial_hosts() if url.startswith(url_base(h, sock.port) + "/"))
-        return _with_metrics(sock, host, earlier.endpoints, timeout)
-    for host in sock.dial_hosts():
-        cmdline = http_get(host, sock.port, PPROF_PATH + "cmdline", timeout)
+        server = next(s for s in servers(sock) if url == s.name or url.startswith(s.name + "/"))
+        return _with_metrics(server, earlier.endpoints, timeout)
+    for server in servers(sock):
+        cmdline = http_get(server, PPROF_PATH + "cmdline", timeout)
         if cmdline is None:
             continue  # the next loopback address of a wildcard listener, or a later run
         if cmdline.status not in (200, 404):
             return SocketProbe(lasting=True)  # not HTTP, or a server that refuses
-        urls = endpoint_urls(sock, host)
+        urls = server.urls()
         pprof = urls.pprof if cmdline.body is not None and names_argv0(cmdline.body, argv0) else None
-        vars_reply = http_get(host, sock.port, EXPVAR_PATH, timeout)
+        vars_reply = http_get(server, EXPVAR_PATH, timeout)
         if vars_reply is None:  # pprof is proven; expvar and /metrics are asked again another time
             return SocketProbe(HttpEndpoints(pprof, None))
         expvar = vars_reply.body is not None and looks_like_expvar(vars_reply.body)
-        return _with_metrics(sock, host, HttpEndpoints(pprof, urls.expvar if expvar else None), timeout)
+        return _with_metrics(server, HttpEndpoints(pprof, urls.expvar if expvar else None), timeout)
     return SocketProbe()
 
 
-def _with_metrics(sock: ListenSocket, host: str, found: HttpEndpoints, timeout: float) -> SocketProbe:
-    """`found` (a socket that routes HTTP) and whether it serves client_golang's /metrics."""
+def _with_metrics(server: Server, found: HttpEndpoints, timeout: float) -> SocketProbe:
+    """`found` (a server that routes HTTP) and whether it serves client_golang's /metrics."""
     # prometheus_client (with http.server under it) costs ~40 ms to import: only a socket that routes HTTP needs it.
     from gotop.model.prometheus import TEXT_ACCEPT
 
-    reply = http_get(host, sock.port, METRICS_PATH, timeout, accept=TEXT_ACCEPT,
+    reply = http_get(server, METRICS_PATH, timeout, accept=TEXT_ACCEPT,
                      cap=_MAX_METRICS_PROBE_BYTES, enough=read_go_collector)
     if reply is None:  # what is proven stands; /metrics is asked again another time
         return SocketProbe(found)
     metrics = reply.body is not None and looks_like_go_metrics(reply.body, reply.whole)
-    return SocketProbe(replace(found, metrics=endpoint_urls(sock, host).metrics if metrics else None), True)
+    return SocketProbe(replace(found, metrics=server.urls().metrics if metrics else None), True)
 
 
-def probe_sockets(jobs: list[tuple[ListenSocket, bytes, SocketProbe | None]],
+def probe_sockets(jobs: list[tuple[ListenSocket | UnixListener, bytes, SocketProbe | None]],
                   timeout: float = PROBE_TIMEOUT) -> list[SocketProbe]:
     """Probe many (socket, its process's argv[0], an earlier finding) at once, in order."""
     with ThreadPoolExecutor(max_workers=min(_MAX_CONCURRENT, len(jobs) or 1)) as pool:

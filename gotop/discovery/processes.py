@@ -19,10 +19,12 @@ from gotop.discovery.buildinfo import BuildInfoError, GoBuildInfo, read_build_in
 from gotop.discovery.portfile import PortFileInvalid, config_dir, read_environ, read_port_file
 from gotop.discovery.probecache import ProbeCache, ProcessKey
 from gotop.discovery.probes import PROBE_TIMEOUT, HttpEndpoints, SocketProbe, combine, probe_sockets
-from gotop.discovery.sockets import ListenSocket, listening_sockets, listening_table, netns_id
+from gotop.discovery.sockets import ListenSocket, listening_sockets, listening_table, netns_id, socket_inodes
+from gotop.discovery.unixsockets import UnixListener, listening_unix_sockets, unix_listening_table
 from gotop.errors import GotopError
 from gotop.procstat import ProcStat, read_proc_stat
 from gotop.sources.memory import memory_access
+from gotop.textsafe import plain
 
 # A port file older than its process belongs to an earlier process with the
 # same pid. Process start times are known to about a second (boot time in
@@ -91,6 +93,7 @@ class GoProcess:
     notes: tuple[str, ...]  # what could not be checked, and why
     memory_note: str = "not checked"  # why its runtime cannot be read from its memory; "" when it can
     metrics: str | None = None  # client_golang's Prometheus /metrics URL
+    unix_listening: tuple[UnixListener, ...] = ()  # its listening UNIX stream sockets
 
     @property
     def go_version(self) -> str:
@@ -119,13 +122,14 @@ class GoProcess:
             "memory_note": self.memory_note or None,
             "netns": "other" if self.other_netns else "same",
             "listening": [{"host": s.host, "port": s.port} for s in self.listening],
+            "unix_sockets": [s.path for s in self.unix_listening],
             "build": self.build.to_json(),
             "notes": list(self.notes),
         }
 
     @classmethod
     def from_json(cls, data: dict) -> GoProcess:
-        """The inverse of to_json (for recordings); listening sockets keep no inode."""
+        """The inverse of to_json (for recordings); listening sockets keep no inode, UNIX ones no dial path."""
         return cls(
             pid=data["pid"], ppid=data["ppid"], name=data["name"], exe=data["exe"],
             create_time=data["create_time"], uid=data.get("uid", -1), username=data["user"],
@@ -136,6 +140,7 @@ class GoProcess:
             other_netns=data.get("netns") == "other", notes=tuple(data.get("notes", ())),
             memory_note=data.get("memory_note") or ("" if data.get("memory") else "not read from memory"),
             metrics=data.get("metrics"),
+            unix_listening=tuple(UnixListener(path, 0) for path in data.get("unix_sockets", ())),
         )
 
 
@@ -167,6 +172,7 @@ class _Endpoints:
     netns: int | None
     other_netns: bool
     listening: tuple[ListenSocket, ...] = ()
+    unix_listening: tuple[UnixListener, ...] = ()
     agent: Agent | None = None
     http: HttpEndpoints = HttpEndpoints()
     notes: list[str] = field(default_factory=list)
@@ -261,24 +267,21 @@ class Scanner:
         return _Endpoints(identity, ppid, ns, other_netns=ns is not None and ns != self._own_netns)
 
     def _resolve(self, found: list[_Endpoints]) -> tuple[GoProcess, ...]:
-        tables: dict[int | None, dict[int, ListenSocket]] = {}
+        tables: dict[int | None, _Tables] = {}
         with_http: list[_Endpoints] = []  # processes with sockets that may serve HTTP
-        to_probe: dict[tuple[ProcessKey, ListenSocket], SocketProbe | None] = {}  # with an earlier finding
+        to_probe: dict[tuple[ProcessKey, _Socket], SocketProbe | None] = {}  # with an earlier finding
         for ep in found:
             self._find_sockets_and_agent(ep, tables)
+            _note_unreachable(ep)
             http_sockets = _http_sockets(ep)
-            if ep.other_netns:
-                if http_sockets:
-                    ports = ", ".join(str(s.port) for s in http_sockets)
-                    ep.notes.append(f"listens on {ports} in another network namespace: not probed")
-            elif http_sockets:
+            if http_sockets:
                 with_http.append(ep)
                 key = ep.identity.key
                 for s in http_sockets:
                     earlier = self._probes.get(key, s)
                     if earlier is None or not earlier.metrics_asked:
                         to_probe[key, s] = earlier
-        probed: dict[tuple[ProcessKey, ListenSocket], SocketProbe] = {}  # this scan's findings, lasting or not
+        probed: dict[tuple[ProcessKey, _Socket], SocketProbe] = {}  # this scan's findings, lasting or not
         if to_probe:
             argv0 = {key: _argv0(key[0]) for key, _ in to_probe}
             jobs = [(sock, argv0[key], earlier) for (key, sock), earlier in to_probe.items()]
@@ -288,16 +291,21 @@ class Scanner:
             self._probes.save()
         for ep in with_http:
             key = ep.identity.key
-            known = [probed.get((key, s)) or self._probes.get(key, s) for s in _http_sockets(ep)]
-            ep.http = combine(probe.endpoints for probe in known if probe is not None)
+            known = [(s, probed.get((key, s)) or self._probes.get(key, s)) for s in _http_sockets(ep)]
+            ep.http = combine(probe.endpoints for _, probe in known if probe is not None)
+            ep.notes.extend(f"{_named(s)}: {probe.problem}: not probed"
+                            for s, probe in known if probe is not None and probe.problem)
         return tuple(_go_process(ep) for ep in found)
 
-    def _find_sockets_and_agent(self, ep: _Endpoints, tables: dict) -> None:
+    def _find_sockets_and_agent(self, ep: _Endpoints, tables: dict[int | None, _Tables]) -> None:
         pid = ep.identity.pid
         if ep.netns not in tables:
-            tables[ep.netns] = listening_table(pid)
+            tables[ep.netns] = _Tables(listening_table(pid), unix_listening_table(pid))
+        table = tables[ep.netns]
         try:
-            ep.listening = listening_sockets(pid, tables[ep.netns])
+            owned = socket_inodes(pid)
+            ep.listening = listening_sockets(pid, table.tcp, owned)
+            ep.unix_listening = listening_unix_sockets(pid, table.unix, owned)
         except PermissionError:
             ep.notes.append("sockets not readable (permission denied): agent and endpoints unknown")
             return
@@ -330,9 +338,38 @@ class Scanner:
         return Agent(port_file.port, sock.dial_hosts()[0], port_file.path, reachable=not ep.other_netns)
 
 
-def _http_sockets(ep: _Endpoints) -> tuple[ListenSocket, ...]:
-    """The listening sockets that may serve HTTP: all but the gops agent's."""
-    return tuple(s for s in ep.listening if not ep.agent or s.port != ep.agent.port)
+_Socket = ListenSocket | UnixListener
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    """The listening sockets of one network namespace, by inode."""
+
+    tcp: dict[int, ListenSocket]
+    unix: dict[int, UnixListener]
+
+
+def _http_sockets(ep: _Endpoints) -> tuple[_Socket, ...]:
+    """The listening sockets gotop can ask whether they serve HTTP: TCP ones of
+    its own network namespace but the gops agent's, and UNIX ones it can dial
+    (a path in any namespace: the filesystem reaches it)."""
+    tcp = () if ep.other_netns else tuple(s for s in ep.listening if not ep.agent or s.port != ep.agent.port)
+    return tcp + tuple(s for s in ep.unix_listening if s.dial)
+
+
+def _named(sock: _Socket) -> str:
+    return f"UNIX socket {plain(sock.path)}" if isinstance(sock, UnixListener) else f"port {sock.port}"
+
+
+def _note_unreachable(ep: _Endpoints) -> None:
+    """Say which listening sockets of another network namespace gotop cannot dial."""
+    if not ep.other_netns:
+        return
+    ports = [str(s.port) for s in ep.listening if not ep.agent or s.port != ep.agent.port]
+    if ports:
+        ep.notes.append(f"listens on {', '.join(ports)} in another network namespace: not probed")
+    if abstract := [plain(s.path) for s in ep.unix_listening if not s.dial]:
+        ep.notes.append(f"abstract UNIX sockets {', '.join(abstract)} in another network namespace: not probed")
 
 
 def _argv0(pid: int) -> bytes:
@@ -351,7 +388,7 @@ def _go_process(ep: _Endpoints) -> GoProcess:
         create_time=ident.create_time, uid=ident.uid, username=ident.username,
         build=ident.build, agent=ep.agent, pprof=ep.http.pprof, expvar=ep.http.expvar,
         listening=ep.listening, other_netns=ep.other_netns, notes=tuple(ep.notes), memory_note=ident.memory_note,
-        metrics=ep.http.metrics,
+        metrics=ep.http.metrics, unix_listening=ep.unix_listening,
     )
 
 

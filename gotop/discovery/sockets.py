@@ -16,9 +16,9 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
+from gotop.discovery.sockdiag import sock_diag
 from gotop.hosts import named_addresses
 from gotop.procstat import read_proc_stat
 
@@ -27,17 +27,11 @@ _TCP_LISTEN = "0A"
 # connections must not make a scan read gigabytes.
 _MAX_TABLE_BYTES = 64 << 20
 
-# Netlink sock_diag (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h).
-_NETLINK_SOCK_DIAG = 4
-_SOCK_DIAG_BY_FAMILY = 20
-_NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+# inet_diag (linux/inet_diag.h): a request for one family's LISTEN TCP sockets, and its answers.
 _TCPF_LISTEN = 1 << 10
-_NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _DIAG_REQUEST = struct.Struct("=BBBxI48x")  # inet_diag_req_v2: family, protocol, ext, states, zero socket id
 # inet_diag_msg: family, state, timer, retrans, sport, src, inode
 _DIAG_MESSAGE = struct.Struct("=BBBBH2x16s16x4x8x16xI")
-_NETLINK_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,44 +75,10 @@ def listening_table(pid: int | str) -> dict[int, ListenSocket]:
 def netlink_listening_table() -> dict[int, ListenSocket]:
     """The LISTEN TCP sockets of gotop's own network namespace, by inode, from
     netlink sock_diag. Raises OSError when the kernel refuses or garbles it."""
-    table: dict[int, ListenSocket] = {}
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG) as sock:
-        sock.settimeout(_NETLINK_TIMEOUT)
-        for sequence, family in enumerate((socket.AF_INET, socket.AF_INET6), start=1):
-            request = _DIAG_REQUEST.pack(family, socket.IPPROTO_TCP, 0, _TCPF_LISTEN)
-            header = _NLMSG_HEADER.pack(
-                _NLMSG_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, sequence, 0)
-            sock.sendto(header + request, (0, 0))
-            for message in _netlink_dump(sock, sequence):
-                listener = _diag_listener(message)
-                table[listener.inode] = listener
-    return table
-
-
-def _netlink_dump(sock: socket.socket, sequence: int) -> Iterator[bytes]:
-    """The payloads of one dump's messages, until its end (NLMSG_DONE)."""
-    received = 0
-    while True:
-        data = sock.recv(1 << 16)
-        received += len(data)
-        if not data or received > _MAX_TABLE_BYTES:
-            raise OSError("sock_diag: dump cut short")
-        offset = 0
-        while offset + _NLMSG_HEADER.size <= len(data):
-            length, kind, _flags, seq, _port = _NLMSG_HEADER.unpack_from(data, offset)
-            if length < _NLMSG_HEADER.size or offset + length > len(data):
-                raise OSError("sock_diag: malformed message")
-            payload = data[offset + _NLMSG_HEADER.size : offset + length]
-            offset += (length + 3) & ~3  # messages are 4-byte aligned
-            if seq != sequence:
-                continue
-            if kind == _NLMSG_DONE:
-                return
-            if kind == _NLMSG_ERROR:
-                code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 0
-                raise OSError(code, f"sock_diag: {os.strerror(code)}")
-            if kind == _SOCK_DIAG_BY_FAMILY:
-                yield payload
+    requests = [_DIAG_REQUEST.pack(family, socket.IPPROTO_TCP, 0, _TCPF_LISTEN)
+                for family in (socket.AF_INET, socket.AF_INET6)]
+    listeners = (_diag_listener(message) for message in sock_diag(requests, _MAX_TABLE_BYTES))
+    return {listener.inode: listener for listener in listeners}
 
 
 def _diag_listener(message: bytes) -> ListenSocket:
@@ -184,15 +144,18 @@ def socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def listening_sockets(pid: int, table: dict[int, ListenSocket] | None = None) -> tuple[ListenSocket, ...]:
+def listening_sockets(pid: int, table: dict[int, ListenSocket] | None = None,
+                      owned: set[int] | None = None) -> tuple[ListenSocket, ...]:
     """The LISTEN sockets owned by `pid`, sorted by port.
 
     `table` is its namespace's `listening_table`, when the caller shares one
-    read across the processes of a namespace.
+    read across the processes of a namespace; `owned`, its `socket_inodes`,
+    when the caller has read them.
     """
     if table is None:
         table = listening_table(pid)
-    owned = socket_inodes(pid)
+    if owned is None:
+        owned = socket_inodes(pid)
     return tuple(sorted((s for inode, s in table.items() if inode in owned), key=lambda s: (s.port, s.host)))
 
 

@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 from gotop.discovery.probes import METRICS_PATH
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.discovery.sockets import own_listener, socket_owner
+from gotop.discovery.unixsockets import bound_at, dial_path
 from gotop.engine.targetspec import SOURCES, TargetError, TargetSpec, parse_target
 from gotop.errors import GotopError
 from gotop.model.goroutines import (
@@ -77,6 +78,7 @@ from gotop.sources.metrics import MetricsClient
 from gotop.sources.procfs import OsFigures, OsSampler, fd_kinds
 from gotop.sources.progress import ProgressCallback
 from gotop.textsafe import plain
+from gotop.unixconnect import UNIX_PREFIX
 
 T = TypeVar("T")
 
@@ -157,6 +159,9 @@ class Target:
         if spec.agent is not None:
             host, port = spec.agent
             return cls(spec.text, gops=GopsClient(host, port), pid=_local_pid(host, port), only=only)
+        if spec.unix is not None:
+            http = PprofClient(spec.unix)
+            return cls(spec.text, http=http, vars_client=http, pid=_unix_socket_owner(spec.unix), only=only)
         assert spec.http_base is not None
         http = PprofClient(spec.http_base)
         url = urlsplit(http.base_url)
@@ -175,7 +180,8 @@ class Target:
                 return None
             base = normalize_base(url)
             if base not in servers:
-                servers[base] = PprofClient(base)
+                socket = base.removeprefix(UNIX_PREFIX) if base.startswith(UNIX_PREFIX) else None
+                servers[base] = PprofClient(base, dial=dial_path(proc.pid, socket) if socket else None)
             return servers[base]
 
         metrics_server = server(proc.metrics.removesuffix(METRICS_PATH) if proc.metrics else None)
@@ -505,4 +511,10 @@ def _local_pid(host: str | None, port: int | None) -> int | None:
     if not host or not port or not is_loopback(host):
         return None
     listener = own_listener(host, port)
+    return socket_owner(listener.inode) if listener is not None else None
+
+
+def _unix_socket_owner(name: str) -> int | None:
+    """The local process listening on the UNIX socket "unix:PATH", for its OS figures."""
+    listener = bound_at(name.removeprefix(UNIX_PREFIX))
     return socket_owner(listener.inode) if listener is not None else None

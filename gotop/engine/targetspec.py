@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gotop.errors import GotopError
+from gotop.unixconnect import UNIX_PREFIX
 
 # What `--source` may name: a target's figures are then read through that one alone.
 SOURCES = ("memory", "agent", "pprof", "expvar", "metrics")
@@ -20,7 +21,8 @@ class TargetError(GotopError):
     """A target cannot be named, found, or asked for something it does not offer."""
 
 
-TARGET_HELP = "a PID, host:port of a gops agent, or http://host:port of net/http/pprof"
+TARGET_HELP = ("a PID, host:port of a gops agent, http://host:port of net/http/pprof, "
+               "or unix:/path/to.sock (unix:@name: an abstract socket) of net/http/pprof on a UNIX socket")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +31,16 @@ class TargetSpec:
     pid: int | None = None
     agent: tuple[str, int] | None = None
     http_base: str | None = None
+    unix: str | None = None  # "unix:/path/to.sock" or "unix:@name"
 
 
 def parse_target(text: str) -> TargetSpec:
-    """'1234' | 'host:port' | '[::1]:port' | 'http://host:port[/prefix]'."""
+    """'1234' | 'host:port' | '[::1]:port' | 'http://host:port[/prefix]' | 'unix:/path' | 'unix:@name'."""
     spec = text.strip()
     if spec.isdigit() and spec.isascii():
         return TargetSpec(text, pid=int(spec))
+    if spec.startswith(UNIX_PREFIX) and len(spec) > len(UNIX_PREFIX):
+        return TargetSpec(text, unix=text)  # a socket's path is taken as given, spaces too
     if spec.startswith(("http://", "https://")):
         return TargetSpec(text, http_base=spec)
     host, sep, port = spec.rpartition(":")

@@ -32,6 +32,7 @@ from gotop.sources.errors import (
 from gotop.sources.payload import CappedBuffer, MiB, gzip_problem
 from gotop.sources.progress import ProgressCallback, ProgressTicker
 from gotop.sources.transport import PlainHttpTransport
+from gotop.unixconnect import UNIX_PREFIX, socket_address
 
 __all__ = [
     "HttpAnswer", "HttpStatusError", "HttpTimeout", "HttpUnreachable", "IndexEntry", "InvalidRequest",
@@ -134,7 +135,12 @@ def is_loopback(host: str) -> bool:
 
 def normalize_base(base: str) -> str:
     """'127.0.0.1:6060', 'http://h:6060/debug/pprof/' -> 'http://h:6060'
-    (a path prefix before /debug/ is kept, e.g. behind a reverse proxy)."""
+    (a path prefix before /debug/ is kept, e.g. behind a reverse proxy);
+    'unix:/run/x.sock' (a UNIX socket; 'unix:@name' an abstract one) stays as it is."""
+    if base.startswith(UNIX_PREFIX):
+        if len(base) == len(UNIX_PREFIX) or "\0" in base.removeprefix(UNIX_PREFIX + "@"):
+            raise InvalidRequest(f"invalid UNIX socket {base!r}: need unix:/path/to.sock or unix:@name")
+        return base
     text = base.strip()
     if "://" not in text:
         text = "http://" + text
@@ -172,18 +178,27 @@ class HttpAnswer:
 class PprofClient:
     """net/http/pprof and expvar of one target. Use as an async context
     manager, or call aclose(). Takes whatever base it is given: whether a
-    remote target may be used is the caller's decision (see is_loopback)."""
+    remote target may be used is the caller's decision (see is_loopback).
+
+    A base "unix:PATH" speaks HTTP over that UNIX socket; `dial` is where to
+    connect to it when that is not PATH itself (a container's socket through
+    /proc/PID/root). Messages name it "unix:PATH /debug/pprof/...".
+    """
 
     def __init__(
         self, base: str, *, timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, dial: str | None = None,
     ) -> None:
-        self.base_url = normalize_base(base)
-        self.host = httpx.URL(self.base_url).host
+        self.base_url = normalize_base(base)  # as shown
+        socket_path = self.base_url.removeprefix(UNIX_PREFIX) if self.base_url.startswith(UNIX_PREFIX) else None
+        # requests are sent to this base: a UNIX socket's server sees "localhost"
+        self._request_base = self.base_url if socket_path is None else "http://localhost"
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self._origin = _origin(httpx.URL(self.base_url))
+        self._origin = _origin(httpx.URL(self._request_base))
         https = self.base_url.startswith("https://")
+        if socket_path is not None and dial is None:
+            dial = socket_address(socket_path)
         self._client = httpx.AsyncClient(
             trust_env=False,
             # Loading the CA bundle costs each client ~1 MB and 20 ms: plain http needs none.
@@ -191,7 +206,8 @@ class PprofClient:
             # The same pool bounds for both: `limits` shape httpx's own transport (HTTPS only).
             limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=KEEPALIVE_CONNECTIONS,
                                 keepalive_expiry=KEEPALIVE_EXPIRY),
-            transport=None if https else PlainHttpTransport(MAX_CONNECTIONS, KEEPALIVE_CONNECTIONS, KEEPALIVE_EXPIRY),
+            transport=None if https else PlainHttpTransport(MAX_CONNECTIONS, KEEPALIVE_CONNECTIONS, KEEPALIVE_EXPIRY,
+                                                            unix=dial),
             follow_redirects=False,  # followed by hand, same origin only, bodies unread
             headers={"Accept-Encoding": "identity", "User-Agent": "gotop"},
         )
@@ -317,9 +333,9 @@ class PprofClient:
         try:
             doc = await asyncio.to_thread(json.loads, body)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
-            raise NotPprof(self._url("/debug/vars"), f"not expvar: invalid JSON ({exc})") from None
+            raise NotPprof(self._shown(self._url("/debug/vars")), f"not expvar: invalid JSON ({exc})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("memstats"), dict):
-            raise NotPprof(self._url("/debug/vars"), "not expvar: no memstats object")
+            raise NotPprof(self._shown(self._url("/debug/vars")), "not expvar: no memstats object")
         return doc
 
     # -- the exchange ---------------------------------------------------------
@@ -341,12 +357,19 @@ class PprofClient:
             async with asyncio.timeout(timeout), ProgressTicker(progress, capture_seconds) as ticker:
                 return await self._get_following(url, timeout, max_bytes, ticker, headers)
         except TimeoutError:
-            raise HttpTimeout(url, f"no complete answer within {timeout:.1f} s") from None
+            raise HttpTimeout(self._shown(url), f"no complete answer within {timeout:.1f} s") from None
 
     def _url(self, path: str, params: dict[str, str] | None = None) -> str:
+        """The URL a request is sent to."""
         if not params:
-            return str(_parse_url(self.base_url + path))
-        return str(httpx.URL(self.base_url + path, params=params))
+            return str(_parse_url(self._request_base + path))
+        return str(httpx.URL(self._request_base + path, params=params))
+
+    def _shown(self, url: str) -> str:
+        """A request URL as messages name it: on a UNIX socket, "unix:PATH /path?query"."""
+        if self._request_base == self.base_url:
+            return url
+        return f"{self.base_url} {url.removeprefix(self._request_base)}"
 
     async def _get_following(
         self, url: str, timeout: float, limit: int, ticker: ProgressTicker, headers: dict[str, str] | None,
@@ -355,20 +378,21 @@ class PprofClient:
         redirects = 0
         while True:
             received_headers = False
+            shown = self._shown(url)
             try:
                 async with self._client.stream("GET", _parse_url(url), headers=headers,
                                                timeout=request_timeout) as response:
                     received_headers = True
                     if response.is_redirect and response.next_request is not None:
-                        url = self._follow(url, response, redirects)
+                        url = self._follow(shown, response, redirects)
                         redirects += 1
                         continue  # the redirect's body is never read
                     if not response.is_success:
-                        raise await _status_error(url, response)
-                    body = await _read_capped(url, response, limit, ticker)
-                    return HttpAnswer(url, response.headers.get("content-type", ""), body)
+                        raise await _status_error(shown, response)
+                    body = await _read_capped(shown, response, limit, ticker)
+                    return HttpAnswer(shown, response.headers.get("content-type", ""), body)
             except httpx.HTTPError as exc:
-                raise self._transport_error(url, exc, received_headers) from None
+                raise self._transport_error(shown, exc, received_headers) from None
 
     def _follow(self, url: str, response: httpx.Response, redirects: int) -> str:
         """The next URL of a redirect: same origin only, a few hops at most."""

@@ -180,7 +180,10 @@ class MemoryReader:
         except MemoryUnreadable as e:
             raise MemoryUnavailable(str(e)) from None
         binary = self.map.binary
-        gofunc = binary.gofunc_at(self.map.layout.field("runtime.moduledata", "gofunc").offset)
+        try:  # read from the binary through /proc/PID/exe, gone with a process that exits meanwhile
+            gofunc = binary.gofunc_at(self.map.layout.field("runtime.moduledata", "gofunc").offset)
+        except BinaryError as e:
+            raise MemoryUnavailable(str(e)) from None
         self._counter = GoroutineCounter(self.map.readers, self.map.layout, binary.pclntab,
                                          _wrapped_function_of(binary, gofunc))
         self._lock = threading.Lock()  # one reading at a time: the counter's caches are not shared

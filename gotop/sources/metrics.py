@@ -8,7 +8,7 @@ megabytes (Debian's etcd: 146 KB idle), which gotop parses at ~0.2 s/MiB. So
 one scrape answers everything a poll asks of it (memstats and counts share it,
 even a fallback asked after it ended), and an answer refused (too large, not
 Prometheus text, no Go collector) is not asked for again before REFUSED_PAUSE:
-the refusal stands meanwhile. client_golang keeps nothing between scrapes: it
+the refusal stands meanwhile; so does a timeout, for TIMED_OUT_PAUSE. client_golang keeps nothing between scrapes: it
 reads runtime/metrics (or MemStats) at each one, and its older collector falls
 back to the previous MemStats only when ReadMemStats takes over a second; so its
 figures change as often as the poll asks, and a poll asks once.
@@ -24,10 +24,13 @@ import asyncio
 from dataclasses import dataclass
 
 from gotop.model.prometheus import MAX_METRICS_BYTES, TEXT_ACCEPT, MetricsParseError, MetricsReading, parse_metrics
-from gotop.sources.errors import ProtocolError, ResponseTooLarge
+from gotop.sources.errors import ProtocolError, ResponseTooLarge, TransportTimeout
 from gotop.sources.http import PprofClient
 
 REFUSED_PAUSE = 60.0  # seconds an answer refused for what it is stands before /metrics is asked again
+# Seconds a scrape that timed out stands: each costs a poll the whole timeout, which its other
+# sources then lack; a service slow once (a loaded host) is asked again soon.
+TIMED_OUT_PAUSE = 15.0
 
 
 class NotGoMetrics(ProtocolError):
@@ -44,7 +47,9 @@ class _Scrape:
         """Whether it answers `poll` asking at `now`."""
         if not self.reading.done() or (poll is not None and poll == self.poll):
             return True  # under way, or this poll's
-        return _refused(self.reading) and now < self.started + REFUSED_PAUSE
+        if _refused(self.reading):
+            return now < self.started + REFUSED_PAUSE
+        return _timed_out(self.reading) and now < self.started + TIMED_OUT_PAUSE
 
 
 class MetricsClient:
@@ -81,6 +86,10 @@ class MetricsClient:
         if not reading.has_go_collector:
             raise NotGoMetrics(answer.url, f"no Go collector series (go_*) in {reading.families_seen} metric families")
         return reading
+
+
+def _timed_out(scrape: asyncio.Future[MetricsReading]) -> bool:
+    return not scrape.cancelled() and isinstance(scrape.exception(), TransportTimeout)
 
 
 def _refused(scrape: asyncio.Future[MetricsReading]) -> bool:

@@ -1,7 +1,8 @@
 """A lean httpx transport for plain HTTP/1.1: keep-alive connections on asyncio
 streams, with h11 reading and writing the messages.
 
-gotop asks every target for a few small documents each second. httpx's default
+gotop asks every target for a few small documents each second, over TCP or
+a UNIX socket. httpx's default
 transport (httpcore on anyio) costs a poll about as much CPU as the rest of
 gotop's work on it; this one does the same exchange for a fraction of that
 (bench/poll_cost.py). httpx stays the client: redirects, timeouts and errors
@@ -21,6 +22,8 @@ from collections.abc import AsyncIterator
 import h11
 import httpx
 
+from gotop.unixconnect import unix_address
+
 READ_SIZE = 64 << 10
 
 
@@ -38,10 +41,15 @@ class _Connection:
         self.received = 0  # bytes of the current answer
 
     @classmethod
-    async def open(cls, host: str, port: int, timeout: float | None) -> _Connection:
+    async def open(cls, host: str, port: int, timeout: float | None, unix: str | None = None) -> _Connection:
+        """A connection to host:port, or to the UNIX socket `unix` when given."""
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
+                if unix is None:
+                    reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
+                else:
+                    with unix_address(unix) as address:
+                        reader, writer = await asyncio.open_unix_connection(address, limit=READ_SIZE)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"no connection within {timeout} s") from None
         except OSError as e:
@@ -123,7 +131,11 @@ class _Body(httpx.AsyncByteStream):
 
 
 class PlainHttpTransport(httpx.AsyncBaseTransport):
-    def __init__(self, max_connections: int, max_keepalive: int, keepalive_expiry: float) -> None:
+    """`unix`: every connection goes to this UNIX socket, whatever the URL's host."""
+
+    def __init__(self, max_connections: int, max_keepalive: int, keepalive_expiry: float,
+                 unix: str | None = None) -> None:
+        self._unix = unix
         self._slots = asyncio.Semaphore(max_connections)
         self._max_keepalive = max_keepalive
         self._expiry = keepalive_expiry
@@ -157,7 +169,8 @@ class PlainHttpTransport(httpx.AsyncBaseTransport):
                 return connection, await connection.send(request, timeouts.get("read"))
             except _StaleConnection:
                 pass
-        connection = await _Connection.open(request.url.host, request.url.port or 80, timeouts.get("connect"))
+        connection = await _Connection.open(request.url.host, request.url.port or 80, timeouts.get("connect"),
+                                            self._unix)
         return connection, await connection.send(request, timeouts.get("read"))
 
     def give_back(self, connection: _Connection) -> None:

@@ -5,7 +5,12 @@
 // JSON parser should follow; -vars=hang never answers it (a handler stuck
 // behind a lock); -tls serves HTTPS only (a self-signed
 // certificate); -log FILE appends a line for each connection, each request and
-// each TLS handshake error, so that tests can count what gotop asked.
+// each TLS handshake error, so that tests can count what gotop asked;
+// -unix PATH serves on a UNIX socket at PATH ("@name": an abstract one) instead
+// of TCP (-unix-mode sets the socket file's permissions); -silent-unix PATH
+// also listens on a UNIX socket that reads whatever it is sent and never says
+// a word (a protocol that waits for more, as containerd's ttrpc does), logging
+// "silent connect" for each connection to the -log file.
 package main
 
 import (
@@ -17,6 +22,7 @@ import (
 	"crypto/x509"
 	"expvar"
 	"flag"
+	"io"
 	"log"
 	"math/big"
 	"net"
@@ -39,6 +45,9 @@ func main() {
 	vars := flag.String("vars", "expvar", "what /debug/vars serves: expvar, nested (memstats nested 5000 arrays deep), hang (no answer), none")
 	serveTLS := flag.Bool("tls", false, "serve HTTPS only, with a self-signed certificate")
 	logPath := flag.String("log", "", "append a line per connection (\"connect\"), request (\"GET /path\") and TLS handshake error to this file")
+	unixPath := flag.String("unix", "", "serve on this UNIX socket (\"@name\": abstract) instead of -http")
+	unixMode := flag.Uint("unix-mode", 0o600, "permissions of the -unix socket file")
+	silentUnix := flag.String("silent-unix", "", "also listen on this UNIX socket, read, and never answer")
 	flag.Parse()
 	workload.Start()
 
@@ -68,8 +77,9 @@ func main() {
 	}
 
 	server := &http.Server{Handler: mux}
+	var requests *requestLog
 	if *logPath != "" {
-		requests := openLog(*logPath)
+		requests = openLog(*logPath)
 		server.ConnState = func(c net.Conn, state http.ConnState) {
 			if state == http.StateNew {
 				requests.line("connect")
@@ -82,9 +92,16 @@ func main() {
 		server.ErrorLog = log.New(handshakeErrors{requests}, "", 0)
 	}
 
-	ln, err := net.Listen("tcp", *httpAddr)
+	ln, err := listen(*httpAddr, *unixPath, os.FileMode(*unixMode))
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *silentUnix != "" {
+		silent, err := net.Listen("unix", *silentUnix)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go readSilently(silent, requests)
 	}
 	if *serveTLS {
 		server.TLSConfig = &tls.Config{Certificates: []tls.Certificate{selfSigned()}}
@@ -92,6 +109,32 @@ func main() {
 	}
 	ready.Announce("", ln.Addr().String())
 	log.Fatal(server.Serve(ln))
+}
+
+// listen opens the TCP address, or the UNIX socket when one is given.
+func listen(tcpAddr, unixPath string, mode os.FileMode) (net.Listener, error) {
+	if unixPath == "" {
+		return net.Listen("tcp", tcpAddr)
+	}
+	ln, err := net.Listen("unix", unixPath)
+	if err == nil && unixPath[0] != '@' {
+		err = os.Chmod(unixPath, mode)
+	}
+	return ln, err
+}
+
+// readSilently takes every connection and reads it to its end without a word.
+func readSilently(ln net.Listener, requests *requestLog) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		if requests != nil {
+			requests.line("silent connect")
+		}
+		go io.Copy(io.Discard, conn)
+	}
 }
 
 // selfSigned makes a throwaway certificate for 127.0.0.1.
