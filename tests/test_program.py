@@ -219,6 +219,8 @@ def checked(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "nope": (("--for", CHECK_FOR, "--json", "--", str(stripped), "-workload", "nope"), None),
         "agent and pprof": (("--for", CHECK_FOR, "--json", "--", str(target_binary("agentpprof")),
                              "-workload", "leak-send"), None),
+        "goroutines of a plain one": (("--for", CHECK_FOR, "--json", "--", str(target_binary("plain")),
+                                       "-workload", "leak-send"), None),
     }
     with ThreadPoolExecutor(len(runs)) as pool:
         futures = {name: pool.submit(run_check, *args, env=env) for name, (args, env) in runs.items()}
@@ -244,6 +246,17 @@ def test_check_finds_the_heap_leak_of_a_stripped_program_in_its_gc_trace(checked
     program = report["program"]
     assert program["exited"] is False and program["command"][1:] == LEAK
     assert gone(target["pid"])  # stopped at the end
+
+
+@pytest.mark.go
+def test_check_finds_the_goroutine_leak_of_a_plain_program_in_its_memory(checked):
+    """Nothing added to it: its goroutine groups come from its memory, beside its GC trace."""
+    result = checked["goroutines of a plain one"]
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert [(f["kind"], f["where"].split(" ")[0].rsplit(".", 1)[1]) for f in report["findings"]] == [
+        ("goroutines", "leakySendResult")]
+    assert gone(report["targets"][0]["pid"])
 
 
 @pytest.mark.go
