@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -109,3 +110,12 @@ etcd_service = _service_fixture("etcd")
 prometheus_service = _service_fixture("prometheus")
 containerd_service = _service_fixture("containerd")
 caddy_service = _service_fixture("caddy")
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A directory any user may enter (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="gotop-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

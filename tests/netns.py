@@ -20,3 +20,10 @@ def gotop_in(netns: tuple[str, ...], *args: str, env: dict[str, str] | None = No
 def requests_in(log) -> list[str]:
     """The lines of a target's -log file: "connect", "GET /path", ..."""
     return log.read_text().splitlines() if log.exists() else []
+
+
+def private_cache(tmp_path) -> dict[str, str]:
+    """gotop's environment with a probe cache of the test's own."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    return {"XDG_RUNTIME_DIR": str(runtime)}

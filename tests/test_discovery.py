@@ -8,9 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -219,15 +217,6 @@ def test_target_in_another_network_and_pid_namespace(go_target, tmp_path):
     assert entry["agent"]["reachable"] is False
     assert entry["pprof"] is None
     assert any("another network namespace: not probed" in note for note in entry["notes"])
-
-
-@pytest.fixture
-def world_dir():
-    """A directory any user may enter (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="gotop-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_processes_gotop_may_not_inspect_are_named_with_the_reason(go_target, world_dir):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from faultservers import InjectingProxy, service_families, streamed_response
-from netns import gotop_in, requests_in
+from netns import gotop_in, private_cache, requests_in
 
 from gotop.discovery.probecache import ProbeCache
 from gotop.discovery.probes import HttpEndpoints, SocketProbe, probe_socket
@@ -62,13 +62,6 @@ async def test_deeply_nested_vars_are_refused_by_the_parsers(go_target):
 
 PROBE = ["connect", "GET /debug/pprof/cmdline", "connect", "GET /debug/vars", "connect", "GET /metrics"]  # a probe
 UNTIL_VARS_HANG = PROBE[:4]  # /debug/vars never answered: /metrics is asked another time, with it
-
-
-def private_cache(tmp_path) -> dict[str, str]:
-    """gotop's environment with a probe cache of the test's own."""
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
-    return {"XDG_RUNTIME_DIR": str(runtime)}
 
 
 def cache_file(env: dict[str, str]) -> Path:

@@ -10,13 +10,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from gotargets import target_binary
-from netns import gotop_in, requests_in
+from netns import gotop_in, private_cache, requests_in
 
 from gotop.model.profile import parse_profile
 
@@ -38,15 +36,6 @@ def listed(*args: str, wrapper: tuple[str, ...] = ()) -> dict[int, dict]:
     result = gotop("list", "--json", *args, wrapper=wrapper)
     assert result.returncode == 0, result.stderr
     return {p["pid"]: p for p in json.loads(result.stdout)["processes"]}
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    """A directory any user may enter (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="gotop-unix-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_socket_s_endpoints_are_found_and_named_by_its_path(go_target, tmp_path):
@@ -111,13 +100,6 @@ def test_a_socket_in_another_mount_namespace_is_dialled_where_the_process_sees_i
     assert proc["pprof"] == f"unix:{sock}" and proc["unix_sockets"] == [str(sock)]
     snapshot = json.loads(ok("snapshot", str(target.pid), "--json", "--source", "pprof"))
     assert snapshot["goroutines"] >= 30
-
-
-def private_cache(tmp_path) -> dict[str, str]:
-    """gotop's environment with a probe cache of the test's own."""
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    return {"XDG_RUNTIME_DIR": str(runtime)}
 
 
 def listed_in(netns: tuple[str, ...], pid: int, env: dict[str, str]) -> dict:
