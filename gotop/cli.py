@@ -57,10 +57,23 @@ def add_polling_flags(p: argparse.ArgumentParser) -> None:
                    help="time between grouped goroutine profiles (default 5s)")
 
 
+PROGRAM_COMMANDS = ("check",)  # commands that start the program given after --
+
+
 class Parser(argparse.ArgumentParser):
-    """gotop's parser: it knows the parser of each command by name."""
+    """gotop's parser: it knows the parser of each command by name. For `run` and
+    `check`, what follows `--` is the program to start (`args.program`, None without `--`)."""
 
     commands: Mapping[str, argparse.ArgumentParser]
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        program = None
+        if args and args[0] in PROGRAM_COMMANDS and "--" in args:
+            args, program = args[:args.index("--")], args[args.index("--") + 1:]
+        parsed, rest = super().parse_known_args(args, namespace)
+        parsed.program = program
+        return parsed, rest
 
 
 def build_parser() -> Parser:
@@ -166,16 +179,24 @@ def build_parser() -> Parser:
                    help="--list may also read source files under DIR (besides the modules the profile proves)")
     p.set_defaults(run="gotop.commands.top")
 
-    p = sub.add_parser("check", help="watch targets headless for leaks; exit 1 if one leaks (a CI gate)",
+    p = sub.add_parser("check", help="watch targets (or start a program: -- CMD) headless for leaks; exit 1 if "
+                       "one leaks (a CI gate)",
+                       usage="gotop check [--for DURATION] [--allow-partial] [--json] [--log FILE] "
+                       "(TARGET... | -- CMD [ARGS...])",
                        description="Watch targets headless for leaks. Exit status: 1 a leak, 2 blind (no "
                        "goroutine profiles and no GC cycles: nothing of the Go runtime watched) or a target "
-                       "not checked, 3 partial (a detector could not watch), 0 every detector watched.")
-    p.add_argument("targets", nargs="+", metavar="TARGET", help=TARGET_HELP)
+                       "not checked, 3 partial (a detector could not watch), 0 every detector watched. With "
+                       "-- CMD, start the program (its GC trace on, as gotop run does), watch it, stop it at "
+                       "the end; its exit before the end is exit status 2, with its status and last lines "
+                       "of stderr.")
+    p.add_argument("targets", nargs="*", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("--for", dest="duration", type=duration, default="30s", metavar="DURATION",
                    help="how long to watch: 30s, 2m, 90 (default 30s)")
     p.add_argument("--allow-partial", action="store_true",
                    help="exit 0, not 3, when some detector could not watch (e.g. no net/http/pprof)")
     p.add_argument("--json", action="store_true", help="print the verdict and the findings as JSON")
+    p.add_argument("--log", metavar="FILE", help="with -- CMD: append the program's output to FILE "
+                   "(default: a new private directory under $TMPDIR)")
     p.set_defaults(run="gotop.commands.check")
 
     p = sub.add_parser("completion", help="print the shell completion script for bash, zsh or fish")

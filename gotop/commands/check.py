@@ -1,5 +1,10 @@
 """`gotop check TARGET... [--for DURATION] [--json]`: a leak gate for CI and dev builds.
 
+`gotop check [...] -- CMD [ARGS...]` starts the program itself (engine/program.py,
+its GC trace on), watches its Go program the same way, and stops it at the end:
+the gate for a dev build in one line. The program ending by itself before the
+end is an error (exit 2) that says its exit status and its last lines of stderr.
+
 Watches the targets headless for the whole duration (every run the same
 length, whatever it finds), polling faster than the TUI does so that 30 s is
 enough: grouped goroutines and descriptors every 2 s, the runtime's
@@ -18,7 +23,8 @@ verdict says which had them:
   ok       every detector watched the whole time and found nothing    exit 0
 
 Exit status 2 also when a target could not be checked at all (cannot be
-named or reached, exits or stops answering).
+named or reached, exits or stops answering). The watch ends early when every
+target has exited.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ from argparse import Namespace
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from gotop.commands.common import FailureLines, close_targets, open_targets
 from gotop.engine.history import TargetHistory, TargetState, Update
 from gotop.engine.leaks import Coverage, Detector, Finding, LeakKind, Ref, coverage, find_leaks
 from gotop.engine.poller import Poller, Tiers, keep_polling
+from gotop.engine.program import Exit, Program, ProgramExited
 from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.textsafe import plain
@@ -45,6 +53,7 @@ CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, leak_every=10.0)
 HEAP_EVERY = 5.0  # seconds between heap profiles: their difference names the growing sites
 FIRST_ANSWER_TIMEOUT = 15.0  # a safety net: each poll has its own transport timeouts
 WINDOW_MARGIN = 10.0  # history kept beyond the duration, so the first readings are judged too
+EXIT_WAIT = 5.0  # seconds a started command may take to end once its Go program has
 
 
 class CheckError(GotopError):
@@ -125,6 +134,9 @@ class Watch:
                 return f"no goroutine groups: {label} serves no net/http/pprof and its memory cannot be read"
             return f"no goroutine groups read{failed}"
         if c.detector is Detector.HEAP:
+            if self.target.gctrace is not None:
+                return (f"no GC cycles: none in its GC trace in {seconds:.0f} s (GOGC=off, or too little "
+                        "allocation); the live heap is judged once per GC cycle")
             if not len(self.history.series["num_gc"]):
                 return f"no GC cycles: no memstats read from {label}{failed}"
             return (f"no GC cycles: no GC ran in {seconds:.0f} s (GOGC=off, or too little allocation); "
@@ -179,6 +191,12 @@ def exit_status(verdicts: list[Verdict], allow_partial: bool = False) -> int:
 
 
 def run(args: Namespace) -> int:
+    if args.program is not None:
+        if args.targets:
+            raise CheckError("check targets, or start a program after --, not both")
+        return run_program(args)
+    if not args.targets:
+        raise CheckError("nothing to check: give TARGET... or -- CMD [ARGS...]")
     duration = args.duration
     targets = open_targets(args.targets)
     print(f"gotop check: watching {len(targets)} target{'s' if len(targets) != 1 else ''} "
@@ -189,6 +207,76 @@ def run(args: Namespace) -> int:
     else:
         print(format_verdicts(verdicts))
     return exit_status(verdicts, args.allow_partial)
+
+
+def run_program(args: Namespace) -> int:
+    """`gotop check -- CMD`: start the program, watch its Go program, stop it, judge."""
+    program = Program(args.program, Path(args.log) if args.log else None)
+    print(f"gotop check: starting {program.command}", file=sys.stderr, flush=True)
+    program.start()
+    try:
+        try:
+            process = program.find_go_process()
+            target = Target.for_process(process, gctrace=program.output)
+            print(f"gotop check: watching {target.label} for {args.duration:g} s", file=sys.stderr, flush=True)
+            verdicts = asyncio.run(check([target], args.duration))
+            # Its Go program gone, the command ends too (`go run` reports the exit status of its child).
+            early = program.wait(EXIT_WAIT) if verdicts[0].watch.history.state is TargetState.EXITED else None
+        except (ProgramExited, CheckError) as e:
+            early = program.exit()
+            if early is None:
+                raise
+            return _early_exit(args, program, str(e) if isinstance(e, ProgramExited)
+                               else f"`{program.command}` {early.describe()}, before gotop could watch it")
+    finally:
+        program.stop()
+    report = ProgramReport(program, early)
+    if args.json:
+        document = to_json([(program.command, verdicts[0])], args.duration) | {"program": report.to_json()}
+        print(json.dumps(document | ({"verdict": "error"} if early else {}), indent=2))
+    else:
+        print(format_verdicts(verdicts, report))
+    if early is not None:
+        return 2  # the program ended by itself: whatever was found, the check is cut short
+    return exit_status(verdicts, args.allow_partial)
+
+
+def _early_exit(args: Namespace, program: Program, message: str) -> int:
+    report = ProgramReport(program, program.exit())
+    if args.json:
+        print(json.dumps({"verdict": "error", "error": message, "duration": args.duration, "targets": [],
+                          "findings": [], "program": report.to_json()}, indent=2))
+    print(f"gotop check: {plain(message)}", file=sys.stderr)
+    print("\n".join(report.stderr_lines()), file=sys.stderr)
+    return 2
+
+
+@dataclass(frozen=True)
+class ProgramReport:
+    """What `gotop check -- CMD` says of the program it started."""
+
+    program: Program
+    early: Exit | None  # how it ended by itself, before the check did
+
+    def stderr_lines(self) -> list[str]:
+        tail = self.program.last_stderr()
+        head = f"its last lines of stderr (all of its output: {self.program.log_path}):" if tail else (
+            f"it wrote nothing to stderr (all of its output: {self.program.log_path})")
+        return [head, *(f"  {plain(line)}" for line in tail)]
+
+    def lines(self) -> list[str]:
+        if self.early is None:
+            return [f"program: {plain(self.program.command)}: stopped by gotop at the end; "
+                    f"its output: {self.program.log_path}"]
+        return [f"program: {plain(self.program.command)} {self.early.describe()}, before the end of the check",
+                *self.stderr_lines()]
+
+    def to_json(self) -> dict:
+        exit = self.early
+        return {"command": self.program.argv, "pid": self.program.pid, "log": str(self.program.log_path),
+                "exited": exit is not None, "exit_status": exit.status if exit else None,
+                "exited_after": round(exit.after, 1) if exit else None,
+                "stderr_tail": self.program.last_stderr()}
 
 
 async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_TIERS,
@@ -202,7 +290,8 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
     tasks = [asyncio.create_task(keep_polling(p, w.crashed)) for p, w in zip(pollers, watches)]
     try:
         await _first_answers(watches)
-        await asyncio.sleep(max(0.0, started + duration - time.time()))
+        # The whole duration, or until every target exited (its poller then ends).
+        await asyncio.wait(tasks, timeout=max(0.0, started + duration - time.time()))
     finally:
         for task in tasks:
             task.cancel()
@@ -232,7 +321,7 @@ async def _first_answers(watches: list[Watch]) -> None:
 # --- output -----------------------------------------------------------------------------------
 
 
-def format_verdicts(verdicts: list[Verdict]) -> str:
+def format_verdicts(verdicts: list[Verdict], program: ProgramReport | None = None) -> str:
     lines = []
     for v in verdicts:
         problem = v.watch.problem()
@@ -245,7 +334,9 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
             lines.append(f"  watched: {title} ({c.readings} {c.unit})" if c.watched
                          else f"  not watched: {title}: {plain(v.watch.why_not(c))}")
         lines.append("  checked: " + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in v.checked().items()))
-    lines.append(f"verdict: {_summary(verdicts)}")
+    lines.extend(program.lines() if program else ())
+    ended = program.early if program else None
+    lines.append(f"verdict: {_summary(verdicts) if ended is None else f'error (the program {ended.describe()})'}")
     return "\n".join(lines)
 
 

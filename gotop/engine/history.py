@@ -7,6 +7,7 @@ the screens never know whether they watch a live process or a recording.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -15,6 +16,7 @@ from gotop.engine.target import Sample
 from gotop.model.goroutines import GoroutineProfile, StackKey
 from gotop.model.memstats import GcPause
 from gotop.model.profile import Profile
+from gotop.sources.gctrace import GcReading
 from gotop.sources.procfs import FD_KINDS
 
 DEFAULT_WINDOW = 600.0  # seconds of history kept
@@ -51,6 +53,7 @@ class Update:
     heap: HeapSnapshot | None = None  # heap tier: while asked for
     gc_pauses: tuple[GcPause, ...] = ()  # every GC pause since the previous poll that is known
     lost_pauses: int = 0  # GCs since the previous poll whose pause is not known
+    gc_readings: tuple[GcReading, ...] | None = None  # its GC trace's cycles since the previous poll; None: no trace
     error: str | None = None
     poll_seconds: float | None = None  # how long the poll took
 
@@ -77,6 +80,8 @@ class TargetHistory:
     window: float = DEFAULT_WINDOW
     series: dict[str, Series] = field(init=False)
     gc_pauses: Series = field(init=False)  # one point per GC: (pause end, pause ns)
+    gc_trace: deque[GcReading] = field(init=False)  # every GC cycle of its GC trace, when gotop started it
+    traced: bool = False  # the target has a GC trace (gotop started it): its GC cycles come from there
     groups: dict[StackKey, GroupTrend] = field(default_factory=dict)
     goroutines: GoroutineProfile | None = None  # the latest grouped profile
     leaks: GoroutineProfile | None = None  # the latest goroutineleak profile
@@ -93,6 +98,7 @@ class TargetHistory:
         capacity = max(2, int(self.window / self.interval) + 1)
         self.series = {name: Series(capacity) for name in FIGURES}
         self.gc_pauses = Series(capacity * 4)
+        self.gc_trace = deque(maxlen=capacity * 4)
         self._group_capacity = capacity
 
     def apply(self, update: Update) -> None:
@@ -104,6 +110,9 @@ class TargetHistory:
         self.lost_pauses += update.lost_pauses
         for pause in update.gc_pauses:
             self.gc_pauses.append(pause.end_ns / 1e9 if pause.end_ns else update.time, pause.pause_ns)
+        if update.gc_readings is not None:
+            self.traced = True
+            self.gc_trace.extend(update.gc_readings)
         if update.goroutines is not None:
             self._apply_goroutines(update.time, update.goroutines)
         if update.leaks is not None:

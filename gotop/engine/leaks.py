@@ -371,9 +371,10 @@ def heap_leaks(history: TargetHistory, now: float, window: float | None = None) 
     # Both figures read the same live heap, each with noise of its own: either may show it still rising.
     if not (rise.still_rising or (goal and goal.still_rising)):
         return ()
+    heap = "heap marked live by each GC (its GC trace)" if history.traced else "heap in use after GC"
     live = Evidence(
         Basis.LIVE_HEAP,
-        f"heap in use after GC rose by {fmt_bytes(rise.gained)} over {len(rise.points)} GC cycles "
+        f"{heap} rose by {fmt_bytes(rise.gained)} over {len(rise.points)} GC cycles "
         f"in {rise.span:.0f} s ({_signed_bytes(rise.rate_per_min)}/min)"
         + (f"; the heap goal set at each GC end rose by {fmt_bytes(goal.gained)}" if goal else ""),
         rise.points, "bytes")
@@ -394,12 +395,17 @@ def heap_leaks(history: TargetHistory, now: float, window: float | None = None) 
 
 
 def gc_cycles(history: TargetHistory, since: float) -> list[tuple[float, float, float]]:
-    """(time, heap in use, heap goal) at the first reading after each GC.
+    """(time, heap after GC, heap goal) of each GC cycle.
 
-    The heap goal (next_gc) is set at the GC's end in proportion to the heap
-    it found live (live x (1 + GOGC/100), at least 4 MiB); the heap in use
-    adds what was allocated between the GC's end and the reading.
+    From the GC trace, when gotop started the program: every cycle's marked
+    live heap, and the goal it ran under (set at the previous cycle's end).
+    Otherwise from the polls: the heap in use and the heap goal (next_gc) at the
+    first reading after each GC. The goal is set at the GC's end in proportion
+    to the heap it found live (live x (1 + GOGC/100), at least 4 MiB); the heap
+    in use adds what was allocated between the GC's end and the reading.
     """
+    if history.traced:
+        return [(r.time, r.cycle.heap_live, r.cycle.heap_goal) for r in history.gc_trace if r.time >= since]
     num_gc = dict(history.series["num_gc"].since(since))
     next_gc = dict(history.series["next_gc"].since(since))
     cycles, previous = [], None
@@ -536,7 +542,8 @@ def coverage(history: TargetHistory, now: float, window: float | None = None) ->
         Coverage(Detector.GOROUTINES, len(history.series["goroutine_groups"].since(since)), MIN_POINTS,
                  "goroutine profiles"),
         Coverage(Detector.HEAP, len(gc_cycles(history, since)), 3 * MIN_GC_CYCLES_PER_THIRD,
-                 "readings after a GC"),  # one per poll that follows one GC cycle or more
+                 # one per poll that follows one GC cycle or more; one per cycle from a GC trace
+                 "GC cycles in its GC trace" if history.traced else "readings after a GC"),
         Coverage(Detector.DESCRIPTORS, descriptors, MIN_POINTS, "descriptor counts"),
     )
 

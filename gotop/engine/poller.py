@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from gotop.engine.history import HeapSnapshot, TargetState, Update
 from gotop.engine.target import NoSource, Sample, Target
 from gotop.errors import GotopError, describe
-from gotop.model.memstats import GcPauses
+from gotop.model.memstats import GcPause, GcPauses
 from gotop.model.profile import parse_profile
 from gotop.sources.errors import ResponseTooLarge
+from gotop.sources.gctrace import GcReading
 from gotop.sources.procfs import ProcessGone
 
 MAX_BACKOFF = 30.0
@@ -84,6 +85,7 @@ class Poller:
         self._failures = 0
         self._oversized: dict[str, int] = {}  # tier -> its runs in a row that got a too-large answer
         self._last_num_gc: int | None = None
+        self._last_traced_gc: int | None = None
 
     @property
     def heap_every(self) -> float | None:
@@ -116,8 +118,8 @@ class Poller:
         started = time.monotonic()
         try:
             sample = await self.target.sample()
-        except ProcessGone as e:
-            return Update(time.time(), TargetState.EXITED, error=str(e))
+        except ProcessGone as e:  # the cycles its trace printed last are kept
+            return Update(time.time(), TargetState.EXITED, error=str(e), gc_readings=self._gc_readings())
         except GotopError as e:
             self._failures += 1
             return Update(time.time(), TargetState.UNREACHABLE, error=str(e))
@@ -127,9 +129,24 @@ class Poller:
         elapsed = round(time.monotonic() - started, 4)
         state = TargetState.SLOW if elapsed > self.tiers.interval else TargetState.UP
         problems = [*sample.problems, *problems, *([heap_problem] if heap_problem else [])]
-        pauses = self._new_pauses(sample)
+        readings = self._gc_readings()
+        pauses = self._new_pauses(sample) if readings is None else self._traced_pauses(readings)
         return Update(sample.time, state, sample, heap=heap, gc_pauses=pauses.pauses, lost_pauses=pauses.lost,
-                      error="; ".join(problems) or None, poll_seconds=elapsed, **slow)
+                      gc_readings=readings, error="; ".join(problems) or None, poll_seconds=elapsed, **slow)
+
+    def _gc_readings(self) -> tuple[GcReading, ...] | None:
+        """The cycles of the target's GC trace since the previous poll; None without a trace."""
+        return tuple(self.target.gctrace.take_readings()) if self.target.gctrace else None
+
+    def _traced_pauses(self, readings: tuple[GcReading, ...]) -> GcPauses:
+        """Every GC pause since the previous poll, from the GC trace: a cycle whose line was
+        lost (mixed with the program's own) is a gap in the numbers."""
+        lost = 0
+        for r in readings:
+            if self._last_traced_gc is not None and r.cycle.num > self._last_traced_gc + 1:
+                lost += r.cycle.num - self._last_traced_gc - 1
+            self._last_traced_gc = r.cycle.num
+        return GcPauses(tuple(GcPause(r.cycle.num, r.cycle.pause_ns, int(r.time * 1e9)) for r in readings), lost)
 
     def _new_pauses(self, sample: Sample) -> GcPauses:
         """The GC pauses since the previous poll (from the PauseNs ring when expvar gives it)."""

@@ -13,10 +13,17 @@ gives whole stacks, which the goroutine view shows and the runtime's leak proofs
 Prometheus /metrics comes after the memory and the agent: a scrape runs every
 collector of the target's registry and may be megabytes to parse (see
 sources/metrics.py); one scrape answers both memstats and counts of a poll.
+A program gotop started itself (`gotop run`, `gotop check -- CMD`) has its GC
+trace too (sources/gctrace.py): every GC cycle's heap after GC, goal, pause and
+CPU times, whatever else it offers; its cycles go to the history as they come
+(the poller takes them), and its last cycle stands in for memstats where nothing
+better answers.
 
   memstats     expvar (carries the GC pause rings) > agent memstats > memory (fewer fields: no
-               malloc counts) > /metrics (no pause rings) > heap?debug=1 trailer
+               malloc counts) > GC trace (GC figures only) > /metrics (no pause rings) >
+               heap?debug=1 trailer
   goroutines   memory > agent stats (with threads, GOMAXPROCS) > /metrics > pprof index counts
+               > GC trace (GOMAXPROCS only)
   groups       goroutine protobuf (by stack, no stop-the-world) > memory (by start function
                and creation site); the agent only has full dumps
   heap / CPU   HTTP (does not block the agent)  > agent
@@ -63,6 +70,7 @@ from gotop.model.memstats import (
 from gotop.model.profile import parse_profile
 from gotop.model.prometheus import MAX_INT64
 from gotop.sources.errors import TransportError
+from gotop.sources.gctrace import ProgramOutput
 from gotop.sources.gops import GCPercentChange, GopsClient
 from gotop.sources.http import PprofClient, is_loopback, normalize_base
 from gotop.sources.memory import MemoryReader, MemoryReading, MemoryUnavailable
@@ -117,7 +125,7 @@ class Target:
     def __init__(
         self, label: str, *, gops: GopsClient | None = None, http: PprofClient | None = None,
         vars_client: PprofClient | None = None, metrics: MetricsClient | None = None, pid: int | None = None,
-        process: GoProcess | None = None, only: str | None = None,
+        process: GoProcess | None = None, only: str | None = None, gctrace: ProgramOutput | None = None,
     ) -> None:
         if only is not None and only not in SOURCES:
             raise TargetError(f"unknown source {only!r}: one of {', '.join(SOURCES)}")
@@ -130,6 +138,7 @@ class Target:
         self.metrics = metrics if self._allows("metrics") else None  # Prometheus /metrics
         self.pid = pid
         self.process = process
+        self.gctrace = gctrace  # the output of a program gotop started, with its GC trace
         self._os = OsSampler(pid) if pid is not None else None
         self._offers_leak_profile: bool | None = None  # known after the first look at the index
         readable = process is not None and process.memory and self._allows("memory")
@@ -159,9 +168,10 @@ class Target:
         return cls(spec.text, http=http, vars_client=http, pid=_local_pid(url.hostname, url.port or 80), only=only)
 
     @classmethod
-    def for_process(cls, proc: GoProcess, *, only: str | None = None) -> Target:
+    def for_process(cls, proc: GoProcess, *, only: str | None = None, gctrace: ProgramOutput | None = None) -> Target:
         """A discovered process, asked only what its endpoints serve: one that
-        serves expvar and /metrics alone (etcd without --enable-pprof) gets no pprof client."""
+        serves expvar and /metrics alone (etcd without --enable-pprof) gets no pprof client.
+        `gctrace`: the output of the program, when gotop started it."""
         agent = proc.agent if proc.agent and proc.agent.reachable else None
         servers: dict[str, PprofClient] = {}  # one client, one connection pool, per server
 
@@ -180,7 +190,7 @@ class Target:
             gops=GopsClient(agent.host, agent.port) if agent else None,
             http=server(proc.pprof), vars_client=server(proc.expvar),
             metrics=MetricsClient(metrics_server, METRICS_PATH) if metrics_server else None,
-            pid=proc.pid, process=proc, only=only,
+            pid=proc.pid, process=proc, only=only, gctrace=gctrace,
         )
 
     @property
@@ -225,6 +235,8 @@ class Target:
             sources.append(("agent", self._agent_memstats))
         if self.memory:
             sources.append(("memory", self._memory_memstats))
+        if self.gctrace:
+            sources.append(("gctrace", self._trace_memstats))
         if self.metrics:
             sources.append(("metrics", partial(self._metrics_memstats, deadline)))
         if self.http:
@@ -241,6 +253,8 @@ class Target:
             sources.append(("metrics", partial(self._metrics_stats, deadline)))
         if self.http:
             sources.append(("pprof index", self._index_stats))
+        if self.gctrace:
+            sources.append(("gctrace", self._trace_stats))
         return await self._first("goroutine count", sources, deadline)
 
     async def sample(self) -> Sample:
@@ -429,6 +443,20 @@ class Target:
         assert self.http
         text = await self.http.profile_text("heap")
         return await asyncio.to_thread(parse_heap_debug1_memstats, text)
+
+    async def _trace_memstats(self) -> MemStats:
+        assert self.gctrace
+        memstats = self.gctrace.memstats()
+        if memstats is None:
+            raise TargetError(f"{self.label}: no GC cycle in its GC trace yet")
+        return memstats
+
+    async def _trace_stats(self) -> Stats:
+        assert self.gctrace
+        latest = self.gctrace.latest
+        if latest is None:
+            raise TargetError(f"{self.label}: no GC cycle in its GC trace yet")
+        return Stats(gomaxprocs=latest.cycle.gomaxprocs)
 
     async def _agent_stats(self) -> Stats:
         assert self.gops
