@@ -21,6 +21,7 @@ DESCRIPTION = """\
 gotop: a live monitor for Go processes.
 
   gotop [TARGET...]     the live TUI: every Go process on this host, or the named targets
+  gotop run -- CMD      start a Go program (a binary, go run .) and watch it, its GC trace too
   gotop COMMAND ...     one of the commands below
 
 Finds the Go processes on this host (Go build info read from their binaries),
@@ -57,7 +58,7 @@ def add_polling_flags(p: argparse.ArgumentParser) -> None:
                    help="time between grouped goroutine profiles (default 5s)")
 
 
-PROGRAM_COMMANDS = ("check",)  # commands that start the program given after --
+PROGRAM_COMMANDS = ("run", "check")  # commands that start the program given after --
 
 
 class Parser(argparse.ArgumentParser):
@@ -96,6 +97,24 @@ def build_parser() -> Parser:
     p.add_argument("--mouse", action=argparse.BooleanOptionalAction, default=None,
                    help="mouse support (default: on, off over SSH)")
     p.set_defaults(run="gotop.ui.run")
+
+    p = sub.add_parser(
+        "run", help="start a Go program and watch it live: its GC trace, output, restart (r)",
+        usage="gotop run [OPTIONS] -- CMD [ARGS...]",
+        description="Start CMD (a Go binary, `go run .`, or a command that starts a Go program) with "
+        "GODEBUG=gctrace=1 merged into its GODEBUG, and open the process screen on its Go program: live "
+        "GC figures from its GC trace even with nothing else to read, plus whatever discovery finds. Its "
+        "own stdout and stderr go to a log file (named on exit; `o` shows them), `r` restarts it, and "
+        "it stops with gotop (its whole process group), a lost terminal or a killed gotop included.")
+    add_polling_flags(p)
+    p.add_argument("--window", type=duration, default="10m", metavar="DURATION",
+                   help="history kept: 10m, 1h, ... (default 10m)")
+    p.add_argument("--log", metavar="FILE", help="append the program's output to FILE (default: a new "
+                   "private directory under $TMPDIR); its GC trace goes to FILE.gctrace")
+    p.add_argument("--save-dir", default=".", help="where profiles, traces and recordings are saved (default: here)")
+    p.add_argument("--mouse", action=argparse.BooleanOptionalAction, default=None,
+                   help="mouse support (default: on, off over SSH)")
+    p.set_defaults(run="gotop.ui.run", entry="run_program")
 
     p = sub.add_parser("demo", help="build and run example Go programs that leak, and watch them")
     p.add_argument("--replay", action="store_true", help="play the bundled recording of the demo instead")

@@ -72,6 +72,36 @@ def test_go_run_with_an_exec_of_its_own_is_refused_in_one_line():
         Program([])
 
 
+def test_help_says_how_to_start_a_program():
+    top = run_gotop("--help")
+    assert "gotop run -- CMD" in top.stdout
+    run = run_gotop("run", "--help").stdout
+    assert "usage: gotop run [OPTIONS] -- CMD [ARGS...]" in run
+    for word in ("GODEBUG=gctrace=1", "go run .", "--log", "restarts", "process group"):
+        assert word in " ".join(run.split()), word
+    check = run_gotop("check", "--help").stdout
+    assert "(TARGET... | -- CMD [ARGS...])" in check and "last lines of stderr" in " ".join(check.split())
+
+
+@pytest.mark.parametrize("args, error", [
+    (["run"], "gotop: gotop run: give the program to start after --, e.g. gotop run -- ./server -flag"),
+    (["run", "--", "/bin/true"], "gotop: the TUI needs a terminal on stdin and stdout "
+     "(for a reading in a script: gotop snapshot, gotop list --json, gotop record)"),
+    (["check"], "gotop: nothing to check: give TARGET... or -- CMD [ARGS...]"),
+    (["check", "1", "--", "/bin/true"], "gotop: check targets, or start a program after --, not both"),
+])
+def test_starting_a_program_wrongly_is_one_line(args, error):
+    result = run_gotop(*args)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [error]
+
+
+def run_gotop(*args: str) -> subprocess.CompletedProcess:
+    """gotop without a terminal (its stdin from /dev/null, its output captured)."""
+    return subprocess.run([sys.executable, "-m", "gotop", *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60)
+
+
 # --- the GC trace and the program's output ---------------------------------------------------------
 
 @pytest.mark.go
@@ -181,6 +211,8 @@ def checked(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "healthy": (("--for", CHECK_FOR, "--", str(stripped), "-workload", "healthy-churn"), None),
         "crash": (("--for", CHECK_FOR, "--", str(stripped), "-workload", "crash", "-n", "4000"), None),
         "nope": (("--for", CHECK_FOR, "--json", "--", str(stripped), "-workload", "nope"), None),
+        "agent and pprof": (("--for", CHECK_FOR, "--json", "--", str(target_binary("agentpprof")),
+                             "-workload", "leak-send"), None),
     }
     with ThreadPoolExecutor(len(runs)) as pool:
         futures = {name: pool.submit(run_check, *args, env=env) for name, (args, env) in runs.items()}
@@ -204,6 +236,21 @@ def test_check_finds_the_heap_leak_of_a_stripped_program_in_its_gc_trace(checked
     program = report["program"]
     assert program["exited"] is False and program["command"][1:] == LEAK
     assert gone(target["pid"])  # stopped at the end
+
+
+@pytest.mark.go
+def test_what_the_started_program_serves_adds_to_its_gc_trace(checked):
+    """The agent and net/http/pprof of a started program are found as for any process: stack groups
+    and heap profiles beside the GC trace."""
+    result = checked["agent and pprof"]
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert [(f["kind"], f["where"].split(" ")[0].rsplit(".", 1)[1]) for f in report["findings"]] == [
+        ("goroutines", "leakySendResult")]
+    [target] = report["targets"]
+    assert target["checked"]["heap_profiles"] >= 1  # from pprof or the agent: the memory has none
+    assert target["watched"]["heap"]["unit"] == "GC cycles in its GC trace"
+    assert all(w["watched"] for w in target["watched"].values())
 
 
 @pytest.mark.go

@@ -10,8 +10,9 @@ from argparse import ArgumentParser, Namespace
 from collections.abc import Mapping
 
 # (command, argument) pairs that name a file or a directory; anything else completes no path.
-FILES = {("tui", "record"), ("record", "output"), ("replay", "file"), ("profile", "output"), ("top", "source")}
-DIRECTORIES = {("tui", "save_dir"), ("demo", "save_dir")}
+FILES = {("tui", "record"), ("record", "output"), ("replay", "file"), ("profile", "output"), ("top", "source"),
+         ("run", "log"), ("check", "log")}
+DIRECTORIES = {("tui", "save_dir"), ("demo", "save_dir"), ("run", "save_dir")}
 
 
 def run(args: Namespace) -> int:

@@ -126,6 +126,13 @@ class Fleet:
         for w in self.watched.values():
             w.recording_id = None
 
+    def replace(self, watched: Watched, target: Target) -> None:
+        """Watch `target`, a new process, in place of `watched`'s (a program gotop restarted):
+        its history goes on, marking the restart."""
+        assert target.process is not None
+        old_key = next(key for key, w in self.watched.items() if w is watched)
+        self._move(old_key, (target.process.pid, target.process.create_time), target.process, target)
+
     def find_pid(self, pid: int) -> Watched | None:
         return next((w for w in self.watched.values() if w.pid == pid), None)
 

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from gotop.discovery.processes import Scanner
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.poller import Tiers
+from gotop.engine.program import Program, ProgramError
 from gotop.engine.recording import Recorder
 from gotop.engine.replay import Replay
 from gotop.engine.target import Target
@@ -26,6 +27,7 @@ from gotop.ui.dialogs import AskScreen
 from gotop.ui.help import HelpScreen
 from gotop.ui.overview import OverviewScreen
 from gotop.ui.process import ProcessScreen
+from gotop.ui.program import OutputScreen, ProgramScreen
 from gotop.units import parse_duration
 
 
@@ -38,7 +40,7 @@ class GotopApp(App):
     def __init__(self, specs: Iterable[str] = (), tiers: Tiers = Tiers(),  # noqa: B008 - Tiers is a frozen dataclass
                  window: float = 600.0, save_dir: Path | None = None, record: str | None = None,
                  replay: Replay | None = None, title: str | None = None, scanner: Scanner | None = None,
-                 first_scan: Future | None = None) -> None:
+                 first_scan: Future | None = None, program: Program | None = None) -> None:
         super().__init__()
         self.specs = [parse_target(s) for s in specs]
         self.tiers = Tiers(replay.interval) if replay else tiers
@@ -51,13 +53,17 @@ class GotopApp(App):
         addresses = [s for s in self.specs if s.pid is None]
         if replay is not None:
             replay.on_change = self._changed
-        self.fleet: Fleet | Replay = replay or Fleet(self._changed, tiers, window, discover=not addresses,
+        self.program = program  # `gotop run`: the program gotop started, the only one watched
+        self.program_watched: Watched | None = None
+        self.fleet: Fleet | Replay = replay or Fleet(self._changed, tiers, window, discover=not (addresses or program),
                                                      scanner=scanner or Scanner(), first_scan=first_scan)
         self._open_pid = next((s.pid for s in self.specs if s.pid is not None), None)
 
     async def on_mount(self) -> None:
         if self._title:
             where = self._title
+        elif self.program:
+            where = f"run {self.program.command}"
         elif self.replay:
             recording = self.replay.recording
             where = f"replay of {os.path.basename(recording.path)} ({recording.meta.get('host', '?')})"
@@ -68,6 +74,8 @@ class GotopApp(App):
         self.push_screen(OverviewScreen(self.fleet, where))
         self.set_interval(self.tiers.interval, self._tick)
         self.run_worker(self.fleet.run(), exit_on_error=False, group="discovery")
+        if self.program:
+            self.run_worker(self._watch_program(), exclusive=True, group="program")
         if isinstance(self.fleet, Fleet):  # a replay shows only what was recorded
             for spec in self.specs:
                 if spec.pid is None:
@@ -85,6 +93,37 @@ class GotopApp(App):
 
     async def on_unmount(self) -> None:
         await self.fleet.aclose()
+        if self.program:
+            await asyncio.to_thread(self.program.stop)
+
+    # -- gotop run --------------------------------------------------------------
+
+    async def _watch_program(self) -> None:
+        """Find the Go program the started command runs, and watch it: at start, and after
+        a restart (its history marks the restart). A command that ends first shows its output."""
+        assert self.program and isinstance(self.fleet, Fleet)
+        try:
+            process = await asyncio.to_thread(self.program.find_go_process)
+        except ProgramError as e:
+            self.notify(str(e), severity="error", timeout=30)
+            if not isinstance(self.screen, OutputScreen):
+                self.push_screen(OutputScreen(self.program))
+            return
+        target = Target.for_process(process, gctrace=self.program.output)
+        if self.program_watched is None:
+            self.program_watched = self.fleet.add(target, (process.pid, process.create_time), process)
+            self.open_process(self.program_watched)
+        else:
+            self.fleet.replace(self.program_watched, target)
+
+    def action_restart_program(self) -> None:
+        self.run_worker(self._restart_program(), exclusive=True, group="program")
+
+    async def _restart_program(self) -> None:
+        assert self.program
+        self.notify(f"restarting {self.program.command}")
+        await asyncio.to_thread(self.program.restart)
+        await self._watch_program()
 
     def _changed(self, watched: Watched) -> None:
         """A target was updated, appeared or left. Screens repaint on the next tick,
@@ -118,7 +157,10 @@ class GotopApp(App):
     # -- navigation -------------------------------------------------------------
 
     def open_process(self, watched: Watched) -> None:
-        self.push_screen(ProcessScreen(watched, self.save_dir))
+        if self.program and watched is self.program_watched:
+            self.push_screen(ProgramScreen(watched, self.save_dir, self.program))
+        else:
+            self.push_screen(ProcessScreen(watched, self.save_dir))
 
     def open_heap(self, watched: Watched, select: str | None = None) -> None:
         from gotop.ui.heap import HeapScreen
@@ -197,6 +239,8 @@ class GotopApp(App):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action.startswith("replay_"):
             return self.replay is not None
+        if action == "restart_program":
+            return self.program is not None
         return True
 
     def action_help(self) -> None:

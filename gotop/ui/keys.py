@@ -71,6 +71,17 @@ PROCESS = (
     Key("back", "escape", "back", "Back", "Back to the previous screen.", display="esc"),
 )
 
+PROGRAM = (  # the process screen of `gotop run`, beside PROCESS
+    Key("output", "o", "output", "Output", "The program's own stdout and stderr, live (gotop run)."),
+    Key("restart", "r", "app.restart_program", "Restart",
+        "Stop the program (its whole process group) and start it again (gotop run)."),
+)
+
+OUTPUT = (
+    Key("output_restart", "r", "app.restart_program", "Restart", "Stop the program and start it again."),
+    Key("output_back", "escape", "back", "Back", "Back to the process.", display="esc"),
+)
+
 GOROUTINES = (
     Key("stack", "enter", "stack", "Stack", "Show the full stack of the group under the cursor."),
     Key("wait_times", "w", "wait_times", "Wait times",
@@ -109,6 +120,8 @@ SCREENS: dict[str, tuple[Key, ...]] = {
     "Replay (gotop replay FILE)": REPLAY,
     "Process list": OVERVIEW,
     "Process": PROCESS,
+    "Run (gotop run -- CMD), beside the process keys": PROGRAM,
+    "Program output": OUTPUT,
     "Heap": HEAP,
     "Function (heap drill-down)": FUNCTION,
     "Goroutines": GOROUTINES,

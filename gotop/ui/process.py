@@ -8,6 +8,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
+from textual.widget import Widget
 from textual.widgets import Footer, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
@@ -90,10 +91,7 @@ class ProcessScreen(GotopScreen):
                        MetricRow("count", fmt_count, id="goroutines"),
                        Line(id="goroutine_text", classes="text"),
                        Line(id="group_text", classes="text"), id="goroutine-pane")
-            yield pane("GC",
-                       MetricRow("pause", lambda ns: fmt_duration_ns(ns).replace(" ", ""), id="gc_pauses"),
-                       MetricRow("alloc/s", fmt_bytes_short, id="alloc_rate"),
-                       Line(id="gc_text", classes="text"), id="gc-pane")
+            yield pane("GC", *self.gc_rows(), id="gc-pane")
             yield pane("OS",
                        MetricRow("RSS", fmt_bytes_short, id="rss"),
                        MetricRow("CPU %", lambda v: f"{v:.0f}", id="cpu"),
@@ -104,6 +102,11 @@ class ProcessScreen(GotopScreen):
         self._capture_bar.display = False
         yield self._capture_bar
         yield Footer()
+
+    def gc_rows(self) -> list[Widget]:
+        return [MetricRow("pause", lambda ns: fmt_duration_ns(ns).replace(" ", ""), id="gc_pauses"),
+                MetricRow("alloc/s", fmt_bytes_short, id="alloc_rate"),
+                Line(id="gc_text", classes="text")]
 
     def mounted(self) -> None:
         self.watched.follow(self)

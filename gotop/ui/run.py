@@ -1,5 +1,5 @@
-"""Entry points of `gotop [TARGET...]`, `gotop replay FILE` and `gotop demo`:
-the only modules that start Textual.
+"""Entry points of `gotop [TARGET...]`, `gotop run -- CMD`, `gotop replay FILE` and
+`gotop demo`: the only modules that start Textual.
 
 Each one starts the terminal guard first (a replay reads its file's header
 before); everything heavier is imported after it, so that a terminal lost
@@ -29,6 +29,30 @@ def run(args: Namespace) -> int:
     app = GotopApp(args.targets, Tiers(args.interval, args.slow_every), args.window, Path(args.save_dir),
                    record=args.record, scanner=scanner, first_scan=first_scan)
     return _run(app, guard, args.mouse)
+
+
+def run_program(args: Namespace) -> int:
+    """`gotop run -- CMD`: start the program, watch it, stop it (and its process group) on the way out."""
+    if not args.program:
+        raise GotopError("gotop run: give the program to start after --, e.g. gotop run -- ./server -flag")
+    guard = _guard_terminal()
+    from gotop.engine.poller import Tiers
+    from gotop.engine.program import Program
+
+    program = Program(args.program, Path(args.log) if args.log else None)
+    program.start()
+    guard.add_cleanup(program.kill_now)  # a hard exit too (and the reaper, should gotop be killed)
+    try:
+        from gotop.ui.app import GotopApp
+
+        app = GotopApp(tiers=Tiers(args.interval, args.slow_every), window=args.window, save_dir=Path(args.save_dir),
+                       program=program)
+        return _run(app, guard, args.mouse)
+    finally:
+        ended = program.stop()
+        how = "stopped" if program.stopped or ended is None else ended.describe()
+        print(f"gotop run: {program.command}: {how}; its output: {program.log_path} "
+              f"(GC trace: {program.log_path}.gctrace)", file=sys.stderr)
 
 
 def _discover_early():
