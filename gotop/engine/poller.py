@@ -115,7 +115,7 @@ class Poller:
             return Update(time.time(), TargetState.FAILED, error=f"poll failed: {describe(e)}")
 
     async def _poll(self) -> Update:
-        started = time.monotonic()
+        started, asked_from = time.monotonic(), time.time()
         try:
             sample = await self.target.sample()
         except ProcessGone as e:  # the cycles its trace printed last are kept
@@ -132,7 +132,8 @@ class Poller:
         readings = self._gc_readings()
         pauses = self._new_pauses(sample) if readings is None else self._traced_pauses(readings)
         return Update(sample.time, state, sample, heap=heap, gc_pauses=pauses.pauses, lost_pauses=pauses.lost,
-                      gc_readings=readings, error="; ".join(problems) or None, poll_seconds=elapsed, **slow)
+                      gc_readings=readings, error="; ".join(problems) or None, poll_seconds=elapsed,
+                      asked=(asked_from, time.time()), **slow)
 
     def _gc_readings(self) -> tuple[GcReading, ...] | None:
         """The cycles of the target's GC trace since the previous poll; None without a trace."""
