@@ -45,6 +45,7 @@ class RunningService:
     metrics_url: str  # its Prometheus /metrics (containerd's is /v1/metrics)
     debug_socket: Path | None = None  # containerd's [debug] UNIX socket: pprof and expvar over HTTP
     start_seconds: float = 0.0  # from exec to ready (a figure for reports; never asserted)
+    api_url: str | None = None  # where it serves its own HTTP API: etcd's clients, Prometheus's web, caddy's admin
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Launch:
     ready: tuple[Endpoint, ...]
     debug_socket: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    api_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def _etcd(work: Path, ports: list[int]) -> Launch:
               "--initial-cluster", f"gotop-test={peer}", "--listen-metrics-urls", metrics],
         metrics_url=f"{metrics}/metrics",
         ready=(Endpoint(f"{client}/health"), Endpoint(f"{metrics}/metrics")),
+        api_url=client,
     )
 
 
@@ -96,6 +99,7 @@ def _prometheus(work: Path, ports: list[int]) -> Launch:
               "--web.listen-address", web],
         metrics_url=f"http://{web}/metrics",
         ready=(Endpoint(f"http://{web}/-/ready"),),
+        api_url=f"http://{web}",
     )
 
 
@@ -140,6 +144,7 @@ def _caddy(work: Path, ports: list[int]) -> Launch:
         ready=(Endpoint(f"http://{admin}/config/"), Endpoint(f"http://{admin}/metrics")),
         # Caddy saves its config under the user's config directory: keep it in ours.
         env={"HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"), "XDG_DATA_HOME": str(work / "data")},
+        api_url=f"http://{admin}",
     )
 
 
@@ -222,7 +227,7 @@ def _start(name: str, work: Path) -> tuple[subprocess.Popen, RunningService]:
         _stop(proc)
         raise
     service = RunningService(name, proc.pid, launch.metrics_url, launch.debug_socket,
-                             start_seconds=time.monotonic() - started)
+                             start_seconds=time.monotonic() - started, api_url=launch.api_url)
     return proc, service
 
 
