@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from elfbytes import without_section_headers
 from gotargets import TOOLCHAINS, RunningTarget, start_target, target_binary
-from leakcases import EXPECTED, HEALTHY, UNNAMED_HEAP, Case, findings_of, matches, of_kind, run_check
+from leakcases import HEALTHY, LEAKS_AT_DEFAULT, UNNAMED_HEAP, Case, findings_of, matches, of_kind, run_check
 
 from gotop.cli import main
 from gotop.commands import check as check_command
@@ -37,6 +37,7 @@ from gotop.engine.leaks import (
     MIN_SITE_KEPT,
     Basis,
     Confidence,
+    Coverage,
     DescriptorRef,
     Detector,
     GroupRef,
@@ -582,6 +583,24 @@ def test_coverage_without_gc_or_outside_the_window_is_not_watched():
 
 # --- gotop check: errors and hygiene ---------------------------------------------------------
 
+def test_a_finding_below_the_gates_bar_is_shown_but_does_not_fail_the_check():
+    history = goroutine_history({LEAKING: [1] * 5 + [2] * 5 + [3] * 5})  # one every 10 s
+    watch = check_command.Watch(Target("app"), history, started=T0)
+    watch.on_update(Update(T0 + 30, TargetState.UP))  # the detectors run after each poll
+    (finding,) = find_leaks(history, T0 + 30)
+    watched = tuple(Coverage(d, 10, 5, "readings") for d in Detector)
+    verdict = check_command.Verdict(watch, (finding,), watched)
+    assert (verdict.outcome, check_command.exit_status([verdict])) == (check_command.Outcome.OK, 0)
+    lines = check_command.format_verdicts([verdict]).splitlines()
+    assert lines[0] == "app: ok"
+    assert "  goroutines  example.com/app.leakyWorker (leak.go:12)" in lines
+    assert "              below the gate's bar: gained 2 goroutines; the gate wants 10" in lines
+    assert lines[-1] == "verdict: ok (1 finding below the gate's bar)"
+    (shown,) = check_command.to_json([("app", verdict)], 30)["findings"]
+    assert (shown["fails_gate"], shown["confidence"], shown["confirmed_after"]) == (False, "medium", None)
+    assert shown["found_after"] is not None and shown["short_of"] == finding.short_of
+
+
 def test_check_errors_exit_2_with_one_line(capsys):
     assert main(["check", "not a target"]) == 2
     with pytest.raises(SystemExit, match="2"):  # a usage error, from argparse
@@ -624,7 +643,7 @@ def test_check_does_not_import_textual():
 # --- gotop check on live targets ------------------------------------------------------------------
 
 LEAKS = [
-    *(Case(w) for w in EXPECTED),
+    *(Case(w) for w in LEAKS_AT_DEFAULT),
     Case("retain-map", n=25),  # four times the pace: heap profile samples enough to always name the site
     Case("leak-all", toolchain="go1.27"),  # the runtime's goroutineleak profile proves three of the four
     Case("leak-fds", binary="plain"),  # no agent, no pprof: descriptors are still read from /proc
