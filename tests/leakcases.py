@@ -29,7 +29,8 @@ EXPECTED: dict[str, frozenset[tuple[str, str]]] = {
 }
 # leak-heap's default -n (100 bytes a second) is no leak to find: it runs with a rate (RATES).
 LEAKS_AT_DEFAULT = tuple(w for w in EXPECTED if w != "leak-heap")
-HEALTHY = ("healthy-churn", "healthy-pool", "healthy-spawn", "healthy-cache", "healthy-files", "healthy-conns")
+HEALTHY = ("healthy-churn", "healthy-pool", "healthy-ramp", "healthy-spawn", "healthy-cache", "healthy-files",
+           "healthy-conns")
 # Heap profiles sample about one allocation per 512 KiB: retain-map at its
 # default pace (100 KiB/s) gets about 5 samples in 30 s, now and then too few
 # to name its site; so does leak-heap below SPARSE_HEAP_RATE. Their live heap
