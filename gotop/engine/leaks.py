@@ -12,7 +12,8 @@ the same findings.
               poll, or every cycle of a GC trace), else the heap in use after
               GC and the heap goal; named by the allocation sites whose bytes
               in use never fall across the heap profiles and that keep what
-              they allocate
+              they allocate. A cycle that ended while gotop fetched a profile
+              marked gotop's answer too: such cycles are judged apart.
   fds/sockets open descriptors of one kind (files, pipes, TCP, UDP, UNIX) that
               keep rising
 
@@ -31,10 +32,11 @@ steady state, however long it runs:
   goroutines  proven leaked by the runtime; or a group blocked in a wait
               (channel, select, lock, I/O) that gained MIN_GOROUTINE_GAIN
               and grows by GATE_PACE of its count a minute or faster
-  heap        the live heap of GC cycles whose marked heap is known (or, with
-              only the heap after GC to go by, an allocation site named
-              beside it) grows by GATE_PACE of itself a minute or faster, or
-              the GC kept GATE_RETENTION of what was allocated meanwhile
+  heap        the live heap each GC marked (or, with only the heap after GC
+              to go by, an allocation site named beside it) grows by
+              GATE_PACE of itself a minute or faster, or the GC kept
+              GATE_RETENTION of what was allocated meanwhile; with no site
+              named, its rise must be GATE_NOISE times the noise on its readings
   fds/sockets a kind that gained MIN_DESCRIPTOR_GAIN and grows by GATE_PACE
               of its count a minute or faster
 

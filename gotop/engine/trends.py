@@ -129,10 +129,10 @@ def rising_level(points: Sequence[Point], min_gain: float, quantile: float, per_
 def floor_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
     """The rise of a level whose noise only adds, or None: the line under the
     readings (`lower_line`) gains `min_gain`, and more than the noise above it
-    (the readings' NOISE_QUANTILE distance from it), and readings touch it in
-    every third of the span (a level that rose and then stayed, or noise that
-    came late in the window, leaves a third without one). The rate is that of
-    the line; `noise` is in the rise's `noise`."""
+    (the readings' NOISE_QUANTILE distance from it: the Rise's `noise`), and
+    readings touch it in every third of the span, the last one too (a level
+    that rose and then stayed, or noise that came late in the window, leaves a
+    third without one). The rate is that of the line."""
     if len(points) < 3 or points[-1][0] - points[0][0] < MIN_SPAN:
         return None
     slope, (ta, va) = lower_line(points)
