@@ -217,7 +217,12 @@ def _below_pace(rise: Rise, what: str) -> str | None:
     """What a rise lacks of the gate's pace, if it does."""
     if rise.pace >= GATE_PACE:
         return None
-    return f"grows by {rise.pace:.0%} of {what} a minute; the gate wants {GATE_PACE:.0%}"
+    return f"grows by {_share(rise.pace, what)} a minute; the gate wants {GATE_PACE:.0%}"
+
+
+def _share(fraction: float, of: str) -> str:
+    """'35% of it', or '120 times it' when far past 100 %."""
+    return f"{fraction:.0%} of {of}" if fraction < 10 else f"{fraction:.0f} times {of}"
 
 
 # --- entry point ----------------------------------------------------------------------------
@@ -470,7 +475,7 @@ def _live_heap_text(gc: GcCycles, rise: Rise, kept: float | None, goal: Rise | N
     how = (f"the line under its readings, which stray up to {fmt_bytes(rise.noise)} above it" if gc.exact
            else "between the low readings of the first and the last third")
     return (f"{gc.basis.value} rose by {fmt_bytes(rise.gained)} over {len(rise.points)} GC cycles "
-            f"in {rise.span:.0f} s ({_signed_bytes(rise.rate_per_min)}/min, {rise.pace:.0%} of it a minute; {how})"
+            f"in {rise.span:.0f} s ({_signed_bytes(rise.rate_per_min)}/min, {_share(rise.pace, 'it')} a minute; {how})"
             + (f"; the GC kept {kept:.0%} of what was allocated meanwhile" if kept is not None else "")
             + (f"; the heap goal set at each GC end rose by {fmt_bytes(goal.gained)}" if goal else ""))
 
@@ -479,9 +484,8 @@ def _site_evidence(s: SiteGrowth, growing: int) -> Evidence:
     share = "; the live heap's rise is shared among the sites that grow as they do" if growing > 1 else ""
     return Evidence(
         Basis.ALLOCATION_SITE,
-        f"keeps {s.kept:.0%} of the {fmt_bytes(s.allocated)} it allocated in {s.seconds:.0f} s, its bytes "
-        f"in use never falling across {len(s.series)} heap profiles "
-        f"({_signed_bytes(s.inuse / s.seconds * 60)}/min as sampled){share}", s.series, "bytes")
+        f"keeps {s.kept:.0%} of the {fmt_bytes(s.allocated)} it allocated in {s.seconds:.0f} s: its bytes in use "
+        f"rose by {fmt_bytes(s.inuse)} across {len(s.series)} heap profiles, never falling{share}", s.series, "bytes")
 
 
 def gc_cycles(history: TargetHistory, since: float) -> GcCycles:
