@@ -9,7 +9,9 @@ while another program keeps a CPU busy (besides whatever else the machine runs).
 
 The targets leak at their rate whatever the load (their pacing keeps to the clock). One check
 watches them all at once; the slow goroutine leak is started first, and watched from its first
-leaked goroutine on. The file takes about 50 s.
+leaked goroutine on. So is a program like the one of issue 15 (net/http/pprof alone, 10 MiB/s),
+watched once it holds 300 MiB: its heap goal doubles past the watch, which sees two of
+its GC cycles. The file takes about 60 s.
 """
 
 from __future__ import annotations
@@ -31,13 +33,17 @@ from leakcases import (
     found_in_place,
     run_check,
 )
+from targetio import http_get
 from waiting import eventually
 
 pytestmark = pytest.mark.go
 KIB, MIB = 1 << 10, 1 << 20
 SLOW = Case("leak-recv", n=10_000)  # one goroutine every 10 s
+LATE = Case("leak-heap", binary="pprofonly", n=10 * MIB)  # watched from 300 MiB on
+LATE_FROM = 300 * MIB  # past its cycle at 256 MiB: the next, at 512 MiB, comes 25 s later
 RATED = [
     *(Case("leak-heap", n=rate) for rate in (64 * KIB, MIB, 10 * MIB, 20 * MIB)),
+    LATE,
     Case("leak-recv", n=1),  # 1000 goroutines a second
     SLOW,
     Case("leak-fds", n=100),
@@ -71,9 +77,11 @@ def checked(tmp_path_factory) -> Checked:
 
     with cpu_burner() as burner:
         try:
-            slow = start(SLOW)
-            asyncio.run(eventually(lambda: await_first_leak(slow, SLOW), timeout=60))
-            pids = {SLOW: slow.pid, **{case: start(case).pid for case in RATED if case != SLOW}}
+            slow, late = start(SLOW), start(LATE)
+            asyncio.run(eventually(lambda: await_first_leak(slow, SLOW) and heap_in_use(late) >= LATE_FROM,
+                                   timeout=120))
+            pids = {SLOW: slow.pid, LATE: late.pid,
+                    **{case: start(case).pid for case in RATED if case not in (SLOW, LATE)}}
             result = run_check(*map(str, pids.values()), "--json", timeout=300)
         finally:
             for target in running:
@@ -81,6 +89,13 @@ def checked(tmp_path_factory) -> Checked:
         burner_ran = burner.poll() is None
     assert result.stdout.startswith("{"), result.stderr
     return Checked(result, json.loads(result.stdout), pids, burner_ran)
+
+
+def heap_in_use(target: RunningTarget) -> int:
+    """HeapAlloc, as the trailer of its heap profile (debug=1) says."""
+    assert target.http_addr is not None
+    text = http_get(target.http_addr, "/debug/pprof/heap?debug=1").decode()
+    return int(re.search(r"^# HeapAlloc = (\d+)$", text, re.MULTILINE)[1])
 
 
 @pytest.mark.parametrize("case", RATED, ids=str)

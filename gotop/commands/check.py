@@ -57,7 +57,10 @@ from gotop.units import fmt_bytes, fmt_count
 CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, leak_every=10.0)
 HEAP_EVERY = 5.0  # seconds between heap profiles: their difference names the growing sites
 FIRST_ANSWER_TIMEOUT = 15.0  # a safety net: each poll has its own transport timeouts
-WINDOW_MARGIN = 10.0  # history kept beyond the duration, so the first readings are judged too
+# History kept beyond the duration, so that the first readings are judged too, and the GC cycle the
+# first one reports if it ended within a minute before the watch (a fast leak doubles its heap goal
+# at each cycle: watched late, it has few left in the watch)
+WINDOW_MARGIN = 60.0
 EXIT_WAIT = 5.0  # seconds a started command may take to end once its Go program has
 
 

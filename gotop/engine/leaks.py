@@ -67,8 +67,18 @@ from enum import Enum
 from gotop.engine.heapsites import HeapSites
 from gotop.engine.history import TargetHistory
 from gotop.engine.series import Series
-from gotop.engine.trends import MAX_FALL_SHARE, MIN_POINTS, Point, Rise, floor_rise, rising_level, steady_rise
-from gotop.model.goroutines import Frame, GoroutineGroup, GoroutineProfile, StackKey, stack_key
+from gotop.engine.trends import (
+    MAX_FALL_SHARE,
+    MIN_POINTS,
+    MIN_SPAN,
+    Point,
+    Rise,
+    floor_rise,
+    median_rise,
+    rising_level,
+    steady_rise,
+)
+from gotop.model.goroutines import Frame, GoroutineGroup, GoroutineProfile, StackKey
 from gotop.units import fmt_bytes, fmt_count
 
 # --- thresholds ---------------------------------------------------------------------------
@@ -105,6 +115,10 @@ HEAP_GOAL_QUANTILE = 0.5
 MIN_SITE_GAIN = 1 << 20  # in-use bytes gained at one site
 MIN_SITE_KEPT = 0.5  # share of the bytes allocated since the first profile still in use
 MAX_SITES = 3  # allocation sites named per target
+# Heap memory a leaked goroutine or descriptor may hold (find_leaks): a goroutine's
+# descriptor is about 400 bytes, a channel 96 and up, a timer about 100, a
+# connection's buffers 4 KiB each way.
+HELD_PER_LEAK = 4 << 10
 # The gate's bar (see the module's docstring).
 GATE_PACE = 0.5  # growth per minute, as a share of the level the rise started from
 GATE_RETENTION = 0.5  # share of the bytes allocated during a heap rise that the GC kept
@@ -231,22 +245,16 @@ def _share(fraction: float, of: str) -> str:
 def find_leaks(history: TargetHistory, now: float, window: float | None = None) -> tuple[Finding, ...]:
     """Every finding over the last `window` seconds (default: the history's window).
 
-    When goroutines or descriptors leak, they hold heap memory of their own:
-    a live heap that rises with no site to blame, or with the runtime to
-    blame (it allocates each goroutine's descriptor), is left to them.
+    Leaked goroutines and descriptors hold heap memory of their own (a
+    goroutine's descriptor, the channels, timers and buffers it keeps): a heap
+    that rises no faster than the leaks beside it could hold, HELD_PER_LEAK
+    each, is left to them, whatever site the heap profiles name.
     """
     goroutines = goroutine_leaks(history, now, window)
     descriptors = descriptor_leaks(history, now, window)
-    heap = heap_leaks(history, now, window)
-    if goroutines or descriptors:
-        heap = tuple(f for f in heap if not _runtime_memory(f))
+    held = HELD_PER_LEAK * sum(f.rate_per_min for f in (*goroutines, *descriptors))
+    heap = tuple(f for f in heap_leaks(history, now, window) if f.rate_per_min > held)
     return (*goroutines, *heap, *descriptors)
-
-
-def _runtime_memory(finding: Finding) -> bool:
-    """A heap finding with no site, or a site inside the runtime."""
-    site = finding.ref.site if isinstance(finding.ref, SiteRef) else None
-    return site is None or not stack_key((site,))
 
 
 def window_start(history: TargetHistory, now: float, window: float | None = None) -> float:
@@ -430,20 +438,34 @@ def heap_leaks(history: TargetHistory, now: float, window: float | None = None) 
 def live_heap_rise(gc: GcCycles) -> tuple[Rise | None, bool]:
     """The rise of the live heap across the cycles, or None; and whether it tracks
     the live heap itself. The line under the heap each GC marked does
-    (trends.floor_rise): that of the cycles apart from gotop's polls, or else that
-    of the cycles that marked gotop's answers too (in a small program polled for
-    profiles, most of its cycles: they hold about as much each time); the two
-    mixed, only in a rise far larger than those answers (a fast leak has few
-    cycles: each one counts). The thirds' low readings of the heap in use after
-    GC do not track it."""
+    (trends.floor_rise), that of the cycles apart from gotop's polls; or else the
+    median line of the cycles that marked gotop's answers too (trends.median_rise:
+    in a small program polled for profiles, most of its cycles, each holding more
+    or less of an answer); the two mixed, only in a rise far larger than those
+    answers (a fast leak has few cycles: each one counts). Two cycles do where the GC kept most of what was
+    allocated between them (a fast leak watched late: its heap goal doubles past
+    the watch). The thirds' low readings of the heap in use after GC do not
+    track it."""
     if not gc.exact:
         points = [(c.time, c.live) for c in gc.cycles]
         return rising_level(points, MIN_LIVE_HEAP_GAIN, HEAP_AFTER_GC_QUANTILE, MIN_GC_CYCLES_PER_THIRD), False
-    for asked in (False, True):
-        rise = floor_rise([(c.time, c.live) for c in gc.cycles if c.asked is asked], MIN_LIVE_HEAP_GAIN)
-        if rise is not None:
-            return rise, True
-    return floor_rise([(c.time, c.live) for c in gc.cycles], MIN_ASKED_RISE), True
+    if len(gc.cycles) == 2:
+        return _kept_between(*gc.cycles), True
+    rise = (floor_rise([(c.time, c.live) for c in gc.cycles if not c.asked], MIN_LIVE_HEAP_GAIN)
+            or median_rise([(c.time, c.live) for c in gc.cycles if c.asked], MIN_LIVE_HEAP_GAIN)
+            or floor_rise([(c.time, c.live) for c in gc.cycles], MIN_ASKED_RISE))
+    return rise, True
+
+
+def _kept_between(first: HeapAtGc, last: HeapAtGc) -> Rise | None:
+    """The rise between two cycles, if the GC kept GATE_RETENTION of the MIN_ASKED_RISE or more
+    allocated between them."""
+    span, gained = last.time - first.time, last.live - first.live
+    if first.allocated is None or last.allocated is None or span < MIN_SPAN or gained < MIN_ASKED_RISE:
+        return None
+    if gained < GATE_RETENTION * (last.allocated - first.allocated):
+        return None
+    return Rise(((first.time, first.live), (last.time, last.live)), gained, gained / span * 60, first.live)
 
 
 def _kept(gc: GcCycles, rise: Rise) -> float | None:

@@ -10,11 +10,13 @@ figure:
               (what was in flight when the GC marked, more of it when a busy
               machine stretches the marking), so its low readings are the ones
               to trust (`floor_rise` for the heap each GC marked, `rising_level`
-              for the noisier heap in use after GC).
+              for the noisier heap in use after GC); or each reading is off by
+              about as much (`median_rise`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +44,10 @@ MIN_RECENT_PACE = 0.5
 NOISE_QUANTILE = 0.9
 FLOOR_NEAR_NOISE = 0.25
 FLOOR_NEAR_GAIN = 0.1
+# median_rise: the confidence its slope is above 0 must have (z of 95 %, one
+# tail 2.5 %), and the readings it takes at most (their pairs: a few thousand).
+CONFIDENCE_Z = 1.96
+MAX_MEDIAN_POINTS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,50 @@ def floor_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
         if not any(lo <= t <= hi and r <= near for (t, _), r in zip(points, residuals)):
             return None
     return Rise(tuple(points), gained, slope * 60, va - slope * (ta - t0), noise=noise)
+
+
+def median_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
+    """The rise of a level each reading of which is off by about as much as the
+    others, some more, some less (a GC that marked gotop's answer in flight: more
+    or less of it, by when in the answer it ended), or None.
+
+    Its slope is the median of the slopes between every two readings (Theil-Sen:
+    a few readings far off do not move it); the lower end of its 95 % confidence
+    interval must be above 0, the rise over the span gain `min_gain`, and the
+    last half of the readings rise at MIN_RECENT_PACE of that slope. Its noise is
+    how far the readings stray from that line, the NOISE_QUANTILE of them.
+    """
+    points = _thinned(points, MAX_MEDIAN_POINTS)
+    if len(points) < 2 * MIN_POINTS or points[-1][0] - points[0][0] < MIN_SPAN:
+        return None
+    slopes = _slopes(points)
+    slope = slopes[len(slopes) // 2]
+    n = len(points)
+    spread = CONFIDENCE_Z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18)  # of Kendall's S, with no ties
+    low = slopes[max(0, int((len(slopes) - spread) / 2))]
+    (t0, _), (t1, _) = points[0], points[-1]
+    if low <= 0 or slope * (t1 - t0) < min_gain:
+        return None
+    recent = _slopes(points[n // 2:])
+    if recent[len(recent) // 2] < MIN_RECENT_PACE * slope:
+        return None
+    offsets = sorted(v - slope * (t - t0) for t, v in points)
+    base = offsets[len(offsets) // 2]
+    noise = sorted(abs(o - base) for o in offsets)[int((n - 1) * NOISE_QUANTILE)]
+    return Rise(tuple(points), slope * (t1 - t0), slope * 60, base, noise=noise)
+
+
+def _slopes(points: Sequence[Point]) -> list[float]:
+    """The slopes between every two readings, sorted."""
+    return sorted((b[1] - a[1]) / (b[0] - a[0]) for i, a in enumerate(points) for b in points[i + 1:] if b[0] > a[0])
+
+
+def _thinned(points: Sequence[Point], most: int) -> Sequence[Point]:
+    """At most `most` of the points, spread evenly, the first and the last kept."""
+    if len(points) <= most:
+        return points
+    step = (len(points) - 1) / (most - 1)
+    return [points[round(i * step)] for i in range(most)]
 
 
 def lower_line(points: Sequence[Point]) -> tuple[float, Point]:
