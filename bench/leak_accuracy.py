@@ -213,7 +213,7 @@ class RateTally:
     machine: str
     found: list[dict] = field(default_factory=list)  # its finding in each round it was found
     rounds: int = 0
-    other_findings: int = 0  # findings of other kinds or places on its target
+    other_findings: list[str] = field(default_factory=list)  # findings of other kinds or places on its target
 
     def errors(self) -> list[float]:
         assert self.case.rate_per_min is not None
@@ -234,7 +234,8 @@ def rates(duration: str, rounds: int, machines: list[str]) -> None:
                 findings = findings_of(report, target.pid)
                 in_place = found_in_place(case, findings)
                 tally.found.extend(in_place[:1])
-                tally.other_findings += len(findings) - len(in_place)
+                tally.other_findings.extend(f"{f['kind']} {f['where']} ({f['confidence']})"
+                                            for f in findings if f not in in_place)
     rows = [("leak", "rate", "machine", "found", "fails gate", "time to find", "to the gate", "rate error",
              "within 25 %")]
     for t in tallies.values():
@@ -256,8 +257,9 @@ def rates(duration: str, rounds: int, machines: list[str]) -> None:
               f"median time to find {median([f['found_after'] for f in found])}, to the gate "
               f"{median([f['confirmed_after'] for f in found if f['confirmed_after'] is not None])}; "
               f"rate error median {statistics.median(errors):.0%}, max {max(errors):.0%}, "
-              f"{sum(e <= RATE_TOLERANCE for e in errors)}/{len(errors)} within 25 %; "
-              f"{sum(t.other_findings for t in machine_tallies)} other findings beside them")
+              f"{sum(e <= RATE_TOLERANCE for e in errors)}/{len(errors)} within 25 %")
+        others = {f"{t.case}: {other}" for t in machine_tallies for other in t.other_findings}
+        print(f"  other findings on their targets: {'; '.join(sorted(others)) or 'none'}")
 
 
 def rate_text(case: Case) -> str:
