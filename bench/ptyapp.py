@@ -25,6 +25,15 @@ from vtscreen import Screen
 Predicate = Callable[[list[str]], bool]
 
 
+def peak_rss(pid: int) -> int:
+    """VmHWM: the high-water mark of the resident set, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/PID/status")
+
+
 def _take_terminal() -> None:
     """In the child, after setsid: make stdin (the pty) the controlling terminal."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -84,12 +93,7 @@ class PtyApp:
         return self.ps.memory_info().rss
 
     def peak_rss(self) -> int:
-        """VmHWM: the high-water mark of the resident set, from /proc."""
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmHWM in /proc/PID/status")
+        return peak_rss(self.pid)
 
     def quit(self, keys: bytes = b"q", timeout: float = 10.0) -> None:
         """Ask the program to leave by typing `keys`; kill it if it does not."""

@@ -5,9 +5,12 @@
             park/churn/retain/healthy-pool) at the default 1 s interval for
             --seconds, per terminal size: CPU (percent of one core, after the
             first frame; start-up apart), peak RSS (VmHWM) and final RSS, bytes
-            drawn per second. Peer: a loop running `gops stats` + `gops memstats`
-            once per second for every target that has an agent (gops can reach no
-            other); CPU of those gops processes.
+            drawn per second. Beside it, in the same run: the engine alone
+            (bench/engine_cost.py), and `gotop export` with the same polling,
+            scraped over HTTP every --scrape-every seconds as Prometheus would
+            (CPU after every target answered, start-up apart). Peer: a loop running
+            `gops stats` + `gops memstats` once per second for every target that
+            has an agent (gops can reach no other); CPU of those gops processes.
 2. startup  launch to the first frame that shows the process list (the title
             with "N Go processes", N > 0, and a row starting with a target's
             PID), median of --launches per size. Peer: `gops` printing its listing.
@@ -27,7 +30,8 @@ one launch that is not counted), as an installed gotop would.
 
 Usage: .venv/bin/python bench/tui_cost.py [--seconds 60] [--targets 20]
        [--sizes 120x40,80x24] [--launches 5] [--window 10] [--pairs 6]
-       [--only fleet,startup,impact] [--no-gops-loop] [--nice -10] [--no-isolate] [--profile FILE]
+       [--only fleet,startup,impact] [--no-gops-loop] [--scrape-every 15] [--nice -10] [--no-isolate]
+       [--profile FILE]
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -51,8 +56,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+import psutil  # noqa: E402
 from gotargets import CACHE_DIR, GOPS_VERSION, RunningTarget, gops_cli, start_target  # noqa: E402
-from ptyapp import PtyApp  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from ptyapp import PtyApp, peak_rss  # noqa: E402
 
 KINDS = ("agentpprof", "pprofonly", "plain")
 WORKLOADS = (("park", 200), ("churn", 20), ("retain", 100), ("healthy-pool", 100))
@@ -143,6 +150,7 @@ class FleetCost:
     polled: int  # processes polled each second
     note: str = ""
     peer: bool = False
+    exporter: bool = False  # gotop export: no screen, an HTTP server
 
 
 def host_tcp_sockets() -> int:
@@ -200,6 +208,64 @@ def measure_engine(targets: Sequence[RunningTarget], seconds: float) -> FleetCos
                      f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}")
 
 
+def measure_exporter(targets: Sequence[RunningTarget], seconds: float, scrape_every: float) -> FleetCost:
+    """`gotop export` watching the fleet at the TUI's polling, scraped every `scrape_every` seconds."""
+    pids = {str(t.pid) for t in targets}
+    sockets_before = host_tcp_sockets()
+    with tempfile.TemporaryFile() as log:
+        proc = psutil.Popen(gotop_argv(["export", "--listen", "127.0.0.1:0"]), env=gotop_env(),
+                            stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            url = f"http://{wait_until(lambda: serving_address(proc, log), 'gotop export served nothing')}/metrics"
+            wait_until(lambda: pids <= up_pids(url), f"gotop export did not show all {len(pids)} targets up")
+            times = proc.cpu_times()
+            startup_cpu = times.user + times.system
+            cpu0, t0 = startup_cpu, time.perf_counter()
+            scrapes, size, series = 0, 0, 0
+            while (now := time.perf_counter()) < t0 + seconds:
+                if now >= t0 + scrapes * scrape_every:
+                    with urllib.request.urlopen(url, timeout=30) as response:
+                        body = response.read()
+                    scrapes, size = scrapes + 1, len(body)
+                    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+                time.sleep(min(1.0, t0 + seconds - now, max(0.0, t0 + scrapes * scrape_every - now)))
+            times, t1 = proc.cpu_times(), time.perf_counter()
+            cpu1 = times.user + times.system
+            peak, final = peak_rss(proc.pid), proc.memory_info().rss
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    note = (f"{scrapes} scrapes of {series} series ({size / 1e3:.0f} kB each); "
+            f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}")
+    return FleetCost(f"gotop export, scraped every {scrape_every:g} s", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu,
+                     peak, final, len(targets), note, exporter=True)
+
+
+def serving_address(proc: psutil.Popen, log) -> str | None:
+    """HOST:PORT from the exporter's first line on stderr."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"gotop export exited with {proc.returncode}")
+    log.seek(0)
+    found = re.search(rb"serving http://(\S+)/metrics", log.read())
+    return found.group(1).decode() if found else None
+
+
+def up_pids(url: str) -> set[str]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    return {s.labels["pid"] for family in text_string_to_metric_families(text) if family.name == "gotop_up"
+            for s in family.samples if s.value == 1}
+
+
+def wait_until(condition: Callable[[], object], failing: str) -> object:
+    deadline = time.monotonic() + FRAME_TIMEOUT
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{failing} in {FRAME_TIMEOUT:.0f} s")
+        time.sleep(0.1)
+    return result
+
+
 def run_child(argv: Sequence[str]) -> tuple[float, int, bytes]:
     """CPU seconds, peak RSS and stdout of one run of a short-lived command."""
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -243,10 +309,14 @@ def report_fleet(rows: Sequence[FleetCost], seconds: float) -> None:
               f"{r.final_rss / MB:9.1f}MB  {verdict}")
         print(f"{'':38}{r.note}")
     engine = next((r for r in rows if r.label.startswith("gotop engine")), None)
+    exporter = next((r for r in rows if r.exporter), None)
     peer = next((r for r in rows if r.peer), None)
     for r in rows:
-        if r.peer or r is engine:
+        if r.peer or r is engine or r is exporter:
             continue
+        if exporter is not None:
+            print(f"ratio {exporter.label} / {r.label}: CPU {exporter.cpu_percent / r.cpu_percent:.2f}x, "
+                  f"peak RSS {exporter.peak_rss / r.peak_rss:.2f}x")
         if engine is not None:
             ui = r.cpu_percent - engine.cpu_percent
             print(f"{r.label}: engine {engine.cpu_percent:.2f} % + screen {ui:.2f} % of a core "
@@ -436,6 +506,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=6, help="alone/watched window pairs")
     parser.add_argument("--only", default="fleet,startup,impact", help="which parts to run, comma-separated")
     parser.add_argument("--no-gops-loop", action="store_true", help="skip the gops peer of the fleet part")
+    parser.add_argument("--scrape-every", type=float, default=15.0,
+                        help="seconds between scrapes of gotop export in the fleet part (default 15, as Prometheus "
+                             "is often set)")
     parser.add_argument("--profile", type=Path, help="run gotop under cProfile in the fleet part; stats to FILE")
     parser.add_argument("--no-isolate", action="store_true", help="run on the host, not in a PID namespace")
     parser.add_argument("--nice", type=int, default=-10,
@@ -463,6 +536,7 @@ def main() -> None:
                 rows = [measure_gotop_fleet(targets, size, args.seconds, profile_path(args.profile, size))
                         for size in sizes]
                 rows.append(measure_engine(targets, args.seconds))
+                rows.append(measure_exporter(targets, args.seconds, args.scrape_every))
                 if not args.no_gops_loop:
                     rows.append(measure_gops_loop(targets, args.seconds))
                 report_fleet(rows, args.seconds)

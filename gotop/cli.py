@@ -134,6 +134,16 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="print what was recorded as JSON")
     p.set_defaults(run="gotop.commands.record")
 
+    p = sub.add_parser("export", help="serve every Go process's figures and leak findings to Prometheus",
+                       description="Watch every Go process on this host as the TUI does (discovery, polls, leak "
+                       "detectors), headless, and serve the latest figures on /metrics for Prometheus (OpenMetrics "
+                       "when asked). A scrape never polls. Runs until SIGINT or SIGTERM.")
+    p.add_argument("--listen", default="127.0.0.1:9149", metavar="HOST:PORT",
+                   help="where to serve /metrics (default 127.0.0.1:9149: loopback only; 0.0.0.0:9149 for every "
+                        "interface; port 0 for any free port, printed on stderr)")
+    add_polling_flags(p)
+    p.set_defaults(run="gotop.commands.export")
+
     p = sub.add_parser("replay", help="play a recording in the TUI, with time controls")
     p.add_argument("file", help="a recording made by `gotop record` or the TUI's R key")
     p.set_defaults(run="gotop.ui.run", entry="replay")
@@ -197,6 +207,27 @@ def build_parser() -> Parser:
     p.add_argument("--source-dir", action="append", metavar="DIR",
                    help="--list may also read source files under DIR (besides the modules the profile proves)")
     p.set_defaults(run="gotop.commands.top")
+
+    p = sub.add_parser("escapes", help="why values are on the heap: the compiler's escape analysis, "
+                       "alone (DIR) or joined to a running program's heap profile (TARGET)",
+                       description="DIR: build the Go packages under DIR with the compiler's escape diagnostics "
+                       "(go build -gcflags=-m=2 into a temporary directory, cached by the sources' hash) and list "
+                       "each heap allocation: where, what, and why (returned, captured by a closure, converted to "
+                       "an interface, size not constant, too large for the stack, stored in a global or a heap "
+                       "object, ...). TARGET: rank the running program's allocation sites by live heap and "
+                       "allocation rate (its heap profile), each with why it is on the heap; its source is "
+                       "found from the profile's file names, its binary or its working directory, or --source.")
+    p.add_argument("target", metavar="DIR|TARGET",
+                   help=f"a Go module's directory (or a package's, in a module), or {TARGET_HELP}")
+    p.add_argument("--source", metavar="DIR", help="TARGET's main module directory, where it is not found")
+    p.add_argument("--for", dest="duration", type=duration, metavar="DURATION",
+                   help="TARGET: the allocation rate between two heap profiles DURATION apart "
+                        "(default: since the process started)")
+    p.add_argument("--rate", action="store_true", help="TARGET: sort by allocation rate (default: by live heap)")
+    p.add_argument("-n", type=int, metavar="N", help="TARGET: show the top N sites (default 20)")
+    p.add_argument("--flow", action="store_true", help="DIR: the compiler's flow under each allocation")
+    p.add_argument("--json", action="store_true", help="print the allocations (or the sites) as JSON")
+    p.set_defaults(run="gotop.commands.escapes")
 
     p = sub.add_parser("check", help="watch targets (or start a program: -- CMD) headless for leaks; exit 1 if "
                        "one leaks (a CI gate)",

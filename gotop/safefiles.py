@@ -7,12 +7,17 @@ swapped in cannot hang the open), within a size cap. A file is written as a new
 one of mode 0600 beside the destination, whole, then renamed over it: a symlink
 planted at either name is never followed (a rename replaces the link itself),
 and a reader never sees part of a file.
+
+gotop's own files (the probe cache, the escape analyses) live in a directory of
+the user's (gotop_directory) and are read only while both the directory and
+the file are private to the effective user.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import secrets
 import stat
 from collections.abc import Callable
@@ -78,3 +83,82 @@ def replace_private(path: str, data: bytes, *, dir_fd: int | None = None,
         with contextlib.suppress(OSError):  # the failure itself is the error to raise
             os.unlink(temporary, dir_fd=dir_fd)
         raise
+
+
+# -- gotop's own directory: private files of ours -------------------------------------------------
+
+
+def gotop_directory() -> str | None:
+    """Where gotop keeps its files: $XDG_RUNTIME_DIR/gotop, else
+    $XDG_CACHE_HOME/gotop, else the effective user's ~/.cache/gotop (from the
+    password database, not $HOME: `sudo` may keep another user's); the first
+    whose base is a directory of ours."""
+    uid = os.geteuid()
+    for base, name in ((os.environ.get("XDG_RUNTIME_DIR"), "gotop"),
+                       (os.environ.get("XDG_CACHE_HOME"), "gotop"),
+                       (_home(uid), os.path.join(".cache", "gotop"))):
+        if base and os.path.isabs(base) and _owned_dir(base, uid):
+            return os.path.join(base, name)
+    return None
+
+
+def _home(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_dir
+    except KeyError:
+        return None
+
+
+def _owned_dir(path: str, uid: int) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid
+
+
+def open_private_dir(directory: str, create: bool) -> int | None:
+    """A descriptor of `directory` if it is ours and nobody else may write in it
+    (made, mode 0700, when `create` and missing); None otherwise."""
+    if create:
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError:
+            return None
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_private(directory: str | None, name: str, limit: int) -> bytes | None:
+    """The bytes of `name` in `directory` if both are private to us (see
+    open_private_dir, read_regular) and it is within `limit`; else None."""
+    dir_fd = open_private_dir(directory, create=False) if directory else None
+    if dir_fd is None:
+        return None
+    try:
+        return read_regular(name, limit, dir_fd=dir_fd, private=True)
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+
+
+def write_private(directory: str, name: str, data: bytes) -> None:
+    """Replace `name` in `directory` (made if missing) atomically by a new file of
+    mode 0600 holding `data`; on any failure, leave it as it was."""
+    dir_fd = open_private_dir(directory, create=True)
+    if dir_fd is None:
+        return
+    try:
+        replace_private(name, data, dir_fd=dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

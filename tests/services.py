@@ -16,15 +16,17 @@ Used by the session fixtures of tests/conftest.py (`etcd_service`, ...).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -90,10 +92,15 @@ def _etcd(work: Path, ports: list[int]) -> Launch:
     )
 
 
-def _prometheus(work: Path, ports: list[int]) -> Launch:
+def _prometheus(work: Path, ports: list[int], scrape: Sequence[str] = (), rules: Sequence[Path] = (),
+                every: str = "15s") -> Launch:
     web = f"127.0.0.1:{ports[0]}"
     config = work / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+    config.write_text(json.dumps({  # JSON is YAML
+        "global": {"scrape_interval": every, "evaluation_interval": every},
+        "rule_files": [str(path) for path in rules],
+        "scrape_configs": [{"job_name": "gotop", "static_configs": [{"targets": list(scrape)}]}] if scrape else [],
+    }))
     return Launch(
         argv=["prometheus", "--config.file", str(config), "--storage.tsdb.path", str(work / "data"),
               "--web.listen-address", web],
@@ -146,6 +153,13 @@ def _caddy(work: Path, ports: list[int]) -> Launch:
         env={"HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"), "XDG_DATA_HOME": str(work / "data")},
         api_url=f"http://{admin}",
     )
+
+
+def prometheus_scraping(targets: Sequence[str], rules: Sequence[Path] = (),
+                        every: str = "1s") -> Callable[[Path, list[int]], Launch]:
+    """A prometheus launch that scrapes `targets` (HOST:PORT, job "gotop") and evaluates
+    `rules` every `every`: for `running_service("prometheus", work, prometheus_scraping(...))`."""
+    return partial(_prometheus, scrape=targets, rules=rules, every=every)
 
 
 SERVICES = {
@@ -214,8 +228,8 @@ def _ready_condition(name: str, proc: subprocess.Popen, launch: Launch, log: Pat
     return ready
 
 
-def _start(name: str, work: Path) -> tuple[subprocess.Popen, RunningService]:
-    launch = SERVICES[name].launch(work, _free_ports(SERVICES[name].ports))
+def _start(name: str, work: Path, how: Callable[[Path, list[int]], Launch]) -> tuple[subprocess.Popen, RunningService]:
+    launch = how(work, _free_ports(SERVICES[name].ports))
     log = work / "log"
     started = time.monotonic()
     with log.open("wb") as out:
@@ -232,13 +246,15 @@ def _start(name: str, work: Path) -> tuple[subprocess.Popen, RunningService]:
 
 
 @contextmanager
-def running_service(name: str, work: Path) -> Iterator[RunningService]:
-    """Run one service in `work` until the block ends; see `unavailable` first."""
+def running_service(name: str, work: Path,
+                    launch: Callable[[Path, list[int]], Launch] | None = None) -> Iterator[RunningService]:
+    """Run one service in `work` until the block ends, as SERVICES launches it or as
+    `launch` does; see `unavailable` first."""
     for attempt in range(1, PORT_ATTEMPTS + 1):
         attempt_dir = work / f"run{attempt}"
         attempt_dir.mkdir()
         try:
-            proc, service = _start(name, attempt_dir)
+            proc, service = _start(name, attempt_dir, launch or SERVICES[name].launch)
             break
         except ServiceExited as exc:
             if "address already in use" not in exc.log or attempt == PORT_ATTEMPTS:

@@ -83,6 +83,7 @@ TIME_FLAGS = [
     (["record", "-o", "x"], "--for", "duration"), (["record", "-o", "x"], "--interval", "interval"),
     (["record", "-o", "x"], "--slow-every", "slow_every"), (["record", "-o", "x"], "--heap-every", "heap_every"),
     (["check", "1"], "--for", "duration"), (["profile", "cpu", "1"], "--seconds", "seconds"),
+    (["export"], "--interval", "interval"), (["export"], "--slow-every", "slow_every"),
 ]
 
 

@@ -57,11 +57,12 @@ async def test_the_run_screen_shows_the_gc_trace_the_output_and_restarts(sstripp
 
         screen = await until(lambda: isinstance(app.screen, ProgramScreen) and app.screen)
         first = program.pid
-        assert text(screen, "#program").startswith(f"running pid {first}  o output (")
+        await until(lambda: text(screen, "#program").startswith(f"running pid {first}  o output ("))
         # Nothing to read but the GC trace: its figures are there all the same.
         await until(lambda: re.match(r"#\d+ \S+→\S+→\S+ goal \S+ \dP", text(screen, "#trace_text")))
         await until(lambda: "cycles" in text(screen, "#gc_text") and "live" in text(screen, "#heap_text"))
         assert "via gctrace" in text(screen, "#title")
+        await until(lambda: "heap after GC MiB" in str(screen.query_one("#plot").render()))
         assert str(screen.query_one("#gc_pauses .value").render()) not in ("", "-")
         await pilot.press("o")
         output = await until(lambda: isinstance(app.screen, OutputScreen) and app.screen)

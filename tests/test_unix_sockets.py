@@ -126,6 +126,17 @@ def listed_in(netns: tuple[str, ...], pid: int, env: dict[str, str]) -> dict:
     return next(p for p in json.loads(result.stdout)["processes"] if p["pid"] == pid)
 
 
+def test_a_chrooted_process_s_socket_is_named_as_it_sees_it(go_target, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(target_binary("pprofonly"), root / "pprofonly")
+    target = go_target("pprofonly", binary=Path("/pprofonly"), args=["-unix", "/debug.sock"],
+                       wrapper=["chroot", str(root)])
+    proc = listed()[target.pid]
+    assert (proc["pprof"], proc["unix_sockets"]) == ("unix:/debug.sock", ["/debug.sock"])
+    assert json.loads(ok("snapshot", str(target.pid), "--json", "--source", "pprof"))["goroutines"] >= 3
+
+
 def test_an_abstract_socket_is_probed_once_in_its_process_life(go_target, private_netns, tmp_path):
     # Abstract names belong to a network namespace: this one's are asked by the gotop it runs alone.
     env = private_cache(tmp_path)

@@ -12,6 +12,7 @@ from gotop.sources.progress import CaptureProgress
 from gotop.textsafe import plain
 
 if TYPE_CHECKING:  # loaded when a target is opened: `gotop top FILE` does without the transports
+    from gotop.engine.fleet import Watched
     from gotop.engine.target import Target
 
 T = TypeVar("T")
@@ -98,3 +99,10 @@ class FailureLines:
         elif self._shown.get(what) != line:
             self._shown[what] = line
             print(f"gotop {self.command}: {plain(line)} (retrying)", file=sys.stderr, flush=True)
+
+    def target(self, watched: Watched) -> None:
+        """A line when gotop fails to poll a watched target (not when the target is unreachable: that is its state)."""
+        from gotop.engine.history import TargetState
+
+        failed = watched.history.state is TargetState.FAILED
+        self.show(f"target {id(watched)}", f"{watched.name}: {watched.history.error}" if failed else None)

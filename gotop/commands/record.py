@@ -8,7 +8,6 @@ from argparse import Namespace
 
 from gotop.commands.common import FailureLines, open_targets
 from gotop.engine.fleet import Fleet, Watched
-from gotop.engine.history import TargetState
 from gotop.engine.poller import Tiers
 from gotop.engine.recording import Recorder
 from gotop.engine.target import Target
@@ -43,22 +42,17 @@ async def _record(targets: list[Target], tiers: Tiers, recorder: Recorder, secon
     def changed(w: Watched) -> None:  # called when discovery adds a target, and after each of its polls
         if w.recording_id is not None:
             recorded.setdefault(w.recording_id, (w.pid, w.name))
-        failed = w.history.state is TargetState.FAILED
-        failure_lines.show(f"target {id(w)}", f"{w.name}: {w.history.error}" if failed else None)
+        failure_lines.target(w)
 
     fleet = Fleet(changed, tiers, discover=not targets, recorder=recorder)
     for target in targets:
         changed(fleet.add(target))
-    discovery = asyncio.create_task(fleet.run())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    try:
+    async with fleet.running():
         while loop.time() < deadline:
             for w in fleet.watched.values():  # discovered targets too
                 w.heap_demand.want(_record, heap_every)
             failure_lines.show("discovery", fleet.discovery_error)
             await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
-    finally:
-        discovery.cancel()
-        await fleet.aclose()
     return list(recorded.values())

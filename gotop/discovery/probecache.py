@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import pwd
-import stat
 import time
 
 from gotop.discovery.probes import HttpEndpoints, SocketProbe, servers
 from gotop.discovery.sockets import ListenSocket
 from gotop.discovery.unixsockets import UnixListener
 from gotop.procstat import read_proc_stat
-from gotop.safefiles import read_regular, replace_private
+from gotop.safefiles import gotop_directory, read_private, write_private
 from gotop.unixconnect import UNIX_PREFIX
 
 FORMAT = "gotop-probes"
@@ -56,7 +53,7 @@ class ProbeCache:
     memory only, for RETRY_AFTER seconds: then its socket is asked again."""
 
     def __init__(self, directory: str | None = None) -> None:
-        self.directory = directory if directory is not None else default_directory()
+        self.directory = directory if directory is not None else gotop_directory()
         self._found: dict[_Key, SocketProbe] = {}
         self._retry_at: dict[_Key, float] = {}  # findings that do not last: when to ask again
         self._loaded = False
@@ -98,7 +95,7 @@ class ProbeCache:
     # -- the file -------------------------------------------------------------
 
     def _read(self) -> dict[_Key, SocketProbe]:
-        data = _read_private(self.directory)
+        data = read_private(self.directory, FILE_NAME, MAX_FILE_BYTES)
         boot = _boot_id()
         try:
             doc = json.loads(data) if data is not None else None
@@ -120,7 +117,7 @@ class ProbeCache:
             return
         doc = {"format": FORMAT, "version": VERSION, "boot": boot,
                "sockets": [[*key, *_urls(probe)] for key, probe in entries]}
-        _write_private(self.directory, json.dumps(doc, separators=(",", ":")).encode())
+        write_private(self.directory, FILE_NAME, json.dumps(doc, separators=(",", ":")).encode())
 
 
 def _key(process: ProcessKey, sock: ListenSocket | UnixListener) -> _Key:
@@ -181,77 +178,3 @@ def _boot_id() -> str | None:
             return f.read(64).strip() or None
     except (OSError, ValueError):
         return None
-
-
-# -- a private directory and file --------------------------------------------------
-
-
-def default_directory() -> str | None:
-    """$XDG_RUNTIME_DIR/gotop, else the effective user's ~/.cache/gotop (from
-    the password database, not $HOME: `sudo` may keep another user's)."""
-    uid = os.geteuid()
-    for base, name in ((os.environ.get("XDG_RUNTIME_DIR"), "gotop"),
-                       (os.environ.get("XDG_CACHE_HOME"), "gotop"),
-                       (_home(uid), os.path.join(".cache", "gotop"))):
-        if base and os.path.isabs(base) and _owned_dir(base, uid):
-            return os.path.join(base, name)
-    return None
-
-
-def _home(uid: int) -> str | None:
-    try:
-        return pwd.getpwuid(uid).pw_dir
-    except KeyError:
-        return None
-
-
-def _owned_dir(path: str, uid: int) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid
-
-
-def _open_private_dir(directory: str, create: bool) -> int | None:
-    """A descriptor of `directory` if it is ours and nobody else may write in it."""
-    if create:
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        except OSError:
-            return None
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    st = os.fstat(fd)
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _read_private(directory: str | None) -> bytes | None:
-    """The file's bytes if it is a private regular file of ours within the cap."""
-    dir_fd = _open_private_dir(directory, create=False) if directory else None
-    if dir_fd is None:
-        return None
-    try:
-        return read_regular(FILE_NAME, MAX_FILE_BYTES, dir_fd=dir_fd, private=True)
-    except OSError:
-        return None
-    finally:
-        os.close(dir_fd)
-
-
-def _write_private(directory: str, data: bytes) -> None:
-    """Replace the file atomically by a new one, mode 0600; on any failure, leave it."""
-    dir_fd = _open_private_dir(directory, create=True)
-    if dir_fd is None:
-        return
-    try:
-        replace_private(FILE_NAME, data, dir_fd=dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

@@ -12,7 +12,8 @@ A socket is named as the process bound it: "/run/containerd/debug.sock", or
 "@name" for an abstract one (a name in the network namespace, no file). gotop
 connects to a path in the process's own mount namespace through
 /proc/PID/root, so a socket inside a container is reached where the process
-sees it; an abstract socket only from the same network namespace.
+sees it (a container's, a chrooted daemon's); an abstract socket only from the
+same network namespace.
 """
 
 from __future__ import annotations
@@ -122,17 +123,27 @@ def _namespace(pid: int | str, kind: str) -> int | None:
 
 def dial_path(pid: int, path: str) -> str | None:
     """Where gotop connects to the socket `pid` bound at `path`: an abstract name
-    (a leading NUL) when gotop shares its network namespace, a path in its mount
-    namespace (through /proc/PID/root when it is not gotop's), a relative one from
-    its working directory. None: an abstract socket of another network namespace."""
+    (a leading NUL) when gotop shares its network namespace, a path where the
+    process sees it (through /proc/PID/root when its mount namespace or root
+    directory is not gotop's), a relative one from its working directory. None:
+    an abstract socket of another network namespace."""
     if path.startswith("@"):
         same = _namespace(pid, "net") in (None, _namespace("self", "net"))
         return socket_address(path) if same else None
     if not path.startswith("/"):
         return f"/proc/{pid}/cwd/{path}"
-    if _namespace(pid, "mnt") in (None, _namespace("self", "mnt")):
-        return path  # readable without access to the process's root (another user's process)
-    return f"/proc/{pid}/root{path}"
+    return path if _sees_as_gotop(pid) else f"/proc/{pid}/root{path}"
+
+
+def _sees_as_gotop(pid: int) -> bool:
+    """Whether a path means for the process what it means for gotop: the same mount
+    namespace and root directory (not a container's, not chrooted). A process
+    gotop may not look into (another user's) is taken to: its path is all there is."""
+    try:
+        same_root = os.path.samestat(os.stat(f"/proc/{pid}/root"), os.stat("/"))
+    except OSError:
+        return True
+    return same_root and _namespace(pid, "mnt") in (None, _namespace("self", "mnt"))
 
 
 def listening_unix_sockets(pid: int, table: dict[int, UnixListener], owned: set[int]) -> tuple[UnixListener, ...]:

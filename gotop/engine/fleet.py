@@ -15,9 +15,11 @@ Every task the fleet starts is kept until it ends, and awaited on close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -51,6 +53,7 @@ class Watched:
     identity: tuple[str, str, str] | None = None  # (exe, name, cwd) to recognise a successor
     recording_id: int | None = None  # its id in the recording, when recording
     findings: tuple[Finding, ...] = ()  # the leaks the detectors see now
+    raised: Counter[LeakKind] = field(default_factory=Counter)  # findings raised so far (see apply_update)
     heap_demand: HeapDemand = field(default_factory=HeapDemand)  # its pollers', across restarts
     followers: set[object] = field(default_factory=set)  # see follow
 
@@ -99,6 +102,16 @@ class Fleet:
             following = any(w.followed and w.exited_at for w in self.watched.values())
             await asyncio.sleep(backoff(self.rescan_every, failures) if failures
                                 else RESCAN_WHILE_FOLLOWING if following else self.rescan_every)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Fleet]:
+        """Discovery in the background while the block runs; every target closed after it."""
+        discovery = asyncio.create_task(self.run())
+        try:
+            yield self
+        finally:
+            discovery.cancel()
+            await self.aclose()
 
     def add(self, target: Target, key: object | None = None, process: GoProcess | None = None) -> Watched:
         """Watch a target (a discovered process, or one named on the command line)."""
@@ -244,11 +257,14 @@ LEAK_DETECTOR = "leak detector"  # its wants of heap profiles
 
 def apply_update(watched: Watched, update: Update) -> None:
     """Fold one poll into a target's history, and look for leaks again when the
-    poll brought slow-tier data (live and in a replay alike)."""
+    poll brought slow-tier data (live and in a replay alike). A finding the
+    previous look did not have counts as raised."""
     watched.history.apply(update)
     if update.goroutines is None and update.fds is None and update.heap is None and update.leaks is None:
         return
+    before = {f.key for f in watched.findings}
     watched.findings = find_leaks(watched.history, update.time)
+    watched.raised.update(f.kind for f in watched.findings if f.key not in before)
     if any(f.kind is LeakKind.HEAP for f in watched.findings):
         # Heap profiles name the site that keeps the memory, and keep its figures current.
         watched.heap_demand.want(LEAK_DETECTOR, SUSPECT_HEAP_EVERY)

@@ -122,6 +122,7 @@ class Replay:
             else:
                 watched.history = self._history()
                 watched.findings = ()
+                watched.raised.clear()
         self._next = 0
         self.clock = self.recording.start
 

@@ -67,7 +67,13 @@ class SourceFiles:
         return _read_regular(path, real, before, MAX_SOURCE_BYTES).decode("utf-8", errors="replace")
 
     def _holds(self, real: str) -> bool:
-        return any(os.path.commonpath((root, real)) == root for root in self.roots)
+        return self.root_of(real) is not None
+
+    def root_of(self, path: str) -> str | None:
+        """The innermost source root that holds `path`, if one does."""
+        real = os.path.realpath(path)
+        held = [root for root in self.roots if os.path.commonpath((root, real)) == root]
+        return max(held, key=len, default=None)
 
     def text_or_why(self, path: str) -> tuple[str | None, str]:
         """The file's text and "", or None and why it is not shown (one line naming the file)."""
@@ -109,6 +115,11 @@ def _package(symbol: str) -> str:
     symbol = symbol.split("[", 1)[0]  # a generic instantiation's type arguments
     dot = symbol.find(".", symbol.rfind("/") + 1)
     return unquote(symbol[:dot]) if dot > 0 else ""
+
+
+def nearest_module(directory: str) -> tuple[str, str] | None:
+    """The directory of the nearest go.mod at or above `directory`, and its module path."""
+    return _nearest_module(directory, {})
 
 
 def _nearest_module(directory: str, go_mods: dict[str, str | None]) -> tuple[str, str] | None:

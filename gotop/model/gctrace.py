@@ -44,7 +44,7 @@ _OTHER_TRACE = re.compile(
     r"GC forced"
     r"|scan: (?:total|class (?:L|\d+B)) \d+(?:\+\d+\+\d+=\d+)? objs(?:, \d+\+\d+=\d+ spans)?"
 )
-_PREFIXES = ("gc ", "GC forced", "scan: ")  # a cheap test before the expressions
+TRACE_PREFIXES = ("gc ", "GC forced", "scan: ")  # every trace line starts so: a cheap test before the expressions
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ def parse_gc_line(line: str) -> GcCycle | None:
 
 def is_trace_line(line: str) -> bool:
     """Whether the runtime's GC trace printed this line (a cycle, `GC forced`, or gctrace=2's `scan:`)."""
-    if not line.startswith(_PREFIXES):
+    if not line.startswith(TRACE_PREFIXES):
         return False
     text = line.rstrip("\r\n")
     return parse_gc_line(text) is not None or _OTHER_TRACE.fullmatch(text) is not None

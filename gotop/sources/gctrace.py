@@ -24,13 +24,14 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from gotop.model.gctrace import GcCycle, is_trace_line, parse_gc_line
+from gotop.model.gctrace import TRACE_PREFIXES, GcCycle, is_trace_line, parse_gc_line
 from gotop.model.memstats import MemStats
 
 TAIL_LINES = 2000  # lines of the program's own output kept in memory
 MAX_LINE = 64 * 1024  # bytes: a longer line is cut into pieces of this size
 MAX_PENDING = 10_000  # GC readings kept until taken (a poll takes them each second)
 READ_SIZE = 64 * 1024
+_TRACE_PREFIXES = tuple(prefix.encode() for prefix in TRACE_PREFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ class ProgramOutput:
         self.trace_path = log_path.with_name(log_path.name + ".gctrace")
         self._fds = {stdout: "stdout", stderr: "stderr"}
         self._lock = threading.Lock()
-        self._tail: deque[OutputLine] = deque(maxlen=TAIL_LINES)
+        self._tail: deque[tuple[str, bytes]] = deque(maxlen=TAIL_LINES)  # (stream, line): decoded when asked
         self._pending: deque[GcReading] = deque(maxlen=MAX_PENDING)
         self._latest: GcReading | None = None
         self._first_num: int | None = None  # the first cycle read
@@ -111,13 +112,14 @@ class ProgramOutput:
         still holds), and how many it has written in all."""
         with self._lock:
             new = min(self.lines - seen, len(self._tail))
-            return (list(self._tail)[-new:] if new > 0 else []), self.lines
+            lines, total = (list(self._tail)[-new:] if new > 0 else []), self.lines
+        return [_output_line(stream, raw) for stream, raw in lines], total
 
     def last_stderr(self, count: int) -> list[str]:
         """The last `count` lines the program wrote to stderr (trace lines left out)."""
         with self._lock:
-            lines = [line.text for line in self._tail if line.stream == "stderr"]
-        return lines[-count:]
+            lines = [raw for stream, raw in self._tail if stream == "stderr"][-count:]
+        return [_output_line("stderr", raw).text for raw in lines]
 
     # -- the reading thread ----------------------------------------------------------
 
@@ -138,15 +140,13 @@ class ProgramOutput:
                         continue
                     if not chunk:  # closed: what is left of a line is a line
                         selector.unregister(fd)
-                        if partial[fd]:
-                            self._line(fd, partial[fd])
+                        self._lines(fd, [partial[fd]] if partial[fd] else [])
                         continue
                     *lines, partial[fd] = (partial[fd] + chunk).split(b"\n")
-                    for line in lines:
-                        self._line(fd, line)
                     while len(partial[fd]) >= MAX_LINE:
-                        self._line(fd, partial[fd][:MAX_LINE])
+                        lines.append(partial[fd][:MAX_LINE])
                         partial[fd] = partial[fd][MAX_LINE:]
+                    self._lines(fd, lines)
                     self._log.flush()
                     self._trace.flush()
         finally:
@@ -157,19 +157,29 @@ class ProgramOutput:
             self._trace.close()
             self._closed.set()
 
-    def _line(self, fd: int, raw: bytes) -> None:
+    def _lines(self, fd: int, lines: list[bytes]) -> None:
+        """Complete lines read from one pipe: the GC trace's become readings, the others are the
+        program's own (written and kept a batch at a time: a busy program may write many)."""
         stream = self._fds[fd]
-        text = raw.decode("utf-8", errors="replace")
-        if stream == "stderr" and is_trace_line(text):
-            self._trace.write(raw + b"\n")
-            cycle = parse_gc_line(text)
-            if cycle is not None:
-                self._add_reading(GcReading(time.time(), cycle))
+        own = [raw for raw in lines if not (stream == "stderr" and raw.startswith(_TRACE_PREFIXES)
+                                            and self._trace_line(raw))]
+        if not own:
             return
-        self._log.write(raw + b"\n")
+        self._log.write(b"\n".join(own) + b"\n")
         with self._lock:
-            self._tail.append(OutputLine(stream, text.removesuffix("\r")))
-            self.lines += 1
+            self._tail.extend((stream, raw) for raw in own[-TAIL_LINES:])
+            self.lines += len(own)
+
+    def _trace_line(self, raw: bytes) -> bool:
+        """Whether the runtime's GC trace printed the line; a cycle becomes a reading."""
+        text = raw.decode("utf-8", errors="replace")
+        if not is_trace_line(text):
+            return False
+        self._trace.write(raw + b"\n")
+        cycle = parse_gc_line(text)
+        if cycle is not None:
+            self._add_reading(GcReading(time.time(), cycle))
+        return True
 
     def _add_reading(self, reading: GcReading) -> None:
         with self._lock:
@@ -179,6 +189,10 @@ class ProgramOutput:
             self._pause_total_ns += reading.cycle.pause_ns
             self._latest = reading
             self._pending.append(reading)
+
+
+def _output_line(stream: str, raw: bytes) -> OutputLine:
+    return OutputLine(stream, raw.decode("utf-8", errors="replace").removesuffix("\r"))
 
 
 def _open_private(path: Path):

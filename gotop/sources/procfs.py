@@ -49,6 +49,7 @@ class OsFigures:
     cpu_percent: float | None  # percent of one core since the previous reading (or the sampler's start)
     threads: int
     open_fds: int | None
+    cpu_seconds: float | None = None  # user + system time since it started (None replayed)
 
     def to_json(self) -> dict:
         return {"rss": self.rss, "cpu_percent": self.cpu_percent, "threads": self.threads, "open_fds": self.open_fds}
@@ -86,6 +87,7 @@ class OsSampler:
             cpu_percent=self._cpu_percent(now, stat.cpu_ticks),
             threads=stat.threads,
             open_fds=_count_fds(self.pid),
+            cpu_seconds=stat.cpu_ticks / CLOCK_TICKS,
         )
         self._last_cpu = (now, stat.cpu_ticks)
         return figures

@@ -102,8 +102,11 @@ class GotopApp(App):
         """Find the Go program the started command runs, and watch it: at start, and after
         a restart (its history marks the restart). A command that ends first shows its output."""
         assert self.program and isinstance(self.fleet, Fleet)
+        finding = asyncio.ensure_future(asyncio.to_thread(self.program.find_go_process))
+        if not (await asyncio.wait({finding}, timeout=1.0))[0]:  # `go run` builds first
+            self.notify(f"waiting for the Go program of {self.program.command} to start", timeout=5)
         try:
-            process = await asyncio.to_thread(self.program.find_go_process)
+            process = await finding
         except ProgramError as e:
             self.notify(str(e), severity="error", timeout=30)
             if not isinstance(self.screen, OutputScreen):

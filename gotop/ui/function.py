@@ -14,9 +14,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, TextArea
 
+from gotop.engine.escapes import escape_index
 from gotop.engine.sourcefiles import SourceFiles
-from gotop.errors import GotopError
+from gotop.errors import GotopError, describe
+from gotop.model.escape_sites import EscapeIndex
 from gotop.model.profile import Profile
+from gotop.model.profile_graph import NodeInfo
 from gotop.model.profile_report import CallPath, PeekEntry, Routine, Scope, list_routines, paths_to, peek, source_lines
 from gotop.model.profile_units import percentage, scaled_label
 from gotop.textsafe import plain, plain_lines
@@ -32,6 +35,8 @@ class Drill:
     entry: PeekEntry
     paths: list[CallPath]
     source: str  # the Source tab: the function's lines, with the file's text where it can be read
+    routines: tuple[Routine, ...]
+    files: SourceFiles
 
 
 def analyse(profile: Profile, function: str, sample_index: int | None) -> Drill:
@@ -42,14 +47,21 @@ def analyse(profile: Profile, function: str, sample_index: int | None) -> Drill:
         routines = list_routines(profile, exact, sample_index).routines
     except GotopError:  # e.g. no line information
         routines = ()
-    source = source_text(report.scope, routines, SourceFiles.of(profile)) if routines \
-        else "no line information in this profile"
-    return Drill(report.scope, report.entries[0], paths_to(profile, function, sample_index, limit=10), source)
+    files = SourceFiles.of(profile)
+    source = source_text(report.scope, routines, files) if routines else "no line information in this profile"
+    return Drill(report.scope, report.entries[0], paths_to(profile, function, sample_index, limit=10), source,
+                 routines, files)
 
 
-def source_text(scope: Scope, routines: tuple[Routine, ...], files: SourceFiles) -> str:
+def source_text(scope: Scope, routines: tuple[Routine, ...], files: SourceFiles, escapes: EscapeIndex | None = None,
+                note: str = "") -> str:
+    """The Source tab; under each line the compiler allocates on, why it is on the heap (`escapes`), or a `note`."""
     value = _value(scope)
-    lines: list[str] = []
+    lines: list[str] = [note] if note else []
+
+    def heap_reasons(routine: Routine, line: int) -> None:
+        for a in escapes.at(NodeInfo(routine.function, routine.file, line)) if escapes else ():
+            lines.append(f"{'':>10} {'':>10} {'':6}  ↳ {a.what}: {a.why}")
     for routine in routines:
         lines.append(f"ROUTINE {routine.function} in {routine.file or '?'}")
         lines.append(f"{value(routine.flat):>10} {value(routine.cum):>10} (flat, cum) "
@@ -59,9 +71,11 @@ def source_text(scope: Scope, routines: tuple[Routine, ...], files: SourceFiles)
             lines.append(f"  {why}; values by line:")
             for cost in routine.lines:
                 lines.append(f"{_dot(value, cost.flat):>10} {_dot(value, cost.cum):>10} {cost.line:6}")
+                heap_reasons(routine, cost.line)
         else:
             for row in source_lines(routine, text):
                 lines.append(f"{_dot(value, row.flat):>10} {_dot(value, row.cum):>10} {row.line:6}: {row.text}")
+                heap_reasons(routine, row.line)
         lines.append("")
     return "\n".join(lines)
 
@@ -121,8 +135,17 @@ class FunctionScreen(Screen):
             if not gone(self):  # else left while analysing
                 self.query_one("#title", Static).update(Text(f"{plain(self.function)}: {e}", "red"))
             return
-        if not gone(self):
-            self._show(drill)
+        if gone(self):
+            return
+        self._show(drill)
+        if drill.routines:  # the escape reasons beside the lines, once the engine has them (a build, at worst)
+            try:
+                escapes, note = await escape_index(self.profile), ""
+            except Exception as e:  # not on this host, a failed build, ...: said in one line
+                escapes, note = None, f"why on the heap: {describe(e)}"
+            text = await asyncio.to_thread(source_text, drill.scope, drill.routines, drill.files, escapes, note)
+            if not gone(self):
+                self.query_one("#source_text", TextArea).load_text(plain_lines(text))
 
     def _show(self, drill: Drill) -> None:
         value = _value(drill.scope)

@@ -185,6 +185,9 @@ class ProcessScreen(GotopScreen):
         if len(heap):
             plt.plot([t - now for t in heap.times], [v / 2**20 for v in heap.values],
                      label="heap in use MiB", marker="braille", color="magenta")
+        elif h.gc_trace:  # a program gotop started, with nothing to read but its GC trace
+            plt.plot([r.time - now for r in h.gc_trace], [r.cycle.heap_live / 2**20 for r in h.gc_trace],
+                     label="heap after GC MiB", marker="braille", color="magenta")
         if len(goroutines):
             plt.plot([t - now for t in goroutines.times], goroutines.values,
                      label="goroutines", yside="right", marker="braille", color="cyan")
