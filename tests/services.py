@@ -47,6 +47,7 @@ class RunningService:
     metrics_url: str  # its Prometheus /metrics (containerd's is /v1/metrics)
     debug_socket: Path | None = None  # containerd's [debug] UNIX socket: pprof and expvar over HTTP
     start_seconds: float = 0.0  # from exec to ready (a figure for reports; never asserted)
+    api_url: str | None = None  # where it serves its own HTTP API: etcd's clients, Prometheus's web, caddy's admin
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Launch:
     ready: tuple[Endpoint, ...]
     debug_socket: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    api_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def _etcd(work: Path, ports: list[int]) -> Launch:
               "--initial-cluster", f"gotop-test={peer}", "--listen-metrics-urls", metrics],
         metrics_url=f"{metrics}/metrics",
         ready=(Endpoint(f"{client}/health"), Endpoint(f"{metrics}/metrics")),
+        api_url=client,
     )
 
 
@@ -103,6 +106,7 @@ def _prometheus(work: Path, ports: list[int], scrape: Sequence[str] = (), rules:
               "--web.listen-address", web],
         metrics_url=f"http://{web}/metrics",
         ready=(Endpoint(f"http://{web}/-/ready"),),
+        api_url=f"http://{web}",
     )
 
 
@@ -147,6 +151,7 @@ def _caddy(work: Path, ports: list[int]) -> Launch:
         ready=(Endpoint(f"http://{admin}/config/"), Endpoint(f"http://{admin}/metrics")),
         # Caddy saves its config under the user's config directory: keep it in ours.
         env={"HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"), "XDG_DATA_HOME": str(work / "data")},
+        api_url=f"http://{admin}",
     )
 
 
@@ -236,7 +241,7 @@ def _start(name: str, work: Path, how: Callable[[Path, list[int]], Launch]) -> t
         _stop(proc)
         raise
     service = RunningService(name, proc.pid, launch.metrics_url, launch.debug_socket,
-                             start_seconds=time.monotonic() - started)
+                             start_seconds=time.monotonic() - started, api_url=launch.api_url)
     return proc, service
 
 

@@ -224,8 +224,10 @@ def test_leaked_connections_stay_open_at_both_ends(observed, run):
                        and c.status == psutil.CONN_ESTABLISHED for c in s.tcp) for s in samples]
     assert_grows(server_ends, min_growth=30)  # 10 (-n 50: 20) a second
     assert_grows(client_ends, min_growth=30)
-    # A dialled connection waits in the accept queue for a moment before its server end exists.
-    assert all(0 <= c - s <= 2 for c, s in zip(client_ends, server_ends)), (client_ends, server_ends)
+    # A dialled connection waits in the accept queue for a moment before its server end exists. After a
+    # stall of the busy machine the dials it delayed come at once (a second's worth), some while the
+    # socket table is read (in pieces): the two counts may differ by as many, either way.
+    assert all(abs(c - s) <= 2 + 1000 // run.n for c, s in zip(client_ends, server_ends)), (client_ends, server_ends)
 
 
 # --- healthy ----------------------------------------------------------------------------------

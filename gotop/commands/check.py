@@ -10,17 +10,22 @@ length, whatever it finds), polling faster than the TUI does so that 30 s is
 enough: grouped goroutines and descriptors every 2 s, the runtime's
 goroutineleak profile every 10 s where offered, a heap profile every 5 s. The
 leak detectors (gotop.engine.leaks) run after every poll, so each finding
-records when it was first seen; the verdict is theirs at the end.
+records when it was first seen, and when it first met the gate's bar; the
+verdict is theirs at the end. Every finding is shown with its confidence; only
+those that meet the bar (evidence a healthy, busy service does not produce:
+see gotop.engine.leaks) make the verdict `leak`.
 
 A gate that cannot look must not pass: each detector (goroutine groups, the
 heap after GC, descriptors) needs readings enough to judge a trend, and the
 verdict says which had them:
 
-  leak     a detector found a leak (even if others could not watch)    exit 1
+  leak     a finding meets the gate's bar (even if a detector could
+           not watch)                                                  exit 1
   blind    neither goroutine groups nor the heap could be watched:
            nothing but /proc (no net/http/pprof, no GC cycle seen)     exit 2
   partial  some detector could not watch                               exit 3, 0 with --allow-partial
-  ok       every detector watched the whole time and found nothing    exit 0
+  ok       every detector watched the whole time, and nothing it found
+           meets the bar                                               exit 0
 
 Exit status 2 also when a target could not be checked at all (cannot be
 named or reached, exits or stops answering). The watch ends early when every
@@ -52,7 +57,10 @@ from gotop.units import fmt_bytes, fmt_count
 CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, leak_every=10.0)
 HEAP_EVERY = 5.0  # seconds between heap profiles: their difference names the growing sites
 FIRST_ANSWER_TIMEOUT = 15.0  # a safety net: each poll has its own transport timeouts
-WINDOW_MARGIN = 10.0  # history kept beyond the duration, so the first readings are judged too
+# History kept beyond the duration, so that the first readings are judged too, and the GC cycle the
+# first one reports if it ended within a minute before the watch (a fast leak doubles its heap goal
+# at each cycle: watched late, it has few left in the watch)
+WINDOW_MARGIN = 60.0
 EXIT_WAIT = 5.0  # seconds a started command may take to end once its Go program has
 
 
@@ -83,6 +91,7 @@ class Watch:
     history: TargetHistory
     started: float  # unix time the watch began
     found_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # finding key -> seconds
+    confirmed_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # ... until it met the bar
     fetched: Counter = field(default_factory=Counter)  # what the polls brought that the history keeps no count of
     last_problem: str | None = None  # the latest error a poll reported
     failure_lines: FailureLines = field(default_factory=lambda: FailureLines("check"))
@@ -95,6 +104,8 @@ class Watch:
         self.last_problem = update.error or self.last_problem
         for finding in find_leaks(self.history, update.time):
             self.found_after.setdefault(finding.key, update.time - self.started)
+            if finding.fails_gate:
+                self.confirmed_after.setdefault(finding.key, update.time - self.started)
 
     def crashed(self, text: str) -> None:
         """Handling a poll failed (the poller runs again: see keep_polling)."""
@@ -154,7 +165,7 @@ class Verdict:
 
     @property
     def outcome(self) -> Outcome:
-        if self.findings:
+        if any(f.fails_gate for f in self.findings):
             return Outcome.LEAK
         unwatched = {c.detector for c in self.coverage if not c.watched}
         if unwatched >= set(RUNTIME_DETECTORS):
@@ -328,7 +339,7 @@ def format_verdicts(verdicts: list[Verdict], program: ProgramReport | None = Non
         lines.append(f"{plain(v.watch.target.label)}: {v.outcome.value}"
                      + (f" (not fully checked: {plain(problem)})" if problem else ""))
         for f in v.findings:
-            lines.extend(_format_finding(f, v.watch.found_after.get(f.key)))
+            lines.extend(_format_finding(f, v.watch.found_after.get(f.key), v.watch.confirmed_after.get(f.key)))
         for c in v.coverage:
             title = DETECTOR_TITLES[c.detector]
             lines.append(f"  watched: {title} ({c.readings} {c.unit})" if c.watched
@@ -344,24 +355,29 @@ def _summary(verdicts: list[Verdict]) -> str:
     outcome = overall(verdicts)
     of = sum(v.outcome is outcome for v in verdicts)
     targets = f"{of} of {len(verdicts)} target{'s' if len(verdicts) != 1 else ''}"
+    below = sum(not f.fails_gate for v in verdicts for f in v.findings)
+    below_bar = f"; {below} finding{'s' if below != 1 else ''} below the gate's bar" if below else ""
     if outcome is Outcome.LEAK:
-        count = sum(len(v.findings) for v in verdicts)
-        return f"leak ({count} finding{'s' if count != 1 else ''} in {targets})"
+        count = sum(f.fails_gate for v in verdicts for f in v.findings)
+        return f"leak ({count} finding{'s' if count != 1 else ''} in {targets}{below_bar})"
     if outcome is Outcome.BLIND:
-        return f"blind ({targets}: neither goroutine groups nor the heap could be watched)"
+        return f"blind ({targets}: neither goroutine groups nor the heap could be watched{below_bar})"
     if outcome is Outcome.PARTIAL:
-        return f"partial ({targets} not fully watched; --allow-partial accepts it)"
-    return "ok"
+        return f"partial ({targets} not fully watched; --allow-partial accepts it{below_bar})"
+    return f"ok ({below_bar.removeprefix('; ')})" if below else "ok"
 
 
-def _format_finding(f: Finding, found_after: float | None) -> list[str]:
+def _format_finding(f: Finding, found_after: float | None, confirmed_after: float | None) -> list[str]:
     rate = f"{'+' if f.rate_per_min >= 0 else '-'}" + (
         f"{fmt_bytes(abs(f.rate_per_min))}" if f.unit == "bytes" else f"{fmt_count(abs(f.rate_per_min))} {f.unit}")
     since = time.strftime("%H:%M:%S", time.localtime(f.since))
     found = f", found after {found_after:.0f} s" if found_after is not None else ""
+    met = f" (met its bar after {confirmed_after:.0f} s)" if confirmed_after is not None else ""
+    gate = f"fails the gate{met}" if f.fails_gate else f"below the gate's bar: {f.short_of}"
     return [
         f"  {f.kind.value:<10}  {plain(f.where)}",
         f"  {'':<10}  {rate}/min since {since}, confidence {f.confidence.value}{found}",
+        f"  {'':<10}  {gate}",
         *(f"  {'':<10}  {e.basis.value}: {plain(e.text)}" for e in f.evidence),
     ]
 
@@ -381,7 +397,8 @@ def to_json(named: list[tuple[str, Verdict]], duration: float) -> dict:
             "first_found": {kind: round(s, 1) for kind, s in v.watch.first_found().items()},
         } for typed, v in named],
         "findings": [
-            {"target": typed, **f.to_json(), "found_after": _rounded(v.watch.found_after.get(f.key))}
+            {"target": typed, **f.to_json(), "found_after": _rounded(v.watch.found_after.get(f.key)),
+             "confirmed_after": _rounded(v.watch.confirmed_after.get(f.key))}
             for typed, v in named for f in v.findings
         ],
     }

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
+from gotop.engine.heapsites import HeapSites, heap_sites
 from gotop.engine.series import Series
 from gotop.engine.target import Sample
 from gotop.model.goroutines import GoroutineProfile, StackKey
@@ -20,6 +21,7 @@ from gotop.sources.gctrace import GcReading
 from gotop.sources.procfs import FD_KINDS
 
 DEFAULT_WINDOW = 600.0  # seconds of history kept
+MAX_HEAP_PROFILES = 32  # heap profiles whose summary by allocation site is kept
 
 
 class TargetState(str, Enum):
@@ -56,12 +58,16 @@ class Update:
     gc_readings: tuple[GcReading, ...] | None = None  # its GC trace's cycles since the previous poll; None: no trace
     error: str | None = None
     poll_seconds: float | None = None  # how long the poll took
+    # Unix times the poll began and ended asking the target for profiles: a GC that ended meanwhile
+    # marked gotop's own answer in flight (a gzipped profile holds about 1 MiB); None: it asked for none.
+    asked: tuple[float, float] | None = None
 
 
 # The figures kept as series, and how each is read from a sample.
 FIGURES = (
     "heap_alloc", "heap_inuse", "heap_sys", "next_gc", "heap_objects", "goroutines",
     "num_gc", "gc_cpu_fraction", "alloc_rate", "rss", "cpu", "threads", "fds",
+    "heap_marked", "last_gc", "total_alloc",  # the last GC's live heap and end (unix s), bytes allocated ever
     *(f"fds_{kind}" for kind in FD_KINDS),
     "goroutine_groups",  # stack groups in each grouped goroutine profile (slow tier)
 )
@@ -81,12 +87,13 @@ class TargetHistory:
     series: dict[str, Series] = field(init=False)
     gc_pauses: Series = field(init=False)  # one point per GC: (pause end, pause ns)
     gc_trace: deque[GcReading] = field(init=False)  # every GC cycle of its GC trace, when gotop started it
+    asked: deque[tuple[float, float]] = field(init=False)  # when polls asked the target for profiles
     traced: bool = False  # the target has a GC trace (gotop started it): its GC cycles come from there
     groups: dict[StackKey, GroupTrend] = field(default_factory=dict)
     goroutines: GoroutineProfile | None = None  # the latest grouped profile
     leaks: GoroutineProfile | None = None  # the latest goroutineleak profile
     heap: HeapSnapshot | None = None  # the latest heap profile
-    first_heap: HeapSnapshot | None = None  # the first one of this process, for growth
+    heap_sites: deque[HeapSites] = field(init=False)  # each heap profile of this process by allocation site
     state: TargetState = TargetState.STARTING
     error: str | None = None
     last_sample: Sample | None = None
@@ -99,6 +106,8 @@ class TargetHistory:
         self.series = {name: Series(capacity) for name in FIGURES}
         self.gc_pauses = Series(capacity * 4)
         self.gc_trace = deque(maxlen=capacity * 4)
+        self.heap_sites = deque(maxlen=MAX_HEAP_PROFILES)
+        self.asked = deque(maxlen=capacity)
         self._group_capacity = capacity
 
     def apply(self, update: Update) -> None:
@@ -110,6 +119,8 @@ class TargetHistory:
         self.lost_pauses += update.lost_pauses
         for pause in update.gc_pauses:
             self.gc_pauses.append(pause.end_ns / 1e9 if pause.end_ns else update.time, pause.pause_ns)
+        if update.asked is not None:
+            self.asked.append(update.asked)
         if update.gc_readings is not None:
             self.traced = True
             self.gc_trace.extend(update.gc_readings)
@@ -121,13 +132,13 @@ class TargetHistory:
             self.series[f"fds_{kind}"].append(update.time, count)
         if update.heap is not None:
             self.heap = update.heap
-            self.first_heap = self.first_heap or update.heap
+            self.heap_sites.append(heap_sites(update.heap.time, update.heap.profile))
 
     def mark_restart(self, t: float) -> None:
         """A new process replaced the watched one (a rebuild or restart)."""
         self.restarts.append(t)
         self.last_sample = None
-        self.first_heap = None
+        self.heap_sites.clear()
 
     def _apply_sample(self, s: Sample) -> None:
         prev = self.last_sample
@@ -140,7 +151,8 @@ class TargetHistory:
             values |= {
                 "heap_alloc": m.heap_alloc, "heap_inuse": m.heap_inuse, "heap_sys": m.heap_sys,
                 "next_gc": m.next_gc, "heap_objects": m.heap_objects, "num_gc": m.num_gc,
-                "gc_cpu_fraction": m.gc_cpu_fraction,
+                "gc_cpu_fraction": m.gc_cpu_fraction, "heap_marked": m.heap_marked, "total_alloc": m.total_alloc,
+                "last_gc": m.last_gc / 1e9 if m.last_gc else None,
             }
             prev_m = prev.memstats if prev else None
             if prev and prev_m and prev_m.total_alloc is not None and m.total_alloc is not None and t > prev.time:

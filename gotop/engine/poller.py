@@ -124,15 +124,19 @@ class Poller:
             self._failures += 1
             return Update(time.time(), TargetState.UNREACHABLE, error=str(e))
         self._failures = 0
+        asked_from = time.time()
         slow, problems = await self._slow_tier(started)
         heap, heap_problem = await self._heap_tier(started)
+        # A profile fetched over HTTP or from the agent (the memory's goroutine census asks nothing)
+        profiled = (bool(slow) and self.target.http is not None) or heap is not None or heap_problem is not None
         elapsed = round(time.monotonic() - started, 4)
         state = TargetState.SLOW if elapsed > self.tiers.interval else TargetState.UP
         problems = [*sample.problems, *problems, *([heap_problem] if heap_problem else [])]
         readings = self._gc_readings()
         pauses = self._new_pauses(sample) if readings is None else self._traced_pauses(readings)
         return Update(sample.time, state, sample, heap=heap, gc_pauses=pauses.pauses, lost_pauses=pauses.lost,
-                      gc_readings=readings, error="; ".join(problems) or None, poll_seconds=elapsed, **slow)
+                      gc_readings=readings, error="; ".join(problems) or None, poll_seconds=elapsed,
+                      asked=(asked_from, time.time()) if profiled else None, **slow)
 
     def _gc_readings(self) -> tuple[GcReading, ...] | None:
         """The cycles of the target's GC trace since the previous poll; None without a trace."""

@@ -279,7 +279,19 @@ class Target:
             raise TargetError(f"{self.label}: {'; '.join(problems)}")
         if os_figures is not None:
             sources["process"] = "procfs"
-        return Sample(round(time.time(), 3), values[0], values[1] or Stats(), os_figures, sources, problems)
+        memstats = self._with_live_heap(values[0]) if values[0] is not None else None
+        return Sample(round(time.time(), 3), memstats, values[1] or Stats(), os_figures, sources, problems)
+
+    def _with_live_heap(self, memstats: MemStats) -> MemStats:
+        """Memstats from a source that has no live heap (expvar, the agent, /metrics), with the one the
+        memory read in this poll (the counts ask it first) when both saw the same GC cycle: the heap
+        the last GC marked live is what the leak detector judges the heap by."""
+        reading = self._reading
+        if memstats.heap_marked is not None or reading is None or not reading.done() or reading.cancelled():
+            return memstats
+        if reading.exception() is not None or reading.result().memstats.num_gc != memstats.num_gc:
+            return memstats  # the memory failed this time, or a GC ended between the two readings
+        return replace(memstats, heap_marked=reading.result().memstats.heap_marked)
 
     async def goroutine_profile(self) -> GoroutineProfile:
         """Grouped goroutines: from the protobuf profile by stack (no stop-the-world,

@@ -41,7 +41,8 @@ def summary(f: Finding, now: float) -> str:
 
 def evidence_text(f: Finding) -> str:
     lines = [f"{f.kind.value} at {f.where}", f"rate {rate_text(f)} {f.unit} per minute, "
-             f"confidence {f.confidence.value}", ""]
+             f"confidence {f.confidence.value}", "fails gotop check" if f.fails_gate
+             else f"below gotop check's bar: {f.short_of}", ""]
     for evidence in f.evidence:
         lines.append(f"{evidence.basis.value}: {evidence.text}")
         if evidence.series:

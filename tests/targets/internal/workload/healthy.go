@@ -16,6 +16,8 @@ import (
 //   - healthy-pool: n poolWorker goroutines (default 100) take jobs from a
 //     channel fed every 5 ms; each job checksums 4 KiB and waits 20 ms. The
 //     goroutine count is constant, most workers waiting in chan receive.
+//   - healthy-ramp: a pool that grows to n poolWorker goroutines (default 100),
+//     one every 100 ms, fed as healthy-pool's is; then it stays at n.
 //   - healthy-spawn: n goroutines per second (default 100) run shortLivedTask,
 //     each waiting 50-500 ms for a reply that does come; about 28 are alive
 //     at any time at the default rate.
@@ -33,6 +35,7 @@ const (
 	minTaskLife      = 50  // milliseconds
 	maxTaskLife      = 500 // milliseconds
 	cachePutInterval = 50 * time.Millisecond
+	rampPeriod       = 100 * time.Millisecond
 )
 
 func init() {
@@ -41,6 +44,11 @@ func init() {
 		every(churnPeriod, forever, func() { churnBurst(blocks) })
 	})
 	register("healthy-pool", healthyPool)
+	register("healthy-ramp", func(n int) {
+		jobs := make(chan []byte)
+		every(rampPeriod, positive(n), func() { go poolWorker(jobs) })
+		go feedJobs(jobs)
+	})
 	register("healthy-spawn", func(n int) { every(time.Second/time.Duration(positive(n)), forever, spawnTask) })
 	register("healthy-cache", func(n int) {
 		cache := newBoundedCache(n)

@@ -5,16 +5,29 @@ import "time"
 // Goroutine leaks, one classic pattern per workload. For each, -n is the
 // period in milliseconds between two leaked goroutines: the default 100 leaks
 // 10 goroutines per second (600 per minute) and each pattern stops after
-// maxLeakedGoroutines. Every pattern blocks in a function of its own, so its
-// stack group names it, and is started by a function of its own (the "created
-// by" line).
+// leakLimit: maxLeakedGoroutines, or two minutes' worth of a faster leak
+// (-n 1 leaks 1000 a second; leak-send, whose caller waits 10 ms for each,
+// cannot go faster than 100). Every pattern blocks in a function of its own,
+// so its stack group names it, and is started by a function of its own (the
+// "created by" line).
 //
 // The channels a leaked goroutine blocks on are made per leak and reachable
 // from that goroutine only, never from a global: the runtime's goroutineleak
 // profile (Go 1.26 experiment, Go 1.27) can then prove the leak by GC
 // reachability.
 
-const maxLeakedGoroutines = 10000
+const (
+	maxLeakedGoroutines = 10000
+	leakGoroutinesFor   = 2 * time.Minute
+)
+
+// leakLimit is how many goroutines a pattern leaking one per period leaks before it stops.
+func leakLimit(period time.Duration) int {
+	if n := int(leakGoroutinesFor / period); n > maxLeakedGoroutines {
+		return n
+	}
+	return maxLeakedGoroutines
+}
 
 // goroutineLeaks are the patterns by workload name; leak-all runs them all.
 var goroutineLeaks = map[string]func(){
@@ -27,11 +40,11 @@ var goroutineLeaks = map[string]func(){
 func init() {
 	for name, leakOnce := range goroutineLeaks {
 		leakOnce := leakOnce
-		register(name, func(n int) { every(millis(n), maxLeakedGoroutines, leakOnce) })
+		register(name, func(n int) { every(millis(n), leakLimit(millis(n)), leakOnce) })
 	}
 	register("leak-all", func(n int) {
 		for _, leakOnce := range goroutineLeaks {
-			every(millis(n), maxLeakedGoroutines, leakOnce)
+			every(millis(n), leakLimit(millis(n)), leakOnce)
 		}
 	})
 }

@@ -3,16 +3,23 @@ package workload
 import (
 	"math/rand"
 	"strconv"
+	"time"
 )
 
-// Heap retention: memory kept reachable for ever by a global. For both
-// workloads -n is the period in milliseconds between two insertions (default
-// 100: 10 per second), and each stops at retainBudget bytes.
+// Heap retention: memory kept reachable for ever by a global. For the first
+// two workloads -n is the period in milliseconds between two insertions
+// (default 100: 10 per second), and each stops at retainBudget bytes.
 //
 //   - retain-slice: retainAppend appends a 32 KiB block to a global slice:
 //     320 KiB/s at the default, about 19 MiB per minute.
 //   - retain-map: cachePutNoEvict stores a 4-16 KiB value under a new key in a
 //     cache that never evicts: about 100 KiB/s, 6 MiB per minute.
+//
+//   - leak-heap: a leak of a known rate, -n bytes per second: ten times a
+//     second a request keeps a tenth of that in a block leakHeapBlock
+//     appends to a global slice, and makes and drops a 100 KiB response
+//     (1 MiB/s of garbage: the GC runs however slow the leak). It stops after
+//     leakHeapFor, so that a forgotten fast one cannot eat the machine.
 //
 // The named functions make the allocations themselves (and are not inlined),
 // so heap profiles put the growing in-use bytes at them.
@@ -22,6 +29,9 @@ const (
 	retainBudget    = 512 << 20
 	minValueSize    = 4 << 10
 	maxValueSize    = 16 << 10
+	leakHeapTick    = 100 * time.Millisecond
+	leakHeapFor     = 2 * time.Minute
+	responseSize    = 100 << 10
 )
 
 func init() {
@@ -35,6 +45,16 @@ func init() {
 			cachePutNoEvict("request-"+strconv.Itoa(requests), cacheValueSize())
 		})
 	})
+	register("leak-heap", func(n int) {
+		perTick := positive(n) / int(time.Second/leakHeapTick)
+		if perTick == 0 {
+			fail("leak-heap: -n is bytes per second, at least %d", time.Second/leakHeapTick)
+		}
+		every(leakHeapTick, int(leakHeapFor/leakHeapTick), func() {
+			leakHeapBlock(perTick)
+			respond()
+		})
+	})
 }
 
 var retainedBlocks [][]byte
@@ -44,6 +64,23 @@ func retainAppend() {
 	block := make([]byte, retainBlockSize)
 	fill(block)
 	retainedBlocks = append(retainedBlocks, block)
+}
+
+var leakedHeapBlocks [][]byte
+
+//go:noinline
+func leakHeapBlock(size int) {
+	block := make([]byte, size)
+	fill(block)
+	leakedHeapBlocks = append(leakedHeapBlocks, block)
+}
+
+// response is global so that it is heap-allocated; it is dropped at once.
+var response []byte
+
+func respond() {
+	response = make([]byte, responseSize)
+	response = nil
 }
 
 var noEvictCache = map[string][]byte{}

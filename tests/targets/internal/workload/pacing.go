@@ -27,15 +27,29 @@ func positive(n int) int {
 // millis reads -n as a period in milliseconds.
 func millis(n int) time.Duration { return time.Duration(positive(n)) * time.Millisecond }
 
+// minTick is the shortest wait between two wake-ups of every: a shorter period
+// is kept by several calls per wake-up.
+const minTick = 10 * time.Millisecond
+
 // every calls f once per period from a background goroutine, at most limit
 // times, and returns at once. f runs on that goroutine, one call at a time.
+// The calls keep to the clock, not to the ticks: those a busy machine delayed
+// (or a period shorter than minTick) are made at the next wake-up, so that
+// after t seconds f has run t/period times, and a leak has its stated rate.
 func every(period time.Duration, limit int, f func()) {
 	go func() {
-		ticker := time.NewTicker(period)
+		tick := period
+		if tick < minTick {
+			tick = minTick
+		}
+		ticker := time.NewTicker(tick)
 		defer ticker.Stop()
-		for i := 0; i < limit; i++ {
+		start := time.Now()
+		for done := 0; done < limit; {
 			<-ticker.C
-			f()
+			for due := int(time.Since(start) / period); done < due && done < limit; done++ {
+				f()
+			}
 		}
 	}()
 }
