@@ -6,16 +6,20 @@ A target is named by a PID (discovery finds its gops agent and pprof/expvar/
 When several transports exist, each figure is asked of the cheapest and least
 intrusive source first and of the others on failure. The memory source costs
 the target nothing (no request, no allocation, no stop), so it comes first for
-the counts. For memstats, expvar and the agent give every MemStats field (the
-memory has no malloc counts, stack and off-heap figures); for groups, pprof
-gives whole stacks, which the goroutine view shows and the runtime's leak proofs
-(the goroutineleak profile) are keyed by: where they exist they come first.
+the counts, and for the memstats of a poll: expvar, asked every second, cost a
+small service 25 KB of allocation and a stop of the world each time, and etcd
+far more (bench/footprint.py). A one-shot reading (`every_field`) asks expvar
+and the agent first, which give every MemStats field (the memory has no malloc
+counts, stack and off-heap figures). For groups, pprof gives whole stacks, which
+the goroutine view shows and the runtime's leak proofs (the goroutineleak
+profile) are keyed by: where they exist they come first.
 Prometheus /metrics comes after the memory and the agent: a scrape runs every
 collector of the target's registry and may be megabytes to parse (see
 sources/metrics.py); one scrape answers both memstats and counts of a poll.
 
-  memstats     expvar (carries the GC pause rings) > agent memstats > memory (fewer fields: no
-               malloc counts) > /metrics (no pause rings) > heap?debug=1 trailer
+  memstats     memory (fewer fields: no malloc counts) > expvar (carries the GC pause rings) >
+               agent memstats > /metrics (no pause rings) > heap?debug=1 trailer;
+               with every_field, expvar > agent > memory > ...
   goroutines   memory > agent stats (with threads, GOMAXPROCS) > /metrics > pprof index counts
   groups       pprof goroutine profile (by stack, no stop-the-world) > memory (by start function
                and creation site); the agent only has full dumps
@@ -233,13 +237,16 @@ class Target:
         budgets = [client.timeout for client in (self.gops, self.http, self.vars, self.metrics) if client]
         return max([*budgets, MEMORY_BUDGET] if self.memory else budgets, default=0.0)
 
-    async def memstats(self, deadline: float | None = None) -> tuple[MemStats, str]:
+    async def memstats(self, deadline: float | None = None, *, every_field: bool = False) -> tuple[MemStats, str]:
+        """From the least intrusive source; with `every_field`, from expvar or the agent first."""
         sources: list[tuple[str, Callable[[], Awaitable[MemStats]]]] = []
+        if self.memory and not every_field:
+            sources.append(("memory", self._memory_memstats))
         if self.vars:
             sources.append(("expvar", self._expvar_memstats))
         if self.gops:
             sources.append(("agent", self._agent_memstats))
-        if self.memory:
+        if self.memory and every_field:
             sources.append(("memory", self._memory_memstats))
         if self.metrics:
             sources.append(("metrics", partial(self._metrics_memstats, deadline)))
@@ -259,10 +266,12 @@ class Target:
             sources.append(("pprof index", self._index_stats))
         return await self._first("goroutine count", sources, deadline)
 
-    async def sample(self) -> Sample:
-        """Memstats, goroutine counts and OS figures, asked concurrently, within one deadline."""
+    async def sample(self, *, every_field: bool = False) -> Sample:
+        """Memstats, goroutine counts and OS figures, asked concurrently, within one deadline.
+        `every_field`: memstats from expvar or the agent first (a one-shot reading)."""
         deadline = asyncio.get_running_loop().time() + self.poll_budget + POLL_GRACE
-        results = await asyncio.gather(self.memstats(deadline), self.stats(deadline), return_exceptions=True)
+        results = await asyncio.gather(self.memstats(deadline, every_field=every_field), self.stats(deadline),
+                                       return_exceptions=True)
         os_figures = self._os.sample() if self._os else None  # raises ProcessGone
         sources: dict[str, str] = {}
         values: list = []
