@@ -592,7 +592,8 @@ def test_check_finds_nothing_on_healthy_busy_targets(live):
         c = t["checked"]
         assert c["descriptor_counts"] >= 10 and c["samples"] >= 20, t
         if "plain" not in t["label"]:
-            assert c["goroutine_profiles"] >= 10 and c["heap_profiles"] >= 5 and c["gc_cycles"] >= 6, t
+            # One heap profile, the baseline: more only while the live heap rises.
+            assert c["goroutine_profiles"] >= 10 and c["heap_profiles"] >= 1 and c["gc_cycles"] >= 6, t
 
 
 @pytest.mark.go

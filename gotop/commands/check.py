@@ -3,9 +3,13 @@
 Watches the targets headless for the whole duration (every run the same
 length, whatever it finds), polling faster than the TUI does so that 30 s is
 enough: grouped goroutines and descriptors every 2 s, the runtime's
-goroutineleak profile every 10 s where offered, a heap profile every 5 s. The
-leak detectors (gotop.engine.leaks) run after every poll, so each finding
-records when it was first seen; the verdict is theirs at the end.
+goroutineleak profile every 10 s where offered. A heap profile is taken at the
+start, and then every 5 s while the live heap after GC rises: their difference
+names the sites that keep it (a heap profile costs the target 1.3 MB of
+allocation, its gzip writer: taken every 5 s, they drove an idle service's GC;
+bench/footprint.py). The leak detectors (gotop.engine.leaks) run after every
+poll, so each finding records when it was first seen; the verdict is theirs at
+the end.
 
 A gate that cannot look must not pass: each detector (goroutine groups, the
 heap after GC, descriptors) needs readings enough to judge a trend, and the
@@ -34,15 +38,28 @@ from enum import Enum
 
 from gotop.commands.common import FailureLines, close_targets, open_targets
 from gotop.engine.history import TargetHistory, TargetState, Update
-from gotop.engine.leaks import Coverage, Detector, Finding, LeakKind, Ref, coverage, find_leaks
-from gotop.engine.poller import Poller, Tiers, keep_polling
+from gotop.engine.leaks import (
+    HEAP_AFTER_GC_QUANTILE,
+    MIN_LIVE_HEAP_GAIN,
+    Coverage,
+    Detector,
+    Finding,
+    LeakKind,
+    Ref,
+    coverage,
+    find_leaks,
+    gc_cycles,
+    rising_level,
+    window_start,
+)
+from gotop.engine.poller import HeapDemand, Poller, Tiers, keep_polling
 from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.textsafe import plain
 from gotop.units import fmt_bytes, fmt_count
 
 CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, leak_every=10.0)
-HEAP_EVERY = 5.0  # seconds between heap profiles: their difference names the growing sites
+HEAP_EVERY = 5.0  # seconds between heap profiles while the live heap rises: their difference names the sites
 FIRST_ANSWER_TIMEOUT = 15.0  # a safety net: each poll has its own transport timeouts
 WINDOW_MARGIN = 10.0  # history kept beyond the duration, so the first readings are judged too
 
@@ -73,6 +90,8 @@ class Watch:
     target: Target
     history: TargetHistory
     started: float  # unix time the watch began
+    heap_every: float = HEAP_EVERY
+    heap_demand: HeapDemand = field(default_factory=HeapDemand)  # its poller's
     found_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # finding key -> seconds
     fetched: Counter = field(default_factory=Counter)  # what the polls brought that the history keeps no count of
     last_problem: str | None = None  # the latest error a poll reported
@@ -86,6 +105,10 @@ class Watch:
         self.last_problem = update.error or self.last_problem
         for finding in find_leaks(self.history, update.time):
             self.found_after.setdefault(finding.key, update.time - self.started)
+        if heap_rising(self.history, update.time):
+            self.heap_demand.want(self, self.heap_every)
+        else:
+            self.heap_demand.drop(self)
 
     def crashed(self, text: str) -> None:
         """Handling a poll failed (the poller runs again: see keep_polling)."""
@@ -195,10 +218,11 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
                 heap_every: float = HEAP_EVERY) -> list[Verdict]:
     """Watch the targets for `duration` seconds, then judge each one."""
     started = time.time()
-    watches = [Watch(t, TargetHistory(tiers.interval, duration + WINDOW_MARGIN), started) for t in targets]
-    pollers = [Poller(w.target, w.on_update, tiers) for w in watches]
+    watches = [Watch(t, TargetHistory(tiers.interval, duration + WINDOW_MARGIN), started, heap_every)
+               for t in targets]
+    pollers = [Poller(w.target, w.on_update, tiers, w.heap_demand) for w in watches]
     for poller in pollers:
-        poller.heap_demand.want(check, heap_every)
+        poller.request_heap()  # the first heap profile: what the later ones are compared with
     tasks = [asyncio.create_task(keep_polling(p, w.crashed)) for p, w in zip(pollers, watches)]
     try:
         await _first_answers(watches)
@@ -209,6 +233,13 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
         await asyncio.gather(*tasks, return_exceptions=True)
         await close_targets(targets)
     return [_judge(w) for w in watches]
+
+
+def heap_rising(history: TargetHistory, now: float) -> bool:
+    """Whether the live heap after GC rises, as the heap detector sees it before it asks
+    for a witness (the heap goal, or a site that keeps what it allocates)."""
+    cycles = gc_cycles(history, window_start(history, now))
+    return rising_level([(t, heap) for t, heap, _ in cycles], MIN_LIVE_HEAP_GAIN, HEAP_AFTER_GC_QUANTILE) is not None
 
 
 def _judge(watch: Watch) -> Verdict:
