@@ -60,6 +60,7 @@ from gotop.units import fmt_bytes, fmt_count
 
 CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, leak_every=10.0)
 HEAP_EVERY = 5.0  # seconds between heap profiles while the live heap rises: their difference names the sites
+RISING_HEAP = "gotop check: the live heap rises"  # its wants of heap profiles (a HeapDemand owner)
 FIRST_ANSWER_TIMEOUT = 15.0  # a safety net: each poll has its own transport timeouts
 WINDOW_MARGIN = 10.0  # history kept beyond the duration, so the first readings are judged too
 
@@ -106,9 +107,9 @@ class Watch:
         for finding in find_leaks(self.history, update.time):
             self.found_after.setdefault(finding.key, update.time - self.started)
         if heap_rising(self.history, update.time):
-            self.heap_demand.want(self, self.heap_every)
+            self.heap_demand.want(RISING_HEAP, self.heap_every)
         else:
-            self.heap_demand.drop(self)
+            self.heap_demand.drop(RISING_HEAP)
 
     def crashed(self, text: str) -> None:
         """Handling a poll failed (the poller runs again: see keep_polling)."""
