@@ -33,11 +33,14 @@ from gotop.model.goroutines import (
     hidden_by_traceback,
     parse_goroutine_dump,
     parse_goroutine_profile_text,
+    profile_from_pprof,
     profile_from_stacks,
+    runtime_frames,
     stack_key,
     telling_frame,
     top_function,
 )
+from gotop.model.profile import parse_profile
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 WORKLOAD = "gotop.test/targets/internal/workload"
@@ -176,6 +179,32 @@ def test_goroutineleak_samples():
     assert {g.state for g in leaked} == {"chan receive"}  # the flag is not part of the state
     assert all(g.parent_id == 7 for g in leaked)
     assert dump.profile().by_key()[group.key].leaked == 3
+
+
+def test_the_text_profile_gets_the_runtime_frames_it_hides_back_from_a_protobuf():
+    """The two samples are of one process: debug=1 hides runtime.gopark and runtime.chanrecv
+    (the wait) at the top of each stack, and runtime.goexit at its bottom; the protobuf's
+    runtime frames put them back, frame for frame."""
+    protobuf = parse_profile((SAMPLES / "pprof-goroutine.pb.gz").read_bytes())
+    text = sample("pprof-goroutine-debug1.txt")
+    bare, restored = parse_goroutine_profile_text(text), parse_goroutine_profile_text(text, runtime_frames(protobuf))
+    assert bare.groups[0].top_function == "main.blockForever" and bare.groups[0].state is None
+    assert bare.unresolved
+    assert restored.unresolved == frozenset()
+    assert restored.groups[0].state == "chan receive"
+    assert [(g.key, g.count, g.frames) for g in restored.groups] == \
+        [(g.key, g.count, g.frames) for g in profile_from_pprof(protobuf).groups]
+
+
+def test_a_hidden_runtime_frame_not_learnt_is_named_unresolved():
+    protobuf = parse_profile((SAMPLES / "pprof-goroutine.pb.gz").read_bytes())
+    learnt = runtime_frames(protobuf)
+    [chanrecv] = [address for address, frames in learnt.items() if frames[0].function == "runtime.chanrecv"]
+    del learnt[chanrecv]
+    restored = parse_goroutine_profile_text(sample("pprof-goroutine-debug1.txt"), learnt)
+    assert chanrecv in restored.unresolved
+    park = restored.groups[0]
+    assert park.top_function == "main.blockForever" and park.state is None  # as printed: the wait unknown
 
 
 def test_crlf_dumps_and_profiles_parse_the_same():
@@ -526,6 +555,30 @@ def test_live_goroutineleak_go127(go_target, tmp_path):
                  http_get(t.http_addr, "/debug/pprof/goroutineleak?debug=2")):
         after = parse_goroutine_dump(text).profile().by_key()[park.key]
         assert (after.leaked, after.states) == (37, Counter({"chan receive": 37}))
+
+
+@pytest.mark.parametrize("toolchain", TOOLCHAINS)
+def test_live_text_profile_with_learnt_runtime_frames_is_the_protobufs(go_target, toolchain):
+    """Blocked in a channel send, a receive and a select, the leaking groups' waits show only
+    in runtime frames the text form hides; learnt from a protobuf profile taken before, they
+    come back, and the groups both forms show are the same, frame for frame."""
+    t = go_target("pprofonly", toolchain=toolchain, args=["-workload", "leak-all", "-n", "50"])
+    waits = {"chan send", "chan receive", "select"}
+
+    def protobuf():
+        profile = parse_profile(http_get(t.http_addr, "/debug/pprof/goroutine"))
+        return profile if waits <= {g.state for g in profile_from_pprof(profile).groups} else None
+
+    learnt_from = asyncio.run(eventually(protobuf))
+    text = http_get(t.http_addr, "/debug/pprof/goroutine?debug=1")
+    bare, restored = parse_goroutine_profile_text(text), parse_goroutine_profile_text(text, runtime_frames(learnt_from))
+    assert not waits & {g.state for g in bare.groups} and bare.unresolved
+    assert waits <= {g.state for g in restored.groups} and restored.unresolved == frozenset()
+    # Both forms are of the goroutines as they were: they left the same stacks since.
+    before, after = profile_from_pprof(learnt_from).by_key(), restored.by_key()
+    common = set(before) & set(after)
+    assert {before[key].state for key in common} >= waits
+    assert all(after[key].frames == before[key].frames for key in common)
 
 
 @pytest.mark.parametrize("toolchain", ["go1.27", "go1.19"])

@@ -781,14 +781,21 @@ def test_the_runtime_proves_the_channel_leaks_but_not_the_ticker_go127(live):
 def test_check_finds_nothing_on_healthy_busy_targets(live):
     checked = live["healthy"]
     assert checked.report["findings"] == [], checked.report["findings"]
-    assert checked.report["verdict"] == "ok"
-    assert checked.returncode == 0
-    for t in checked.report["targets"]:  # every detector had something to judge
-        assert t["verdict"] == "ok" and all(w["watched"] for w in t["watched"].values()), t
+    assert checked.report["verdict"] in ("ok", "partial")
+    assert checked.returncode == (0 if checked.report["verdict"] == "ok" else 3)
+    for t in checked.report["targets"]:  # every detector had something to judge, or says to watch longer
+        watched = t["watched"]
+        assert watched["goroutines"]["watched"] and watched["descriptors"]["watched"], t
+        # The heap is judged once per GC cycle, at the program's own pace: gotop's requests no longer
+        # drive its GC, and a program that allocates little runs fewer than 6 cycles in 30 s.
+        heap = watched["heap"]
+        assert heap["watched"] or "watch longer" in heap["why_not"], t
+        assert t["verdict"] == ("ok" if heap["watched"] else "partial"), t
         c = t["checked"]
         assert c["descriptor_counts"] >= 10 and c["samples"] >= 20, t
         if "plain" not in t["label"]:
-            assert c["goroutine_profiles"] >= 10 and c["heap_profiles"] >= 5 and c["gc_cycles"] >= 6, t
+            # One heap profile, the baseline: more only while the live heap rises.
+            assert c["goroutine_profiles"] >= 10 and c["heap_profiles"] >= 1, t
 
 
 @pytest.mark.go

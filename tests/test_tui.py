@@ -326,6 +326,65 @@ async def test_failures_of_any_kind_are_shown_and_retried(go_target):
         await until(pilot, lambda: watched.history.state in (TargetState.UP, TargetState.SLOW))
 
 
+async def test_heap_view_dims_gotops_own_requests_and_o_hides_them(go_target):
+    """The gzip writers of protobuf goroutine profiles (what gotop once fetched every 5 s)
+    are in the target's allocations as net/http/pprof's: dimmed and marked, never shown
+    as the program's; `o` leaves them out, and the program's own site stays."""
+    from targetio import http_get
+
+    from gotop.ui.heap import HeapView
+
+    writer, site = "compress/flate.NewWriter", "gotop.test/targets/internal/workload.retainHere"
+    t = go_target("pprofonly", args=["-workload", "retain", "-n", "400"])
+    for _ in range(20):
+        http_get(t.http_addr, "/debug/pprof/goroutine")
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(120, 30)) as pilot:
+        _, screen = await open_heap(app, pilot, t.pid)
+        await until(pilot, lambda: screen.table.row_count and not screen.computing)
+        screen._set_view(sample_index=screen.watched.history.heap.profile.sample_index("alloc_space"))
+        await until(pilot, lambda: writer in screen.table.rows and not screen.computing)
+        row = screen.table.get_row(writer)
+        assert row[-1].plain.startswith("(gotop) ") and all(cell.style == "dim" for cell in row)
+        assert not screen.table.get_row(site)[-1].plain.startswith("(gotop)")
+        assert "gotop's own requests" in str(screen.query_one("#title").render())
+
+        await pilot.press("o")
+        await until(pilot, lambda: screen.view.hide_own and not screen.computing)
+        assert writer not in screen.table.rows and site in screen.table.rows
+        assert not any(name.startswith("net/http/pprof.") for name in screen.table.rows)
+        assert "hidden" in str(screen.query_one("#title").render())
+        await pilot.press("o")
+        await until(pilot, lambda: screen.view == HeapView(sample_index=screen.view.sample_index)
+                    and writer in screen.table.rows and not screen.computing)
+
+
+async def test_goroutine_view_dims_the_goroutine_serving_gotops_request_and_o_hides_it(go_target):
+    from gotop.model.monitoring import monitoring_groups
+
+    t = go_target("pprofonly", args=["-workload", "park", "-n", "7"])
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(110, 30)) as pilot:
+        watched = await open_process(app, pilot, t.pid)
+        await pilot.press("g")
+        screen = await until(pilot, lambda: isinstance(app.screen, GoroutinesScreen) and app.screen)
+        profile = await until(pilot, lambda: screen.table.row_count and watched.history.goroutines)
+        own = {str(hash(key)) for key in monitoring_groups(profile.groups)}
+        assert own  # the handler writing the profile gotop asked for
+        await until(pilot, lambda: own & set(screen.table.rows))
+        for key in own & set(screen.table.rows):
+            label = screen.table.get_row(key)[4]
+            assert label.plain.startswith("(gotop) ") and label.style == "dim"
+        parked = next(k for k in screen.table.rows if screen.table.get_row(k)[4].plain.endswith("parkedHere"))
+        assert screen.table.get_row(parked)[0].plain == "7"
+
+        await pilot.press("o")
+        await until(pilot, lambda: screen.hide_own and not any(
+            screen.table.get_row(k)[4].plain.startswith("(gotop)") for k in screen.table.rows))
+        assert parked in screen.table.rows
+        assert "gotop's own (hidden)" in str(screen.query_one("#title").render())
+
+
 async def test_heap_rows_are_computed_on_a_worker_and_the_newest_request_wins(go_target):
 
     retain = "gotop.test/targets/internal/workload.retain"

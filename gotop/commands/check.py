@@ -8,12 +8,15 @@ end is an error (exit 2) that says its exit status and its last lines of stderr.
 Watches the targets headless for the whole duration (every run the same
 length, whatever it finds), polling faster than the TUI does so that 30 s is
 enough: grouped goroutines and descriptors every 2 s, the runtime's
-goroutineleak profile every 10 s where offered, a heap profile every 5 s. The
-leak detectors (gotop.engine.leaks) run after every poll, so each finding
-records when it was first seen, and when it first met the gate's bar; the
-verdict is theirs at the end. Every finding is shown with its confidence; only
-those that meet the bar (evidence a healthy, busy service does not produce:
-see gotop.engine.leaks) make the verdict `leak`.
+goroutineleak profile every 10 s where offered. A heap profile is taken at the
+start, and then every 5 s while the live heap after GC rises: their difference
+names the sites that keep it (a heap profile costs the target 1.3 MB of
+allocation, its gzip writer: taken every 5 s, they drove an idle service's GC;
+bench/footprint.py). The leak detectors (gotop.engine.leaks) run after every
+poll, so each finding records when it was first seen, and when it first met the
+gate's bar; the verdict is theirs at the end. Every finding is shown with its
+confidence; only those that meet the bar (evidence a healthy, busy service does
+not produce: see gotop.engine.leaks) make the verdict `leak`.
 
 A gate that cannot look must not pass: each detector (goroutine groups, the
 heap after GC, descriptors) needs readings enough to judge a trend, and the
@@ -46,8 +49,19 @@ from pathlib import Path
 
 from gotop.commands.common import FailureLines, close_targets, open_targets
 from gotop.engine.history import TargetHistory, TargetState, Update
-from gotop.engine.leaks import Coverage, Detector, Finding, LeakKind, Ref, coverage, find_leaks
-from gotop.engine.poller import Poller, Tiers, keep_polling
+from gotop.engine.leaks import (
+    Coverage,
+    Detector,
+    Finding,
+    LeakKind,
+    Ref,
+    coverage,
+    find_leaks,
+    gc_cycles,
+    live_heap_rise,
+    window_start,
+)
+from gotop.engine.poller import HeapDemand, Poller, Tiers, keep_polling
 from gotop.engine.program import Exit, Program, ProgramExited
 from gotop.engine.target import Target
 from gotop.errors import GotopError
@@ -55,7 +69,8 @@ from gotop.textsafe import plain
 from gotop.units import fmt_bytes, fmt_count
 
 CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, leak_every=10.0)
-HEAP_EVERY = 5.0  # seconds between heap profiles: their difference names the growing sites
+HEAP_EVERY = 5.0  # seconds between heap profiles while the live heap rises: their difference names the sites
+RISING_HEAP = "gotop check: the live heap rises"  # its wants of heap profiles (a HeapDemand owner)
 FIRST_ANSWER_TIMEOUT = 15.0  # a safety net: each poll has its own transport timeouts
 # History kept beyond the duration, so that the first readings are judged too, and the GC cycle the
 # first one reports if it ended within a minute before the watch (a fast leak doubles its heap goal
@@ -90,6 +105,8 @@ class Watch:
     target: Target
     history: TargetHistory
     started: float  # unix time the watch began
+    heap_every: float = HEAP_EVERY
+    heap_demand: HeapDemand = field(default_factory=HeapDemand)  # its poller's
     found_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # finding key -> seconds
     confirmed_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # ... until it met the bar
     fetched: Counter = field(default_factory=Counter)  # what the polls brought that the history keeps no count of
@@ -106,6 +123,10 @@ class Watch:
             self.found_after.setdefault(finding.key, update.time - self.started)
             if finding.fails_gate:
                 self.confirmed_after.setdefault(finding.key, update.time - self.started)
+        if heap_rising(self.history, update.time):
+            self.heap_demand.want(RISING_HEAP, self.heap_every)
+        else:
+            self.heap_demand.drop(RISING_HEAP)
 
     def crashed(self, text: str) -> None:
         """Handling a poll failed (the poller runs again: see keep_polling)."""
@@ -294,10 +315,11 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
                 heap_every: float = HEAP_EVERY) -> list[Verdict]:
     """Watch the targets for `duration` seconds, then judge each one."""
     started = time.time()
-    watches = [Watch(t, TargetHistory(tiers.interval, duration + WINDOW_MARGIN), started) for t in targets]
-    pollers = [Poller(w.target, w.on_update, tiers) for w in watches]
+    watches = [Watch(t, TargetHistory(tiers.interval, duration + WINDOW_MARGIN), started, heap_every)
+               for t in targets]
+    pollers = [Poller(w.target, w.on_update, tiers, w.heap_demand) for w in watches]
     for poller in pollers:
-        poller.heap_demand.want(check, heap_every)
+        poller.request_heap()  # the first heap profile: what the later ones are compared with
     tasks = [asyncio.create_task(keep_polling(p, w.crashed)) for p, w in zip(pollers, watches)]
     try:
         await _first_answers(watches)
@@ -309,6 +331,12 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
         await asyncio.gather(*tasks, return_exceptions=True)
         await close_targets(targets)
     return [_judge(w) for w in watches]
+
+
+def heap_rising(history: TargetHistory, now: float) -> bool:
+    """Whether the live heap after GC rises, as the heap detector sees it before it asks
+    for a witness (the heap goal, or a site that keeps what it allocates)."""
+    return live_heap_rise(gc_cycles(history, window_start(history, now)))[0] is not None
 
 
 def _judge(watch: Watch) -> Verdict:

@@ -53,7 +53,7 @@ async def force_gc(target: Target) -> GcRun:
 
 async def _memstats_or_none(target: Target) -> MemStats | None:
     try:
-        return (await target.memstats())[0]
+        return (await target.memstats(every_field=True))[0]
     except GotopError:
         return None
 

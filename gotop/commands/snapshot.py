@@ -18,7 +18,7 @@ CPU_WINDOW = 0.25
 
 async def take(target: Target) -> Sample:
     await asyncio.sleep(CPU_WINDOW)
-    return await target.sample()
+    return await target.sample(every_field=True)
 
 
 def run(args: Namespace) -> int:

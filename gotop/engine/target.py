@@ -6,10 +6,13 @@ A target is named by a PID (discovery finds its gops agent and pprof/expvar/
 When several transports exist, each figure is asked of the cheapest and least
 intrusive source first and of the others on failure. The memory source costs
 the target nothing (no request, no allocation, no stop), so it comes first for
-the counts. For memstats, expvar and the agent give every MemStats field (the
-memory has no malloc counts, stack and off-heap figures); for groups, pprof
-gives whole stacks, which the goroutine view shows and the runtime's leak proofs
-(the goroutineleak profile) are keyed by: where they exist they come first.
+the counts, and for the memstats of a poll: expvar, asked every second, cost a
+small service 25 KB of allocation and a stop of the world each time, and etcd
+far more (bench/footprint.py). A one-shot reading (`every_field`) asks expvar
+and the agent first, which give every MemStats field (the memory has no malloc
+counts, stack and off-heap figures). For groups, pprof gives whole stacks, which
+the goroutine view shows and the runtime's leak proofs (the goroutineleak
+profile) are keyed by: where they exist they come first.
 Prometheus /metrics comes after the memory and the agent: a scrape runs every
 collector of the target's registry and may be megabytes to parse (see
 sources/metrics.py); one scrape answers both memstats and counts of a poll.
@@ -19,16 +22,25 @@ CPU times, whatever else it offers; its cycles go to the history as they come
 (the poller takes them), and its last cycle stands in for memstats where nothing
 better answers.
 
-  memstats     expvar (carries the GC pause rings) > agent memstats > memory (fewer fields: no
-               malloc counts) > GC trace (GC figures only) > /metrics (no pause rings) >
-               heap?debug=1 trailer
+  memstats     memory (fewer fields: no malloc counts) > expvar (carries the GC pause rings) >
+               agent memstats > GC trace (GC figures only) > /metrics (no pause rings) >
+               heap?debug=1 trailer; with every_field, expvar > agent > memory > ...
   goroutines   memory > agent stats (with threads, GOMAXPROCS) > /metrics > pprof index counts
                > GC trace (GOMAXPROCS only)
-  groups       goroutine protobuf (by stack, no stop-the-world) > memory (by start function
+  groups       pprof goroutine profile (by stack, no stop-the-world) > memory (by start function
                and creation site); the agent only has full dumps
   heap / CPU   HTTP (does not block the agent)  > agent
   GC           agent > heap?gc=1
   GC percent   agent only
+
+Grouped goroutines are asked as text (debug=1), which costs the target a
+fraction of the protobuf (no profile builder, no gzip writer: 39 KB and 0.6 ms
+against 1.29 MB and 1.7 ms at 100 goroutines, bench/footprint.py). The text
+hides the runtime frames at the top of each stack, which name the wait
+(runtime.chanrecv: "chan receive"); the protobuf is asked first, and again when
+the text hides an address not learnt yet (at most every RELEARN_RUNTIME_EVERY
+seconds), and its runtime frames put the hidden ones back: the groups are the
+protobuf's.
 
 A poll (`sample`) has one deadline, the longest timeout of the target's
 transports: a fallback gets what is left of it, so a frozen (SIGSTOPped)
@@ -54,10 +66,13 @@ from gotop.engine.targetspec import SOURCES, TargetError, TargetSpec, parse_targ
 from gotop.errors import GotopError
 from gotop.model.goroutines import (
     KIND_GOROUTINELEAK,
+    Frame,
     GoroutineDump,
     GoroutineProfile,
     parse_goroutine_dump,
+    parse_goroutine_profile_text,
     profile_from_pprof,
+    runtime_frames,
 )
 from gotop.model.memstats import (
     MemStats,
@@ -84,6 +99,8 @@ T = TypeVar("T")
 
 POLL_GRACE = 0.5  # seconds past a poll's budget, so that a transport's own timeout (which says more) comes first
 MEMORY_BUDGET = 2.0  # seconds a memory reading may take (a worker thread; 100,000 goroutines take about 0.2 s)
+RELEARN_RUNTIME_EVERY = 60.0  # seconds: a protobuf goroutine profile at most this often, to learn new runtime frames
+MAX_RUNTIME_FRAMES = 10_000  # addresses learnt; past it, the table starts again from the latest profile
 
 
 class NoSource(TargetError):
@@ -145,6 +162,8 @@ class Target:
         self._memory: MemoryReader | MemoryUnavailable | None = None if readable else MemoryUnavailable(
             f"{label}: {process.memory_note if process else 'not a local process'}")
         self._reading: asyncio.Future[MemoryReading] | None = None
+        self._runtime_frames: dict[int, tuple[Frame, ...]] = {}  # what the text goroutine profile hides
+        self._runtime_learnt: float | None = None  # monotonic time of the last protobuf goroutine profile
 
     def _allows(self, source: str) -> bool:
         return self.only is None or self.only == source
@@ -227,13 +246,16 @@ class Target:
         budgets = [client.timeout for client in (self.gops, self.http, self.vars, self.metrics) if client]
         return max([*budgets, MEMORY_BUDGET] if self.memory else budgets, default=0.0)
 
-    async def memstats(self, deadline: float | None = None) -> tuple[MemStats, str]:
+    async def memstats(self, deadline: float | None = None, *, every_field: bool = False) -> tuple[MemStats, str]:
+        """From the least intrusive source; with `every_field`, from expvar or the agent first."""
         sources: list[tuple[str, Callable[[], Awaitable[MemStats]]]] = []
+        if self.memory and not every_field:
+            sources.append(("memory", self._memory_memstats))
         if self.vars:
             sources.append(("expvar", self._expvar_memstats))
         if self.gops:
             sources.append(("agent", self._agent_memstats))
-        if self.memory:
+        if self.memory and every_field:
             sources.append(("memory", self._memory_memstats))
         if self.gctrace:
             sources.append(("gctrace", self._trace_memstats))
@@ -257,10 +279,12 @@ class Target:
             sources.append(("gctrace", self._trace_stats))
         return await self._first("goroutine count", sources, deadline)
 
-    async def sample(self) -> Sample:
-        """Memstats, goroutine counts and OS figures, asked concurrently, within one deadline."""
+    async def sample(self, *, every_field: bool = False) -> Sample:
+        """Memstats, goroutine counts and OS figures, asked concurrently, within one deadline.
+        `every_field`: memstats from expvar or the agent first (a one-shot reading)."""
         deadline = asyncio.get_running_loop().time() + self.poll_budget + POLL_GRACE
-        results = await asyncio.gather(self.memstats(deadline), self.stats(deadline), return_exceptions=True)
+        results = await asyncio.gather(self.memstats(deadline, every_field=every_field), self.stats(deadline),
+                                       return_exceptions=True)
         os_figures = self._os.sample() if self._os else None  # raises ProcessGone
         sources: dict[str, str] = {}
         values: list = []
@@ -310,9 +334,33 @@ class Target:
         return (await self._first("goroutine groups", sources))[0]
 
     async def _pprof_groups(self) -> GoroutineProfile:
+        """The text profile with its hidden runtime frames put back; the protobuf when
+        they were never learnt, or when the text hides new ones (see the module doc)."""
+        assert self.http
+        learnt = self._runtime_learnt
+        if learnt is None:
+            return await self._learn_runtime_frames()
+        text = await self.http.profile_text("goroutine")
+        frames = self._runtime_frames
+        profile = await self._parsed("goroutine profile", lambda: parse_goroutine_profile_text(text, frames))
+        if profile.unresolved and time.monotonic() - learnt >= RELEARN_RUNTIME_EVERY:
+            return await self._learn_runtime_frames()
+        return profile
+
+    async def _learn_runtime_frames(self) -> GoroutineProfile:
         assert self.http
         data = await self.http.profile("goroutine")
-        return await self._parsed("goroutine profile", lambda: profile_from_pprof(parse_profile(data)))
+
+        def parse() -> tuple[GoroutineProfile, dict[int, tuple[Frame, ...]]]:
+            decoded = parse_profile(data)
+            return profile_from_pprof(decoded), runtime_frames(decoded)
+
+        profile, learnt = await self._parsed("goroutine profile", parse)
+        # A new table, not one changed in place: a text profile may be parsing with the old one.
+        kept = self._runtime_frames if len(self._runtime_frames) + len(learnt) <= MAX_RUNTIME_FRAMES else {}
+        self._runtime_frames = {**kept, **learnt}
+        self._runtime_learnt = time.monotonic()
+        return profile
 
     async def goroutine_leaks(self) -> GoroutineProfile | None:
         """The runtime's own goroutineleak profile (goroutines proven leaked by a

@@ -36,6 +36,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 
 from gotop.errors import GotopError
 from gotop.model.profile import Profile
@@ -62,6 +63,8 @@ class Frame:
 
 Labels = tuple[tuple[str, str], ...]  # pprof labels as sorted (key, value) pairs
 StackKey = tuple[Frame, ...]
+# A location's address (a return PC less one) -> its frames, innermost first: see runtime_frames.
+RuntimeFrames = Mapping[int, tuple[Frame, ...]]
 
 
 # --- which frames are runtime internals ------------------------------------------
@@ -258,6 +261,8 @@ class GoroutineProfile:
     groups: tuple[GoroutineGroup, ...]  # biggest first, then by key
     has_states: bool  # True for full dumps (states, wait minutes, creators)
     truncated: bool = False  # the text was cut; the cut goroutine or record is left out
+    # Text profiles: addresses of frames the text hid that no RuntimeFrames put back.
+    unresolved: frozenset[int] = field(default=frozenset(), compare=False)
 
     def by_key(self) -> dict[StackKey, GoroutineGroup]:
         return {group.key: group for group in self.groups}
@@ -389,6 +394,18 @@ def profile_from_pprof(profile: Profile, *, kind: str = KIND_GOROUTINE) -> Gorou
         for sample in (samples[i] for i in range(len(samples)))
     )
     return profile_from_stacks(stacks, kind=kind)
+
+
+def runtime_frames(profile: Profile) -> dict[int, tuple[Frame, ...]]:
+    """By address, the frames of a decoded goroutine profile's locations that hold a
+    runtime function: those the text form (debug=1) hides, at the top of a stack and
+    runtime.goexit at its bottom. A process's runtime code does not move, so they put
+    the hidden frames back into its later text profiles (parse_goroutine_profile_text)."""
+    return {
+        location.address: tuple(Frame(ln.function.name, ln.function.filename, ln.line) for ln in location.lines)
+        for location in profile.locations.values()
+        if location.address and any(_is_runtime_package(ln.function.name) for ln in location.lines)
+    }
 
 
 # --- text helpers --------------------------------------------------------------------------
@@ -590,8 +607,8 @@ _RECORD = re.compile(r"(\d+) @(?: 0x[0-9a-fA-F]+)*\s*")
 _PPROF_LABEL = re.compile(rf"({_QUOTED}):({_QUOTED})")
 
 
-def _pprof_frame(line: str, interned: FrameTable) -> Frame:
-    """`#\\t0x4d84fc\\tinternal/poll.(*pollDesc).waitRead+0x27c\\t\\tfile.go:89` -> Frame."""
+def _pprof_frame(line: str, interned: FrameTable) -> tuple[int | None, Frame]:
+    """`#\\t0x4d84fc\\tinternal/poll.(*pollDesc).waitRead+0x27c\\t\\tfile.go:89` -> (0x4d84fc, Frame)."""
     parts = [part for part in line[1:].split("\t") if part]
     function = file = ""
     number = 0
@@ -603,11 +620,55 @@ def _pprof_frame(line: str, interned: FrameTable) -> Frame:
             number = int(digits)
         else:
             file = location
-    return _intern(interned, function, file, number)
+    return _hex(parts[0]) if parts else None, _intern(interned, function, file, number)
 
 
-def parse_goroutine_profile_text(data: str | bytes) -> GoroutineProfile:
-    """goroutine?debug=1 or goroutineleak?debug=1 -> GoroutineProfile (no states)."""
+def _hex(text: str) -> int | None:
+    try:
+        return int(text, 16)
+    except ValueError:
+        return None
+
+
+def _stack(addresses: list[str], printed: list[tuple[int | None, Frame]], runtime: RuntimeFrames,
+           unresolved: set[int]) -> tuple[Frame, ...]:
+    """One record's frames: the printed ones, with the frames the text hides put back
+    from `runtime` (by address: a return PC less one, as printed). A record with a
+    hidden address `runtime` does not know (it goes to `unresolved`), or whose
+    printed addresses do not follow its header's, is kept as printed. The last
+    address, when hidden, is runtime.goexit, which the protobuf leaves out too."""
+    frames = tuple(frame for _, frame in printed)
+    pcs = [_hex(text) for text in addresses]
+    if not pcs or None in pcs or any(address is None for address, _ in printed):
+        return frames
+    runs = [(address, len(list(run))) for address, run in groupby(pc - 1 for pc in pcs if pc is not None)]
+    stack: list[Frame] = []
+    shown = 0  # printed frames used
+    missing = False
+    for i, (address, repeats) in enumerate(runs):  # recursion repeats an address
+        at = shown
+        while shown < len(printed) and printed[shown][0] == address:
+            shown += 1
+        known = runtime.get(address)
+        if known is not None:
+            stack.extend(known * repeats)
+        elif shown > at:
+            stack.extend(frames[at:shown])
+        elif i < len(runs) - 1:
+            unresolved.add(address)
+            missing = True
+    return tuple(stack) if shown == len(printed) and not missing else frames
+
+
+def parse_goroutine_profile_text(data: str | bytes, runtime: RuntimeFrames | None = None) -> GoroutineProfile:
+    """goroutine?debug=1 or goroutineleak?debug=1 -> GoroutineProfile (no states).
+
+    The text hides the runtime frames at the top of each stack (runtime.gopark,
+    runtime.chanrecv: what tells a wait) and runtime.goexit at its bottom, yet
+    lists every address. `runtime` (from `runtime_frames` of a protobuf profile of
+    the same process) puts them back, so the groups are the protobuf's; the
+    addresses it lacks are the profile's `unresolved`.
+    """
     text = _to_text(data, "goroutine profile")
     lines, truncated = _cut_partial_line(text)
     body = iter(enumerate(lines, 1))
@@ -619,30 +680,36 @@ def parse_goroutine_profile_text(data: str | bytes) -> GoroutineProfile:
         raise GoroutineParseError(f"not a goroutine profile (debug=1): starts with {header[1][:60]!r}")
     kind, total = match.group(1), int(match.group(2))
 
+    runtime = runtime or {}
+    unresolved: set[int] = set()
     samples: list[tuple[int, tuple[Frame, ...], Labels]] = []
     interned: FrameTable = {}
     count: int | None = None
-    frames: list[Frame] = []
+    addresses: list[str] = []
+    printed: list[tuple[int | None, Frame]] = []
     labels: Labels = ()
     for number, line in body:
         if not line.strip():
             if count is not None:
-                samples.append((count, tuple(frames), labels))
+                samples.append((count, _stack(addresses, printed, runtime, unresolved), labels))
             count = None
         elif line.startswith("# labels: "):
             labels = tuple(sorted((_go_unquote(k), _go_unquote(v))
                                   for k, v in _PPROF_LABEL.findall(line[len("# labels: "):])))
         elif line.startswith("#"):
             if count is not None and line.startswith("#\t"):
-                frames.append(_pprof_frame(line, interned))
+                printed.append(_pprof_frame(line, interned))
         elif _RECORD.fullmatch(line):
             if count is not None:
-                samples.append((count, tuple(frames), labels))
-            count, frames, labels = int(line.split(" ", 1)[0]), [], ()
+                samples.append((count, _stack(addresses, printed, runtime, unresolved), labels))
+            head, *addresses = line.split()
+            count, printed, labels = int(head), [], ()
+            addresses = addresses[1:]  # after the "@"
         else:
             raise GoroutineParseError(f"goroutine profile: unexpected line {number}: {line[:60]!r}")
     # Every record ends with a blank line, and the counts add up to the total:
     # a record still open at the end, or missing counts, mean the text was cut.
     truncated = truncated or count is not None or sum(s[0] for s in samples) < total
     groups = groups_from_stacks(samples, leaked=kind == KIND_GOROUTINELEAK)
-    return GoroutineProfile(kind, total, groups, has_states=False, truncated=truncated)
+    return GoroutineProfile(kind, total, groups, has_states=False, truncated=truncated,
+                            unresolved=frozenset(unresolved))

@@ -47,7 +47,11 @@ CAPTURE_MARGIN = 10.0
 SLOW_TIMEOUT = 15.0  # heap profiles and full dumps of big processes take a while
 MAX_CONNECTIONS = 4  # a 30 s CPU profile holds one; polling goes on beside it
 KEEPALIVE_CONNECTIONS = 2  # a poll asks memstats and goroutine counts at once: both stay open
-KEEPALIVE_EXPIRY = 5.0
+# Seconds an idle connection is kept: beyond the slowest regular request (a leak-tier
+# profile every 30 s, a suspect heap every 60 s). When the memory answers every poll, a
+# target is asked something over HTTP only every 5 s: kept 5 s, each of those cost it a
+# new connection (an accept, a goroutine, two 4 KiB buffers).
+KEEPALIVE_EXPIRY = 120.0
 MAX_REDIRECTS = 3
 _ERROR_BODY_LIMIT = 4096
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")

@@ -1,4 +1,9 @@
-"""Goroutines grouped by stack, biggest growth first; a group's full stack on enter."""
+"""Goroutines grouped by stack, biggest growth first; a group's full stack on enter.
+
+gotop's own goroutines (the handler serving its request for this very profile,
+and the connection reader net/http starts beside it; gotop.model.monitoring)
+are dimmed and marked "(gotop)"; `o` hides them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from gotop.engine.history import GroupTrend
 from gotop.engine.leaks import Finding, GroupRef
 from gotop.errors import GotopError
 from gotop.model.goroutines import GoroutineGroup, StackKey
+from gotop.model.monitoring import monitoring_groups
 from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.dialogs import TextScreen
@@ -39,23 +45,24 @@ def growth_per_minute(trend: GroupTrend) -> float:
 
 
 def row_for(group: GoroutineGroup, trend: GroupTrend | None, finding: Finding | None = None,
-            proven: bool = False) -> dict[str, SortableText]:
+            proven: bool = False, own: bool = False) -> dict[str, SortableText]:
     """A group's row: yellow when it grows, red with ● when the detectors call it a leak
-    (✔ when the runtime's goroutineleak profile proves it)."""
+    (✔ when the runtime's goroutineleak profile proves it), dimmed when it is gotop's own."""
     growth = growth_per_minute(trend) if trend else 0.0
-    style = "bold red" if finding or proven else "bold yellow" if growth >= 1 else ""
-    mark = "✔ " if proven else "● " if finding else ""
+    dim = "dim" if own else ""
+    style = "bold red" if finding or proven else "bold yellow" if growth >= 1 else dim
+    mark = "✔ " if proven else "● " if finding else "(gotop) " if own else ""
     label, frame = group.label, group.label_frame
     entry = group.frames[-1].function if group.frames else ""
     return {
         "count": cell(f"{group.count:,}", group.count, style),
         "growth": cell(fmt_signed(growth) if trend and len(trend.counts) > 1 else "-", growth, style),
-        "trend": cell(mini_spark(trend.counts.values) if trend else "", 0, "cyan", justify="left"),
-        "state": cell(plain(group.state or "-"), group.state or "", justify="left"),
+        "trend": cell(mini_spark(trend.counts.values) if trend else "", 0, dim or "cyan", justify="left"),
+        "state": cell(plain(group.state or "-"), group.state or "", dim, justify="left"),
         "label": cell(mark + (plain(short_label(label)) or "(runtime only)"), label, style, justify="left"),
         "where": cell(plain(f"{frame.file.rsplit('/', 1)[-1]}:{frame.line}") if frame else "",
-                      "", justify="left"),
-        "entry": cell(plain(short_function(entry)), entry, justify="left"),
+                      "", dim, justify="left"),
+        "entry": cell(plain(short_function(entry)), entry, dim, justify="left"),
     }
 
 
@@ -92,6 +99,7 @@ class GoroutinesScreen(GotopScreen):
         self.watched = watched
         self._groups: dict[str, StackKey] = {}
         self._select = select  # a group to put the cursor on once shown
+        self.hide_own = False  # leave out gotop's own goroutines
 
     def compose(self) -> ComposeResult:
         yield Line(id="title")
@@ -119,22 +127,28 @@ class GoroutinesScreen(GotopScreen):
             self.query_one("#title", Line).update(title.append(f" · {reason}"))
             return
         when = h.groups and max(t.counts.times[-1] for t in h.groups.values())
+        own = monitoring_groups(profile.groups)
         title.append(f" · {profile.total:,} in {len(profile.groups):,} groups")
+        if own:
+            mine = sum(g.count for g in profile.groups if g.key in own)
+            title.append(f" · {mine:,} gotop's own" + (" (hidden)" if self.hide_own else ""), "dim")
         title.append(f" · window {h.window / 60:.0f} min · sort {self.table.sort_column}")
         if when:
             title.append(f" · {self.app.now() - when:.0f}s ago", "dim")
         self.query_one("#title", Line).update(title)
-        self._groups = {str(hash(g.key)): g.key for g in profile.groups}
+        shown = [g for g in profile.groups if not (self.hide_own and g.key in own)]
+        self._groups = {str(hash(g.key)): g.key for g in shown}
         leaking = {f.ref.key: f for f in self.watched.findings if isinstance(f.ref, GroupRef)}
         proven = {g.key for g in h.leaks.groups} if h.leaks else set()
-        self.table.show({str(hash(g.key)): row_for(g, h.groups.get(g.key), leaking.get(g.key), g.key in proven)
-                         for g in profile.groups})
+        self.table.show({str(hash(g.key)): row_for(g, h.groups.get(g.key), leaking.get(g.key), g.key in proven,
+                                                   g.key in own) for g in shown})
         if self._select is not None and str(hash(self._select)) in self._groups:
             self.table.select(str(hash(self._select)))
             self._select = None
         growing = sum(1 for g in profile.groups if (t := h.groups.get(g.key)) and growth_per_minute(t) >= 1)
         self.query_one("#legend", Line).update(
             Text(f"{growing} growing group{'s' if growing != 1 else ''} (yellow)   ● leak  ✔ proven by the runtime   "
+                 f"(gotop) dim: gotop's own, o {'shows' if self.hide_own else 'hides'} them   "
                  "enter full stack   w wait times (one full dump)", "dim"))
 
     def _selected(self) -> GoroutineGroup | None:
@@ -152,6 +166,10 @@ class GoroutinesScreen(GotopScreen):
     def action_sort_next(self) -> None:
         current = self.table.sort_column
         self.table.sort_by(SORTS[(SORTS.index(current) + 1) % len(SORTS)] if current in SORTS else SORTS[0], True)
+        self.refresh_data()
+
+    def action_toggle_own(self) -> None:
+        self.hide_own = not self.hide_own
         self.refresh_data()
 
     def action_back(self) -> None:

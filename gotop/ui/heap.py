@@ -1,5 +1,11 @@
 """Heap top-N, live: `go tool pprof -top` of the target's heap, with growth since a baseline.
 
+The stacks of monitoring requests (gotop's own: the pprof handler writing the
+profile, expvar's, the agent's, promhttp's; gotop.model.monitoring) are the
+program's allocations only in name: a function whose bytes are all theirs is
+dimmed and marked "(gotop)", and `o` hides them all (the report is then of the
+program's own stacks).
+
 The rows are computed on a worker thread (a big profile takes most of a second):
 the title says "computing…" meanwhile, and a newer request (a new profile, a key)
 supersedes one under way, whose result is then dropped.
@@ -23,6 +29,7 @@ from gotop.engine.fleet import Watched
 from gotop.engine.history import HeapSnapshot
 from gotop.engine.leaks import SiteRef
 from gotop.errors import describe
+from gotop.model.monitoring import split_monitoring
 from gotop.model.profile import Profile
 from gotop.model.profile_diff import diff
 from gotop.model.profile_graph import Costs
@@ -56,6 +63,7 @@ class HeapView:
     by_cum: bool = False
     pattern: str = ""
     growth: bool = False  # show the growth since the baseline instead of the heap
+    hide_own: bool = False  # leave out the stacks of gotop's own requests
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,16 +85,21 @@ class HeapRows:
     report: TopReport
     rows: dict[str, dict]
     source: Profile  # the profile the rows are of: the heap, or its growth since the baseline
-    costs: Costs | None  # of the snapshot's heap and sample type, for the next request on them
+    costs: Costs | None  # of the heap shown and its sample type, for the next request on them
+    own: int  # the heap's value (of the sample type) in the stacks of gotop's own requests
 
 
 def heap_rows(request: Request, costs: Costs | None) -> HeapRows:
     """The table's rows for a request; pprof -base semantics for the growth. `costs`:
-    costs_of the request's heap and sample type, if known (re-sorting then costs no pass
-    over the samples)."""
-    view, profile = request.view, request.snapshot.profile
+    costs_of the heap shown (the request's, or its program's part) and sample type,
+    if known (re-sorting then costs no pass over the samples)."""
+    view = request.view
     index = view.sample_index if view.sample_index >= 0 else None
-    growth = diff(request.baseline.profile, profile) if request.baseline else None  # current minus baseline
+    program, own = split_monitoring(request.snapshot.profile)
+    profile = program if view.hide_own else request.snapshot.profile
+    baseline = request.baseline and (split_monitoring(request.baseline.profile)[0] if view.hide_own
+                                     else request.baseline.profile)
+    growth = diff(baseline, profile) if baseline else None  # current minus baseline
     if view.growth and growth is not None:
         source, rep = growth, top(growth, index, cum=view.by_cum, node_fraction=0)
     else:
@@ -94,13 +107,20 @@ def heap_rows(request: Request, costs: Costs | None) -> HeapRows:
         source, rep = profile, top(profile, index, cum=view.by_cum, node_fraction=0, costs=costs)
     deltas = {n.name: n.flat for n in top(growth, index, node_fraction=0).rows} \
         if growth is not None and not view.growth else {}
-    return HeapRows(request, rep, rows_for(rep, deltas, request.pattern, request.leaking), source, costs)
+    own_rows = {} if view.hide_own or view.growth or not own.samples else \
+        {n.name: (n.flat, n.cum) for n in top(own, index, node_fraction=0).rows}
+    own_total = sum(own.samples.values[own.sample_index(index)])
+    return HeapRows(request, rep, rows_for(rep, deltas, request.pattern, request.leaking, own_rows), source, costs,
+                    own_total)
 
 
 def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | None,
-             leaking: frozenset[str] = frozenset()) -> dict[str, dict]:
-    """The table rows: growth since the baseline in yellow, sites the detectors blame in red with ●."""
+             leaking: frozenset[str] = frozenset(), own: dict[str, tuple[int, int]] | None = None,
+             ) -> dict[str, dict]:
+    """The table rows: growth since the baseline in yellow, sites the detectors blame in red with ●,
+    functions whose flat and cum are all in gotop's own requests (`own`: name -> (flat, cum)) dimmed."""
     unit, total = rep.scope.sample_type.unit, rep.scope.total
+    own = own or {}
 
     def value(v: int) -> str:
         return scaled_label(v, unit, "auto")
@@ -113,16 +133,18 @@ def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | 
             continue
         delta = deltas.get(node.name)
         grew = delta is not None and delta > 0
-        name_style = "bold red" if node.name in leaking else "bold yellow" if grew else ""
-        mark = "● " if node.name in leaking else ""
+        gotops = own.get(node.name) == (node.flat, node.cum)
+        dim = "dim" if gotops else ""
+        name_style = "bold red" if node.name in leaking else "bold yellow" if grew else dim
+        mark = "● " if node.name in leaking else "(gotop) " if gotops else ""
         rows[node.name] = {
-            "flat": cell(value(node.flat), node.flat),
-            "flat_pct": cell(percentage(node.flat, total).strip(), abs(node.flat)),
-            "sum_pct": cell(percentage(running, total).strip(), running),
-            "cum": cell(value(node.cum), node.cum),
-            "cum_pct": cell(percentage(node.cum, total).strip(), abs(node.cum)),
+            "flat": cell(value(node.flat), node.flat, dim),
+            "flat_pct": cell(percentage(node.flat, total).strip(), abs(node.flat), dim),
+            "sum_pct": cell(percentage(running, total).strip(), running, dim),
+            "cum": cell(value(node.cum), node.cum, dim),
+            "cum_pct": cell(percentage(node.cum, total).strip(), abs(node.cum), dim),
             "delta": cell("" if delta is None else ("+" if delta > 0 else "") + value(delta), delta or 0,
-                          "bold yellow" if grew else ""),
+                          "bold yellow" if grew else dim),
             "function": cell(mark + plain(short_function(node.name) + (f" {node.inline}" if node.inline else "")),
                              node.name, name_style, justify="left"),
         }
@@ -143,7 +165,7 @@ class HeapScreen(GotopScreen):
         self._shown: HeapRows | None = None  # what the table shows
         self._failed: Request | None = None  # a request whose rows could not be computed
         self._computing = False  # a worker is computing rows
-        self._costs: tuple[HeapSnapshot, int, Costs] | None = None  # for which snapshot and sample type
+        self._costs: tuple[HeapSnapshot, HeapView, Costs] | None = None  # for which snapshot and view
 
     def compose(self) -> ComposeResult:
         yield Line(id="title")
@@ -221,7 +243,7 @@ class HeapScreen(GotopScreen):
         self._shown = rows
         view = rows.request.view
         if rows.costs is not None:
-            self._costs = (rows.request.snapshot, view.sample_index, rows.costs)
+            self._costs = (rows.request.snapshot, view, rows.costs)
         self.table.sort_column, self.table.sort_reverse = ("cum" if view.by_cum else "flat"), True
         self.table.show(rows.rows)
         if self._select and self._select in self.table.rows:
@@ -230,12 +252,14 @@ class HeapScreen(GotopScreen):
         self._title(self.watched.history.heap)
 
     def _costs_for(self, request: Request) -> Costs | None:
-        """The costs known for the request's snapshot and sample type (kept while they are
-        shown: re-sorting by flat or cum then costs no pass over the samples)."""
+        """The costs known for the request's snapshot, sample type and stacks (kept while they
+        are shown: re-sorting by flat or cum then costs no pass over the samples)."""
         costs = self._costs
-        if costs is None or costs[0] is not request.snapshot or costs[1] != request.view.sample_index:
+        if costs is None or costs[0] is not request.snapshot:
             return None
-        return costs[2]
+        shown, wanted = costs[1], request.view
+        same = (shown.sample_index, shown.hide_own) == (wanted.sample_index, wanted.hide_own)
+        return costs[2] if same else None
 
     def _title(self, snapshot: HeapSnapshot | None) -> None:
         title = Text.assemble(("heap", "bold"), f" · {plain(self.watched.name)}")
@@ -250,6 +274,12 @@ class HeapScreen(GotopScreen):
         title.append(f" · {sample_type.type}")
         if self._shown is not None:
             title.append(f" · total {scaled_label(self._shown.report.scope.total, sample_type.unit, 'auto')}")
+            own = self._shown.own
+            if own:
+                whole = self._shown.report.scope.total + (own if self._shown.request.view.hide_own else 0)
+                title.append(f" · gotop's own requests {scaled_label(own, sample_type.unit, 'auto')}"
+                             f" ({percentage(own, whole).strip()})"
+                             + (" hidden" if self._shown.request.view.hide_own else ""), "dim")
         title.append(f" · {self.app.now() - snapshot.time:.0f}s ago", "dim")
         if self.baseline:
             title.append(f" · baseline {time.strftime('%H:%M:%S', time.localtime(self.baseline.time))}")
@@ -264,6 +294,7 @@ class HeapScreen(GotopScreen):
         self.query_one("#legend", Line).update(Text(
             f"sort {'cum' if self.view.by_cum else 'flat'}   "
             f"{'filter ' + repr(self.view.pattern) + '   ' if self.view.pattern else ''}"
+            f"(gotop) dim: gotop's own requests, o {'shows' if self.view.hide_own else 'hides'} them   "
             "enter callers/callees/stacks/source", "dim"))
 
     def _set_view(self, **changes) -> None:
@@ -297,6 +328,9 @@ class HeapScreen(GotopScreen):
             self.notify("mark a baseline first (b)", severity="warning")
             return
         self._set_view(growth=not self.view.growth)
+
+    def action_toggle_own(self) -> None:
+        self._set_view(hide_own=not self.view.hide_own)
 
     def action_freeze(self) -> None:
         self.frozen = not self.frozen

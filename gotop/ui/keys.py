@@ -84,6 +84,8 @@ OUTPUT = (
 
 GOROUTINES = (
     Key("stack", "enter", "stack", "Stack", "Show the full stack of the group under the cursor."),
+    Key("groups_own", "o", "toggle_own", "Own",
+        "Hide or show gotop's own goroutines (serving its requests: pprof, expvar, /metrics), shown dimmed."),
     Key("wait_times", "w", "wait_times", "Wait times",
         "How long the group's goroutines have waited: takes one full dump (stops the world while written)."),
     Key("group_sort", "s", "sort_next", "Sort", "Sort by growth per minute or by count."),
@@ -99,6 +101,9 @@ HEAP = (
     Key("heap_filter", "slash", "filter", "Regex", "Show only functions matching a regular expression.", display="/"),
     Key("baseline", "b", "baseline", "Baseline", "Mark the current profile as the baseline; Δ shows growth since."),
     Key("growth", "v", "growth", "Growth", "Show only the growth since the baseline (pprof -base)."),
+    Key("heap_own", "o", "toggle_own", "Own",
+        "Hide or show the stacks of gotop's own requests (the pprof, expvar, agent and /metrics handlers), "
+        "shown dimmed."),
     Key("freeze", "space", "freeze", "Freeze", "Freeze the table; again to follow the live profile."),
     Key("refresh_heap", "r", "refresh_now", "Refresh", "Fetch a new heap profile now (otherwise every 15 s)."),
 )

@@ -17,6 +17,7 @@ from gotop.engine.fleet import Watched
 from gotop.engine.history import TargetHistory, TargetState
 from gotop.engine.targetspec import parse_gc_percent
 from gotop.errors import GotopError
+from gotop.model.monitoring import monitoring_groups
 from gotop.sources.progress import CaptureProgress
 from gotop.textsafe import plain
 from gotop.ui import keys
@@ -171,7 +172,8 @@ class ProcessScreen(GotopScreen):
     def _top_group(h: TargetHistory) -> str:
         if not h.goroutines or not h.goroutines.groups:
             return "groups: need net/http/pprof or a readable memory"
-        group = h.goroutines.groups[0]
+        own = monitoring_groups(h.goroutines.groups)  # gotop's own request is never the program's top group
+        group = next((g for g in h.goroutines.groups if g.key not in own), h.goroutines.groups[0])
         return f"top: {group.count:,}x {plain(short_label(group.label))}"
 
     def _plot(self, h: TargetHistory) -> None:
