@@ -40,7 +40,7 @@ Usage: .venv/bin/python bench/tui_cost.py [--seconds 60] [--targets 20[,100]]
        [--sizes 120x40,80x24] [--launches 5] [--window 10] [--pairs 6]
        [--only fleet,startup,impact] [--watchers tui,engine,record,export,gops] [--scrape-every 15]
        [--nice -10] [--no-isolate]
-       [--profile FILE] [--py-spy DIR]
+       [--profile FILE] [--py-spy DIR] [--base DIR]
 """
 
 from __future__ import annotations
@@ -120,19 +120,23 @@ MB = 1e6
 # -- running gotop ------------------------------------------------------------------
 
 
-def gotop_env() -> dict[str, str]:
+def gotop_env(tree: Path = ROOT) -> dict[str, str]:
+    """The environment gotop runs in: its modules from `tree` (a checkout, or a copy of
+    another revision's gotop/ to compare with), whatever the current directory."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return env | {"PYTHONPYCACHEPREFIX": str(CACHE_DIR / "bench-pycache")}
+    return env | {"PYTHONPYCACHEPREFIX": str(CACHE_DIR / "bench-pycache"), "PYTHONPATH": str(tree)}
 
 
 def gotop_argv(args: Sequence[str] = (), profile: Path | None = None) -> list[str]:
+    """-P: no current directory in the module path, so that PYTHONPATH (gotop_env) says which gotop runs."""
     runner = ["-m", "cProfile", "-o", str(profile), "-m", "gotop"] if profile else ["-m", "gotop"]
-    return [sys.executable, *runner, *args]
+    return [sys.executable, "-P", *runner, *args]
 
 
 @contextmanager
-def gotop(size: tuple[int, int], args: Sequence[str] = (), profile: Path | None = None) -> Iterator[PtyApp]:
-    app = PtyApp(gotop_argv(args, profile), *size, env=gotop_env())
+def gotop(size: tuple[int, int], args: Sequence[str] = (), profile: Path | None = None,
+          tree: Path = ROOT) -> Iterator[PtyApp]:
+    app = PtyApp(gotop_argv(args, profile), *size, env=gotop_env(tree))
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     if niceness:
         set_niceness(app.pid, niceness)  # inherited, but gotop's own session has an autogroup of its own
@@ -213,6 +217,7 @@ class FleetCost:
     note: str = ""
     peer: bool = False
     headless: bool = False  # no screen: the engine alone, gotop record, gotop export
+    base: bool = False  # the gotop of --base, to compare with
 
 
 def host_tcp_sockets() -> int:
@@ -243,11 +248,15 @@ def sampled(pid: int, name: str, into: Path | None) -> Iterator[None]:
         spy.wait(60)
 
 
+def tree_label(tree: Path) -> str:
+    return "" if tree == ROOT else " [base]"
+
+
 def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int], seconds: float,
-                        profile: Path | None, spy: Path | None) -> FleetCost:
+                        profile: Path | None, spy: Path | None, tree: Path = ROOT) -> FleetCost:
     pids = {t.pid for t in targets}
     sockets_before = host_tcp_sockets()
-    with gotop(size, profile=profile) as app:
+    with gotop(size, profile=profile, tree=tree) as app:
         first = app.wait_for(shows_process_list(pids), FRAME_TIMEOUT)
         if first is None:
             raise RuntimeError(f"gotop showed no process list in {FRAME_TIMEOUT:.0f} s:\n" + "\n".join(app.lines()))
@@ -255,7 +264,7 @@ def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int],
         cpu0, bytes0, t0 = startup_cpu, app.bytes_read, time.perf_counter()
         slices = []  # (CPU % of a core, RSS at its end) per sixth of the run: does either grow?
         slice_cpu, slice_t = cpu0, t0
-        with sampled(app.pid, f"tui-{len(targets)}-{size[0]}x{size[1]}", spy):
+        with sampled(app.pid, f"tui-{len(targets)}-{size[0]}x{size[1]}{tree_label(tree).strip(' []')}", spy):
             for k in range(1, TIMELINE_SLICES + 1):
                 while (left := t0 + seconds * k / TIMELINE_SLICES - time.perf_counter()) > 0:
                     time.sleep(min(1.0, left))
@@ -273,27 +282,28 @@ def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int],
     note = (f"{title}, {shown} rows on screen, {(bytes1 - bytes0) / (t1 - t0) / 1e3:.1f} kB/s drawn, "
             f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}\n"
             f"{'':38}CPU/RSS by sixth of the run: {timeline}")
-    return FleetCost(f"gotop {size[0]}x{size[1]}", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu, first,
-                     peak, final, len(targets), note)
+    return FleetCost(f"gotop {size[0]}x{size[1]}{tree_label(tree)}", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu,
+                     first, peak, final, len(targets), note, base=tree != ROOT)
 
 
-def measure_engine(targets: Sequence[RunningTarget], seconds: float, spy: Path | None) -> FleetCost:
+def measure_engine(targets: Sequence[RunningTarget], seconds: float, spy: Path | None, tree: Path = ROOT) -> FleetCost:
     """gotop's Fleet without the screen (bench/engine_cost.py), to split engine and UI cost."""
     script = Path(__file__).resolve().parent / "engine_cost.py"
     sockets_before = host_tcp_sockets()
-    proc = subprocess.Popen([sys.executable, str(script), "--seconds", str(seconds), "--expect", str(len(targets))],
-                            env=gotop_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-P", str(script), "--seconds", str(seconds), "--expect",
+                             str(len(targets))],
+                            env=gotop_env(tree), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stderr.readline()  # "measuring": its window opens
-    with sampled(proc.pid, f"engine-{len(targets)}", spy):
+    with sampled(proc.pid, f"engine-{len(targets)}{tree_label(tree).strip(' []')}", spy):
         out, err = proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"bench/engine_cost.py failed with {proc.returncode}:\n{err}")
     r = json.loads(out)
-    return FleetCost("gotop engine alone (no TUI)", r["cpu_percent"], r["startup_cpu"], r["first_seconds"],
-                     r["peak_rss"], r["final_rss"], r["watched"],
+    return FleetCost(f"gotop engine alone (no TUI){tree_label(tree)}", r["cpu_percent"], r["startup_cpu"],
+                     r["first_seconds"], r["peak_rss"], r["final_rss"], r["watched"],
                      f"bench/engine_cost.py: Fleet + pollers; "
-                     f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}", headless=True)
+                     f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}", headless=True, base=tree != ROOT)
 
 
 def recorded_targets(path: Path) -> int:
@@ -306,13 +316,14 @@ def recorded_targets(path: Path) -> int:
         return 0
 
 
-def measure_recorder(targets: Sequence[RunningTarget], seconds: float, spy: Path | None) -> FleetCost:
+def measure_recorder(targets: Sequence[RunningTarget], seconds: float, spy: Path | None,
+                     tree: Path = ROOT) -> FleetCost:
     """`gotop record` of every Go process at the TUI's polling, CPU once every target has a poll recorded."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.gotop"
         launched = time.perf_counter()
         proc = psutil.Popen(gotop_argv(["record", "-o", str(path), "--for", f"{seconds + 2 * FRAME_TIMEOUT:.0f}s"]),
-                            env=gotop_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=gotop_env(tree), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until(lambda: proc.poll() is None and recorded_targets(path) >= len(targets),
                        f"gotop record did not record all {len(targets)} targets")
@@ -320,7 +331,7 @@ def measure_recorder(targets: Sequence[RunningTarget], seconds: float, spy: Path
             times = proc.cpu_times()
             startup_cpu = times.user + times.system
             cpu0, t0 = startup_cpu, time.perf_counter()
-            with sampled(proc.pid, f"record-{len(targets)}", spy):
+            with sampled(proc.pid, f"record-{len(targets)}{tree_label(tree).strip(' []')}", spy):
                 time.sleep(seconds)
             times, t1 = proc.cpu_times(), time.perf_counter()
             cpu1 = times.user + times.system
@@ -333,18 +344,18 @@ def measure_recorder(targets: Sequence[RunningTarget], seconds: float, spy: Path
                 proc.kill()
         size = sum(f.stat().st_size for f in Path(tmp).iterdir())
     note = f"recording {size / 1e6:.1f} MB after {seconds + first:.0f} s"
-    return FleetCost("gotop record", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu, first, peak, final,
-                     len(targets), note, headless=True)
+    return FleetCost(f"gotop record{tree_label(tree)}", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu, first, peak,
+                     final, len(targets), note, headless=True, base=tree != ROOT)
 
 
-def measure_exporter(targets: Sequence[RunningTarget], seconds: float, scrape_every: float,
-                     spy: Path | None) -> FleetCost:
+def measure_exporter(targets: Sequence[RunningTarget], seconds: float, spy: Path | None, scrape_every: float,
+                     tree: Path = ROOT) -> FleetCost:
     """`gotop export` watching the fleet at the TUI's polling, scraped every `scrape_every` seconds."""
     pids = {str(t.pid) for t in targets}
     sockets_before = host_tcp_sockets()
     with tempfile.TemporaryFile() as log:
         launched = time.perf_counter()
-        proc = psutil.Popen(gotop_argv(["export", "--listen", "127.0.0.1:0"]), env=gotop_env(),
+        proc = psutil.Popen(gotop_argv(["export", "--listen", "127.0.0.1:0"]), env=gotop_env(tree),
                             stdout=subprocess.DEVNULL, stderr=log)
         try:
             url = f"http://{wait_until(lambda: serving_address(proc, log), 'gotop export served nothing')}/metrics"
@@ -354,7 +365,7 @@ def measure_exporter(targets: Sequence[RunningTarget], seconds: float, scrape_ev
             startup_cpu = times.user + times.system
             cpu0, t0 = startup_cpu, time.perf_counter()
             scrapes, size, series = 0, 0, 0
-            with sampled(proc.pid, f"export-{len(targets)}", spy):
+            with sampled(proc.pid, f"export-{len(targets)}{tree_label(tree).strip(' []')}", spy):
                 while (now := time.perf_counter()) < t0 + seconds:
                     if now >= t0 + scrapes * scrape_every:
                         with urllib.request.urlopen(url, timeout=30) as response:
@@ -370,8 +381,9 @@ def measure_exporter(targets: Sequence[RunningTarget], seconds: float, scrape_ev
             proc.wait(30)
     note = (f"{scrapes} scrapes of {series} series ({size / 1e3:.0f} kB each); "
             f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}")
-    return FleetCost(f"gotop export, scraped every {scrape_every:g} s", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu,
-                     first, peak, final, len(targets), note, headless=True)
+    return FleetCost(f"gotop export, scraped every {scrape_every:g} s{tree_label(tree)}",
+                     100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu, first, peak, final, len(targets), note,
+                     headless=True, base=tree != ROOT)
 
 
 def serving_address(proc: psutil.Popen, log) -> str | None:
@@ -444,6 +456,13 @@ def report_fleet(rows: Sequence[FleetCost], seconds: float) -> None:
         print(f"{r.label:36}{r.polled:7d}{r.cpu_percent:10.2f}%{start:>11}{first:>8}{r.peak_rss / MB:8.1f}MB"
               f"{r.final_rss / MB:9.1f}MB  {verdict}")
         print(f"{'':38}{r.note}")
+    for r in rows:
+        if r.base:
+            new = next((n for n in rows if n.label == r.label.removesuffix(" [base]")), None)
+            if new is not None:
+                print(f"ratio {new.label} / its base: CPU {new.cpu_percent / r.cpu_percent:.2f}x, "
+                      f"peak RSS {new.peak_rss / r.peak_rss:.2f}x, first {new.first_seconds / r.first_seconds:.2f}x")
+    rows = [r for r in rows if not r.base]
     engine = next((r for r in rows if r.label.startswith("gotop engine")), None)
     peer = next((r for r in rows if r.peer), None)
     screens = [r for r in rows if not (r.peer or r.headless)]
@@ -467,17 +486,19 @@ def report_fleet(rows: Sequence[FleetCost], seconds: float) -> None:
 # -- 2. startup ------------------------------------------------------------------------
 
 
-def measure_startup(targets: Sequence[RunningTarget], sizes: Sequence[tuple[int, int]], launches: int) -> None:
+def measure_startup(targets: Sequence[RunningTarget], sizes: Sequence[tuple[int, int]], launches: int,
+                    trees: Sequence[Path]) -> None:
     pids = {t.pid for t in targets}
-    with gotop(sizes[0]) as warm:  # compiles and caches the modules, warms the page cache
-        warm.wait_for(shows_process_list(pids), FRAME_TIMEOUT)
+    for tree in trees:
+        with gotop(sizes[0], tree=tree) as warm:  # compiles and caches the modules, warms the page cache
+            warm.wait_for(shows_process_list(pids), FRAME_TIMEOUT)
     print(f"\n== 2. startup: launch to the first frame with the process list ({len(targets)} targets, "
           f"median of {launches}) ==")
     gotop_medians = []
-    for size in sizes:
+    for size, tree in ((size, tree) for size in sizes for tree in trees):
         times, cpus = [], []
         for _ in range(launches):
-            with gotop(size) as app:
+            with gotop(size, tree=tree) as app:
                 elapsed = app.wait_for(shows_process_list(pids), FRAME_TIMEOUT)
                 if elapsed is None:
                     raise RuntimeError("gotop showed no process list:\n" + "\n".join(app.lines()))
@@ -485,8 +506,9 @@ def measure_startup(targets: Sequence[RunningTarget], sizes: Sequence[tuple[int,
                 cpus.append(app.cpu_seconds())
         median = statistics.median(times)
         gotop_medians.append(median)
-        print(f"gotop {size[0]}x{size[1]:<6}  median {median:6.3f} s  (min {min(times):.3f}, max {max(times):.3f}; "
-              f"CPU until then {statistics.median(cpus):.2f} s)  {'OK' if median < 1 else 'OVER'} (<1 s)")
+        print(f"gotop {size[0]}x{size[1]:<6}{tree_label(tree):7} median {median:6.3f} s  (min {min(times):.3f}, "
+              f"max {max(times):.3f}; CPU until then {statistics.median(cpus):.2f} s)  "
+              f"{'OK' if median < 1 else 'OVER'} (<1 s)")
     gops = str(gops_cli())
     gops_times = []
     for _ in range(launches):
@@ -497,8 +519,9 @@ def measure_startup(targets: Sequence[RunningTarget], sizes: Sequence[tuple[int,
     gops_median = statistics.median(gops_times)
     print(f"gops {GOPS_VERSION} listing  median {gops_median:6.3f} s  (min {min(gops_times):.3f}, "
           f"max {max(gops_times):.3f}; it listed {listed} of the targets)")
-    for size, median in zip(sizes, gotop_medians):
-        print(f"ratio gotop {size[0]}x{size[1]} first frame / gops listing: {median / gops_median:.1f}x")
+    for (size, tree), median in zip(((size, tree) for size in sizes for tree in trees), gotop_medians):
+        print(f"ratio gotop {size[0]}x{size[1]}{tree_label(tree)} first frame / gops listing: "
+              f"{median / gops_median:.1f}x")
 
 
 # -- 3. impact -----------------------------------------------------------------------
@@ -647,6 +670,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="run gotop under cProfile in the fleet part; stats to FILE")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="sample each watcher's measured window with py-spy (on PATH) into DIR/WATCHER-N.txt")
+    parser.add_argument("--base", type=Path, metavar="DIR",
+                        help="a directory holding another gotop/ (say `git archive REV gotop | tar -x -C DIR`): "
+                             "each measurement runs with it too, on a fleet of its own, and ratios are printed")
     parser.add_argument("--no-isolate", action="store_true", help="run on the host, not in a PID namespace")
     parser.add_argument("--nice", type=int, default=-10,
                         help="niceness of this run and all it starts (default -10 when permitted), so that other "
@@ -664,23 +690,24 @@ def main() -> None:
     print(f"host: {os.cpu_count()} CPUs, load average {load_average()}; "
           f"isolated: {bool(os.environ.get(ISOLATED_ENV))}; "
           f"nice {niceness}; "
-          f"python {sys.version.split()[0]}; gotop {gotop_revision()}")
+          f"python {sys.version.split()[0]}; gotop {gotop_revision()}" + (f"; base {args.base}" if args.base else ""))
+    trees = [ROOT, *([args.base.resolve()] if args.base else [])]
     for n in args.targets:
         if "startup" in parts:
             with fleet(n) as targets:
-                measure_startup(targets, sizes, args.launches)
+                measure_startup(targets, sizes, args.launches, trees)
         if "fleet" in parts:
             rows = []
             if "tui" in watchers:
-                for size in sizes:
+                for size, tree in ((size, tree) for size in sizes for tree in trees):
                     with fleet(n) as targets:
                         rows.append(measure_gotop_fleet(targets, size, args.seconds,
-                                                        profile_path(args.profile, n, size), args.py_spy))
+                                                        profile_path(args.profile, n, size), args.py_spy, tree))
             for watcher, measure in (("engine", measure_engine), ("record", measure_recorder),
                                      ("export", partial(measure_exporter, scrape_every=args.scrape_every))):
-                if watcher in watchers:
+                for tree in trees if watcher in watchers else ():
                     with fleet(n) as targets:
-                        rows.append(measure(targets, args.seconds, spy=args.py_spy))
+                        rows.append(measure(targets, args.seconds, spy=args.py_spy, tree=tree))
             if "gops" in watchers:
                 with fleet(n) as targets:
                     rows.append(measure_gops_loop(targets, args.seconds))
