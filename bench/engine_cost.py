@@ -3,8 +3,10 @@
 
 Watches every Go process on the host, as `gotop` does, waits until at least
 --expect of them have answered a poll, then measures this process's CPU
-(all threads) for --seconds. Prints one JSON object: cpu_percent (of one
-core), peak_rss and final_rss (bytes), watched, startup_cpu (seconds).
+(all threads) for --seconds. Says "measuring" on stderr when that window
+opens; prints one JSON object: cpu_percent (of one core), peak_rss and
+final_rss (bytes), watched, startup_cpu (seconds of CPU until then),
+first_seconds (from the start until then).
 bench/tui_cost.py runs it beside the TUI to split gotop's cost into engine
 and screen.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 
 import psutil
@@ -27,6 +30,7 @@ READY_TIMEOUT = 30.0
 
 
 async def measure(seconds: float, expect: int) -> dict:
+    started = time.perf_counter()
     fleet = Fleet(lambda _watched: None)
     discovery = asyncio.create_task(fleet.run())
     try:
@@ -38,6 +42,7 @@ async def measure(seconds: float, expect: int) -> dict:
         me = psutil.Process()
         startup_cpu = time.process_time()
         cpu0, t0 = startup_cpu, time.perf_counter()
+        print("measuring", file=sys.stderr, flush=True)
         await asyncio.sleep(seconds)
         cpu1, t1 = time.process_time(), time.perf_counter()
         with open("/proc/self/status") as f:
@@ -45,6 +50,7 @@ async def measure(seconds: float, expect: int) -> dict:
         return {
             "cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0), "startup_cpu": startup_cpu,
             "peak_rss": peak, "final_rss": me.memory_info().rss, "watched": len(fleet.watched),
+            "first_seconds": t0 - started,
         }
     finally:
         discovery.cancel()

@@ -14,9 +14,11 @@ since a bench of idle targets flatters:
 
 For each target, one reading through each source, in turn, `--readings` times:
 
-  memory         one MemoryReader.read() (count, groups, memstats), as the
-                 engine's worker thread does it; also measured back to back
-                 (a loop of memory readings alone: warm caches, less CPU);
+  memory         one MemoryReader.read() and census() (count, groups, memstats),
+                 as the engine's worker thread does them; also measured back
+                 to back (a loop of memory readings alone: warm caches, less CPU);
+  memory count   read() alone (memstats and the count, as runtime.gcount()
+                 computes it): what each poll reads, the census being the slow tier's;
   memory/engine  the same through Target (stats, memstats and groups asked
                  together share one reading, on a worker thread);
   agent          gops agent stats + memstats (no groups: the agent has only
@@ -55,6 +57,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -65,7 +68,7 @@ from tui_cost import gotop_revision, load_average  # noqa: E402
 
 from gotop.discovery.processes import Scanner  # noqa: E402
 from gotop.engine.target import Target  # noqa: E402
-from gotop.model.goruntime import ReadingRejected  # noqa: E402
+from gotop.model.goruntime import GoroutineCensus, ReadingRejected  # noqa: E402
 from gotop.sources.memory import MemoryReader, MemoryReading  # noqa: E402
 
 SHAPES = {  # name -> (workload, its -n for a target of about `size` goroutines)
@@ -95,6 +98,9 @@ def target_cpu(pid: int) -> float:
     return total / 1e9
 
 
+T = TypeVar("T")
+
+
 class Counters:
     """The target's own allocation counter, read from its memory (which costs it nothing)."""
 
@@ -102,9 +108,16 @@ class Counters:
         self.reader = MemoryReader(pid, go_version)
 
     def reading(self) -> MemoryReading:
+        return self._untorn(self.reader.read)
+
+    def census(self) -> GoroutineCensus:
+        return self._untorn(self.reader.census)
+
+    @staticmethod
+    def _untorn(read: Callable[[], T]) -> T:
         for _ in range(100):
             try:
-                return self.reader.read()
+                return read()
             except ReadingRejected:  # torn by the running target: read again
                 continue
         raise RuntimeError("100 torn readings in a row")
@@ -207,17 +220,17 @@ class Row:
     goroutines: tuple[int, int] = (0, 0)  # counted before and after the measurement
 
 
-def back_to_back(counters: Counters, readings: int) -> float:
+def back_to_back(read: Callable[[], object], readings: int) -> float:
     """CPU seconds per memory reading, in a loop of nothing else: what the reading itself
     costs with warm caches. Interleaved with other work, as a monitor reads, it costs more."""
-    counters.reading()
+    read()
     start = time.process_time()
     for _ in range(readings):
-        counters.reading()
+        read()
     return (time.process_time() - start) / readings
 
 
-async def bench(size: int, shape: str, readings: int, cost_seconds: float) -> tuple[list[Row], float]:
+async def bench(size: int, shape: str, readings: int, cost_seconds: float) -> tuple[list[Row], tuple[float, float]]:
     workload, n = SHAPES[shape]
     target = start_target("agentpprof", args=["-workload", workload, "-n", str(n(size))])
     try:
@@ -231,6 +244,9 @@ async def bench(size: int, shape: str, readings: int, cost_seconds: float) -> tu
         memory, agent, pprof, expvar = targets.values()
 
         async def memory_read() -> object:
+            return reader.read(), reader.census()
+
+        async def count_read() -> object:
             return reader.read()
 
         async def engine_read() -> object:
@@ -242,7 +258,7 @@ async def bench(size: int, shape: str, readings: int, cost_seconds: float) -> tu
         async def pprof_read() -> object:
             return await asyncio.gather(pprof.goroutine_profile(), expvar.memstats())
 
-        reads = {"memory": memory_read, "memory/engine": engine_read, "agent": agent_read,
+        reads = {"memory": memory_read, "memory count": count_read, "memory/engine": engine_read, "agent": agent_read,
                  "pprof+expvar": pprof_read}
         before = counters.goroutines()
         gotop = await gotop_cpu(reads, readings)
@@ -252,7 +268,8 @@ async def bench(size: int, shape: str, readings: int, cost_seconds: float) -> tu
             cost = await target_cost(target.pid, counters, agent.gc, tolerant(read), block,
                                      gotop.wall[name] * block)
             rows.append(Row(size, shape, name, gotop.cpu[name], gotop.rejected[name], cost))
-        hot = back_to_back(counters, readings)
+        hot = back_to_back(lambda: (counters.reading(), counters.census()), readings), back_to_back(
+            counters.reading, readings)
         after = counters.goroutines()
         rows = [replace(row, goroutines=(before, after)) for row in rows]
         for t in targets.values():
@@ -374,9 +391,9 @@ def main() -> None:
             print_rows(rows)
             memory = next(r for r in rows if r.source == "memory")
             goroutines = sum(memory.goroutines) / 2
-            print(f"{'':24}memory back to back: {hot * 1e3:.3f} ms")
+            print(f"{'':24}memory back to back: {hot[0] * 1e3:.3f} ms; count alone {hot[1] * 1e3:.3f} ms")
             per_goroutine.append(f"{shape} {goroutines:,.0f}: {memory.cpu / goroutines * 1e6:.2f} us, "
-                                 f"back to back {hot / goroutines * 1e6:.2f} us")
+                                 f"back to back {hot[0] / goroutines * 1e6:.2f} us")
     print("memory reading's CPU per goroutine (interleaved with the other sources; back to back):")
     print("  " + "\n  ".join(per_goroutine))
     print(f"load average at end: {load_average()}")

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """What the live TUI costs: gotop in a real pseudo-terminal beside the gops CLI, in one run.
 
-1. fleet    `gotop` watching N real Go processes (agentpprof/pprofonly/plain x
-            park/churn/retain/healthy-pool) at the default 1 s interval for
+1. fleet    `gotop` watching a fleet of N real Go processes (--targets 20, or
+            20,100 for both in one run) at the default 1 s interval for
             --seconds, per terminal size: CPU (percent of one core, after the
             first frame; start-up apart), peak RSS (VmHWM) and final RSS, bytes
-            drawn per second. Beside it, in the same run: the engine alone
-            (bench/engine_cost.py), and `gotop export` with the same polling,
-            scraped over HTTP every --scrape-every seconds as Prometheus would
-            (CPU after every target answered, start-up apart). Peer: a loop running
+            drawn per second, time to the first frame of the list. Beside it, in
+            the same run: the engine alone (bench/engine_cost.py), `gotop record`
+            and `gotop export` with the same polling, the exporter scraped over
+            HTTP every --scrape-every seconds as Prometheus would (their CPU after
+            every target answered, start-up apart). Each of them watches a fleet
+            started for it, so that each sees the same growth. Peer: a loop running
             `gops stats` + `gops memstats` once per second for every target that
             has an agent (gops can reach no other); CPU of those gops processes.
 2. startup  launch to the first frame that shows the process list (the title
@@ -19,19 +21,26 @@
             (A) and with `gotop PID` watching it (B), alternated A B / B A for
             --pairs pairs, the counter read at window edges only.
 
-Targets: at most 5 % of a core and 80 MB for (1), under 1 s for (2), under 1 %
-loss for (3). By default the whole run happens in a private PID namespace
-(`unshare --pid --mount-proc`, needs root) so gotop sees exactly the processes
-started here and not whatever else runs on a shared machine; --no-isolate
-runs on the host as it is.
+The fleet is a host's mix (FLEET, repeated to N): a quarter with the gops agent
+and net/http/pprof, a quarter with pprof only, half with nothing added; of each
+kind some leak slowly (goroutine groups that grow by 1 or 10 a second, heaps
+that grow by 32-50 KiB a second), some are healthy and busy (worker pools,
+short-lived goroutines, bounded caches), some parked or idle.
+
+Goals (issue 13): 20 processes at most 3 % of a core and 60 MB, 100 processes
+at most 8 % and 100 MB, first frame under 1 s; under 1 % loss for (3). By
+default the whole run happens in a private PID namespace (`unshare --pid
+--mount-proc`, needs root) so gotop sees exactly the processes started here and
+not whatever else runs on a shared machine; --no-isolate runs on the host as it is.
 
 gotop runs from byte-compiled modules (a private PYTHONPYCACHEPREFIX, warmed by
 one launch that is not counted), as an installed gotop would.
 
-Usage: .venv/bin/python bench/tui_cost.py [--seconds 60] [--targets 20]
+Usage: .venv/bin/python bench/tui_cost.py [--seconds 60] [--targets 20[,100]]
        [--sizes 120x40,80x24] [--launches 5] [--window 10] [--pairs 6]
-       [--only fleet,startup,impact] [--no-gops-loop] [--scrape-every 15] [--nice -10] [--no-isolate]
-       [--profile FILE]
+       [--only fleet,startup,impact] [--watchers tui,engine,record,export,gops] [--scrape-every 15]
+       [--nice -10] [--no-isolate]
+       [--profile FILE] [--py-spy DIR] [--base DIR]
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -49,8 +59,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,8 +72,44 @@ from gotargets import CACHE_DIR, GOPS_VERSION, RunningTarget, gops_cli, start_ta
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from ptyapp import PtyApp, peak_rss  # noqa: E402
 
-KINDS = ("agentpprof", "pprofonly", "plain")
-WORKLOADS = (("park", 200), ("churn", 20), ("retain", 100), ("healthy-pool", 100))
+
+@dataclass(frozen=True)
+class Member:
+    """One process of the fleet: a target binary running a workload."""
+
+    kind: str  # agentpprof | pprofonly | plain
+    workload: str
+    n: int
+    env: tuple[tuple[str, str], ...] = ()
+
+
+RETAINING = (("GOGC", "25"),)  # as tests/leakcases.py runs heap leaks: a retaining service's GC runs often enough
+# 20 processes as a host has them; a fleet of N repeats it (N = 100: five of each).
+FLEET = (
+    Member("agentpprof", "leak-recv", 100),  # +10 goroutines a second
+    Member("agentpprof", "retain-map", 200, RETAINING),  # heap +50 KiB/s
+    Member("agentpprof", "healthy-pool", 100),
+    Member("agentpprof", "healthy-spawn", 100),
+    Member("agentpprof", "park", 200),
+    Member("pprofonly", "leak-send", 100),
+    Member("pprofonly", "leak-ticker", 1000),  # +1 goroutine a second
+    Member("pprofonly", "retain-slice", 1000, RETAINING),  # heap +32 KiB/s
+    Member("pprofonly", "healthy-pool", 100),
+    Member("pprofonly", "healthy-cache", 100),
+    Member("plain", "leak-select", 100),
+    Member("plain", "leak-recv", 1000),
+    Member("plain", "retain-map", 200, RETAINING),
+    Member("plain", "healthy-pool", 100),
+    Member("plain", "healthy-spawn", 100),
+    Member("plain", "healthy-cache", 100),
+    Member("plain", "healthy-pool", 300),
+    Member("plain", "park", 200),
+    Member("plain", "park", 1000),
+    Member("plain", "idle", 100),
+)
+# The goals of issue 13 by fleet size: (CPU % of a core, peak RSS); a fleet gets those of the first size >= its own.
+GOALS = ((20, 3.0, 60e6), (100, 8.0, 100e6))
+WATCHERS = ("tui", "engine", "record", "export", "gops")
 ISOLATED_ENV = "GOTOP_BENCH_ISOLATED"
 SETTLE = 2.0  # seconds after gotop starts or stops before a measured window opens
 FRAME_TIMEOUT = 30.0
@@ -73,19 +120,23 @@ MB = 1e6
 # -- running gotop ------------------------------------------------------------------
 
 
-def gotop_env() -> dict[str, str]:
+def gotop_env(tree: Path = ROOT) -> dict[str, str]:
+    """The environment gotop runs in: its modules from `tree` (a checkout, or a copy of
+    another revision's gotop/ to compare with), whatever the current directory."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return env | {"PYTHONPYCACHEPREFIX": str(CACHE_DIR / "bench-pycache")}
+    return env | {"PYTHONPYCACHEPREFIX": str(CACHE_DIR / "bench-pycache"), "PYTHONPATH": str(tree)}
 
 
 def gotop_argv(args: Sequence[str] = (), profile: Path | None = None) -> list[str]:
+    """-P: no current directory in the module path, so that PYTHONPATH (gotop_env) says which gotop runs."""
     runner = ["-m", "cProfile", "-o", str(profile), "-m", "gotop"] if profile else ["-m", "gotop"]
-    return [sys.executable, *runner, *args]
+    return [sys.executable, "-P", *runner, *args]
 
 
 @contextmanager
-def gotop(size: tuple[int, int], args: Sequence[str] = (), profile: Path | None = None) -> Iterator[PtyApp]:
-    app = PtyApp(gotop_argv(args, profile), *size, env=gotop_env())
+def gotop(size: tuple[int, int], args: Sequence[str] = (), profile: Path | None = None,
+          tree: Path = ROOT) -> Iterator[PtyApp]:
+    app = PtyApp(gotop_argv(args, profile), *size, env=gotop_env(tree))
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     if niceness:
         set_niceness(app.pid, niceness)  # inherited, but gotop's own session has an autogroup of its own
@@ -124,12 +175,26 @@ def start_fleet(n: int) -> list[RunningTarget]:
     targets = []
     try:
         for i in range(n):
-            workload, size = WORKLOADS[i % len(WORKLOADS)]
-            targets.append(start_target(KINDS[i % len(KINDS)], args=["-workload", workload, "-n", str(size)]))
+            m = FLEET[i % len(FLEET)]
+            targets.append(start_target(m.kind, args=["-workload", m.workload, "-n", str(m.n)], env=dict(m.env)))
     except BaseException:
         kill_all(targets)
         raise
     return targets
+
+
+@contextmanager
+def fleet(n: int) -> Iterator[list[RunningTarget]]:
+    targets = start_fleet(n)
+    try:
+        yield targets
+    finally:
+        kill_all(targets)
+
+
+def goal(n: int) -> tuple[float, float]:
+    """(CPU % of a core, peak RSS in bytes) that a fleet of `n` processes should stay within."""
+    return next(((cpu, rss) for size, cpu, rss in GOALS if n <= size), GOALS[-1][1:])
 
 
 def kill_all(targets: Sequence[RunningTarget]) -> None:
@@ -144,13 +209,15 @@ def kill_all(targets: Sequence[RunningTarget]) -> None:
 class FleetCost:
     label: str
     cpu_percent: float  # of one core, steady state
-    startup_cpu: float  # seconds of CPU until the first frame (gotop only)
+    startup_cpu: float  # seconds of CPU until every target was seen (gotop only)
+    first_seconds: float  # launch to the first frame of the list, or to every target answered (gotop only)
     peak_rss: int
     final_rss: int
     polled: int  # processes polled each second
     note: str = ""
     peer: bool = False
-    exporter: bool = False  # gotop export: no screen, an HTTP server
+    headless: bool = False  # no screen: the engine alone, gotop record, gotop export
+    base: bool = False  # the gotop of --base, to compare with
 
 
 def host_tcp_sockets() -> int:
@@ -163,25 +230,49 @@ def host_tcp_sockets() -> int:
     return total
 
 
+@contextmanager
+def sampled(pid: int, name: str, into: Path | None) -> Iterator[None]:
+    """py-spy sampling every thread of `pid` at 200 Hz while the block runs, raw
+    (collapsed stacks with thread names) into INTO/NAME.txt; nothing without `into`."""
+    if into is None:
+        yield
+        return
+    into.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--threads", "--nonblocking", "-r", "200",
+                            "-f", "raw", "-o", str(into / f"{name}.txt")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+        spy.wait(60)
+
+
+def tree_label(tree: Path) -> str:
+    return "" if tree == ROOT else " [base]"
+
+
 def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int], seconds: float,
-                        profile: Path | None) -> FleetCost:
+                        profile: Path | None, spy: Path | None, tree: Path = ROOT) -> FleetCost:
     pids = {t.pid for t in targets}
     sockets_before = host_tcp_sockets()
-    with gotop(size, profile=profile) as app:
-        if app.wait_for(shows_process_list(pids), FRAME_TIMEOUT) is None:
+    with gotop(size, profile=profile, tree=tree) as app:
+        first = app.wait_for(shows_process_list(pids), FRAME_TIMEOUT)
+        if first is None:
             raise RuntimeError(f"gotop showed no process list in {FRAME_TIMEOUT:.0f} s:\n" + "\n".join(app.lines()))
         startup_cpu = app.cpu_seconds()
         cpu0, bytes0, t0 = startup_cpu, app.bytes_read, time.perf_counter()
         slices = []  # (CPU % of a core, RSS at its end) per sixth of the run: does either grow?
         slice_cpu, slice_t = cpu0, t0
-        for k in range(1, TIMELINE_SLICES + 1):
-            while (left := t0 + seconds * k / TIMELINE_SLICES - time.perf_counter()) > 0:
-                time.sleep(min(1.0, left))
-                if app.proc.poll() is not None:
-                    raise RuntimeError(f"gotop exited early ({app.proc.returncode}):\n" + "\n".join(app.lines()))
-            cpu, now = app.cpu_seconds(), time.perf_counter()
-            slices.append((100 * (cpu - slice_cpu) / (now - slice_t), app.rss()))
-            slice_cpu, slice_t = cpu, now
+        with sampled(app.pid, f"tui-{len(targets)}-{size[0]}x{size[1]}{tree_label(tree).strip(' []')}", spy):
+            for k in range(1, TIMELINE_SLICES + 1):
+                while (left := t0 + seconds * k / TIMELINE_SLICES - time.perf_counter()) > 0:
+                    time.sleep(min(1.0, left))
+                    if app.proc.poll() is not None:
+                        raise RuntimeError(f"gotop exited early ({app.proc.returncode}):\n" + "\n".join(app.lines()))
+                cpu, now = app.cpu_seconds(), time.perf_counter()
+                slices.append((100 * (cpu - slice_cpu) / (now - slice_t), app.rss()))
+                slice_cpu, slice_t = cpu, now
         cpu1, bytes1, t1 = slice_cpu, app.bytes_read, slice_t
         peak, final = app.peak_rss(), app.rss()
         lines = app.lines()
@@ -191,44 +282,97 @@ def measure_gotop_fleet(targets: Sequence[RunningTarget], size: tuple[int, int],
     note = (f"{title}, {shown} rows on screen, {(bytes1 - bytes0) / (t1 - t0) / 1e3:.1f} kB/s drawn, "
             f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}\n"
             f"{'':38}CPU/RSS by sixth of the run: {timeline}")
-    return FleetCost(f"gotop {size[0]}x{size[1]}", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu,
-                     peak, final, len(targets), note)
+    return FleetCost(f"gotop {size[0]}x{size[1]}{tree_label(tree)}", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu,
+                     first, peak, final, len(targets), note, base=tree != ROOT)
 
 
-def measure_engine(targets: Sequence[RunningTarget], seconds: float) -> FleetCost:
+def measure_engine(targets: Sequence[RunningTarget], seconds: float, spy: Path | None, tree: Path = ROOT) -> FleetCost:
     """gotop's Fleet without the screen (bench/engine_cost.py), to split engine and UI cost."""
     script = Path(__file__).resolve().parent / "engine_cost.py"
     sockets_before = host_tcp_sockets()
-    out = subprocess.run([sys.executable, str(script), "--seconds", str(seconds), "--expect", str(len(targets))],
-                         env=gotop_env(), capture_output=True, text=True, check=True).stdout
+    proc = subprocess.Popen([sys.executable, "-P", str(script), "--seconds", str(seconds), "--expect",
+                             str(len(targets))],
+                            env=gotop_env(tree), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stderr.readline()  # "measuring": its window opens
+    with sampled(proc.pid, f"engine-{len(targets)}{tree_label(tree).strip(' []')}", spy):
+        out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench/engine_cost.py failed with {proc.returncode}:\n{err}")
     r = json.loads(out)
-    return FleetCost("gotop engine alone (no TUI)", r["cpu_percent"], r["startup_cpu"], r["peak_rss"],
-                     r["final_rss"], r["watched"],
+    return FleetCost(f"gotop engine alone (no TUI){tree_label(tree)}", r["cpu_percent"], r["startup_cpu"],
+                     r["first_seconds"], r["peak_rss"], r["final_rss"], r["watched"],
                      f"bench/engine_cost.py: Fleet + pollers; "
-                     f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}")
+                     f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}", headless=True, base=tree != ROOT)
 
 
-def measure_exporter(targets: Sequence[RunningTarget], seconds: float, scrape_every: float) -> FleetCost:
+def recorded_targets(path: Path) -> int:
+    """Targets with at least one poll in a recording being written (WAL: readable meanwhile)."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM (SELECT target FROM polls UNION SELECT target FROM poll_chunks)"
+                              ).fetchone()[0]
+    except sqlite3.Error:  # not made yet, or its tables not yet
+        return 0
+
+
+def measure_recorder(targets: Sequence[RunningTarget], seconds: float, spy: Path | None,
+                     tree: Path = ROOT) -> FleetCost:
+    """`gotop record` of every Go process at the TUI's polling, CPU once every target has a poll recorded."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.gotop"
+        launched = time.perf_counter()
+        proc = psutil.Popen(gotop_argv(["record", "-o", str(path), "--for", f"{seconds + 2 * FRAME_TIMEOUT:.0f}s"]),
+                            env=gotop_env(tree), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: proc.poll() is None and recorded_targets(path) >= len(targets),
+                       f"gotop record did not record all {len(targets)} targets")
+            first = time.perf_counter() - launched
+            times = proc.cpu_times()
+            startup_cpu = times.user + times.system
+            cpu0, t0 = startup_cpu, time.perf_counter()
+            with sampled(proc.pid, f"record-{len(targets)}{tree_label(tree).strip(' []')}", spy):
+                time.sleep(seconds)
+            times, t1 = proc.cpu_times(), time.perf_counter()
+            cpu1 = times.user + times.system
+            peak, final = peak_rss(proc.pid), proc.memory_info().rss
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except psutil.TimeoutExpired:
+                proc.kill()
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+    note = f"recording {size / 1e6:.1f} MB after {seconds + first:.0f} s"
+    return FleetCost(f"gotop record{tree_label(tree)}", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu, first, peak,
+                     final, len(targets), note, headless=True, base=tree != ROOT)
+
+
+def measure_exporter(targets: Sequence[RunningTarget], seconds: float, spy: Path | None, scrape_every: float,
+                     tree: Path = ROOT) -> FleetCost:
     """`gotop export` watching the fleet at the TUI's polling, scraped every `scrape_every` seconds."""
     pids = {str(t.pid) for t in targets}
     sockets_before = host_tcp_sockets()
     with tempfile.TemporaryFile() as log:
-        proc = psutil.Popen(gotop_argv(["export", "--listen", "127.0.0.1:0"]), env=gotop_env(),
+        launched = time.perf_counter()
+        proc = psutil.Popen(gotop_argv(["export", "--listen", "127.0.0.1:0"]), env=gotop_env(tree),
                             stdout=subprocess.DEVNULL, stderr=log)
         try:
             url = f"http://{wait_until(lambda: serving_address(proc, log), 'gotop export served nothing')}/metrics"
             wait_until(lambda: pids <= up_pids(url), f"gotop export did not show all {len(pids)} targets up")
+            first = time.perf_counter() - launched
             times = proc.cpu_times()
             startup_cpu = times.user + times.system
             cpu0, t0 = startup_cpu, time.perf_counter()
             scrapes, size, series = 0, 0, 0
-            while (now := time.perf_counter()) < t0 + seconds:
-                if now >= t0 + scrapes * scrape_every:
-                    with urllib.request.urlopen(url, timeout=30) as response:
-                        body = response.read()
-                    scrapes, size = scrapes + 1, len(body)
-                    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-                time.sleep(min(1.0, t0 + seconds - now, max(0.0, t0 + scrapes * scrape_every - now)))
+            with sampled(proc.pid, f"export-{len(targets)}{tree_label(tree).strip(' []')}", spy):
+                while (now := time.perf_counter()) < t0 + seconds:
+                    if now >= t0 + scrapes * scrape_every:
+                        with urllib.request.urlopen(url, timeout=30) as response:
+                            body = response.read()
+                        scrapes, size = scrapes + 1, len(body)
+                        series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+                    time.sleep(min(1.0, t0 + seconds - now, max(0.0, t0 + scrapes * scrape_every - now)))
             times, t1 = proc.cpu_times(), time.perf_counter()
             cpu1 = times.user + times.system
             peak, final = peak_rss(proc.pid), proc.memory_info().rss
@@ -237,8 +381,9 @@ def measure_exporter(targets: Sequence[RunningTarget], seconds: float, scrape_ev
             proc.wait(30)
     note = (f"{scrapes} scrapes of {series} series ({size / 1e3:.0f} kB each); "
             f"host TCP sockets {sockets_before} -> {host_tcp_sockets()}")
-    return FleetCost(f"gotop export, scraped every {scrape_every:g} s", 100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu,
-                     peak, final, len(targets), note, exporter=True)
+    return FleetCost(f"gotop export, scraped every {scrape_every:g} s{tree_label(tree)}",
+                     100 * (cpu1 - cpu0) / (t1 - t0), startup_cpu, first, peak, final, len(targets), note,
+                     headless=True, base=tree != ROOT)
 
 
 def serving_address(proc: psutil.Popen, log) -> str | None:
@@ -294,57 +439,66 @@ def measure_gops_loop(targets: Sequence[RunningTarget], seconds: float) -> Fleet
         time.sleep(max(0.0, next_round - time.perf_counter()))
     wall = time.perf_counter() - start
     note = f"{rounds} rounds, {late} overran 1 s; RSS is per gops process"
-    return FleetCost(f"gops {GOPS_VERSION} stats+memstats loop", 100 * cpu / wall, 0.0, peak, peak, len(agents), note,
-                     peer=True)
+    return FleetCost(f"gops {GOPS_VERSION} stats+memstats loop", 100 * cpu / wall, 0.0, 0.0, peak, peak, len(agents),
+                     note, peer=True)
 
 
 def report_fleet(rows: Sequence[FleetCost], seconds: float) -> None:
-    print(f"\n== 1. fleet: {rows[0].polled} Go processes watched at 1 s for {seconds:.0f} s ==")
-    print(f"{'':36}{'polled':>7}{'CPU %core':>11}{'start CPU':>11}{'peak RSS':>10}{'final RSS':>11}  verdict")
+    n = rows[0].polled
+    cpu_goal, rss_goal = goal(n)
+    print(f"\n== 1. fleet: {n} Go processes watched at 1 s for {seconds:.0f} s, load average {load_average()} ==")
+    print(f"{'':36}{'polled':>7}{'CPU %core':>11}{'start CPU':>11}{'first':>8}{'peak RSS':>10}{'final RSS':>11}"
+          "  verdict")
     for r in rows:
-        verdict = "peer" if r.peer else (
-            ("OK" if r.cpu_percent <= 5 and r.peak_rss <= 80 * MB else "OVER") + " (<=5 %, <=80 MB)")
-        start = f"{'-':>10}" if r.peer else f"{r.startup_cpu:9.2f}s"
-        print(f"{r.label:36}{r.polled:7d}{r.cpu_percent:10.2f}%{start:>11}{r.peak_rss / MB:8.1f}MB"
+        verdict = "peer" if r.peer else (("OK" if r.cpu_percent <= cpu_goal and r.peak_rss <= rss_goal else "OVER")
+                                         + f" (<={cpu_goal:g} %, <={rss_goal / MB:.0f} MB)")
+        start, first = (f"{'-':>10}", f"{'-':>7}") if r.peer else (f"{r.startup_cpu:9.2f}s", f"{r.first_seconds:6.2f}s")
+        print(f"{r.label:36}{r.polled:7d}{r.cpu_percent:10.2f}%{start:>11}{first:>8}{r.peak_rss / MB:8.1f}MB"
               f"{r.final_rss / MB:9.1f}MB  {verdict}")
         print(f"{'':38}{r.note}")
-    engine = next((r for r in rows if r.label.startswith("gotop engine")), None)
-    exporter = next((r for r in rows if r.exporter), None)
-    peer = next((r for r in rows if r.peer), None)
     for r in rows:
-        if r.peer or r is engine or r is exporter:
-            continue
-        if exporter is not None:
-            print(f"ratio {exporter.label} / {r.label}: CPU {exporter.cpu_percent / r.cpu_percent:.2f}x, "
-                  f"peak RSS {exporter.peak_rss / r.peak_rss:.2f}x")
+        if r.base:
+            new = next((n for n in rows if n.label == r.label.removesuffix(" [base]")), None)
+            if new is not None:
+                print(f"ratio {new.label} / its base: CPU {new.cpu_percent / r.cpu_percent:.2f}x, "
+                      f"peak RSS {new.peak_rss / r.peak_rss:.2f}x, first {new.first_seconds / r.first_seconds:.2f}x")
+    rows = [r for r in rows if not r.base]
+    engine = next((r for r in rows if r.label.startswith("gotop engine")), None)
+    peer = next((r for r in rows if r.peer), None)
+    screens = [r for r in rows if not (r.peer or r.headless)]
+    for r in screens:
         if engine is not None:
             ui = r.cpu_percent - engine.cpu_percent
             print(f"{r.label}: engine {engine.cpu_percent:.2f} % + screen {ui:.2f} % of a core "
                   f"(screen {ui / r.cpu_percent:.0%} of gotop's CPU)")
+    for r in rows:
+        if r.peer:
+            continue
+        if screens and r.headless and r is not engine:
+            print(f"ratio {r.label} / {screens[0].label}: CPU {r.cpu_percent / screens[0].cpu_percent:.2f}x, "
+                  f"peak RSS {r.peak_rss / screens[0].peak_rss:.2f}x")
         if peer is not None and peer.cpu_percent > 0:
             per_proc = (r.cpu_percent / r.polled) / (peer.cpu_percent / peer.polled)
             print(f"ratio {r.label} / gops loop: CPU {r.cpu_percent / peer.cpu_percent:.2f}x "
                   f"({r.polled} processes vs {peer.polled} agents; per polled process {per_proc:.2f}x)")
-    if engine is not None and peer is not None and peer.cpu_percent > 0:
-        per_proc = (engine.cpu_percent / engine.polled) / (peer.cpu_percent / peer.polled)
-        print(f"ratio gotop engine / gops loop: CPU {engine.cpu_percent / peer.cpu_percent:.2f}x "
-              f"(per polled process {per_proc:.2f}x)")
 
 
 # -- 2. startup ------------------------------------------------------------------------
 
 
-def measure_startup(targets: Sequence[RunningTarget], sizes: Sequence[tuple[int, int]], launches: int) -> None:
+def measure_startup(targets: Sequence[RunningTarget], sizes: Sequence[tuple[int, int]], launches: int,
+                    trees: Sequence[Path]) -> None:
     pids = {t.pid for t in targets}
-    with gotop(sizes[0]) as warm:  # compiles and caches the modules, warms the page cache
-        warm.wait_for(shows_process_list(pids), FRAME_TIMEOUT)
+    for tree in trees:
+        with gotop(sizes[0], tree=tree) as warm:  # compiles and caches the modules, warms the page cache
+            warm.wait_for(shows_process_list(pids), FRAME_TIMEOUT)
     print(f"\n== 2. startup: launch to the first frame with the process list ({len(targets)} targets, "
           f"median of {launches}) ==")
     gotop_medians = []
-    for size in sizes:
+    for size, tree in ((size, tree) for size in sizes for tree in trees):
         times, cpus = [], []
         for _ in range(launches):
-            with gotop(size) as app:
+            with gotop(size, tree=tree) as app:
                 elapsed = app.wait_for(shows_process_list(pids), FRAME_TIMEOUT)
                 if elapsed is None:
                     raise RuntimeError("gotop showed no process list:\n" + "\n".join(app.lines()))
@@ -352,8 +506,9 @@ def measure_startup(targets: Sequence[RunningTarget], sizes: Sequence[tuple[int,
                 cpus.append(app.cpu_seconds())
         median = statistics.median(times)
         gotop_medians.append(median)
-        print(f"gotop {size[0]}x{size[1]:<6}  median {median:6.3f} s  (min {min(times):.3f}, max {max(times):.3f}; "
-              f"CPU until then {statistics.median(cpus):.2f} s)  {'OK' if median < 1 else 'OVER'} (<1 s)")
+        print(f"gotop {size[0]}x{size[1]:<6}{tree_label(tree):7} median {median:6.3f} s  (min {min(times):.3f}, "
+              f"max {max(times):.3f}; CPU until then {statistics.median(cpus):.2f} s)  "
+              f"{'OK' if median < 1 else 'OVER'} (<1 s)")
     gops = str(gops_cli())
     gops_times = []
     for _ in range(launches):
@@ -364,8 +519,9 @@ def measure_startup(targets: Sequence[RunningTarget], sizes: Sequence[tuple[int,
     gops_median = statistics.median(gops_times)
     print(f"gops {GOPS_VERSION} listing  median {gops_median:6.3f} s  (min {min(gops_times):.3f}, "
           f"max {max(gops_times):.3f}; it listed {listed} of the targets)")
-    for size, median in zip(sizes, gotop_medians):
-        print(f"ratio gotop {size[0]}x{size[1]} first frame / gops listing: {median / gops_median:.1f}x")
+    for (size, tree), median in zip(((size, tree) for size in sizes for tree in trees), gotop_medians):
+        print(f"ratio gotop {size[0]}x{size[1]}{tree_label(tree)} first frame / gops listing: "
+              f"{median / gops_median:.1f}x")
 
 
 # -- 3. impact -----------------------------------------------------------------------
@@ -487,8 +643,8 @@ def gotop_revision() -> str:
     return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes in gotop/" if dirty else "")
 
 
-def profile_path(base: Path | None, size: tuple[int, int]) -> Path | None:
-    return base.with_name(f"{base.stem}-{size[0]}x{size[1]}{base.suffix}") if base else None
+def profile_path(base: Path | None, n: int, size: tuple[int, int]) -> Path | None:
+    return base.with_name(f"{base.stem}-{n}-{size[0]}x{size[1]}{base.suffix}") if base else None
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -499,23 +655,31 @@ def parse_size(text: str) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the fleet measurement per size")
-    parser.add_argument("--targets", type=int, default=20, help="Go processes in the fleet")
+    parser.add_argument("--targets", type=lambda text: [int(n) for n in text.split(",")], default=[20],
+                        help="Go processes in the fleet; several sizes comma-separated (20,100)")
+    parser.add_argument("--watchers", default=",".join(WATCHERS),
+                        help=f"who watches the fleet in the fleet part, comma-separated (default {','.join(WATCHERS)})")
     parser.add_argument("--sizes", default="120x40,80x24", help="terminal sizes, COLSxROWS, comma-separated")
     parser.add_argument("--launches", type=int, default=5, help="launches per size for the start-up median")
     parser.add_argument("--window", type=float, default=10.0, help="seconds per impact window")
     parser.add_argument("--pairs", type=int, default=6, help="alone/watched window pairs")
     parser.add_argument("--only", default="fleet,startup,impact", help="which parts to run, comma-separated")
-    parser.add_argument("--no-gops-loop", action="store_true", help="skip the gops peer of the fleet part")
     parser.add_argument("--scrape-every", type=float, default=15.0,
                         help="seconds between scrapes of gotop export in the fleet part (default 15, as Prometheus "
                              "is often set)")
     parser.add_argument("--profile", type=Path, help="run gotop under cProfile in the fleet part; stats to FILE")
+    parser.add_argument("--py-spy", type=Path, metavar="DIR",
+                        help="sample each watcher's measured window with py-spy (on PATH) into DIR/WATCHER-N.txt")
+    parser.add_argument("--base", type=Path, metavar="DIR",
+                        help="a directory holding another gotop/ (say `git archive REV gotop | tar -x -C DIR`): "
+                             "each measurement runs with it too, on a fleet of its own, and ratios are printed")
     parser.add_argument("--no-isolate", action="store_true", help="run on the host, not in a PID namespace")
     parser.add_argument("--nice", type=int, default=-10,
                         help="niceness of this run and all it starts (default -10 when permitted), so that other "
                              "work on a shared host disturbs the measurements less; 0 leaves it alone")
     args = parser.parse_args()
     parts = set(args.only.split(","))
+    watchers = set(args.watchers.split(","))
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     if not args.no_isolate:
         isolate()
@@ -526,22 +690,28 @@ def main() -> None:
     print(f"host: {os.cpu_count()} CPUs, load average {load_average()}; "
           f"isolated: {bool(os.environ.get(ISOLATED_ENV))}; "
           f"nice {niceness}; "
-          f"python {sys.version.split()[0]}; gotop {gotop_revision()}")
-    if parts & {"fleet", "startup"}:
-        targets = start_fleet(args.targets)
-        try:
-            if "startup" in parts:
-                measure_startup(targets, sizes, args.launches)
-            if "fleet" in parts:
-                rows = [measure_gotop_fleet(targets, size, args.seconds, profile_path(args.profile, size))
-                        for size in sizes]
-                rows.append(measure_engine(targets, args.seconds))
-                rows.append(measure_exporter(targets, args.seconds, args.scrape_every))
-                if not args.no_gops_loop:
+          f"python {sys.version.split()[0]}; gotop {gotop_revision()}" + (f"; base {args.base}" if args.base else ""))
+    trees = [ROOT, *([args.base.resolve()] if args.base else [])]
+    for n in args.targets:
+        if "startup" in parts:
+            with fleet(n) as targets:
+                measure_startup(targets, sizes, args.launches, trees)
+        if "fleet" in parts:
+            rows = []
+            if "tui" in watchers:
+                for size, tree in ((size, tree) for size in sizes for tree in trees):
+                    with fleet(n) as targets:
+                        rows.append(measure_gotop_fleet(targets, size, args.seconds,
+                                                        profile_path(args.profile, n, size), args.py_spy, tree))
+            for watcher, measure in (("engine", measure_engine), ("record", measure_recorder),
+                                     ("export", partial(measure_exporter, scrape_every=args.scrape_every))):
+                for tree in trees if watcher in watchers else ():
+                    with fleet(n) as targets:
+                        rows.append(measure(targets, args.seconds, spy=args.py_spy, tree=tree))
+            if "gops" in watchers:
+                with fleet(n) as targets:
                     rows.append(measure_gops_loop(targets, args.seconds))
-                report_fleet(rows, args.seconds)
-        finally:
-            kill_all(targets)
+            report_fleet(rows, args.seconds)
     if "impact" in parts:
         measure_impact(args.window, args.pairs, sizes[0])
     print(f"\nload average at the end: {load_average()} (other work on the host makes the figures noisier)")

@@ -9,6 +9,7 @@ import signal
 import socket
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import psutil
 import pytest
@@ -101,6 +102,13 @@ async def test_unreachable_target_backs_off(go_target):
     assert backoff(1.0, 1100) == MAX_BACKOFF
 
 
+def _stopped(pid: int) -> bool:
+    """Whether every thread of `pid` is stopped (a signal's stop takes each thread in turn)."""
+    states = [(Path(task) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+              for task in Path(f"/proc/{pid}/task").iterdir()]
+    return all(state == "T" for state in states)
+
+
 async def test_a_frozen_target_is_unreachable_after_one_poll_deadline(go_target):
     """SIGSTOPped, a target still accepts connections (the kernel does) but answers nothing:
     every source of a poll shares one deadline, where each fallback waited its own timeout."""
@@ -112,6 +120,7 @@ async def test_a_frozen_target_is_unreachable_after_one_poll_deadline(go_target)
         assert (await poller.poll_once()).sample is not None
         os.kill(t.pid, signal.SIGSTOP)
         try:
+            await eventually(lambda: _stopped(t.pid))  # a thread on its way may still answer a request
             frozen = await poller.poll_once()
         finally:
             os.kill(t.pid, signal.SIGCONT)
@@ -191,6 +200,47 @@ async def test_slow_tier_reads_proven_leaks_and_descriptor_kinds(go_target):
         tcp = history.series["fds_tcp"]
         await poll_until(poller, [], lambda u: len(tcp) >= 2 and tcp.last >= tcp.values[0] + 10)
         assert history.series["fds_file"].last < 20  # the growth is sockets, not files
+
+
+def _polls(watched) -> int:
+    """Polls that answered (each gives the OS figures of a local process)."""
+    return len(watched.history.series["rss"])
+
+
+async def test_a_target_nobody_asks_for_is_polled_at_the_unseen_pace_and_at_once_when_asked(go_target):
+    """Two targets, one shown by a screen: it is polled every interval, the other every
+    unseen_every (a minute: at most once more meanwhile); shown instead, the other is
+    polled at once and then every interval (a minute's wait would outlast the safety timeout)."""
+    tiers = Tiers(interval=0.2, slow_every=0.4, unseen_every=60.0)
+    fleet = Fleet(lambda _: None, tiers, discover=False)
+    async with fleet.running():
+        a, b = (fleet.add(Target.open(str(go_target("plain", args=["-workload", "park"]).pid))) for _ in range(2))
+        fleet.view("a screen", [a])
+        await eventually(lambda: _polls(a) and _polls(b))  # each polled once at its start
+        first = _polls(b)
+        await eventually(lambda: _polls(a) >= 10)
+        assert _polls(b) <= first + 1 and a.poller.interval == 0.2 and b.poller.interval == 60.0
+        fleet.view("a screen", [b])
+        shown_at, hidden_at = _polls(b), _polls(a)
+        await eventually(lambda: _polls(b) >= shown_at + 5)
+        assert _polls(a) <= hidden_at + 1
+
+
+async def test_leaks_are_found_in_targets_polled_at_the_unseen_pace(go_target):
+    """Off screen, the fast and slow tiers run together every unseen_every: the detectors
+    still see a goroutine group and a live heap that keep growing."""
+    goroutines = go_target("plain", args=["-workload", "leak-recv", "-n", "20"])
+    heap = go_target("plain", args=["-workload", "retain-slice", "-n", "25"], env={"GOGC": "25"})
+    fleet = Fleet(lambda _: None, Tiers(interval=0.2, slow_every=1.0, unseen_every=1.0), discover=False)
+    async with fleet.running():
+        watched = {kind: fleet.add(Target.open(str(t.pid))) for kind, t in (("goroutines", goroutines),
+                                                                              ("heap", heap))}
+        found = {kind: await eventually(lambda w=w, kind=kind: next(
+                     (f for f in w.findings if f.kind.value == kind), None), timeout=120)
+                 for kind, w in watched.items()}
+        assert all(w.poller.interval == 1.0 for w in watched.values())
+    assert "leakyAwaitReply" in found["goroutines"].where
+    assert found["heap"].rate_per_min > 0
 
 
 async def test_every_gc_pause_is_recovered_from_the_ring(go_target):

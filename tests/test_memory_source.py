@@ -9,6 +9,7 @@ between) must be equal.
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from waiting import eventually, first_result
 from gotop.discovery.processes import Scanner
 from gotop.engine.target import Target
 from gotop.model.goroutines import parse_goroutine_dump
+from gotop.model.goruntime import ReadingRejected
 from gotop.sources.memory import MemoryReader
 
 TOOLCHAINS = ("go", "go1.27", "go1.19")
@@ -100,6 +102,39 @@ async def test_groups_equal_the_dumps_grouping_by_start_function_and_creation_si
         assert group.label == "gotop.test/targets/internal/workload.parkedHere"
 
 
+CONNECTIONS = 300  # each served by a goroutine of net/http's server, which ends when it closes
+
+
+@pytest.mark.parametrize("toolchain", TOOLCHAINS)
+async def test_the_count_leaves_out_the_goroutines_that_ended_as_the_census_does(go_target, toolchain):
+    """The count is read as runtime.gcount() computes it: every goroutine made, less the dead
+    ones on the free lists (the scheduler's and each P's: their fields changed in go1.25)
+    and the system ones. 300 connections to net/http/pprof's server start 300 goroutines;
+    once they close, those goroutines are dead and kept for reuse: the count falls back
+    to what the census of every `g` finds, in a stripped build (allp and sched found
+    from machine code) of each toolchain."""
+    target = _start(go_target, toolchain, "sw", "-workload", "park", "-n", str(PARKED))
+    reader = MemoryReader(target.pid, Scanner().inspect(target.pid).go_version)
+
+    def counted() -> tuple[int, int] | None:
+        """(count, census), if neither was torn by the running program."""
+        try:
+            return reader.read().stats.goroutines, reader.census().user
+        except ReadingRejected:
+            return None
+
+    before = await eventually(lambda: (found := counted()) and found[0] == found[1] and found)
+    host, port = target.http_addr.rsplit(":", 1)
+    connections = [socket.create_connection((host, int(port))) for _ in range(CONNECTIONS)]
+    try:
+        await eventually(lambda: (found := counted()) and min(found) >= before[0] + CONNECTIONS)
+    finally:
+        for connection in connections:
+            connection.close()
+    after = await eventually(lambda: (found := counted()) and found[0] == found[1] <= before[0] + 3 and found)
+    assert after[0] >= PARKED
+
+
 async def test_the_goroutine_count_follows_a_leak(go_target):
     target = go_target("plain", args=["-workload", "leak-recv", "-n", "20"])
     proc = Scanner().inspect(target.pid)
@@ -123,5 +158,5 @@ async def test_blocked_goroutines_wait_from_the_gc_that_found_them(go_target):
     async with Target.for_process(proc, only="agent") as agent:
         await agent.gc()
         await agent.gc()
-    group = next(g for g in reader.read().census.profile.groups if g.frames[0].function == parked)
+    group = next(g for g in reader.census().profile.groups if g.frames[0].function == parked)
     assert group.count == PARKED and group.max_wait_minutes == 0

@@ -610,3 +610,46 @@ async def test_an_agent_answer_holding_markup_is_shown_as_it_is():
             shown = await until(pilot, lambda: [t for t in toasts(app) if "[/x]" in t])
             assert HOSTILE in shown[0]
             assert app.is_running and isinstance(app.screen, ProcessScreen)
+
+
+# --- what is on screen is polled at the fast pace ----------------------------------------------
+
+async def test_targets_off_the_screen_are_polled_less_often_until_shown(go_target, tmp_path):
+    """A target the screens do not show is polled every unseen_every (a minute here: at
+    most once more while the test runs); scrolled into view, or opened, it is polled at
+    once and every interval (a minute's wait would outlast the safety timeout)."""
+    import shutil
+
+    from gotargets import target_binary
+
+    shutil.copy(target_binary("plain"), tmp_path / "offscreen-gotoptest")
+    pids = {go_target("plain", binary=tmp_path / "offscreen-gotoptest").pid for _ in range(12)}
+    app = GotopApp(tiers=Tiers(interval=0.3, slow_every=0.6, unseen_every=60.0))
+    async with app.run_test(size=(100, 12)) as pilot:
+        overview = app.screen
+        mine = await until(pilot, lambda: len(found := {str(k): w for k, w in app.fleet.watched.items()
+                                                        if w.pid in pids}) == len(pids) and found)
+        await pilot.press("slash", *"offscreen-gotop", "enter")
+        overview.table.sort_by("pid", reverse=False)
+        await until(pilot, lambda: overview.table.rows.keys() == mine.keys())
+
+        async def polled_as_shown() -> None:
+            """The rows in view gain polls at the fast pace; the others at most one."""
+            shown = set(overview.table.visible_keys())
+            assert shown and shown < mine.keys()
+            await until(pilot, lambda: all(w.poll_demand.wanted == (k in shown) for k, w in mine.items()))
+            before = {k: _polls(w) for k, w in mine.items()}
+            await until(pilot, lambda: all(_polls(mine[k]) >= before[k] + 5 for k in shown))
+            assert all(_polls(w) <= before[k] + 1 for k, w in mine.items() if k not in shown)
+
+        await polled_as_shown()
+        await pilot.press("end")  # the cursor on the last row: the table scrolls
+        await polled_as_shown()
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, ProcessScreen) and app.screen)
+        await until(pilot, lambda: [w for w in mine.values() if w.poll_demand.wanted] == [screen.watched])
+
+
+def _polls(watched) -> int:
+    """Polls that answered (each gives the OS figures of a local process)."""
+    return len(watched.history.series["rss"])

@@ -19,7 +19,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -28,7 +28,7 @@ import psutil
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Update
 from gotop.engine.leaks import Finding, LeakKind, find_leaks
-from gotop.engine.poller import HeapDemand, Poller, Tiers, backoff, keep_polling
+from gotop.engine.poller import HeapDemand, PollDemand, Poller, Tiers, backoff, keep_polling
 from gotop.engine.recording import Recorder, target_info
 from gotop.engine.target import Target
 from gotop.errors import describe
@@ -37,6 +37,7 @@ from gotop.sources.procfs import ProcessGone
 RESCAN_EVERY = 5.0
 RESCAN_WHILE_FOLLOWING = 1.0  # a followed target exited: look for its successor often
 KEEP_EXITED = 10.0  # seconds an exited target stays listed
+RECORDING = "recording"  # a recording's wants of polls at the fast tier's pace (PollDemand)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Watched:
     findings: tuple[Finding, ...] = ()  # the leaks the detectors see now
     raised: Counter[LeakKind] = field(default_factory=Counter)  # findings raised so far (see apply_update)
     heap_demand: HeapDemand = field(default_factory=HeapDemand)  # its pollers', across restarts
+    poll_demand: PollDemand = field(default_factory=PollDemand)  # its pollers', across restarts (see Fleet.view)
     followers: set[object] = field(default_factory=set)  # see follow
 
     @property
@@ -122,15 +124,17 @@ class Fleet:
         key = key if key is not None else target.label
         if self.recorder is not None:
             watched.recording_id = self.recorder.add_target(str(key), target.label, target_info(target, process))
+            watched.poll_demand.want(RECORDING)
         self.watched[key] = watched
         self._start(watched)
         return watched
 
     def start_recording(self, recorder: Recorder) -> None:
-        """Record every watched target from now on (and the ones that come)."""
+        """Record every watched target from now on (and the ones that come), each at the fast tier's pace."""
         self.recorder = recorder
         for key, w in self.watched.items():
             w.recording_id = recorder.add_target(str(key), w.name, target_info(w.target, w.process))
+            w.poll_demand.want(RECORDING)
 
     def stop_recording(self) -> None:
         if self.recorder is not None:
@@ -138,6 +142,17 @@ class Fleet:
         self.recorder = None
         for w in self.watched.values():
             w.recording_id = None
+            w.poll_demand.drop(RECORDING)
+
+    def view(self, owner: object, shown: Iterable[Watched]) -> None:
+        """`owner` (a screen) shows these targets now, and none of the others: they are
+        polled at the fast tier's interval, the others (with Tiers.unseen_every) less often."""
+        ids = {id(w) for w in shown}
+        for w in self.watched.values():
+            if id(w) in ids:
+                w.poll_demand.want(owner)
+            else:
+                w.poll_demand.drop(owner)
 
     def replace(self, watched: Watched, target: Target) -> None:
         """Watch `target`, a new process, in place of `watched`'s (a program gotop restarted):
@@ -179,7 +194,7 @@ class Fleet:
         if watched.task is not None:  # the poller of the process it followed, if still running
             watched.task.cancel()
             self._keep_until_done(watched.task)
-        watched.poller = Poller(watched.target, on_update, self.tiers, watched.heap_demand)
+        watched.poller = Poller(watched.target, on_update, self.tiers, watched.heap_demand, watched.poll_demand)
         watched.task = asyncio.create_task(keep_polling(watched.poller, lambda text: self._crashed(watched, text)))
 
     def _crashed(self, watched: Watched, text: str) -> None:

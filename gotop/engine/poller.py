@@ -10,6 +10,11 @@ and a slow target is polled less, not piled up. Tiers:
   heap   as often as its most frequent want (a screen's, the leak detector's: see
          HeapDemand), or once on request
 
+A target nobody asks for at the fast tier's pace (PollDemand: a screen that shows
+it, a recording) is polled every `unseen_every` when the tiers say so (the TUI
+does: most of a large fleet is off screen, and the leak detectors need trends,
+not 1 s resolution); it is polled at once when it is asked for again.
+
 A failing target is retried with exponential back-off; an exited one ends
 the loop. A tier that got an answer too large to take (a gzip bomb) backs off
 too. Every outcome, a failure of any kind included, is handed to
@@ -50,6 +55,7 @@ class Tiers:
     interval: float = 1.0  # fast tier
     slow_every: float = 5.0  # grouped goroutines, descriptors by kind
     leak_every: float = 30.0  # the runtime's goroutineleak profile (it runs a GC cycle)
+    unseen_every: float | None = None  # the fast tier of a target nobody asks for (PollDemand); None: interval
 
 
 @dataclass
@@ -71,13 +77,36 @@ class HeapDemand:
         return min(self.wants.values(), default=None)
 
 
+@dataclass
+class PollDemand:
+    """Who wants a target polled at the fast tier's interval now: the screens that show
+    it, a recording. Each owner says so and withdraws it; without any, its poller polls
+    it every `Tiers.unseen_every`, and the first want wakes that poller."""
+
+    wants: set[object] = field(default_factory=set)
+    wanted_again: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def want(self, owner: object) -> None:
+        if not self.wants:
+            self.wanted_again.set()
+        self.wants.add(owner)
+
+    def drop(self, owner: object) -> None:
+        self.wants.discard(owner)
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.wants)
+
+
 class Poller:
     def __init__(self, target: Target, on_update: Callable[[Update], None], tiers: Tiers = Tiers(),
-                 heap_demand: HeapDemand | None = None) -> None:
+                 heap_demand: HeapDemand | None = None, poll_demand: PollDemand | None = None) -> None:
         self.target = target
         self.on_update = on_update
         self.tiers = tiers
         self.heap_demand = heap_demand or HeapDemand()
+        self.poll_demand = poll_demand or PollDemand()
         self._heap_requested = False
         self._next_slow = 0.0
         self._next_leak = 0.0
@@ -92,6 +121,13 @@ class Poller:
         """Seconds between heap profiles; None: only on request."""
         return self.heap_demand.every
 
+    @property
+    def interval(self) -> float:
+        """Seconds from one poll's start to the next's now: the fast tier's, or, while
+        nobody asks for the target at that pace, `unseen_every` (when the tiers have one)."""
+        unseen = self.tiers.unseen_every
+        return self.tiers.interval if unseen is None or self.poll_demand.wanted else max(unseen, self.tiers.interval)
+
     def request_heap(self) -> None:
         """Fetch a heap profile at the next poll."""
         self._heap_requested = True
@@ -104,7 +140,21 @@ class Poller:
             self.on_update(update)
             if update.state is TargetState.EXITED:
                 return
-            await asyncio.sleep(self._delay(update, time.monotonic() - started))
+            await self._pause(update, started)
+
+    async def _pause(self, update: Update, started: float) -> None:
+        """Until the next poll is due; sooner if the target is asked for meanwhile (but
+        for a back-off: the target's failures set it, not who asks)."""
+        if update.state in (TargetState.UNREACHABLE, TargetState.FAILED):
+            await asyncio.sleep(self._delay(update, 0.0))
+            return
+        while (delay := self._delay(update, time.monotonic() - started)) > 0:
+            self.poll_demand.wanted_again.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self.poll_demand.wanted_again.wait()
+            except TimeoutError:
+                return
 
     async def poll_once(self) -> Update:
         """One poll; a failure of any kind is an update (cancellation still cancels)."""
@@ -208,7 +258,7 @@ class Poller:
     def _delay(self, update: Update, elapsed: float) -> float:
         if update.state in (TargetState.UNREACHABLE, TargetState.FAILED):
             return backoff(self.tiers.interval, self._failures)
-        return max(0.0, self.tiers.interval - elapsed)
+        return max(0.0, self.interval - elapsed)
 
 
 def _too_large(result: object) -> bool:

@@ -447,9 +447,8 @@ class Target:
 
     # -- sources --------------------------------------------------------------
 
-    async def _memory_reading(self) -> MemoryReading:
-        """A reading of the runtime in memory, in a worker thread; figures asked while
-        one is under way (a poll's memstats and counts) share it."""
+    async def _memory_reader(self) -> MemoryReader:
+        """The reader of the runtime in memory, made (in a worker thread) at the first reading."""
         if self._memory is None:
             assert self.process is not None
             try:
@@ -458,8 +457,14 @@ class Target:
                 self._memory = e
         if isinstance(self._memory, MemoryUnavailable):
             raise self._memory
+        return self._memory
+
+    async def _memory_reading(self) -> MemoryReading:
+        """A reading of the runtime in memory, in a worker thread; figures asked while
+        one is under way (a poll's memstats and counts) share it."""
+        reader = await self._memory_reader()
         if self._reading is None or self._reading.done():
-            self._reading = asyncio.ensure_future(asyncio.to_thread(self._memory.read))
+            self._reading = asyncio.ensure_future(asyncio.to_thread(reader.read))
         return await asyncio.shield(self._reading)
 
     async def _memory_memstats(self) -> MemStats:
@@ -469,7 +474,8 @@ class Target:
         return (await self._memory_reading()).stats
 
     async def _memory_groups(self) -> GoroutineProfile:
-        return (await self._memory_reading()).census.profile
+        reader = await self._memory_reader()
+        return (await asyncio.to_thread(reader.census)).profile
 
     async def _metrics_memstats(self, poll: float | None) -> MemStats:
         """/metrics' memstats, with GOGC and GOMEMLIMIT where it serves them (client_golang v1.20+)."""

@@ -122,7 +122,13 @@ GC_CONTROLLER_FIELDS = ("gcPercent", "memoryLimit", "heapMarked", "heapLive", "h
                         "sweepDistMinTrigger", "triggered", "totalAlloc", "totalFree", "heapInUse", "heapFree",
                         "heapReleased", "heapMinimum")
 MHEAP_FIELDS = ("pagesInUse",)
-SCHED_FIELDS = ("mnext", "nmfreed")  # threads (Ms) made and freed: what the threadcreate profile counts
+THREAD_FIELDS = ("mnext", "nmfreed")  # threads (Ms) made and freed: what the threadcreate profile counts
+# runtime.gcount(): allglen less the dead goroutines on the free lists and the system goroutines.
+# The scheduler's free list counts its goroutines in gFree.n up to go1.24, since go1.25 in one
+# count per list (with and without a stack); each P's in gFree.n, gFree.size since go1.25.
+SCHED_FREE_FIELDS = ("gFree.n", "gFree.stack.size", "gFree.noStack.size")
+SCHED_FIELDS = (*THREAD_FIELDS, *SCHED_FREE_FIELDS, "ngsys")
+P_FREE_FIELDS = ("gFree.n", "gFree.size")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,18 +138,25 @@ class RuntimeReaders:
     memstats: StructReader
     gc_controller: StructReader
     mheap: StructReader | None
-    sched: StructReader | None
+    sched: StructReader  # threads made and freed, and what gcount() reads
+    p: StructReader  # a P's count of free goroutines
     g: StructReader
 
     @classmethod
     def for_layout(cls, layout: RuntimeLayout) -> RuntimeReaders:
+        """Readers of what `layout` has; a layout without what the goroutine count needs (or the
+        threads: every table has them, and RuntimeLayout.missing names them) is ReadingRejected."""
         mheap_fields = [p for p in MHEAP_FIELDS if layout.has("runtime.mheap", p)]
-        sched_fields = [p for p in SCHED_FIELDS if layout.has("runtime.schedt", p)]
+        sched = StructReader.over(layout, "runtime.schedt", SCHED_FIELDS)
+        p = StructReader.over(layout, "runtime.p", P_FREE_FIELDS)
+        if lacking := [f for f in (*THREAD_FIELDS, "ngsys") if not sched.has(f)] + (
+                [] if any(map(sched.has, SCHED_FREE_FIELDS)) else ["gFree"]):
+            raise ReadingRejected(f"runtime.schedt: {layout.origin} lacks {', '.join(lacking)}")
         return cls(
             StructReader.over(layout, "runtime.mstats", MSTATS_FIELDS),
             StructReader.over(layout, "runtime.gcControllerState", GC_CONTROLLER_FIELDS),
             StructReader.over(layout, "runtime.mheap", mheap_fields) if mheap_fields else None,
-            StructReader.over(layout, "runtime.schedt", sched_fields) if len(sched_fields) == 2 else None,
+            sched, p,
             StructReader.over(layout, "runtime.g", G_FIELDS),
         )
 
@@ -249,16 +262,31 @@ def _check_memstats(m: MemStats) -> None:
 
 
 def stats_from(readers: RuntimeReaders, goroutines: int, gomaxprocs: int, ncpu: int | None,
-               sched: bytes | None) -> Stats:
+               sched: bytes) -> Stats:
     """The counts gops' stats give; threads as the threadcreate profile counts them (Ms made, less those freed)."""
     if not 0 < gomaxprocs <= MAX_GOMAXPROCS:
         raise ReadingRejected(f"GOMAXPROCS {gomaxprocs} makes no sense")
-    threads = None
-    if sched is not None and readers.sched is not None:
-        threads = readers.sched.get(sched, "mnext") - readers.sched.get(sched, "nmfreed")
-        if not 0 < threads <= MAX_GOROUTINES:
-            raise ReadingRejected(f"{threads} OS threads make no sense")
+    threads = readers.sched.get(sched, "mnext") - readers.sched.get(sched, "nmfreed")
+    if not 0 < threads <= MAX_GOROUTINES:
+        raise ReadingRejected(f"{threads} OS threads make no sense")
     return Stats(goroutines=goroutines, os_threads=threads, gomaxprocs=gomaxprocs, num_cpu=ncpu)
+
+
+def goroutine_count(readers: RuntimeReaders, allglen: int, sched: bytes, p_free: Iterable[bytes]) -> int:
+    """What runtime.NumGoroutine returns, as runtime.gcount() computes it (proc.go): every
+    goroutine ever made (allglen) less the dead ones on the scheduler's free lists and each
+    P's (`p_free`: the bytes of each P of allp, as readers.p asks), less the system goroutines
+    (sched.ngsys). O(GOMAXPROCS), where counting the `g` structs is O(goroutines).
+
+    The runtime reads these without a lock too, and allows that the sum may be off while
+    goroutines start and end; a sum no program can have is a torn read."""
+    s, p = readers.sched, readers.p
+    free_path = next(f for f in P_FREE_FIELDS if p.has(f))
+    free = sum(s.get(sched, f) for f in SCHED_FREE_FIELDS if s.has(f)) + sum(p.get(b, free_path) for b in p_free)
+    count = allglen - free - s.get(sched, "ngsys")
+    if not 0 < count <= allglen:
+        raise ReadingRejected(f"{count} goroutines of {allglen} made makes no sense")
+    return count
 
 
 # --- goroutines -----------------------------------------------------------------------
@@ -419,6 +447,6 @@ def _packed(fields: dict[str, tuple[int, str]], name: str) -> str:
     return f"{pad}x{fmt[1:]}" if pad else fmt[1:]
 
 
-def live_g_pointers(data: bytes, count: int, ptr_size: int) -> list[int]:
-    """The non-nil `*g` of the first `count` entries of `allgs`' backing array."""
+def non_nil_pointers(data: bytes, count: int, ptr_size: int) -> list[int]:
+    """The non-nil pointers of the first `count` entries of an array (allgs', allp's)."""
     return list(filter(None, struct.unpack_from(f"<{count}{'Q' if ptr_size == 8 else 'I'}", data)))

@@ -23,17 +23,20 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
+from itertools import repeat
 
 from gotop.errors import GotopError
 from gotop.model.golayout import LayoutUnavailable, RuntimeLayout, layout_from_dwarf, layout_table
 from gotop.model.goruntime import (
+    MAX_GOMAXPROCS,
     MAX_GOROUTINES,
     GoroutineCensus,
     GoroutineCounter,
     ReadingRejected,
     RuntimeReaders,
-    live_g_pointers,
+    goroutine_count,
     memstats_from,
+    non_nil_pointers,
     stats_from,
 )
 from gotop.model.memstats import MemStats, Stats
@@ -42,10 +45,10 @@ from gotop.sources.gobinary import BinaryError, GoBinary
 from gotop.sources.procmem import MemoryUnreadable, ProcessMemory, load_bias
 
 # The runtime variables read; the optional ones only add figures.
-REQUIRED = ("runtime.allgs", "runtime.allglen", "runtime.memstats", "runtime.gcController",
-            "runtime.gomaxprocs")
+REQUIRED = ("runtime.allgs", "runtime.allglen", "runtime.allp", "runtime.memstats", "runtime.gcController",
+            "runtime.gomaxprocs", "runtime.sched")
 # ncpu is numCPUStartup since Go 1.25.
-OPTIONAL = ("runtime.mheap_", "runtime.sched", "runtime.ncpu", "runtime.numCPUStartup")
+OPTIONAL = ("runtime.mheap_", "runtime.ncpu", "runtime.numCPUStartup")
 
 
 class MemoryUnavailable(GotopError):
@@ -163,12 +166,16 @@ def _wrapped_function_of(binary: GoBinary, gofunc: int) -> Callable[[Func], tupl
 class MemoryReading:
     memstats: MemStats
     stats: Stats
-    census: GoroutineCensus
 
 
 class MemoryReader:
     """Reads one process's runtime figures from its memory. Blocking (a few system
-    calls and some decoding): the engine calls it from a worker thread."""
+    calls and some decoding): the engine calls it from a worker thread.
+
+    A reading (`read`: memstats and counts) costs the same whatever the number of
+    goroutines: it counts them as runtime.gcount() does. The census (`census`:
+    every goroutine's `g`, grouped) grows with them: the engine asks for it on
+    its slow tier only."""
 
     def __init__(self, pid: int, go_version: str) -> None:
         self.pid = pid
@@ -195,13 +202,12 @@ class MemoryReader:
     def _globals(self) -> tuple[array, array, list[str]]:
         """What the first system call of each reading asks: (addresses, sizes, names)."""
         r, ptr = self.map.readers, self.map.binary.ptr_size
-        wanted = [("runtime.allgs", 0, 3 * ptr), ("runtime.allglen", 0, ptr), ("runtime.gomaxprocs", 0, 4),
+        wanted = [("runtime.allglen", 0, ptr), ("runtime.allp", 0, 2 * ptr), ("runtime.gomaxprocs", 0, 4),
                   ("runtime.memstats", r.memstats.base, r.memstats.size),
-                  ("runtime.gcController", r.gc_controller.base, r.gc_controller.size)]
+                  ("runtime.gcController", r.gc_controller.base, r.gc_controller.size),
+                  ("runtime.sched", r.sched.base, r.sched.size)]
         if r.mheap is not None and "runtime.mheap_" in self.map.addresses:
             wanted.append(("runtime.mheap_", r.mheap.base, r.mheap.size))
-        if r.sched is not None and "runtime.sched" in self.map.addresses:
-            wanted.append(("runtime.sched", r.sched.base, r.sched.size))
         wanted += [(name, 0, 4) for name in ("runtime.ncpu", "runtime.numCPUStartup") if name in self.map.addresses]
         return (array("Q", (self._address(name) + base for name, base, _ in wanted)),
                 array("Q", (size for _, _, size in wanted)), [name for name, _, _ in wanted])
@@ -211,34 +217,57 @@ class MemoryReader:
         self._memory.read(self._address("runtime.gomaxprocs"), 4)
 
     def read(self) -> MemoryReading:
-        """One reading; MemoryUnreadable when the memory cannot be read, ReadingRejected
-        when what was read makes no sense (torn by the running program)."""
+        """One reading of memstats and counts, in three system calls (the runtime's
+        variables, allp, each P's free goroutines); MemoryUnreadable when the memory
+        cannot be read, ReadingRejected when what was read makes no sense (torn by
+        the running program)."""
         with self._lock:
             return self._read()
 
+    def census(self) -> GoroutineCensus:
+        """Every live goroutine, counted by creation site and start function, in three
+        system calls (allgs, its array, every `g`); errors as `read`'s."""
+        with self._lock:
+            return self._census()
+
     def _read(self) -> MemoryReading:
-        ptr = self.map.binary.ptr_size
+        r, ptr = self.map.readers, self.map.binary.ptr_size
         addresses, sizes, names = self._globals
         blob = self._memory.read_spans(addresses, sizes)
         parts, at = {}, 0
         for name, size in zip(names, sizes):
             parts[name], at = blob[at:at + size], at + size
-        allgs_ptr, allgs_len = (int.from_bytes(parts["runtime.allgs"][i * ptr:(i + 1) * ptr], "little")
-                                for i in range(2))
         allglen = int.from_bytes(parts["runtime.allglen"], "little")
-        if not 0 < allglen <= MAX_GOROUTINES or allglen > allgs_len or not allgs_ptr:
-            raise ReadingRejected(f"allglen {allglen} with len(allgs) {allgs_len} makes no sense")
-        memstats = memstats_from(self.map.readers, parts["runtime.memstats"], parts["runtime.gcController"],
+        allp_ptr, allp_len = (int.from_bytes(parts["runtime.allp"][i * ptr:(i + 1) * ptr], "little") for i in range(2))
+        if not 0 < allglen <= MAX_GOROUTINES:
+            raise ReadingRejected(f"allglen {allglen} makes no sense")
+        if not 0 < allp_len <= MAX_GOMAXPROCS or not allp_ptr:
+            raise ReadingRejected(f"len(allp) {allp_len} makes no sense")
+        memstats = memstats_from(r, parts["runtime.memstats"], parts["runtime.gcController"],
                                  parts.get("runtime.mheap_"))
-        g_reader = self.map.readers.g
-        pointers = live_g_pointers(self._memory.read(allgs_ptr, allglen * ptr), allglen, ptr)
-        _, data, offsets = self._memory.read_gathered(pointers, g_reader.base + g_reader.size)
-        census = self._counter.census(data, offsets, self._bias)
+        ps = non_nil_pointers(self._memory.read(allp_ptr, allp_len * ptr), allp_len, ptr)
+        if len(ps) != allp_len:  # procresize fills allp[:gomaxprocs] before it sets its length
+            raise ReadingRejected(f"allp has nil entries among its {allp_len}")
+        free = self._memory.read_spans(array("Q", (p + r.p.base for p in ps)), array("Q", repeat(r.p.size, len(ps))))
+        goroutines = goroutine_count(r, allglen, parts["runtime.sched"],
+                                     (free[i:i + r.p.size] for i in range(0, len(free), r.p.size)))
         ncpu_bytes = parts.get("runtime.ncpu") or parts.get("runtime.numCPUStartup")
         ncpu = int.from_bytes(ncpu_bytes, "little", signed=True) if ncpu_bytes else None
         gomaxprocs = int.from_bytes(parts["runtime.gomaxprocs"], "little", signed=True)
-        stats = stats_from(self.map.readers, census.user, gomaxprocs, ncpu, parts.get("runtime.sched"))
-        return MemoryReading(memstats, stats, census)
+        stats = stats_from(r, goroutines, gomaxprocs, ncpu, parts["runtime.sched"])
+        return MemoryReading(memstats, stats)
+
+    def _census(self) -> GoroutineCensus:
+        ptr = self.map.binary.ptr_size
+        header = self._memory.read_spans(array("Q", (self._address("runtime.allgs"), self._address("runtime.allglen"))),
+                                         array("Q", (2 * ptr, ptr)))
+        allgs_ptr, allgs_len, allglen = (int.from_bytes(header[i * ptr:(i + 1) * ptr], "little") for i in range(3))
+        if not 0 < allglen <= MAX_GOROUTINES or allglen > allgs_len or not allgs_ptr:
+            raise ReadingRejected(f"allglen {allglen} with len(allgs) {allgs_len} makes no sense")
+        g_reader = self.map.readers.g
+        pointers = non_nil_pointers(self._memory.read(allgs_ptr, allglen * ptr), allglen, ptr)
+        _, data, offsets = self._memory.read_gathered(pointers, g_reader.base + g_reader.size)
+        return self._counter.census(data, offsets, self._bias)
 
 
 def memory_access(pid: int, go_version: str) -> str | None:

@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from textual.app import App, SystemCommand
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from gotop.discovery.processes import Scanner
 from gotop.engine.fleet import Fleet, Watched
@@ -28,6 +28,7 @@ from gotop.ui.help import HelpScreen
 from gotop.ui.overview import OverviewScreen
 from gotop.ui.process import ProcessScreen
 from gotop.ui.program import OutputScreen, ProgramScreen
+from gotop.ui.screen import GotopScreen
 from gotop.units import parse_duration
 
 
@@ -156,6 +157,19 @@ class GotopApp(App):
         screen = self.screen
         if screen.is_mounted and hasattr(screen, "refresh_data"):
             screen.refresh_data()
+        if isinstance(self.fleet, Fleet):
+            self.fleet.view(self, self._shown_targets())
+
+    def _shown_targets(self) -> list[Watched]:
+        """The targets the screens on view show: the top screen's, and those under
+        the dialogs over it."""
+        shown: list[Watched] = []
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, GotopScreen):
+                shown.extend(screen.shown_targets())
+            if not isinstance(screen, ModalScreen):
+                break
+        return shown
 
     # -- navigation -------------------------------------------------------------
 

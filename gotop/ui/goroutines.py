@@ -22,7 +22,7 @@ from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.dialogs import TextScreen
 from gotop.ui.names import short_function, short_label
-from gotop.ui.screen import GotopScreen
+from gotop.ui.screen import TargetScreen
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 from gotop.ui.widgets import Line, gone
@@ -91,7 +91,7 @@ def stack_text(group: GoroutineGroup, trend: GroupTrend | None) -> str:
     return "\n".join(lines)
 
 
-class GoroutinesScreen(GotopScreen):
+class GoroutinesScreen(TargetScreen):
     BINDINGS = keys.bindings(keys.GOROUTINES)
 
     def __init__(self, watched: Watched, select: StackKey | None = None) -> None:

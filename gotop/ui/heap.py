@@ -38,7 +38,7 @@ from gotop.model.profile_units import percentage, scaled_label
 from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.names import short_function
-from gotop.ui.screen import GotopScreen
+from gotop.ui.screen import TargetScreen
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 from gotop.ui.widgets import Line, gone
 
@@ -151,7 +151,7 @@ def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | 
     return rows
 
 
-class HeapScreen(GotopScreen):
+class HeapScreen(TargetScreen):
     BINDINGS = keys.bindings(keys.HEAP) + [Binding("escape", "back", show=False)]
 
     def __init__(self, watched: Watched, select: str | None = None) -> None:

@@ -12,7 +12,7 @@ from gotop.engine.leaks import DescriptorRef, Finding, GroupRef, SiteRef
 from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.dialogs import TextScreen
-from gotop.ui.screen import GotopScreen
+from gotop.ui.screen import TargetScreen
 from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, cell
 from gotop.ui.widgets import Line
@@ -53,7 +53,7 @@ def evidence_text(f: Finding) -> str:
     return "\n".join(lines)
 
 
-class LeaksScreen(GotopScreen):
+class LeaksScreen(TargetScreen):
     BINDINGS = keys.bindings(keys.LEAKS)
 
     def __init__(self, watched: Watched) -> None:

@@ -123,6 +123,10 @@ class OverviewScreen(GotopScreen):
         self.query_one("#filter-bar").display = False
         self.refresh_data()
 
+    def shown_targets(self) -> list[Watched]:
+        visible = set(self.table.visible_keys())
+        return [w for key, w in self.fleet.watched.items() if str(key) in visible]
+
     @property
     def table(self) -> LiveTable:
         return self.query_one("#processes", LiveTable)

@@ -24,7 +24,7 @@ from gotop.ui import keys
 from gotop.ui.dialogs import AskScreen, ConfirmScreen, TextScreen
 from gotop.ui.leaks import summary
 from gotop.ui.names import short_label
-from gotop.ui.screen import GotopScreen
+from gotop.ui.screen import TargetScreen
 from gotop.ui.widgets import Line, MetricRow, gone
 from gotop.units import fmt_bytes_short, fmt_count, fmt_duration_ns, fmt_signed
 
@@ -69,7 +69,7 @@ def pane(title: str, *rows, id: str) -> Vertical:
     return box
 
 
-class ProcessScreen(GotopScreen):
+class ProcessScreen(TargetScreen):
     BINDINGS = keys.bindings(keys.PROCESS)
 
     def __init__(self, watched: Watched, save_dir: Path) -> None:

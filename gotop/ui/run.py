@@ -26,7 +26,9 @@ def run(args: Namespace) -> int:
     scanner, first_scan = (None, None) if any(s.pid is None for s in specs) else _discover_early()
     from gotop.ui.app import GotopApp
 
-    app = GotopApp(args.targets, Tiers(args.interval, args.slow_every), args.window, Path(args.save_dir),
+    # A target no screen shows is polled with the slow tier (see Poller.interval).
+    tiers = Tiers(args.interval, args.slow_every, unseen_every=args.slow_every)
+    app = GotopApp(args.targets, tiers, args.window, Path(args.save_dir),
                    record=args.record, scanner=scanner, first_scan=first_scan)
     return _run(app, guard, args.mouse)
 

@@ -3,6 +3,7 @@ screen), and that do their mount's work only while still shown."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from textual.screen import Screen
@@ -12,6 +13,7 @@ from gotop.ui.widgets import gone
 if TYPE_CHECKING:
     from textual import getters
 
+    from gotop.engine.fleet import Watched
     from gotop.ui.app import GotopApp
 
 
@@ -32,3 +34,17 @@ class GotopScreen(Screen):
 
     def mounted(self) -> None:
         """What the screen does once mounted, its widgets in place."""
+
+    def shown_targets(self) -> Iterable[Watched]:
+        """The targets whose live figures the screen shows now: the app asks the engine
+        to poll them at the fast tier's pace (the others it may poll less often)."""
+        return ()
+
+
+class TargetScreen(GotopScreen):
+    """A screen of one target's live figures (`watched`, set by the subclass)."""
+
+    watched: Watched
+
+    def shown_targets(self) -> tuple[Watched]:
+        return (self.watched,)

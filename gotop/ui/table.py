@@ -144,6 +144,11 @@ class LiveTable(ScrollView, can_focus=True):
         self.select(selected)
         self.refresh()
 
+    def visible_keys(self) -> list[str]:
+        """The keys of the rows scrolled into view, top to bottom."""
+        top = round(self.scroll_y)
+        return self._order[top:top + max(0, self.size.height - 1)]  # the header takes a line
+
     def selected_key(self) -> str | None:
         return self._order[self.cursor_row] if 0 <= self.cursor_row < len(self._order) else None
 
