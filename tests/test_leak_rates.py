@@ -10,8 +10,8 @@ while another program keeps a CPU busy (besides whatever else the machine runs).
 The targets leak at their rate whatever the load (their pacing keeps to the clock). One check
 watches them all at once; the slow goroutine leak is started first, and watched from its first
 leaked goroutine on. So is a program like the one of issue 15 (net/http/pprof alone, 10 MiB/s),
-watched once it holds 300 MiB: its heap goal doubles past the watch, which sees two of
-its GC cycles. The file takes about 60 s.
+watched from just after a GC cycle that left 100 MiB or more live: its heap goal doubles past the
+watch, which sees that cycle and the next, 10 to 20 s later. The file takes about 60 s.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from waiting import eventually
 pytestmark = pytest.mark.go
 KIB, MIB = 1 << 10, 1 << 20
 SLOW = Case("leak-recv", n=10_000)  # one goroutine every 10 s
-LATE = Case("leak-heap", binary="pprofonly", n=10 * MIB)  # watched from 300 MiB on
-LATE_FROM = 300 * MIB  # past its cycle at 256 MiB: the next, at 512 MiB, comes 25 s later
+LATE = Case("leak-heap", binary="pprofonly", n=10 * MIB)  # watched late: two GC cycles in the watch
+LATE_GOAL = 200 * MIB  # set by a cycle that left 100 MiB or more live (GOGC=100)
 RATED = [
     *(Case("leak-heap", n=rate) for rate in (64 * KIB, MIB, 10 * MIB, 20 * MIB)),
     LATE,
@@ -78,8 +78,9 @@ def checked(tmp_path_factory) -> Checked:
     with cpu_burner() as burner:
         try:
             slow, late = start(SLOW), start(LATE)
-            asyncio.run(eventually(lambda: await_first_leak(slow, SLOW) and heap_in_use(late) >= LATE_FROM,
-                                   timeout=120))
+            asyncio.run(eventually(lambda: await_first_leak(slow, SLOW), timeout=60))
+            cycles = gc_figures(late)["NumGC"]
+            asyncio.run(eventually(lambda: just_after_a_gc(late, cycles, LATE_GOAL), timeout=120))
             pids = {SLOW: slow.pid, LATE: late.pid,
                     **{case: start(case).pid for case in RATED if case not in (SLOW, LATE)}}
             result = run_check(*map(str, pids.values()), "--json", timeout=300)
@@ -91,11 +92,17 @@ def checked(tmp_path_factory) -> Checked:
     return Checked(result, json.loads(result.stdout), pids, burner_ran)
 
 
-def heap_in_use(target: RunningTarget) -> int:
-    """HeapAlloc, as the trailer of its heap profile (debug=1) says."""
+def gc_figures(target: RunningTarget) -> dict[str, int]:
+    """NumGC and NextGC, as the trailer of its heap profile (debug=1) says."""
     assert target.http_addr is not None
     text = http_get(target.http_addr, "/debug/pprof/heap?debug=1").decode()
-    return int(re.search(r"^# HeapAlloc = (\d+)$", text, re.MULTILINE)[1])
+    return {name: int(value) for name, value in re.findall(r"^# (NumGC|NextGC) = (\d+)$", text, re.MULTILINE)}
+
+
+def just_after_a_gc(target: RunningTarget, cycles: int, goal: int) -> bool:
+    """Whether a GC cycle ended since the target had run `cycles`, and set a heap goal of `goal` or more."""
+    figures = gc_figures(target)
+    return figures["NumGC"] > cycles and figures["NextGC"] >= goal
 
 
 @pytest.mark.parametrize("case", RATED, ids=str)
