@@ -27,18 +27,26 @@ watch   Real services, each watched three ways for --seconds each, in turn:
         heap?gc=1&debug=1, so it starts with no garbage and the heap profile is
         current; its own allocations fall before the counters start.
         Services: `small` (the pprofonly test target, idle: net/http/pprof and
-        expvar), and Debian's caddy (admin port: pprof, expvar, /metrics), etcd
-        (--enable-pprof), prometheus (pprof and /metrics on its web port) and
-        containerd (pprof and expvar on its debug socket; as root) where installed
-        (tests/services.py runs them on loopback in a private directory).
+        expvar; `small@go1.27` built with Go 1.27, whose goroutineleak profile
+        gotop asks for, and each of those runs a GC cycle), `cache` (the same
+        serving a bounded cache: about 1 MiB of live heap, 12 MB a minute
+        allocated, GC at its own pace), and Debian's caddy
+        (admin port: pprof, expvar, /metrics), etcd (--enable-pprof), prometheus
+        (pprof and /metrics on its web port) and containerd (pprof and expvar on
+        its debug socket; as root) where installed (tests/services.py runs them on
+        loopback in a private directory).
+
+The bench re-runs itself in a private network namespace (as root, with unshare;
+--no-isolate not): other gotops on a shared machine watch every Go process they
+can reach, and would be counted as this one's requests.
 
 Goals (issue 13): gotop's own allocations at most 10 % of a small service's
 in-use heap after a minute; an idle service's GC cycles per minute under the
 TUI's engine and under `gotop check` within 1.3x of unwatched.
 
 Usage: .venv/bin/python bench/footprint.py [--only forms|watch] [--seconds 60]
-           [--services small,caddy,etcd,prometheus,containerd] [--sizes 100,1000,10000]
-           [--requests 20] [--parses 50]
+           [--services small,small@go1.27,cache,caddy,etcd,prometheus,containerd] [--sizes 100,1000,10000]
+           [--requests 20] [--parses 50] [--no-isolate]
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import services  # noqa: E402
 from gotargets import go_version, start_target  # noqa: E402
-from memory_read import Counters, target_cost, target_cpu  # noqa: E402
+from memory_read import Counters, isolate, target_cost, target_cpu  # noqa: E402
 from tui_cost import gotop_revision, load_average  # noqa: E402
 
 from gotop.discovery.processes import Scanner  # noqa: E402
@@ -278,11 +286,14 @@ def report_service(service: Service, phases: list[Phase]) -> None:
               f"({max(0.0, extra) / max(p.per_minute(p.allocated), 1):.0%} of what it allocates meanwhile)")
 
 
+SMALL_WORKLOADS = {"small": "idle", "cache": "healthy-cache"}
+
+
 @contextmanager
-def small_service() -> Iterator[Service]:
-    target = start_target("pprofonly", args=["-workload", "idle"])
+def small_service(workload: str, toolchain: str) -> Iterator[Service]:
+    target = start_target("pprofonly", toolchain=toolchain, args=["-workload", workload])
     try:
-        yield Service("small (pprofonly -workload idle)", target.pid, go_version("go"))
+        yield Service(f"pprofonly -workload {workload} ({toolchain})", target.pid, go_version(toolchain))
     finally:
         target.kill()
 
@@ -308,7 +319,9 @@ def debian_service(name: str) -> Iterator[Service | None]:
 def measure_watch(names: list[str], seconds: float) -> None:
     print(f"\n== watch: real services, {seconds:g} s unwatched, under `gotop check`, under the TUI's engine")
     for name in names:
-        with small_service() if name == "small" else debian_service(name) as service:
+        kind, _, toolchain = name.partition("@")
+        with small_service(SMALL_WORKLOADS[kind], toolchain or "go") if kind in SMALL_WORKLOADS \
+                else debian_service(name) as service:
             if service is None:
                 continue
             phases = asyncio.run(watch_service(service, seconds))  # (a service starts with a loop of its own)
@@ -320,12 +333,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("forms", "watch"))
     parser.add_argument("--seconds", type=float, default=60.0, help="of each watch phase")
-    parser.add_argument("--services", default="small,caddy,etcd,prometheus,containerd")
+    parser.add_argument("--services", default="small,small@go1.27,cache,caddy,etcd,prometheus,containerd")
     parser.add_argument("--sizes", default="100,1000,10000", help="goroutines of the forms' targets")
     parser.add_argument("--requests", type=int, default=20, help="requests a measured block (forms)")
     parser.add_argument("--parses", type=int, default=50)
+    parser.add_argument("--no-isolate", action="store_true", help="run in the host's network namespace")
     args = parser.parse_args()
-    print(f"gotop {gotop_revision()}; load average {load_average()}")
+    where = "host network namespace" if args.no_isolate else isolate()
+    print(f"gotop {gotop_revision()}; {where}; load average {load_average()}")
     if args.only != "watch":
         asyncio.run(measure_forms([int(s) for s in args.sizes.split(",")], args.requests, args.parses))
     if args.only != "forms":
