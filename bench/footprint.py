@@ -27,18 +27,26 @@ watch   Real services, each watched three ways for --seconds each, in turn:
         heap?gc=1&debug=1, so it starts with no garbage and the heap profile is
         current; its own allocations fall before the counters start.
         Services: `small` (the pprofonly test target, idle: net/http/pprof and
-        expvar), and Debian's caddy (admin port: pprof, expvar, /metrics), etcd
-        (--enable-pprof), prometheus (pprof and /metrics on its web port) and
-        containerd (pprof and expvar on its debug socket; as root) where installed
-        (tests/services.py runs them on loopback in a private directory).
+        expvar; `small@go1.27` built with Go 1.27, whose goroutineleak profile
+        gotop asks for, and each of those runs a GC cycle), `cache` (the same
+        serving a bounded cache: about 1 MiB of live heap, 12 MB a minute
+        allocated, GC at its own pace), and Debian's caddy
+        (admin port: pprof, expvar, /metrics), etcd (--enable-pprof), prometheus
+        (pprof and /metrics on its web port) and containerd (pprof and expvar on
+        its debug socket; as root) where installed (tests/services.py runs them on
+        loopback in a private directory).
+
+The bench re-runs itself in a private network namespace (as root, with unshare;
+--no-isolate not): other gotops on a shared machine watch every Go process they
+can reach, and would be counted as this one's requests.
 
 Goals (issue 13): gotop's own allocations at most 10 % of a small service's
 in-use heap after a minute; an idle service's GC cycles per minute under the
 TUI's engine and under `gotop check` within 1.3x of unwatched.
 
-Usage: .venv/bin/python bench/footprint.py [--only forms|watch] [--seconds 60]
-           [--services small,caddy,etcd,prometheus,containerd] [--sizes 100,1000,10000]
-           [--requests 20] [--parses 50]
+Usage: .venv/bin/python bench/footprint.py [--only forms|watch] [--seconds 60] [--rounds 1]
+           [--services small,small@go1.27,cache,caddy,etcd,prometheus,containerd] [--sizes 100,1000,10000]
+           [--requests 20] [--parses 50] [--no-isolate]
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import services  # noqa: E402
 from gotargets import go_version, start_target  # noqa: E402
-from memory_read import Counters, target_cost, target_cpu  # noqa: E402
+from memory_read import Counters, isolate, target_cost, target_cpu  # noqa: E402
 from tui_cost import gotop_revision, load_average  # noqa: E402
 
 from gotop.discovery.processes import Scanner  # noqa: E402
@@ -244,17 +252,26 @@ async def under_engine(pid: int, seconds: float) -> None:
         await fleet.aclose()
 
 
-async def watch_service(service: Service, seconds: float) -> list[Phase]:
+async def watch_service(service: Service, seconds: float, rounds: int) -> list[Phase]:
+    """The three phases, `rounds` times in turn, summed by phase: a GC's pace depends on the
+    machine's load too (a starved mark starts the next cycle earlier), and the rounds share it."""
     target = Target.for_process(Scanner().inspect(service.pid))
     if target.http is None:
         raise RuntimeError(f"{service.name} serves no net/http/pprof that discovery found")
     counters = Counters(service.pid, service.go_version)
+    watches = {"unwatched": lambda: unwatched(seconds), "check": lambda: under_check(service.pid, seconds),
+               "engine": lambda: under_engine(service.pid, seconds)}
+    phases: dict[str, Phase] = {}
     try:
-        return [
-            await run_phase("unwatched", service, target, counters, lambda: unwatched(seconds)),
-            await run_phase("check", service, target, counters, lambda: under_check(service.pid, seconds)),
-            await run_phase("engine", service, target, counters, lambda: under_engine(service.pid, seconds)),
-        ]
+        for _ in range(rounds):
+            for name, watch in watches.items():
+                p = await run_phase(name, service, target, counters, watch)
+                if name in phases:
+                    q = phases[name]
+                    p = Phase(name, q.seconds + p.seconds, q.gc_cycles + p.gc_cycles, q.allocated + p.allocated,
+                              q.cpu + p.cpu, q.connections + p.connections, p.own_share)
+                phases[name] = p
+        return list(phases.values())
     finally:
         await target.aclose()
 
@@ -278,11 +295,14 @@ def report_service(service: Service, phases: list[Phase]) -> None:
               f"({max(0.0, extra) / max(p.per_minute(p.allocated), 1):.0%} of what it allocates meanwhile)")
 
 
+SMALL_WORKLOADS = {"small": "idle", "cache": "healthy-cache"}
+
+
 @contextmanager
-def small_service() -> Iterator[Service]:
-    target = start_target("pprofonly", args=["-workload", "idle"])
+def small_service(workload: str, toolchain: str) -> Iterator[Service]:
+    target = start_target("pprofonly", toolchain=toolchain, args=["-workload", workload])
     try:
-        yield Service("small (pprofonly -workload idle)", target.pid, go_version("go"))
+        yield Service(f"pprofonly -workload {workload} ({toolchain})", target.pid, go_version(toolchain))
     finally:
         target.kill()
 
@@ -305,13 +325,16 @@ def debian_service(name: str) -> Iterator[Service | None]:
         yield Service(name, running.pid, process.go_version)
 
 
-def measure_watch(names: list[str], seconds: float) -> None:
-    print(f"\n== watch: real services, {seconds:g} s unwatched, under `gotop check`, under the TUI's engine")
+def measure_watch(names: list[str], seconds: float, rounds: int) -> None:
+    print(f"\n== watch: real services, {seconds:g} s unwatched, under `gotop check`, under the TUI's engine"
+          + (f", {rounds} rounds of the three" if rounds > 1 else ""))
     for name in names:
-        with small_service() if name == "small" else debian_service(name) as service:
+        kind, _, toolchain = name.partition("@")
+        with small_service(SMALL_WORKLOADS[kind], toolchain or "go") if kind in SMALL_WORKLOADS \
+                else debian_service(name) as service:
             if service is None:
                 continue
-            phases = asyncio.run(watch_service(service, seconds))  # (a service starts with a loop of its own)
+            phases = asyncio.run(watch_service(service, seconds, rounds))  # (a service starts a loop of its own)
             report_service(service, phases)
             sys.stdout.flush()
 
@@ -320,16 +343,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("forms", "watch"))
     parser.add_argument("--seconds", type=float, default=60.0, help="of each watch phase")
-    parser.add_argument("--services", default="small,caddy,etcd,prometheus,containerd")
+    parser.add_argument("--rounds", type=int, default=1, help="of the three watch phases, in turn")
+    parser.add_argument("--services", default="small,small@go1.27,cache,caddy,etcd,prometheus,containerd")
     parser.add_argument("--sizes", default="100,1000,10000", help="goroutines of the forms' targets")
     parser.add_argument("--requests", type=int, default=20, help="requests a measured block (forms)")
     parser.add_argument("--parses", type=int, default=50)
+    parser.add_argument("--no-isolate", action="store_true", help="run in the host's network namespace")
     args = parser.parse_args()
-    print(f"gotop {gotop_revision()}; load average {load_average()}")
+    where = "host network namespace" if args.no_isolate else isolate()
+    print(f"gotop {gotop_revision()}; {where}; load average {load_average()}")
     if args.only != "watch":
         asyncio.run(measure_forms([int(s) for s in args.sizes.split(",")], args.requests, args.parses))
     if args.only != "forms":
-        measure_watch(args.services.split(","), args.seconds)
+        measure_watch(args.services.split(","), args.seconds, args.rounds)
     print(f"\nload average {load_average()}")
 
 

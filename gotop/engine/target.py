@@ -65,7 +65,6 @@ from gotop.discovery.unixsockets import bound_at, dial_path
 from gotop.engine.targetspec import SOURCES, TargetError, TargetSpec, parse_target
 from gotop.errors import GotopError
 from gotop.model.goroutines import (
-    KIND_GOROUTINELEAK,
     Frame,
     GoroutineDump,
     GoroutineProfile,
@@ -366,7 +365,9 @@ class Target:
         """The runtime's own goroutineleak profile (goroutines proven leaked by a
         GC-based check, Go >= 1.26), or None when the target does not offer it.
 
-        Each request runs a leak-detecting GC cycle in the target: ask sparingly.
+        Each request runs a leak-detecting GC cycle in the target: ask sparingly. Asked
+        as text, as the goroutine profile is (the runtime frames learnt from it put back
+        what the text hides), it costs the target no gzip writer.
         """
         if not self.http:
             return None
@@ -374,9 +375,9 @@ class Target:
             self._offers_leak_profile = "goroutineleak" in await self.http.index()
         if not self._offers_leak_profile:
             return None
-        data = await self.http.profile("goroutineleak")
-        return await self._parsed(
-            "goroutineleak profile", lambda: profile_from_pprof(parse_profile(data), kind=KIND_GOROUTINELEAK))
+        text = await self.http.profile_text("goroutineleak")
+        frames = self._runtime_frames
+        return await self._parsed("goroutineleak profile", lambda: parse_goroutine_profile_text(text, frames))
 
     async def fd_kinds(self) -> dict[str, int] | None:
         """Open descriptors by kind, for a local process."""
