@@ -78,13 +78,17 @@ def sample_pcs(funcs: list[Func], count: int = SAMPLED_PCS) -> list[int]:
 
 
 def addr2line(toolchain: str, binary: Path, pcs: list[int]) -> list[str]:
-    """`go tool addr2line`'s file:line of each pc (":-1" where it knows none)."""
+    """`go tool addr2line`'s file:line of each pc (":-1" where it knows none).
+
+    A function with no line table (a linker marker such as go:textfipsstart of Go 1.27)
+    has table offset 0; addr2line decodes the pctab's first bytes for it anyway and prints
+    a garbage negative line with no file (":-11"): that, too, is a line it knows none of."""
     tc = TOOLCHAINS[toolchain]
     out = subprocess.run([tc.go, "tool", "addr2line", str(binary)], input="".join(f"{pc:#x}\n" for pc in pcs),
                          env=tc.run_env(), cwd=TARGETS_DIR, capture_output=True, text=True, check=True).stdout
     lines = out.splitlines()
     assert len(lines) == 2 * len(pcs), out[:500]
-    return lines[1::2]
+    return [re.sub(r"^:-\d+$", ":-1", line) for line in lines[1::2]]
 
 
 # -- agreement with the symbol table and the Go tools -----------------------------
