@@ -219,6 +219,8 @@ def checked(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "nope": (("--for", CHECK_FOR, "--json", "--", str(stripped), "-workload", "nope"), None),
         "agent and pprof": (("--for", CHECK_FOR, "--json", "--", str(target_binary("agentpprof")),
                              "-workload", "leak-send"), None),
+        "late pprof": (("--for", CHECK_FOR, "--json", "--", str(target_binary("pprofonly")), "-listen-after", "3s",
+                        "-workload", "leak-send"), None),
         "goroutines of a plain one": (("--for", CHECK_FOR, "--json", "--", str(target_binary("plain")),
                                        "-workload", "leak-send"), None),
     }
@@ -273,6 +275,19 @@ def test_what_the_started_program_serves_adds_to_its_gc_trace(checked):
     assert target["watched"]["heap"]["unit"] == "GC cycles in its GC trace"
     # (whether 6 GC cycles ran in 20 s depends on how much the profiles it serves allocate)
     assert target["watched"]["goroutines"]["watched"] and target["watched"]["descriptors"]["watched"], target
+
+
+@pytest.mark.go
+def test_endpoints_the_started_program_opens_late_are_taken(checked):
+    """A program that serves net/http/pprof only 3 s after it starts (a service that loads its
+    data first): gotop's first look finds no endpoint; its heap profiles come once it listens."""
+    result = checked["late pprof"]
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    [target] = report["targets"]
+    assert target["checked"]["heap_profiles"] >= 1, target  # net/http/pprof alone serves them here
+    assert [(f["kind"], f["where"].split(" ")[0].rsplit(".", 1)[1]) for f in report["findings"]] == [
+        ("goroutines", "leakySendResult")]
 
 
 @pytest.mark.go

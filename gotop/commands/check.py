@@ -9,7 +9,9 @@ Watches the targets headless for the whole duration (every run the same
 length, whatever it finds), polling faster than the TUI does so that 30 s is
 enough: grouped goroutines and descriptors every 2 s, the runtime's
 goroutineleak profile every 10 s where offered. A heap profile is taken at the
-start, and then every 5 s while the live heap after GC rises: their difference
+start (or as soon as the target opens an endpoint that serves one: a program
+gotop started opens its listeners after it starts), and then every 5 s while
+the live heap after GC rises: their difference
 names the sites that keep it (a heap profile costs the target 1.3 MB of
 allocation, its gzip writer: taken every 5 s, they drove an idle service's GC;
 bench/footprint.py). The leak detectors (gotop.engine.leaks) run after every
@@ -62,7 +64,7 @@ from gotop.engine.leaks import (
     window_start,
 )
 from gotop.engine.poller import HeapDemand, Poller, Tiers, keep_polling
-from gotop.engine.program import Exit, Program, ProgramExited
+from gotop.engine.program import Exit, Program, ProgramExited, take_late_endpoints
 from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.textsafe import plain
@@ -70,7 +72,7 @@ from gotop.units import fmt_bytes, fmt_count
 
 CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, leak_every=10.0)
 HEAP_EVERY = 5.0  # seconds between heap profiles while the live heap rises: their difference names the sites
-RISING_HEAP = "gotop check: the live heap rises"  # its wants of heap profiles (a HeapDemand owner)
+HEAP_WANTED = "gotop check: a first heap profile, or the live heap rises"  # its wants (a HeapDemand owner)
 FIRST_ANSWER_TIMEOUT = 15.0  # a safety net: each poll has its own transport timeouts
 # History kept beyond the duration, so that the first readings are judged too, and the GC cycle the
 # first one reports if it ended within a minute before the watch (a fast leak doubles its heap goal
@@ -113,6 +115,9 @@ class Watch:
     last_problem: str | None = None  # the latest error a poll reported
     failure_lines: FailureLines = field(default_factory=lambda: FailureLines("check"))
 
+    def __post_init__(self) -> None:
+        self._want_heap_profiles(self.started)
+
     def on_update(self, update: Update) -> None:
         self.history.apply(update)
         self._show_failure()
@@ -123,10 +128,15 @@ class Watch:
             self.found_after.setdefault(finding.key, update.time - self.started)
             if finding.fails_gate:
                 self.confirmed_after.setdefault(finding.key, update.time - self.started)
-        if heap_rising(self.history, update.time):
-            self.heap_demand.want(RISING_HEAP, self.heap_every)
+        self._want_heap_profiles(update.time)
+
+    def _want_heap_profiles(self, now: float) -> None:
+        """The first heap profile, and more while the live heap rises (see the module doc)."""
+        first = not self.fetched["heap"] and self.target.has_heap_profiles
+        if first or heap_rising(self.history, now):
+            self.heap_demand.want(HEAP_WANTED, self.heap_every)
         else:
-            self.heap_demand.drop(RISING_HEAP)
+            self.heap_demand.drop(HEAP_WANTED)
 
     def crashed(self, text: str) -> None:
         """Handling a poll failed (the poller runs again: see keep_polling)."""
@@ -251,7 +261,7 @@ def run_program(args: Namespace) -> int:
             process = program.find_go_process()
             target = Target.for_process(process, gctrace=program.output)
             print(f"gotop check: watching {target.label} for {args.duration:g} s", file=sys.stderr, flush=True)
-            verdicts = asyncio.run(check([target], args.duration))
+            verdicts = asyncio.run(check_started(target, args.duration))
             # Its Go program gone, the command ends too (`go run` reports the exit status of its child).
             early = program.wait(EXIT_WAIT) if verdicts[0].watch.history.state is TargetState.EXITED else None
         except (ProgramExited, CheckError) as e:
@@ -318,8 +328,6 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
     watches = [Watch(t, TargetHistory(tiers.interval, duration + WINDOW_MARGIN), started, heap_every)
                for t in targets]
     pollers = [Poller(w.target, w.on_update, tiers, w.heap_demand) for w in watches]
-    for poller in pollers:
-        poller.request_heap()  # the first heap profile: what the later ones are compared with
     tasks = [asyncio.create_task(keep_polling(p, w.crashed)) for p, w in zip(pollers, watches)]
     try:
         await _first_answers(watches)
@@ -331,6 +339,16 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
         await asyncio.gather(*tasks, return_exceptions=True)
         await close_targets(targets)
     return [_judge(w) for w in watches]
+
+
+async def check_started(target: Target, duration: float) -> list[Verdict]:
+    """`check` of the Go program gotop started, taking the endpoints it opens meanwhile."""
+    looking = asyncio.create_task(take_late_endpoints(target))
+    try:
+        return await check([target], duration)
+    finally:
+        looking.cancel()
+        await asyncio.gather(looking, return_exceptions=True)
 
 
 def heap_rising(history: TargetHistory, now: float) -> bool:

@@ -216,7 +216,10 @@ class Fleet:
         for proc in processes:
             key = (proc.pid, proc.create_time)
             if key in self.watched:
-                self.watched[key].process = proc
+                watched = self.watched[key]
+                watched.process = proc
+                if watched.target.gain_endpoints(proc):  # it opened them after it was first seen
+                    self.on_change(watched)
                 continue
             try:
                 target = Target.for_process(proc)

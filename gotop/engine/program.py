@@ -22,6 +22,7 @@ group, so no program gotop started outlives it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shlex
@@ -38,9 +39,11 @@ import psutil
 
 from gotop.discovery.buildinfo import BuildInfoError, read_build_info
 from gotop.discovery.processes import GoProcess, Scanner
+from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.sources.gctrace import ProgramOutput
 
+LATE_ENDPOINTS_EVERY = (0.5, 5.0)  # seconds between looks for the endpoints a program opens: first, at most
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 FIND_TIMEOUT = 300.0  # seconds a command may take to start its Go program (`go run` builds first)
 FIND_EVERY = 0.05
@@ -324,3 +327,19 @@ def _is_program(pid: int, builds: dict[tuple[int, int, int, int], bool]) -> bool
     except (OSError, BuildInfoError):
         return False
     return builds[binary]
+
+
+async def take_late_endpoints(target: Target) -> None:
+    """Look at a started program's process again until its target has endpoints: the
+    program opens its listeners (pprof, the gops agent, /metrics) after it starts, and
+    gotop's first look, as soon as it runs, can come before (it did on a loaded machine).
+    Every LATE_ENDPOINTS_EVERY, doubling; ends when it has some, or its process is gone."""
+    scanner, (pause, longest) = Scanner(), LATE_ENDPOINTS_EVERY  # one scanner: its probes are cached
+    while target.pid is not None and not target.has_endpoints:
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, longest)
+        try:
+            process = await asyncio.to_thread(scanner.inspect, target.pid)
+        except GotopError:  # gone, or not what it was
+            return
+        target.gain_endpoints(process)

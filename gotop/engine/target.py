@@ -38,9 +38,10 @@ fraction of the protobuf (no profile builder, no gzip writer: 39 KB and 0.6 ms
 against 1.29 MB and 1.7 ms at 100 goroutines, bench/footprint.py). The text
 hides the runtime frames at the top of each stack, which name the wait
 (runtime.chanrecv: "chan receive"); the protobuf is asked first, and again when
-the text hides an address not learnt yet (at most every RELEARN_RUNTIME_EVERY
-seconds), and its runtime frames put the hidden ones back: the groups are the
-protobuf's.
+the text hides an address not sought before (a goroutine that reached a wait
+site none had reached yet: at most every RELEARN_RUNTIME_EVERY seconds, and
+once per such address), and its runtime frames put the hidden ones back: the
+groups are the protobuf's.
 
 A poll (`sample`) has one deadline, the longest timeout of the target's
 transports: a fallback gets what is left of it, so a frozen (SIGSTOPped)
@@ -98,7 +99,9 @@ T = TypeVar("T")
 
 POLL_GRACE = 0.5  # seconds past a poll's budget, so that a transport's own timeout (which says more) comes first
 MEMORY_BUDGET = 2.0  # seconds a memory reading may take (a worker thread; 100,000 goroutines take about 0.2 s)
-RELEARN_RUNTIME_EVERY = 60.0  # seconds: a protobuf goroutine profile at most this often, to learn new runtime frames
+# Seconds: a protobuf goroutine profile at most this often, to learn new runtime frames. A leak whose
+# goroutines reach their wait after the first profile (a send after a sleep) shows its state 10 s later.
+RELEARN_RUNTIME_EVERY = 10.0
 MAX_RUNTIME_FRAMES = 10_000  # addresses learnt; past it, the table starts again from the latest profile
 
 
@@ -163,6 +166,7 @@ class Target:
         self._reading: asyncio.Future[MemoryReading] | None = None
         self._runtime_frames: dict[int, tuple[Frame, ...]] = {}  # what the text goroutine profile hides
         self._runtime_learnt: float | None = None  # monotonic time of the last protobuf goroutine profile
+        self._runtime_sought: frozenset[int] = frozenset()  # hidden addresses a protobuf was asked for
 
     def _allows(self, source: str) -> bool:
         return self.only is None or self.only == source
@@ -212,6 +216,23 @@ class Target:
         )
 
     @property
+    def has_endpoints(self) -> bool:
+        """Whether it is read through any endpoint (the agent, HTTP or /metrics), not only
+        its memory, GC trace and /proc."""
+        return bool(self.gops or self.http or self.vars or self.metrics)
+
+    def gain_endpoints(self, proc: GoProcess) -> bool:
+        """A target with no endpoint takes those a later look at its process found (a
+        program opens its listeners after it starts): True if it took any."""
+        if self.has_endpoints or proc.pid != self.pid or not (
+                (proc.agent and proc.agent.reachable) or proc.pprof or proc.expvar or proc.metrics):
+            return False
+        found = Target.for_process(proc, only=self.only, gctrace=self.gctrace)
+        self.gops, self.http, self.vars, self.metrics = found.gops, found.http, found.vars, found.metrics
+        self.process = proc
+        return True
+
+    @property
     def expvar(self) -> bool:
         """Whether the target serves /debug/vars."""
         return self.vars is not None
@@ -225,6 +246,10 @@ class Target:
     @property
     def has_goroutine_groups(self) -> bool:
         return self.memory or self.http is not None
+
+    @property
+    def has_heap_profiles(self) -> bool:
+        return self.http is not None or self.gops is not None
 
     async def aclose(self) -> None:
         clients = (self.http, self.vars, self.metrics.http if self.metrics else None)
@@ -342,7 +367,9 @@ class Target:
         text = await self.http.profile_text("goroutine")
         frames = self._runtime_frames
         profile = await self._parsed("goroutine profile", lambda: parse_goroutine_profile_text(text, frames))
-        if profile.unresolved and time.monotonic() - learnt >= RELEARN_RUNTIME_EVERY:
+        if profile.unresolved - self._runtime_sought and time.monotonic() - learnt >= RELEARN_RUNTIME_EVERY:
+            sought = self._runtime_sought if len(self._runtime_sought) < MAX_RUNTIME_FRAMES else frozenset()
+            self._runtime_sought = sought | profile.unresolved
             return await self._learn_runtime_frames()
         return profile
 

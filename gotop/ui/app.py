@@ -15,7 +15,7 @@ from textual.screen import ModalScreen, Screen
 from gotop.discovery.processes import Scanner
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.poller import Tiers
-from gotop.engine.program import Program, ProgramError
+from gotop.engine.program import Program, ProgramError, take_late_endpoints
 from gotop.engine.recording import Recorder
 from gotop.engine.replay import Replay
 from gotop.engine.target import Target
@@ -119,6 +119,7 @@ class GotopApp(App):
             self.open_process(self.program_watched)
         else:
             self.fleet.replace(self.program_watched, target)
+        await take_late_endpoints(target)
 
     def action_restart_program(self) -> None:
         self.run_worker(self._restart_program(), exclusive=True, group="program")

@@ -48,8 +48,10 @@ func main() {
 	unixPath := flag.String("unix", "", "serve on this UNIX socket (\"@name\": abstract) instead of -http")
 	unixMode := flag.Uint("unix-mode", 0o600, "permissions of the -unix socket file")
 	silentUnix := flag.String("silent-unix", "", "also listen on this UNIX socket, read, and never answer")
+	listenAfter := flag.Duration("listen-after", 0, "run the workload this long before listening (a service that loads its data first)")
 	flag.Parse()
 	workload.Start()
+	time.Sleep(*listenAfter)
 
 	mux := http.NewServeMux()
 	if *servePprof {
