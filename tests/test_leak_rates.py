@@ -135,7 +135,13 @@ def test_a_heap_leak_is_named_at_its_site(checked, case):
 
 def test_the_check_fails_on_them_and_not_on_a_finding_below_the_bar(checked):
     assert (checked.result.returncode, checked.report["verdict"]) == (1, "leak"), checked.result.stdout
-    verdicts = {case: next(t["verdict"] for t in checked.report["targets"] if t["pid"] == pid)
-                for case, pid in checked.pids.items()}
-    assert {case: v for case, v in verdicts.items() if case not in MAY_FALL_SHORT} == {
-        case: "ok" if case in BELOW_THE_BAR else "leak" for case in RATED if case not in MAY_FALL_SHORT}
+    targets = {case: next(t for t in checked.report["targets"] if t["pid"] == pid)
+               for case, pid in checked.pids.items()}
+    assert {case: t["verdict"] for case, t in targets.items() if case not in (*MAY_FALL_SHORT, *BELOW_THE_BAR)} == {
+        case: "leak" for case in RATED if case not in (*MAY_FALL_SHORT, *BELOW_THE_BAR)}
+    # A finding below the bar is no verdict: ok, or partial where the target (the slow goroutine
+    # leak allocates next to nothing) ran no GC cycle in the watch, so its heap could not be judged.
+    for case in BELOW_THE_BAR:
+        target = targets[case]
+        unwatched = {d for d, w in target["watched"].items() if not w["watched"]}
+        assert (target["verdict"], unwatched) in (("ok", set()), ("partial", {"heap"})), target
