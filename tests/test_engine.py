@@ -185,11 +185,15 @@ async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):
 async def test_slow_tier_reads_proven_leaks_and_descriptor_kinds(go_target):
     leaky = go_target("agentpprof", toolchain="go1.27", args=["-workload", "leak-send", "-n", "50"])
     sockets = go_target("pprofonly", args=["-workload", "leak-sockets", "-n", "50"])
-    tiers = Tiers(interval=0.2, slow_every=0.2, leak_every=0.5)
+    tiers = Tiers(interval=0.2, slow_every=0.2)
     async with Target.open(str(leaky.pid)) as target:
         poller = Poller(target, lambda u: None, tiers)
         history = TargetHistory(tiers.interval)
         poller.on_update = history.apply
+        # Each goroutineleak request runs a GC cycle in the target: none while nobody wants one.
+        await poll_until(poller, [], lambda u: u.goroutines is not None and u.goroutines.total > 20)
+        assert history.leaks is None
+        poller.leak_demand.want("a growing group", 0.5)
         await poll_until(poller, [], lambda u: history.leaks is not None and history.leaks.groups)
         group = history.leaks.groups[0]
         assert group.top_function.endswith("leakySendResult")

@@ -31,7 +31,7 @@ from gotop.model.profile_report import top
 
 T = TypeVar("T")
 
-FAST = Tiers(interval=0.25, slow_every=0.5, leak_every=1.0)
+FAST = Tiers(interval=0.25, slow_every=0.5)
 
 
 def gotop(*args: str) -> subprocess.CompletedProcess:
@@ -45,6 +45,7 @@ async def record_live(path, targets, polls: int) -> dict:
     watched = [fleet.add(Target.open(str(t.pid))) for t in targets]
     for w in watched:
         w.heap_demand.want(record_live, 0.5)
+        w.leak_demand.want(record_live, 1.0)  # goroutineleak profiles, as a growing group would want them
     while min(len(w.history.series["rss"]) for w in watched) < polls:
         await asyncio.sleep(0.05)
     await fleet.aclose()

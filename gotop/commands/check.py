@@ -8,7 +8,8 @@ end is an error (exit 2) that says its exit status and its last lines of stderr.
 Watches the targets headless for the whole duration (every run the same
 length, whatever it finds), polling faster than the TUI does so that 30 s is
 enough: grouped goroutines and descriptors every 2 s, the runtime's
-goroutineleak profile every 10 s where offered. A heap profile is taken at the
+goroutineleak profile every 10 s where offered while a goroutine group grows (each
+request runs a GC cycle in the target). A heap profile is taken at the
 start (or as soon as the target opens an endpoint that serves one: a program
 gotop started opens its listeners after it starts), and then every 5 s while
 the live heap after GC rises: their difference
@@ -63,16 +64,18 @@ from gotop.engine.leaks import (
     live_heap_rise,
     window_start,
 )
-from gotop.engine.poller import HeapDemand, Poller, Tiers, keep_polling
+from gotop.engine.poller import Poller, ProfileDemand, Tiers, keep_polling
 from gotop.engine.program import Exit, Program, ProgramExited, take_late_endpoints
 from gotop.engine.target import Target
 from gotop.errors import GotopError
 from gotop.textsafe import plain
 from gotop.units import fmt_bytes, fmt_count
 
-CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, leak_every=10.0)
+CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0)
+LEAK_PROOF_EVERY = 10.0  # seconds between goroutineleak profiles while a goroutine group grows
 HEAP_EVERY = 5.0  # seconds between heap profiles while the live heap rises: their difference names the sites
-HEAP_WANTED = "gotop check: a first heap profile, or the live heap rises"  # its wants (a HeapDemand owner)
+HEAP_WANTED = "gotop check: a first heap profile, or the live heap rises"  # its wants (a ProfileDemand owner)
+PROOF_WANTED = "gotop check: a goroutine group grows"
 FIRST_ANSWER_TIMEOUT = 15.0  # a safety net: each poll has its own transport timeouts
 # History kept beyond the duration, so that the first readings are judged too, and the GC cycle the
 # first one reports if it ended within a minute before the watch (a fast leak doubles its heap goal
@@ -108,7 +111,8 @@ class Watch:
     history: TargetHistory
     started: float  # unix time the watch began
     heap_every: float = HEAP_EVERY
-    heap_demand: HeapDemand = field(default_factory=HeapDemand)  # its poller's
+    heap_demand: ProfileDemand = field(default_factory=ProfileDemand)  # its poller's
+    leak_demand: ProfileDemand = field(default_factory=ProfileDemand)  # its poller's goroutineleak profiles
     found_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # finding key -> seconds
     confirmed_after: dict[tuple[LeakKind, Ref], float] = field(default_factory=dict)  # ... until it met the bar
     fetched: Counter = field(default_factory=Counter)  # what the polls brought that the history keeps no count of
@@ -124,10 +128,15 @@ class Watch:
         for name in ("sample", "leaks", "heap"):
             self.fetched[name] += getattr(update, name) is not None
         self.last_problem = update.error or self.last_problem
-        for finding in find_leaks(self.history, update.time):
+        findings = find_leaks(self.history, update.time)
+        for finding in findings:
             self.found_after.setdefault(finding.key, update.time - self.started)
             if finding.fails_gate:
                 self.confirmed_after.setdefault(finding.key, update.time - self.started)
+        if any(f.kind is LeakKind.GOROUTINES for f in findings):  # the runtime's proof, where it offers one
+            self.leak_demand.want(PROOF_WANTED, LEAK_PROOF_EVERY)
+        else:
+            self.leak_demand.drop(PROOF_WANTED)
         self._want_heap_profiles(update.time)
 
     def _want_heap_profiles(self, now: float) -> None:
@@ -327,7 +336,7 @@ async def check(targets: list[Target], duration: float, *, tiers: Tiers = CHECK_
     started = time.time()
     watches = [Watch(t, TargetHistory(tiers.interval, duration + WINDOW_MARGIN), started, heap_every)
                for t in targets]
-    pollers = [Poller(w.target, w.on_update, tiers, w.heap_demand) for w in watches]
+    pollers = [Poller(w.target, w.on_update, tiers, w.heap_demand, leak_demand=w.leak_demand) for w in watches]
     tasks = [asyncio.create_task(keep_polling(p, w.crashed)) for p, w in zip(pollers, watches)]
     try:
         await _first_answers(watches)

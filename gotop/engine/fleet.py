@@ -28,7 +28,7 @@ import psutil
 from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Update
 from gotop.engine.leaks import Finding, LeakKind, find_leaks
-from gotop.engine.poller import HeapDemand, PollDemand, Poller, Tiers, backoff, keep_polling
+from gotop.engine.poller import PollDemand, Poller, ProfileDemand, Tiers, backoff, keep_polling
 from gotop.engine.recording import Recorder, target_info
 from gotop.engine.target import Target
 from gotop.errors import describe
@@ -55,7 +55,8 @@ class Watched:
     recording_id: int | None = None  # its id in the recording, when recording
     findings: tuple[Finding, ...] = ()  # the leaks the detectors see now
     raised: Counter[LeakKind] = field(default_factory=Counter)  # findings raised so far (see apply_update)
-    heap_demand: HeapDemand = field(default_factory=HeapDemand)  # its pollers', across restarts
+    heap_demand: ProfileDemand = field(default_factory=ProfileDemand)  # its pollers', across restarts
+    leak_demand: ProfileDemand = field(default_factory=ProfileDemand)  # goroutineleak profiles: its pollers'
     poll_demand: PollDemand = field(default_factory=PollDemand)  # its pollers', across restarts (see Fleet.view)
     followers: set[object] = field(default_factory=set)  # see follow
 
@@ -194,7 +195,8 @@ class Fleet:
         if watched.task is not None:  # the poller of the process it followed, if still running
             watched.task.cancel()
             self._keep_until_done(watched.task)
-        watched.poller = Poller(watched.target, on_update, self.tiers, watched.heap_demand, watched.poll_demand)
+        watched.poller = Poller(watched.target, on_update, self.tiers, watched.heap_demand, watched.poll_demand,
+                                watched.leak_demand)
         watched.task = asyncio.create_task(keep_polling(watched.poller, lambda text: self._crashed(watched, text)))
 
     def _crashed(self, watched: Watched, text: str) -> None:
@@ -270,6 +272,7 @@ class Fleet:
 
 
 SUSPECT_HEAP_EVERY = 60.0  # seconds between heap profiles while a heap leak is found
+SUSPECT_GOROUTINES_EVERY = 30.0  # seconds between goroutineleak profiles while a goroutine group grows
 LEAK_DETECTOR = "leak detector"  # its wants of heap profiles
 
 
@@ -283,11 +286,14 @@ def apply_update(watched: Watched, update: Update) -> None:
     before = {f.key for f in watched.findings}
     watched.findings = find_leaks(watched.history, update.time)
     watched.raised.update(f.kind for f in watched.findings if f.key not in before)
-    if any(f.kind is LeakKind.HEAP for f in watched.findings):
-        # Heap profiles name the site that keeps the memory, and keep its figures current.
-        watched.heap_demand.want(LEAK_DETECTOR, SUSPECT_HEAP_EVERY)
-    else:
-        watched.heap_demand.drop(LEAK_DETECTOR)
+    for kind, demand, every in ((LeakKind.HEAP, watched.heap_demand, SUSPECT_HEAP_EVERY),
+                                (LeakKind.GOROUTINES, watched.leak_demand, SUSPECT_GOROUTINES_EVERY)):
+        # Heap profiles name the site that keeps the memory, and keep its figures current; the
+        # runtime's goroutineleak profile proves (or not) that a growing group's goroutines leaked.
+        if any(f.kind is kind for f in watched.findings):
+            demand.want(LEAK_DETECTOR, every)
+        else:
+            demand.drop(LEAK_DETECTOR)
 
 
 def _identity(proc: GoProcess) -> tuple[str, str, str]:

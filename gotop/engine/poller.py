@@ -6,9 +6,12 @@ and a slow target is polled less, not piled up. Tiers:
   fast   every interval (1 s):   memstats + goroutine counts + OS figures
   slow   every `slow_every` (5 s): goroutines grouped by stack (protobuf, no stop-the-world)
          and open descriptors by kind
-  leak   every `leak_every` (30 s): goroutineleak, where the runtime offers it (Go >= 1.26)
+  leak   goroutineleak, where the runtime offers it (Go >= 1.26), as often as its most
+         frequent want (the goroutine leak detector's, while a group grows: each request
+         runs a GC cycle in the target; on Go 1.27 it took an idle service from 0 to 5.9
+         GC cycles a minute under `gotop check`, bench/footprint.py)
   heap   as often as its most frequent want (a screen's, the leak detector's: see
-         HeapDemand), or once on request
+         ProfileDemand), or once on request
 
 A target nobody asks for at the fast tier's pace (PollDemand: a screen that shows
 it, a recording) is polled every `unseen_every` when the tiers say so (the TUI
@@ -54,15 +57,14 @@ def backoff(interval: float, failures: int, cap: float = MAX_BACKOFF) -> float:
 class Tiers:
     interval: float = 1.0  # fast tier
     slow_every: float = 5.0  # grouped goroutines, descriptors by kind
-    leak_every: float = 30.0  # the runtime's goroutineleak profile (it runs a GC cycle)
     unseen_every: float | None = None  # the fast tier of a target nobody asks for (PollDemand); None: interval
 
 
 @dataclass
-class HeapDemand:
-    """Who wants heap profiles polled, and how often. Each owner (a screen, the leak
-    detector, a command) says what it wants and withdraws it; the most frequent want
-    wins, and with none a heap profile is fetched only on request."""
+class ProfileDemand:
+    """Who wants a profile polled (heap, goroutineleak), and how often. Each owner (a
+    screen, a leak detector, a command) says what it wants and withdraws it; the most
+    frequent want wins, and with none the profile is fetched only on request."""
 
     wants: dict[object, float] = field(default_factory=dict)  # owner -> seconds between profiles
 
@@ -101,11 +103,13 @@ class PollDemand:
 
 class Poller:
     def __init__(self, target: Target, on_update: Callable[[Update], None], tiers: Tiers = Tiers(),
-                 heap_demand: HeapDemand | None = None, poll_demand: PollDemand | None = None) -> None:
+                 heap_demand: ProfileDemand | None = None, poll_demand: PollDemand | None = None,
+                 leak_demand: ProfileDemand | None = None) -> None:
         self.target = target
         self.on_update = on_update
         self.tiers = tiers
-        self.heap_demand = heap_demand or HeapDemand()
+        self.heap_demand = heap_demand or ProfileDemand()
+        self.leak_demand = leak_demand or ProfileDemand()
         self.poll_demand = poll_demand or PollDemand()
         self._heap_requested = False
         self._next_slow = 0.0
@@ -215,8 +219,9 @@ class Poller:
         if now < self._next_slow:
             return {}, []
         fetches = {"goroutines": self.target.goroutine_profile, "fds": self.target.fd_kinds}
-        if self.target.http and now >= self._next_leak:
-            self._next_leak = now + self.tiers.leak_every
+        leak_every = self.leak_demand.every
+        if self.target.http and leak_every is not None and now >= self._next_leak:
+            self._next_leak = now + leak_every
             fetches["leaks"] = self.target.goroutine_leaks
         if not self.target.has_goroutine_groups:
             del fetches["goroutines"]
