@@ -527,6 +527,16 @@ def test_growing_sites_keep_most_of_what_they_allocate():
     assert site.inuse == pytest.approx(3.5 * MIB, rel=0.01) and site.kept == pytest.approx(1.0)
 
 
+def test_the_monitoring_requests_own_allocations_are_no_site():
+    """gotop's profile fetches allocate in the target (net/http/pprof's gzip writer): once read as
+    a site that keeps what it allocates (compress/flate.newDeflateFast), now left out."""
+    gzip_writer = ("compress/flate.newDeflateFast", "compress/gzip.(*Writer).Write",
+                   "net/http/pprof.handler.ServeHTTP", "net/http.(*conn).serve")
+    first = heap_snapshot(T0, {LEAKY_PUT: (1, 1), gzip_writer: (1, 1)})
+    last = heap_snapshot(T0 + 30, {LEAKY_PUT: (4, 4), gzip_writer: (6, 6)})
+    assert [g.site.function for g in growing_sites([sites_of(first), sites_of(last)])] == ["app.leakyPut"]
+
+
 def test_a_site_whose_bytes_in_use_fall_back_is_not_named_and_a_profile_published_twice_counts_once():
     """In use 1 -> 4 -> 2 -> 5 MiB: it kept what it allocated between the first profile and the last,
     but gave back 2 of its 7 MiB of rises on the way (a cache that fills and evicts in bursts)."""

@@ -3,8 +3,10 @@
 A site is the allocating code: the first frame of the stack outside the runtime
 (runtime.malg, mallocgc, map growth are charged to their caller). Per site the
 figures are what `go tool pprof -sample_index=inuse_space` and `alloc_space`
-show summed by that frame. Pure: a decoded profile in, a summary out, so that
-a history keeps one small summary per heap profile rather than the profile.
+show summed by that frame, less the monitoring requests' own stacks (gotop's
+profile fetches: a gzip writer's buffers once read as a site keeping memory).
+Pure: a decoded profile in, a summary out, so that a history keeps one small
+summary per heap profile rather than the profile.
 
 The runtime publishes a heap profile as of the GC cycle before its latest one
 (runtime/mprof.go): two profiles between which no cycle ended are the same.
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from gotop.errors import GotopError
 from gotop.model.goroutines import Frame, stack_key
+from gotop.model.monitoring import monitoring_samples
 from gotop.model.profile import Profile
 
 
@@ -41,7 +44,10 @@ def heap_sites(time: float, profile: Profile) -> HeapSites:
         return HeapSites(time, {})
     site_of: dict[str, Frame] = {}
     totals: dict[Frame, tuple[int, int]] = {}
-    for stack, inuse, allocated in zip(profile.samples.stacks, inuse_column, alloc_column):
+    samples = zip(profile.samples.stacks, inuse_column, alloc_column, monitoring_samples(profile))
+    for stack, inuse, allocated, monitoring in samples:
+        if monitoring:
+            continue
         site = site_of.get(stack)
         if site is None:
             site = site_of[stack] = _allocating_frame(profile, stack)
