@@ -15,7 +15,7 @@ import psutil
 import pytest
 from faultservers import InjectingProxy, gzip_bomb, http_response
 from faulttargets import BreakableScanner, BreakableTarget
-from gotargets import target_binary
+from gotargets import start_target, target_binary
 from waiting import eventually
 
 from gotop.discovery.processes import Scanner
@@ -150,6 +150,29 @@ async def test_a_target_sending_gzip_bombs_is_asked_less_and_less_often(go_targe
     assert all(u.sample.memstats is not None for u in updates)
     assert f"the {kind} profile inflates beyond 1 MiB: refused" in updates[0].error
     assert 3 <= proxy.injected <= 20
+
+
+async def test_fleet_takes_the_endpoints_a_process_opens_after_it_was_found(tmp_path):
+    """A service that listens 10 s after it starts (it loads its data first): found without
+    endpoints, then read through its net/http/pprof once a rescan sees it listen."""
+    fleet = Fleet(on_change=lambda w: None, tiers=FAST, rescan_every=0.2)
+    discovery = asyncio.create_task(fleet.run())
+    starting = asyncio.create_task(asyncio.to_thread(
+        start_target, "pprofonly", args=["-listen-after", "10s", "-workload", "park"], config_dir=tmp_path))
+    try:
+        pid = await eventually(lambda: next((p.pid for p in psutil.Process().children() if p.name() == "pprofonly"),
+                                            None))
+        watched = await eventually(lambda: fleet.find_pid(pid))
+        assert watched.target.http is None  # found while it loads: nothing to read but its memory
+        target = await starting
+        await eventually(lambda: watched.target.http is not None, timeout=30)
+        assert watched.process.pprof == f"http://{target.http_addr}/debug/pprof/"
+        watched.heap_demand.want("a heap view", 0.5)  # heap profiles: net/http/pprof alone serves them here
+        await eventually(lambda: watched.history.heap_sites)
+    finally:
+        discovery.cancel()
+        await fleet.aclose()
+        (await starting).kill()
 
 
 async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):
