@@ -58,8 +58,9 @@ class Update:
     gc_readings: tuple[GcReading, ...] | None = None  # its GC trace's cycles since the previous poll; None: no trace
     error: str | None = None
     poll_seconds: float | None = None  # how long the poll took
-    # Unix times the poll began and ended asking the target for profiles: a GC that ended meanwhile
-    # marked gotop's own answer in flight (a gzipped profile holds about 1 MiB); None: it asked for none.
+    # Unix times the poll began and ended asking the target for protobuf profiles: a GC that ended
+    # meanwhile marked gotop's own answer in flight (a gzipped profile holds about 1 MiB); None: it asked
+    # for none (Target.big_answers).
     asked: tuple[float, float] | None = None
 
 

@@ -96,10 +96,13 @@ MIN_HEAP_GOAL_GAIN = 1 << 20  # bytes of heap goal (next_gc): about 512 KiB of l
 # (garbage still floating, or a GC that found a busy program between two
 # bursts of work), so its median.
 MIN_MARKED_CYCLES = 3
-# A GC cycle that ended while gotop asked the target for a profile marked
-# gotop's own answer in flight (a gzipped profile holds about 1 MiB: in a
-# small program, as much as the rest of its heap; and its allocation is what
-# starts most of a small program's GC cycles): such cycles are judged among
+# A GC cycle that ended while gotop asked the target for a protobuf profile
+# (heap, or goroutines when it learns the runtime frames; not the text form's
+# 39 KB: Target.big_answers) marked gotop's own answer in flight (a gzipped
+# profile holds about 1 MiB: in a small program, as much as the rest of its
+# heap; and its allocation is what starts most of a small program's GC
+# cycles; a 30 s check of a small leak once saw 5 of its 8 cycles marked asked
+# by text profiles, too few left to judge): such cycles are judged among
 # themselves, or with the others only in a rise of MIN_ASKED_RISE. Seconds
 # before and after the request; a GC trace's line is read a little after its
 # cycle ended.

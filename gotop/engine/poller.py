@@ -178,11 +178,10 @@ class Poller:
             self._failures += 1
             return Update(time.time(), TargetState.UNREACHABLE, error=str(e))
         self._failures = 0
-        asked_from = time.time()
+        asked_from, big_answers = time.time(), self.target.big_answers
         slow, problems = await self._slow_tier(started)
         heap, heap_problem = await self._heap_tier(started)
-        # A profile fetched over HTTP or from the agent (the memory's goroutine census asks nothing)
-        profiled = (bool(slow) and self.target.http is not None) or heap is not None or heap_problem is not None
+        profiled = self.target.big_answers > big_answers  # an answer a GC may have marked in flight
         elapsed = round(time.monotonic() - started, 4)
         state = TargetState.SLOW if elapsed > self.tiers.interval else TargetState.UP
         problems = [*sample.problems, *problems, *([heap_problem] if heap_problem else [])]

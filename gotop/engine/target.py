@@ -167,6 +167,9 @@ class Target:
         self._runtime_frames: dict[int, tuple[Frame, ...]] = {}  # what the text goroutine profile hides
         self._runtime_learnt: float | None = None  # monotonic time of the last protobuf goroutine profile
         self._runtime_sought: frozenset[int] = frozenset()  # hidden addresses a protobuf was asked for
+        # Profiles asked whose answer the target builds in its heap: a protobuf (goroutines, heap) holds
+        # about 1 MiB of gzip buffers, which a GC ending meanwhile marks live; the text form's 39 KB is not.
+        self.big_answers = 0
 
     def _allows(self, source: str) -> bool:
         return self.only is None or self.only == source
@@ -375,6 +378,7 @@ class Target:
 
     async def _learn_runtime_frames(self) -> GoroutineProfile:
         assert self.http
+        self.big_answers += 1
         data = await self.http.profile("goroutine")
 
         def parse() -> tuple[GoroutineProfile, dict[int, tuple[Frame, ...]]]:
@@ -424,6 +428,7 @@ class Target:
 
     async def heap_profile(self) -> bytes:
         """The heap profile, gzipped protobuf as Go writes it."""
+        self.big_answers += 1
         sources: list[tuple[str, Callable[[], Awaitable[bytes]]]] = []
         if self.http:
             sources.append(("pprof", partial(self.http.profile, "heap")))
