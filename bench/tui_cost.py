@@ -706,6 +706,9 @@ def main() -> None:
             for watcher, measure in (("engine", measure_engine), ("record", measure_recorder),
                                      ("export", partial(measure_exporter, scrape_every=args.scrape_every))):
                 for tree in trees if watcher in watchers else ():
+                    if not (tree / "gotop" / "commands" / f"{watcher}.py").exists() and watcher != "engine":
+                        print(f"(no gotop {watcher} in {tree}: not measured there)")
+                        continue
                     with fleet(n) as targets:
                         rows.append(measure(targets, args.seconds, spy=args.py_spy, tree=tree))
             if "gops" in watchers:
