@@ -801,7 +801,8 @@ def test_check_finds_nothing_on_healthy_busy_targets(live):
         # allocates little runs fewer than 6 cycles in 30 s, or none.
         heap = watched["heap"]
         assert heap["watched"] or "watch longer" in heap["why_not"] or "no GC ran in" in heap["why_not"], t
-        assert c["goroutineleak_profiles"] == 0, t
+        # goroutineleak (a GC cycle each) only where a goroutine group grew for a while (a finding, if brief)
+        assert c["goroutineleak_profiles"] == 0 or "goroutines" in t["first_found"], t
         assert t["verdict"] == ("ok" if heap["watched"] else "partial"), t
         assert c["descriptor_counts"] >= 10 and c["samples"] >= 20, t
         if "plain" not in t["label"]:
