@@ -304,9 +304,9 @@ async def test_an_exited_process_leaves_as_soon_as_the_engine_knows(go_target):
 
 def test_a_finding_is_raised_once_while_it_lasts():
     """Open files rise (a finding), go on rising (the same one), are all closed (none), rise
-    again (a second one): gotop_leak_findings_total{kind="fds"} counts 2."""
+    again past where they were (a second one): gotop_leak_findings_total{kind="fds"} counts 2."""
     watched = Watched("x", Target("x"), TargetHistory(1.0, 600))
-    counts = [*range(0, 200, 10), 0, *range(0, 200, 10)]
+    counts = [*range(0, 200, 10), 0, *range(0, 300, 10)]
     raised = []
     for i, count in enumerate(counts):
         apply_update(watched, Update(1e9 + i, TargetState.UP, fds={"file": count}))
