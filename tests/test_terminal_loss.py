@@ -85,3 +85,21 @@ def test_no_gotop_outlives_its_terminal(busy, way):
             term.kill()
     print(f"{way}: exited in {', '.join(f'{s:.2f}' for s in exits)} s")
     assert survivors == [], f"replay with GOTOP_TERMINAL_SEED={seed} -k {way!r}"
+
+
+def test_a_gotop_that_cannot_run_still_ends_with_its_terminal(busy):
+    """gotop stopped (SIGSTOP: none of its threads runs, as when a call holds the GIL for
+    seconds or the interpreter is finalizing) when its terminal goes without SIGHUP (a
+    controlling terminal's hang-up would send SIGCONT too): its watchdog process kills it."""
+    term = Terminal([*GOTOP, str(busy[0].pid)], size=(80, 24), controlling=False)
+    try:
+        term.expect("GC")  # the process screen is up
+        os.kill(term.proc.pid, signal.SIGSTOP)
+        term.hang_up()
+        deadline = time.monotonic() + SAFETY_TIMEOUT
+        while term.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert term.proc.returncode == -signal.SIGKILL
+    finally:
+        term.kill()
+

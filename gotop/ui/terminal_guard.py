@@ -13,6 +13,17 @@ runs the last clean-ups (stopping the programs gotop started) and leaves with
 os._exit. Loss to exit takes at most CHECK_EVERY + GRACE (1.25 s), plus
 what a loaded machine adds.
 
+That thread still needs the GIL, and Python: on a loaded machine a long call
+that holds the GIL delayed it by 4.8 s, the interpreter's own finalization (where
+daemon threads no longer run) took 3.7 s and once 11 s after the app had
+returned, and SIGHUP's Python handler waits for the main thread. So a watchdog
+process, forked before any thread exists, watches the same terminal from outside:
+it sees the hang-up (POLLHUP on its copy of the terminal) and SIGHUP (the
+signal's number, written by the C-level handler to the wake-up fd), and if gotop
+has not ended HARD_GRACE seconds later it kills it (SIGKILL: the programs gotop
+started die with it, see Program's reaper and demo's parent-death signal). It
+ends with gotop: it holds the read end of a pipe only gotop writes to.
+
 The hard exit can cut off what the app's shutdown had still to do, such as
 closing a recording (`gotop --record FILE`, or R in the TUI): the recording stays valid, every poll
 committed to it kept, but with its -wal file beside it (a replay reads both;
@@ -32,6 +43,7 @@ from collections.abc import Callable
 # at once; the parent's exit is only seen at the next look.
 CHECK_EVERY = 0.25
 GRACE = 1.0  # seconds the app has to exit by itself before the hard exit
+HARD_GRACE = 3.0  # seconds the watchdog process gives gotop after the loss before it kills it
 EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a hung-up job
 _GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
@@ -51,6 +63,11 @@ class TerminalGuard:
 
     def start(self) -> None:
         signal.signal(signal.SIGHUP, self._on_sighup)
+        signals_read, signals_write = os.pipe()
+        os.set_blocking(signals_write, False)
+        signal.set_wakeup_fd(signals_write, warn_on_full_buffer=False)
+        _fork_watchdog(self._fds, signals_read)  # before the thread starts: fork copies only the calling thread
+        os.close(signals_read)
         threading.Thread(target=self._watch, name="terminal-guard", daemon=True).start()
 
     def _on_sighup(self, *_: object) -> None:
@@ -89,6 +106,45 @@ class TerminalGuard:
             except Exception:
                 pass
         os._exit(EXIT_HANGUP)
+
+
+def _fork_watchdog(fds: tuple[int, ...], signals: int) -> None:
+    """Fork the watchdog process. gotop keeps the write end of the pipe the watchdog ends
+    with open until it ends (close-on-exec: no program gotop starts holds it)."""
+    alive_read, alive_write = os.pipe()
+    if os.fork() == 0:
+        try:
+            os.close(alive_write)
+            _watch_from_outside(os.getppid(), fds, signals, alive_read)
+        finally:
+            os._exit(0)
+    os.close(alive_read)
+
+
+def _watch_from_outside(gotop: int, fds: tuple[int, ...], signals: int, alive: int) -> None:
+    """The watchdog process: SIGKILL gotop HARD_GRACE seconds after its terminal hung up or
+    SIGHUP came, unless it has ended by then. Only system calls: nothing here waits on gotop."""
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGWINCH):
+        signal.signal(signum, signal.SIG_IGN)  # the terminal's signals are gotop's to handle
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, 0)
+    poller.register(signals, select.POLLIN)
+    poller.register(alive, select.POLLIN)
+    lost = False
+    while not lost:
+        for fd, events in poller.poll():
+            if fd == alive:
+                return  # gotop ended
+            if fd == signals:
+                lost = signal.SIGHUP in os.read(signals, 512)  # one byte per signal gotop caught
+            else:
+                lost = bool(events & _GONE)
+            if lost:
+                break
+    if not select.select([alive], [], [], HARD_GRACE)[0]:
+        os.kill(gotop, signal.SIGKILL)
 
 
 def _detach_from_terminal() -> None:
