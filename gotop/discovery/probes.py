@@ -48,6 +48,7 @@ from dataclasses import dataclass, replace
 from gotop.discovery.sockets import ListenSocket
 from gotop.discovery.unixsockets import UnixListener
 from gotop.model.memstats import MemStatsParseError, parse_expvar
+from gotop.model.prometheus import TEXT_ACCEPT, MetricsParseError, parse_metrics
 from gotop.unixconnect import UNIX_PREFIX, connect_unix
 
 # Per request. A socket is probed once in its process's life, so waiting longer costs only the
@@ -155,8 +156,6 @@ def read_go_collector(answer: bytes) -> bool:
 def looks_like_go_metrics(body: bytes, whole: bool) -> bool:
     """A /metrics answer (or its start, cut after a line) that prometheus_client's
     text parser reads as an exposition with client_golang's Go collector."""
-    from gotop.model.prometheus import MetricsParseError, parse_metrics  # see _with_metrics
-
     try:
         return parse_metrics(body if whole else body[: body.rfind(b"\n") + 1]).has_go_collector
     except MetricsParseError:
@@ -250,9 +249,6 @@ def _probe(sock: ListenSocket | UnixListener, argv0: bytes, timeout: float, earl
 
 def _with_metrics(server: Server, found: HttpEndpoints, timeout: float) -> SocketProbe:
     """`found` (a server that routes HTTP) and whether it serves client_golang's /metrics."""
-    # prometheus_client (with http.server under it) costs ~40 ms to import: only a socket that routes HTTP needs it.
-    from gotop.model.prometheus import TEXT_ACCEPT
-
     reply = http_get(server, METRICS_PATH, timeout, accept=TEXT_ACCEPT,
                      cap=_MAX_METRICS_PROBE_BYTES, enough=read_go_collector)
     if reply is None:  # what is proven stands; /metrics is asked again another time

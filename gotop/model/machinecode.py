@@ -20,10 +20,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-
-import capstone
+from typing import TYPE_CHECKING
 
 from gotop.model.pclntab import Func, Pclntab
+
+if TYPE_CHECKING:
+    import capstone
 
 ARCHES = ("amd64", "arm64")
 # Closures, go and defer wrappers are numbered in order of appearance: the same name can
@@ -140,6 +142,8 @@ def instruction_addresses(code: bytes, address: int, arch: str) -> list[int]:
 
 
 def _decoder(arch: str) -> capstone.Cs:
+    import capstone  # here: 11 MB of gotop's RSS, paid for only by a gotop that reads a stripped binary
+
     if arch == "amd64":
         return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     if arch == "arm64":

@@ -36,9 +36,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.openmetrics.parser import text_fd_to_metric_families as openmetrics_families
-from prometheus_client.parser import text_fd_to_metric_families as text_families
-
 from gotop.errors import GotopError
 from gotop.model.memstats import MemStats, Stats
 
@@ -194,6 +191,11 @@ def _decode(data: str | bytes) -> str:
 
 def _samples(text: str, openmetrics: bool) -> tuple[dict[str, list[tuple[Mapping[str, str], float]]], int]:
     """{wanted sample name: [(labels, value), ...]} and the number of families."""
+    # Imported here: prometheus_client's package holds its whole client (12 MB of gotop's
+    # RSS), paid for only by a gotop that reads some /metrics.
+    from prometheus_client.openmetrics.parser import text_fd_to_metric_families as openmetrics_families
+    from prometheus_client.parser import text_fd_to_metric_families as text_families
+
     lines = _BoundedLines(text)
     parse = openmetrics_families if openmetrics else text_families
     wanted: dict[str, list[tuple[Mapping[str, str], float]]] = defaultdict(list)
