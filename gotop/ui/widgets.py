@@ -24,12 +24,27 @@ def gone(screen: Screen) -> bool:
 
 class Line(Static):
     """One line of text whose size never changes: updates skip the layout pass
-    (which would otherwise run for the whole screen on every tick)."""
+    (which would otherwise run for the whole screen on every tick), and the
+    line is drawn again only when its text changed."""
 
     DEFAULT_CSS = "Line { height: 1; }"
 
+    def __init__(self, content="", **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self._shown = content
+
     def update(self, content="", *, layout: bool = False) -> None:
+        if _same(content, self._shown):
+            return
+        self._shown = content
         super().update(content, layout=layout)
+
+
+def _same(a: object, b: object) -> bool:
+    """Whether two contents look the same (rich's Text == leaves its own style out)."""
+    if isinstance(a, Text) and isinstance(b, Text):
+        return (a.plain, a.spans, a.style, a.justify) == (b.plain, b.spans, b.style, b.justify)
+    return type(a) is type(b) and a == b
 
 
 class MetricRow(Horizontal):
