@@ -283,6 +283,17 @@ def test_readings_of_a_program_changing_under_the_reader_make_sense_or_are_dropp
     assert len(dropped) <= len(readings), Counter(dropped).most_common(3)
 
 
+def test_a_reading_now_is_a_reading_and_never_waits_for_a_census(go_target):
+    """The engine reads on its event loop (Target: INLINE_READING_LIMIT): it must never wait there
+    for a census (tens of ms for 10,000 goroutines) under way in a worker thread."""
+    target = go_target("plain", args=["-workload", "park", "-n", "100"])
+    reader = MemoryReader(target.pid, go_version("go"))
+    now = reader.read_now()
+    assert now is not None and now.stats.goroutines == reader.read().stats.goroutines >= 100
+    with reader._lock:  # as a census in a worker thread holds it
+        assert reader.read_now() is None
+
+
 class ExitsAfterTheFirstCall(ProcessMemory):
     """Fault injection: the process is killed, and left unreaped, between a reading's first
     system call (the runtime's variables; allgs for a census) and the next (allp; the array

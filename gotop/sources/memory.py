@@ -224,6 +224,16 @@ class MemoryReader:
         with self._lock:
             return self._read()
 
+    def read_now(self) -> MemoryReading | None:
+        """`read`, or None at once while a census holds the reader (the caller then
+        reads in a worker thread rather than wait for it)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._read()
+        finally:
+            self._lock.release()
+
     def census(self) -> GoroutineCensus:
         """Every live goroutine, counted by creation site and start function, in three
         system calls (allgs, its array, every `g`); errors as `read`'s."""
