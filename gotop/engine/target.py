@@ -100,9 +100,11 @@ T = TypeVar("T")
 POLL_GRACE = 0.5  # seconds past a poll's budget, so that a transport's own timeout (which says more) comes first
 # A memory reading (3 system calls, ~55 us of CPU) is made on the event loop: handing it
 # to a worker thread cost ~250 us of CPU more per poll (sample(): 469 -> 218 us, one
-# target on a busy 2-core machine). A target whose reading once took this long (its
-# pages brought back from swap) is read in a worker thread from then on.
+# target on a busy 2-core machine). After a reading that took INLINE_READING_LIMIT
+# (its pages brought back from swap, or the loop preempted on a busy machine), the
+# target's next THREAD_READINGS readings are made in a worker thread.
 INLINE_READING_LIMIT = 0.002  # seconds
+THREAD_READINGS = 30
 MEMORY_BUDGET = 2.0  # seconds a memory reading may take (a worker thread; 100,000 goroutines take about 0.2 s)
 # Seconds: a protobuf goroutine profile at most this often, to learn new runtime frames. A leak whose
 # goroutines reach their wait after the first profile (a send after a sleep) shows its state 10 s later.
@@ -169,7 +171,7 @@ class Target:
         self._memory: MemoryReader | MemoryUnavailable | None = None if readable else MemoryUnavailable(
             f"{label}: {process.memory_note if process else 'not a local process'}")
         self._reading: asyncio.Future[MemoryReading] | None = None
-        self._read_inline = True  # see INLINE_READING_LIMIT
+        self._thread_readings = 0  # readings left to make in a worker thread (INLINE_READING_LIMIT)
         self._runtime_frames: dict[int, tuple[Frame, ...]] = {}  # what the text goroutine profile hides
         self._runtime_learnt: float | None = None  # monotonic time of the last protobuf goroutine profile
         self._runtime_sought: frozenset[int] = frozenset()  # hidden addresses a protobuf was asked for
@@ -509,7 +511,7 @@ class Target:
     def _read_inline_or_in_thread(self, reader: MemoryReader) -> asyncio.Future[MemoryReading]:
         """On the event loop while readings are quick and the reader is free (INLINE_READING_LIMIT),
         else in a worker thread."""
-        if self._read_inline:
+        if self._thread_readings == 0:
             done: asyncio.Future[MemoryReading] = asyncio.get_running_loop().create_future()
             started = time.perf_counter()
             try:
@@ -518,10 +520,13 @@ class Target:
                 done.set_exception(e)
                 return done
             finally:
-                self._read_inline = time.perf_counter() - started < INLINE_READING_LIMIT
+                if time.perf_counter() - started >= INLINE_READING_LIMIT:
+                    self._thread_readings = THREAD_READINGS
             if reading is not None:
                 done.set_result(reading)
                 return done
+        else:
+            self._thread_readings -= 1
         return asyncio.ensure_future(asyncio.to_thread(reader.read))
 
     async def _memory_memstats(self) -> MemStats:
