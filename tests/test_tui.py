@@ -11,6 +11,7 @@ from waiting import eventually
 
 from gotop.engine.history import TargetState
 from gotop.engine.poller import Tiers
+from gotop.sources.gops import GopsClient
 from gotop.ui.app import GotopApp
 from gotop.ui.dialogs import ConfirmScreen
 from gotop.ui.goroutines import GoroutinesScreen
@@ -548,6 +549,11 @@ async def test_a_flat_goroutine_count_grows_by_0_not_minus_0():
 async def test_the_heap_scrollbar_follows_the_table_after_a_filter(go_target):
 
     t = go_target("agentpprof", args=["-workload", "retain-generic", "-n", "400"])
+    # A heap profile holds the allocations of two GC cycles back, and this target runs no GC after
+    # its start-up (nor does gotop make it): two GCs, so that the profile holds all of them.
+    host, port = t.ready["agent"].rsplit(":", 1)
+    for _ in range(2):
+        await GopsClient(host, int(port)).gc()
     app = GotopApp(tiers=FAST)
     async with app.run_test(size=(100, 10)) as pilot:  # 6 rows shown: the profile has more
         _, screen = await open_heap(app, pilot, t.pid)
