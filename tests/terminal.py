@@ -15,6 +15,7 @@ import subprocess
 import termios
 import threading
 import time
+from pathlib import Path
 
 
 class Terminal:
@@ -96,15 +97,13 @@ class Terminal:
 
 def _autogroup_niceness() -> int:
     try:
-        return int(open("/proc/self/autogroup").read().split("nice")[1])  # "/autogroup-401 nice -10"
+        return int(Path("/proc/self/autogroup").read_text().split("nice")[1])  # "/autogroup-401 nice -10"
     except (OSError, IndexError, ValueError):
         return 0
 
 
 def _set_autogroup_niceness(niceness: int) -> None:
     try:
-        with open("/proc/self/autogroup", "w") as f:
-            f.write(str(niceness))
+        Path("/proc/self/autogroup").write_text(str(niceness))
     except OSError:
         pass
-

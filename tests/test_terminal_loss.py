@@ -102,4 +102,3 @@ def test_a_gotop_that_cannot_run_still_ends_with_its_terminal(busy):
         assert term.proc.returncode == -signal.SIGKILL
     finally:
         term.kill()
-
