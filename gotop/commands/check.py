@@ -68,6 +68,7 @@ from gotop.engine.poller import Poller, ProfileDemand, Tiers, keep_polling
 from gotop.engine.program import Exit, Program, ProgramExited, take_late_endpoints
 from gotop.engine.target import Target
 from gotop.errors import GotopError
+from gotop.sources.procfs import ProcessGone
 from gotop.textsafe import plain
 from gotop.units import fmt_bytes, fmt_count
 
@@ -273,7 +274,7 @@ def run_program(args: Namespace) -> int:
             verdicts = asyncio.run(check_started(target, args.duration))
             # Its Go program gone, the command ends too (`go run` reports the exit status of its child).
             early = program.wait(EXIT_WAIT) if verdicts[0].watch.history.state is TargetState.EXITED else None
-        except (ProgramExited, CheckError) as e:
+        except (ProgramExited, ProcessGone, CheckError) as e:  # gone while gotop opened it: its exit says why
             early = program.exit()
             if early is None:
                 raise
