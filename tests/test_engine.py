@@ -253,6 +253,32 @@ async def test_a_target_nobody_asks_for_is_polled_at_the_unseen_pace_and_at_once
         assert _polls(a) <= hidden_at + 1
 
 
+async def test_the_slow_tier_of_steady_counts_waits_for_them_to_move(go_target):
+    """With steady_every, a target whose goroutine and descriptor counts stand still has its
+    groups and descriptor kinds read once, not at every slow run; one whose goroutines grow
+    has its groups read at every run; a screen that follows the steady one brings its slow
+    tier back to its own pace, and its groups stay the runtime's."""
+    parked = go_target("plain", args=["-workload", "park", "-n", "50"])
+    growing = go_target("plain", args=["-workload", "leak-recv", "-n", "20"])
+    fleet = Fleet(lambda _: None, Tiers(interval=0.2, slow_every=0.2, steady_every=600.0), discover=False)
+
+    def groups(w) -> int:
+        return len(w.history.series["goroutine_groups"])
+
+    def kinds(w) -> int:
+        return len(w.history.series["fds_file"])
+
+    async with fleet.running():
+        steady, moving = (fleet.add(Target.open(str(t.pid))) for t in (parked, growing))
+        await eventually(lambda: _polls(steady) >= 3)
+        read = groups(steady), kinds(steady)
+        await eventually(lambda: groups(moving) >= 15 and _polls(steady) >= 15)
+        assert (groups(steady), kinds(steady)) == read == (1, 1)
+        steady.follow("a process screen")
+        await eventually(lambda: groups(steady) >= 6 and kinds(steady) >= 6)
+        assert steady.history.goroutines.total == steady.history.series["goroutines"].last
+
+
 async def test_leaks_are_found_in_targets_polled_at_the_unseen_pace(go_target):
     """Off screen, the fast and slow tiers run together every unseen_every: the detectors
     still see a goroutine group and a live heap that keep growing."""

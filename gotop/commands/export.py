@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from gotop.commands.common import FailureLines
 from gotop.commands.fleetmetrics import FleetCollector
 from gotop.engine.fleet import Fleet
-from gotop.engine.poller import Tiers
+from gotop.engine.poller import STEADY_EVERY, Tiers
 from gotop.errors import GotopError
 
 DEFAULT_LISTEN = "127.0.0.1:9149"
@@ -28,7 +28,7 @@ DEFAULT_LISTEN = "127.0.0.1:9149"
 
 def run(args: Namespace) -> int:
     host, port = parse_listen(args.listen)
-    asyncio.run(_serve(host, port, Tiers(args.interval, args.slow_every)))
+    asyncio.run(_serve(host, port, Tiers(args.interval, args.slow_every, steady_every=STEADY_EVERY)))
     return 0
 
 

@@ -58,7 +58,6 @@ class Watched:
     heap_demand: ProfileDemand = field(default_factory=ProfileDemand)  # its pollers', across restarts
     leak_demand: ProfileDemand = field(default_factory=ProfileDemand)  # goroutineleak profiles: its pollers'
     poll_demand: PollDemand = field(default_factory=PollDemand)  # its pollers', across restarts (see Fleet.view)
-    followers: set[object] = field(default_factory=set)  # see follow
 
     @property
     def pid(self) -> int | None:
@@ -66,15 +65,15 @@ class Watched:
 
     @property
     def followed(self) -> bool:
-        return bool(self.followers)
+        return bool(self.poll_demand.closely)
 
     def follow(self, owner: object) -> None:
         """While `owner` (a screen) follows it, the target stays after it exits and moves to
-        its successor (a rebuild or a restart)."""
-        self.followers.add(owner)
+        its successor (a rebuild or a restart), and its slow tier runs at its own pace (PollDemand.closely)."""
+        self.poll_demand.closely.add(owner)
 
     def unfollow(self, owner: object) -> None:
-        self.followers.discard(owner)
+        self.poll_demand.closely.discard(owner)
 
 
 @dataclass

@@ -5,7 +5,9 @@ and a slow target is polled less, not piled up. Tiers:
 
   fast   every interval (1 s):   memstats + goroutine counts + OS figures
   slow   every `slow_every` (5 s): goroutines grouped by stack (protobuf, no stop-the-world)
-         and open descriptors by kind
+         and open descriptors by kind; with `steady_every`, each of the two only while its
+         count (goroutines, open descriptors: the fast tier reads them) moves, or a screen
+         watches the target closely, else every `steady_every` (see Tiers)
   leak   goroutineleak, where the runtime offers it (Go >= 1.26), as often as its most
          frequent want (the goroutine leak detector's, while a group grows: each request
          runs a GC cycle in the target; on Go 1.27 it took an idle service from 0 to 5.9
@@ -53,11 +55,19 @@ def backoff(interval: float, failures: int, cap: float = MAX_BACKOFF) -> float:
     return min(interval * 2.0 ** min(failures, MAX_DOUBLINGS), cap)
 
 
+STEADY_EVERY = 30.0  # the TUI's and the exporter's Tiers.steady_every
+
+
 @dataclass(frozen=True, slots=True)
 class Tiers:
     interval: float = 1.0  # fast tier
     slow_every: float = 5.0  # grouped goroutines, descriptors by kind
     unseen_every: float | None = None  # the fast tier of a target nobody asks for (PollDemand); None: interval
+    # Grouped goroutines (descriptors by kind) of a target whose goroutine (descriptor) count has
+    # not moved since they were last read, and that no screen watches closely: every `steady_every`
+    # (None: every `slow_every`). Groups whose total stands still hold no leak the detectors could
+    # see, and the census of 10,000 goroutines costs 8 ms where the count costs 0.05 ms.
+    steady_every: float | None = None
 
 
 @dataclass
@@ -87,6 +97,8 @@ class PollDemand:
 
     wants: set[object] = field(default_factory=set)
     wanted_again: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # Who watches it closely (a screen that follows it, showing its groups): its slow tier at its own pace.
+    closely: set[object] = field(default_factory=set)
 
     def want(self, owner: object) -> None:
         if not self.wants:
@@ -99,6 +111,24 @@ class PollDemand:
     @property
     def wanted(self) -> bool:
         return bool(self.wants)
+
+
+@dataclass
+class SteadyCount:
+    """When a breakdown of a count (goroutines into groups, descriptors into kinds) is due
+    again, on a slow tier with Tiers.steady_every: while the count moves, at each run of the
+    tier; while it stands still, every `steady_every`."""
+
+    steady_every: float | None
+    count: int | None = None  # the count when the breakdown was last read
+    read_at: float | None = None  # monotonic time it was
+
+    def due(self, now: float, count: int | None, closely: bool) -> bool:
+        return (self.steady_every is None or closely or self.read_at is None or count is None
+                or count != self.count or now - self.read_at >= self.steady_every)
+
+    def read(self, now: float, count: int | None) -> None:
+        self.count, self.read_at = count, now
 
 
 class Poller:
@@ -119,6 +149,8 @@ class Poller:
         self._oversized: dict[str, int] = {}  # tier -> its runs in a row that got a too-large answer
         self._last_num_gc: int | None = None
         self._last_traced_gc: int | None = None
+        self._groups = SteadyCount(tiers.steady_every)
+        self._fd_kinds = SteadyCount(tiers.steady_every)
 
     @property
     def heap_every(self) -> float | None:
@@ -179,7 +211,7 @@ class Poller:
             return Update(time.time(), TargetState.UNREACHABLE, error=str(e))
         self._failures = 0
         asked_from, big_answers = time.time(), self.target.big_answers
-        slow, problems = await self._slow_tier(started)
+        slow, problems = await self._slow_tier(started, sample)
         heap, heap_problem = await self._heap_tier(started)
         profiled = self.target.big_answers > big_answers  # an answer a GC may have marked in flight
         elapsed = round(time.monotonic() - started, 4)
@@ -213,17 +245,23 @@ class Poller:
         previous, self._last_num_gc = self._last_num_gc, m.num_gc
         return m.new_pauses(previous) if previous is not None else GcPauses((), 0)
 
-    async def _slow_tier(self, now: float) -> tuple[dict, list[str]]:
-        """Grouped goroutines, descriptors by kind and (less often) proven leaks."""
+    async def _slow_tier(self, now: float, sample: Sample) -> tuple[dict, list[str]]:
+        """Grouped goroutines, descriptors by kind (each while its count moves, see
+        SteadyCount) and (less often) proven leaks."""
         if now < self._next_slow:
             return {}, []
-        fetches = {"goroutines": self.target.goroutine_profile, "fds": self.target.fd_kinds}
+        closely = bool(self.poll_demand.closely)
+        goroutines = sample.stats.goroutines
+        fds = sample.os.open_fds if sample.os else None
+        fetches = {}
+        if self.target.has_goroutine_groups and self._groups.due(now, goroutines, closely):
+            fetches["goroutines"] = self.target.goroutine_profile
+        if self._fd_kinds.due(now, fds, closely):
+            fetches["fds"] = self.target.fd_kinds
         leak_every = self.leak_demand.every
         if self.target.http and leak_every is not None and now >= self._next_leak:
             self._next_leak = now + leak_every
             fetches["leaks"] = self.target.goroutine_leaks
-        if not self.target.has_goroutine_groups:
-            del fetches["goroutines"]
         results = await asyncio.gather(*(fetch() for fetch in fetches.values()), return_exceptions=True)
         self._next_slow = now + self._backed_off("slow", self.tiers.slow_every, results)
         found, problems = {}, []
@@ -234,6 +272,10 @@ class Poller:
                 raise result
             else:
                 found[name] = result
+        if "goroutines" in found:
+            self._groups.read(now, goroutines)
+        if "fds" in found:
+            self._fd_kinds.read(now, fds)
         return found, problems
 
     async def _heap_tier(self, now: float) -> tuple[HeapSnapshot | None, str | None]:
