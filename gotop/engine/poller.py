@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gotop.engine.history import HeapSnapshot, TargetState, Update
@@ -253,7 +253,7 @@ class Poller:
         closely = bool(self.poll_demand.closely)
         goroutines = sample.stats.goroutines
         fds = sample.os.open_fds if sample.os else None
-        fetches = {}
+        fetches: dict[str, Callable[[], Awaitable[object]]] = {}
         if self.target.has_goroutine_groups and self._groups.due(now, goroutines, closely):
             fetches["goroutines"] = self.target.goroutine_profile
         if self._fd_kinds.due(now, fds, closely):
