@@ -183,7 +183,10 @@ def test_a_file_replaced_after_opening_is_an_error_not_other_bytes(go_build, tmp
 
 
 @pytest.mark.go
-def test_only_the_pclntab_stays_in_memory(go_build):
+def test_the_pclntab_is_mapped_not_kept_in_memory(go_build):
+    """Opening a binary allocates a fraction of its pclntab (its function table, its data
+    symbols): the pclntab itself is mapped from the file (it was 6-14 MB of gotop's heap
+    for each of Debian's etcd, containerd, prometheus and caddy)."""
     path = go_build("plain")
     with path.open("rb") as file:
         pclntab_size = ELFFile(file).get_section_by_name(".gopclntab")["sh_size"]
@@ -195,7 +198,8 @@ def test_only_the_pclntab_stays_in_memory(go_build):
     finally:
         tracemalloc.stop()
     assert binary.symbols
-    assert kept < pclntab_size + (1 << 20) < path.stat().st_size // 2
+    assert kept < pclntab_size // 2
+    assert binary.pclntab.func_named("main.main") is not None  # read through the mapping
 
 
 # -- what is not a Go binary ------------------------------------------------------------

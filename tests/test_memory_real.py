@@ -18,7 +18,7 @@ import asyncio
 import json
 import os
 import signal
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -365,7 +365,7 @@ def _in_use(layout: RuntimeLayout) -> Iterator[None]:
     """Readers made meanwhile use `layout` for the release's table (and map their binary anew)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(memory, "layout_table", lambda go, arch="amd64": layout)
-        patch.setattr(memory, "_maps", {})  # runtime maps are cached per binary
+        patch.setattr(memory, "_maps", OrderedDict())  # runtime maps are cached per binary
         yield
 
 

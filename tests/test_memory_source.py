@@ -10,7 +10,7 @@ between) must be equal.
 from __future__ import annotations
 
 import socket
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +22,7 @@ from gotop.discovery.processes import Scanner
 from gotop.engine.target import Target
 from gotop.model.goroutines import parse_goroutine_dump
 from gotop.model.goruntime import ReadingRejected
+from gotop.sources import memory
 from gotop.sources.memory import MemoryReader
 
 TOOLCHAINS = ("go", "go1.27", "go1.19")
@@ -160,3 +161,17 @@ async def test_blocked_goroutines_wait_from_the_gc_that_found_them(go_target):
         await agent.gc()
     group = next(g for g in reader.census().profile.groups if g.frames[0].function == parked)
     assert group.count == PARKED and group.max_wait_minutes == 0
+
+
+def test_the_binaries_mapped_are_bounded_and_their_readers_keep_theirs(go_target, monkeypatch):
+    """Past MAX_BINARIES the oldest binary's map leaves the cache (each holds a mapping and a
+    descriptor; a dev loop makes a new binary at each build); its process's reader goes on."""
+    monkeypatch.setattr(memory, "MAX_BINARIES", 1)
+    monkeypatch.setattr(memory, "_maps", OrderedDict())
+    first, second = (go_target(kind, args=["-workload", "park", "-n", "30"]) for kind in ("plain", "pprofonly"))
+    scanner = Scanner()
+    readers = [MemoryReader(t.pid, scanner.inspect(t.pid).go_version) for t in (first, second)]
+    assert len(memory._maps) == 1
+    for reader in readers:
+        assert reader.read().stats.goroutines >= 30
+        assert any(g.count == 30 for g in reader.census().profile.groups)

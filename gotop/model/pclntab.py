@@ -26,6 +26,7 @@ together is a PclntabError, never an IndexError, a hang or a huge allocation.
 
 from __future__ import annotations
 
+import mmap
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
@@ -36,6 +37,7 @@ from typing import Literal
 
 from gotop.errors import GotopError
 
+Buffer = bytes | mmap.mmap  # what a pclntab is read from: indexed, sliced (to bytes) and searched (find)
 MAGICS = {0xFFFFFFF0: "1.18", 0xFFFFFFF1: "1.20"}  # the header layouts of Go 1.18-1.19 and 1.20+
 _OLD_MAGICS = {0xFFFFFFFB: "1.2-1.15", 0xFFFFFFFA: "1.16-1.17"}
 _HEADER_WORDS = 8  # nfunc, nfiles, textStart and the five table offsets
@@ -67,9 +69,10 @@ class Func:
 
 
 class Pclntab:
-    """A parsed pclntab. It keeps `data` (the section's bytes) and reads it on demand."""
+    """A parsed pclntab. It keeps `data` (bytes, or the file mapped: see sources/gobinary.py)
+    and reads it on demand."""
 
-    def __init__(self, data: bytes, magic_version: str, byteorder: Literal["little", "big"], ptr_size: int,
+    def __init__(self, data: Buffer, magic_version: str, byteorder: Literal["little", "big"], ptr_size: int,
                  quantum: int, text_start: int, tables: tuple[int, int, int, int, int],
                  entries: array, funcoffs: array) -> None:
         self._data = data
@@ -83,31 +86,35 @@ class Pclntab:
         self._funcoffs = funcoffs  # nfunc offsets of the _func records, from the pclntab
 
     @classmethod
-    def parse(cls, data: bytes, *, text_start: int | None = None) -> Pclntab:
-        """Parse the `.gopclntab` section's bytes. `text_start` (the address of runtime.text)
-        replaces the header's textStart, which is 0 in Go 1.26+ and in the file of a PIE."""
-        if len(data) < 8:
-            raise PclntabError(f"pclntab too short ({len(data)} bytes)")
+    def parse(cls, data: Buffer, *, base: int = 0, text_start: int | None = None) -> Pclntab:
+        """Parse the `.gopclntab` section's bytes: `data` from `base` on. `text_start` (the address
+        of runtime.text) replaces the header's textStart, which is 0 in Go 1.26+ and in the file of a PIE."""
+        size = len(data) - base
+        if size < 8:
+            raise PclntabError(f"pclntab too short ({size} bytes)")
         byteorder: Literal["little", "big"]
         for byteorder in ("little", "big"):
-            magic = int.from_bytes(data[:4], byteorder)
+            magic = int.from_bytes(data[base:base + 4], byteorder)
             if magic in MAGICS:
                 break
             if magic in _OLD_MAGICS:
                 raise PclntabError(f"a Go {_OLD_MAGICS[magic]} pclntab: only Go 1.18 and later are read")
         else:
-            raise PclntabError(f"not a Go pclntab (magic {data[:4].hex()})")
-        pad1, pad2, quantum, ptr_size = data[4:8]
+            raise PclntabError(f"not a Go pclntab (magic {data[base:base + 4].hex()})")
+        pad1, pad2, quantum, ptr_size = data[base + 4:base + 8]
         if pad1 or pad2 or quantum not in (1, 2, 4) or ptr_size not in (4, 8):
             raise PclntabError(f"bad pclntab header (pc quantum {quantum}, pointer size {ptr_size})")
         header_size = 8 + _HEADER_WORDS * ptr_size
-        if len(data) < header_size:
-            raise PclntabError(f"pclntab too short ({len(data)} bytes) for its header")
-        words = [int.from_bytes(data[at:at + ptr_size], byteorder) for at in range(8, header_size, ptr_size)]
+        if size < header_size:
+            raise PclntabError(f"pclntab too short ({size} bytes) for its header")
+        words = [int.from_bytes(data[base + at:base + at + ptr_size], byteorder)
+                 for at in range(8, header_size, ptr_size)]
         nfunc, _nfiles, header_text_start, funcnametab, cutab, filetab, pctab, pclntab = words
-        tables = (funcnametab, cutab, filetab, pctab, pclntab)
-        if not header_size <= funcnametab <= cutab <= filetab <= pctab <= pclntab <= len(data):
+        if not header_size <= funcnametab <= cutab <= filetab <= pctab <= pclntab <= size:
             raise PclntabError("pclntab table offsets out of order or past its end")
+        # The tables' offsets from here on count from the start of `data`.
+        funcnametab, cutab, filetab, pctab, pclntab = (base + t for t in (funcnametab, cutab, filetab, pctab, pclntab))
+        tables = (funcnametab, cutab, filetab, pctab, pclntab)
         start = header_text_start if text_start is None else text_start
         if start == 0:
             raise PclntabError("the pclntab does not say where the text starts (Go 1.26+ or a PIE): "

@@ -7,6 +7,13 @@ into a file offset) and whether there is DWARF. Code and DWARF are read from the
 again when asked, so a 150 MB binary does not stay in memory; the file is checked to be
 the one opened (a binary replaced meanwhile is an error, not other bytes).
 
+The pclntab is mapped from the file, not read: it is 6-14 MB in Debian's etcd,
+containerd, prometheus and caddy, of which a reading touches a few pages (the functions
+it names), and the pages are the page cache's, shared with the process that runs the
+binary. Read into memory, every distinct binary on the host cost gotop that much RSS for
+as long as it ran. (A mapped file truncated in place faults on access; the process that
+runs it does as well, and Go's tools replace a binary, never truncate it.)
+
 Where the pclntab is: its section (.gopclntab; .data.rel.ro.gopclntab in the PIEs of Go
 1.18-1.25); else between the symbols runtime.pclntab and runtime.epclntab; else, stripped,
 where its header's magic is and the moduledata points (a C linker merges a PIE's
@@ -23,6 +30,7 @@ runtime.text there, and the -s -w builds have no runtime.text symbol.
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
 import struct
@@ -204,19 +212,21 @@ class GoBinary:
             raise BinaryError(f"{path}: truncated ({identity[2]} bytes, its sections end at {end})")
         symbols, text_symbol = _symbols(path, file, elf)
         word = struct.Struct(("<" if elf.little_endian else ">") + ("Q" if elf.elfclass == 64 else "I"))
-        pclntab_address, data = _pclntab_bytes(path, file, elf, names, symbols, segments, word)
+        pclntab_address, offset, size = _pclntab_place(path, file, elf, names, symbols, segments, word)
+        data, base = _map(file, offset, size)
         text = elf.get_section_by_name(".text")
         if text is None:
             raise BinaryError(f"{path}: no .text section")
         text_start = text_symbol
         moduledata_address = symbols.get("runtime.firstmoduledata", (0, 0))[0]
-        if text_start is None and (found := _moduledata(file, segments, word, pclntab_address, data)):
+        header = data[base:base + 8 + 8 * word.size]
+        if text_start is None and (found := _moduledata(file, segments, word, pclntab_address, header)):
             address, moduledata = found
             if text["sh_addr"] <= moduledata[_TEXT_WORD] < text["sh_addr"] + text["sh_size"]:
                 text_start, moduledata_address = moduledata[_TEXT_WORD], address
         gofunc = next((symbols[name][0] for name in _GOFUNC_SYMBOLS if name in symbols), 0)
         try:
-            pclntab = Pclntab.parse(data, text_start=text_start or text["sh_addr"])
+            pclntab = Pclntab.parse(data, base=base, text_start=text_start or text["sh_addr"])
         except PclntabError as exc:
             raise BinaryError(f"{path}: {exc}") from None
         machine = elf["e_machine"]
@@ -275,20 +285,23 @@ def _opened(path: str, identity: tuple[int, ...] | None) -> Iterator[tuple[Binar
             raise BinaryError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _pclntab_bytes(path: str, file: BinaryIO, elf: ELFFile, names: set[str], symbols: Mapping[str, tuple[int, int]],
-                   segments: Sequence[Segment], word: struct.Struct) -> tuple[int, bytes]:
-    """The pclntab's address and bytes: its section, else where the symbols runtime.pclntab
-    and runtime.epclntab say, else where its header and the moduledata are (a C linker
-    merges the .data.rel.ro.gopclntab of a PIE into .data.rel.ro)."""
+def _pclntab_place(path: str, file: BinaryIO, elf: ELFFile, names: set[str], symbols: Mapping[str, tuple[int, int]],
+                   segments: Sequence[Segment], word: struct.Struct) -> tuple[int, int, int]:
+    """The pclntab's address, offset in the file and size: its section, else where the
+    symbols runtime.pclntab and runtime.epclntab say, else where its header and the
+    moduledata are (a C linker merges the .data.rel.ro.gopclntab of a PIE into .data.rel.ro)."""
     section = next((elf.get_section_by_name(name) for name in _PCLNTAB_SECTIONS if name in names), None)
     if section is not None:
-        return section["sh_addr"], _section_bytes(path, file, section, _MAX_PCLNTAB)
+        size = section["sh_size"]
+        if section["sh_type"] == "SHT_NOBITS" or size > _MAX_PCLNTAB:
+            raise BinaryError(f"{path}: section {section.name} has no bytes in the file or is too big ({size} bytes)")
+        return section["sh_addr"], section["sh_offset"], size  # in the file: checked against its size
     if "runtime.pclntab" in symbols and "runtime.epclntab" in symbols:
         start, end = symbols["runtime.pclntab"][0], symbols["runtime.epclntab"][0]
-        data = _read_mapped(file, segments, start, end - start) if 0 < end - start <= _MAX_PCLNTAB else None
-        if data is None:
+        offset = _file_offset(segments, start, end - start) if 0 < end - start <= _MAX_PCLNTAB else None
+        if offset is None:
             raise BinaryError(f"{path}: truncated (its pclntab is not in the file)")
-        return start, data
+        return start, offset, end - start
     if ".go.buildinfo" not in names and ".note.go.buildid" not in names:
         raise BinaryError(f"{path}: not a Go binary (no .gopclntab section)")
     found = _pclntab_by_header(file, segments, word, "little" if elf.little_endian else "big")
@@ -299,12 +312,30 @@ def _pclntab_bytes(path: str, file: BinaryIO, elf: ELFFile, names: set[str], sym
 
 def _read_mapped(file: BinaryIO, segments: Sequence[Segment], address: int, size: int) -> bytes | None:
     """The `size` bytes of the file mapped at `address`; None unless all are in one segment."""
+    offset = _file_offset(segments, address, size)
+    if offset is None:
+        return None
+    file.seek(offset)
+    data = file.read(size)
+    return data if len(data) == size else None
+
+
+def _file_offset(segments: Sequence[Segment], address: int, size: int) -> int | None:
+    """Where in the file the `size` bytes mapped at `address` are; None unless all are in one segment."""
     for segment in segments:
         if segment.vaddr <= address and address + size <= segment.vaddr + segment.filesz:
-            file.seek(segment.offset + address - segment.vaddr)
-            data = file.read(size)
-            return data if len(data) == size else None
+            return segment.offset + address - segment.vaddr
     return None
+
+
+def _map(file: BinaryIO, offset: int, size: int) -> tuple[mmap.mmap, int]:
+    """The file's bytes [offset, offset + size) mapped read-only (see the module's doc), and where
+    they start in the mapping (which starts at a page boundary)."""
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    try:
+        return mmap.mmap(file.fileno(), offset + size - start, offset=start, access=mmap.ACCESS_READ), offset - start
+    except (OSError, ValueError) as exc:  # past the end of the file (truncated meanwhile), or empty
+        raise BinaryError(f"{getattr(file, 'name', 'binary')}: cannot map its pclntab ({exc})") from None
 
 
 def _section_bytes(path: str, file: BinaryIO, section: Section, limit: int) -> bytes:
@@ -368,7 +399,7 @@ def _moduledata(file: BinaryIO, segments: Sequence[Segment], word: struct.Struct
 
 
 def _pclntab_by_header(file: BinaryIO, segments: Sequence[Segment], word: struct.Struct,
-                       byteorder: Literal["little", "big"]) -> tuple[int, bytes] | None:
+                       byteorder: Literal["little", "big"]) -> tuple[int, int, int] | None:
     """The pclntab found by its header's magic in the data, confirmed by the moduledata
     that points at it, whose pclntable slice says where the pclntab ends: the way to it
     in a stripped binary whose C linker merged .gopclntab into another section."""
@@ -384,9 +415,9 @@ def _pclntab_by_header(file: BinaryIO, segments: Sequence[Segment], word: struct
                     continue
                 moduledata = found[1]
                 end = moduledata[_PCLNTABLE_WORD] + moduledata[_PCLNTABLE_WORD + 1]  # its address, its length
-                data = _read_mapped(file, segments, at, end - at) if at < end <= at + _MAX_PCLNTAB else None
-                if data is not None:
-                    return at, data
+                offset = _file_offset(segments, at, end - at) if at < end <= at + _MAX_PCLNTAB else None
+                if offset is not None:
+                    return at, offset, end - at
     return None
 
 

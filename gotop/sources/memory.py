@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from array import array
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -72,7 +73,11 @@ class RuntimeMap:
         return f"{self.layout.origin}, {' and '.join(ways)}"
 
 
-_maps: dict[tuple[int, int, int, int], RuntimeMap | MemoryUnavailable] = {}
+# The binaries mapped last. Each holds its pclntab's mapping and a descriptor (Python's mmap
+# keeps one); a host's rebuilt binaries (a dev loop, `go run`) come and go, so the oldest are
+# dropped past this many (the readers of their processes keep theirs).
+MAX_BINARIES = 128
+_maps: OrderedDict[tuple[int, int, int, int], RuntimeMap | MemoryUnavailable] = OrderedDict()
 _maps_lock = threading.Lock()
 
 
@@ -92,6 +97,9 @@ def runtime_map(pid: int, go_version: str) -> RuntimeMap:
             except MemoryUnavailable as e:
                 found = e
             _maps[key] = found
+            if len(_maps) > MAX_BINARIES:
+                _maps.popitem(last=False)
+        _maps.move_to_end(key)
     if isinstance(found, MemoryUnavailable):
         raise MemoryUnavailable(f"pid {pid}: {found}")
     # The same binary, read through this process's /proc entry: the one it was first
