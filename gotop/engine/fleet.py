@@ -115,10 +115,8 @@ class Fleet:
             discovery.cancel()
             await self.aclose()
 
-    def add(self, target: Target, key: object | None = None, process: GoProcess | None = None,
-            first_poll_after: float = 0.0) -> Watched:
-        """Watch a target (a discovered process, or one named on the command line); its first poll
-        after `first_poll_after` seconds."""
+    def add(self, target: Target, key: object | None = None, process: GoProcess | None = None) -> Watched:
+        """Watch a target (a discovered process, or one named on the command line)."""
         process = process or target.process
         watched = Watched(target.label, target, TargetHistory(self.tiers.interval, self.window), process)
         if process is not None:
@@ -128,7 +126,7 @@ class Fleet:
             watched.recording_id = self.recorder.add_target(str(key), target.label, target_info(target, process))
             watched.poll_demand.want(RECORDING)
         self.watched[key] = watched
-        self._start(watched, first_poll_after)
+        self._start(watched)
         return watched
 
     def start_recording(self, recorder: Recorder) -> None:
@@ -184,7 +182,7 @@ class Fleet:
         self._reconcile(result.processes)
         self._drop_exited()
 
-    def _start(self, watched: Watched, first_poll_after: float = 0.0) -> None:
+    def _start(self, watched: Watched) -> None:
         def on_update(update: Update) -> None:
             apply_update(watched, update)
             if self.recorder is not None and watched.recording_id is not None:
@@ -197,7 +195,7 @@ class Fleet:
             watched.task.cancel()
             self._keep_until_done(watched.task)
         watched.poller = Poller(watched.target, on_update, self.tiers, watched.heap_demand, watched.poll_demand,
-                                watched.leak_demand, first_poll_after)
+                                watched.leak_demand)
         watched.task = asyncio.create_task(keep_polling(watched.poller, lambda text: self._crashed(watched, text)))
 
     def _crashed(self, watched: Watched, text: str) -> None:
@@ -216,12 +214,6 @@ class Fleet:
             task.add_done_callback(self._ending.discard)
 
     def _reconcile(self, processes: tuple[GoProcess, ...]) -> None:
-        # The first polls of the processes a scan found start spread over one interval: all at once,
-        # the first scan's 100 held the screen's first frame back (median 1.10 s to it, 0.90 s
-        # spread; bench/tui_cost.py --targets 100 --only startup), and polled in bursts ever after.
-        new = [proc for proc in processes if (proc.pid, proc.create_time) not in self.watched]
-        spread = self.tiers.interval / len(new) if len(new) > 1 else 0.0
-        starts = {id(proc): i * spread for i, proc in enumerate(new)}
         for proc in processes:
             key = (proc.pid, proc.create_time)
             if key in self.watched:
@@ -238,7 +230,7 @@ class Fleet:
             if successor_of is not None:
                 self._move(successor_of, key, proc, target)
             else:
-                self.on_change(self.add(target, key, proc, starts[id(proc)]))
+                self.on_change(self.add(target, key, proc))
 
     def _waiting_for(self, proc: GoProcess) -> object | None:
         """The key of an exited, followed target that `proc` succeeds."""

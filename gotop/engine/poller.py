@@ -134,9 +134,8 @@ class SteadyCount:
 class Poller:
     def __init__(self, target: Target, on_update: Callable[[Update], None], tiers: Tiers = Tiers(),
                  heap_demand: ProfileDemand | None = None, poll_demand: PollDemand | None = None,
-                 leak_demand: ProfileDemand | None = None, first_poll_after: float = 0.0) -> None:
+                 leak_demand: ProfileDemand | None = None) -> None:
         self.target = target
-        self.first_poll_after = first_poll_after  # seconds (see Fleet: the pollers of a scan start spread out)
         self.on_update = on_update
         self.tiers = tiers
         self.heap_demand = heap_demand or ProfileDemand()
@@ -171,9 +170,6 @@ class Poller:
 
     async def run(self) -> None:
         """Poll until the target exits (or the task is cancelled)."""
-        if self.first_poll_after > 0:
-            await asyncio.sleep(self.first_poll_after)
-            self.first_poll_after = 0.0
         while True:
             started = time.monotonic()
             update = await self.poll_once()
