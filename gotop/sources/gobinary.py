@@ -11,8 +11,8 @@ The pclntab is mapped from the file, not read: it is 6-14 MB in Debian's etcd,
 containerd, prometheus and caddy, of which a reading touches a few pages (the functions
 it names), and the pages are the page cache's, shared with the process that runs the
 binary. Read into memory, every distinct binary on the host cost gotop that much RSS for
-as long as it ran. (A mapped file truncated in place faults on access; the process that
-runs it does as well, and Go's tools replace a binary, never truncate it.)
+as long as it ran. (A mapped file truncated in place would fault where read, as it would
+in the process that runs it; installers and build tools write a new file and rename it.)
 
 Where the pclntab is: its section (.gopclntab; .data.rel.ro.gopclntab in the PIEs of Go
 1.18-1.25); else between the symbols runtime.pclntab and runtime.epclntab; else, stripped,
