@@ -17,7 +17,7 @@ watch   Real services, each watched three ways for --seconds each, in turn:
           unwatched   nothing asks it anything;
           check       `gotop check PID --for SECONDS` (a subprocess);
           engine      the TUI's engine: a Fleet polling the process as the TUI
-                      does with no screen open (in this process).
+                      does while its list shows it (in this process).
         Per phase: the target's GC cycles, bytes allocated and CPU per minute
         (GC count and totalAlloc read from its memory), the connections it
         accepted (new socket descriptors, sampled every 0.2 s), and at the end
@@ -76,6 +76,7 @@ from tui_cost import gotop_revision, load_average  # noqa: E402
 from gotop.discovery.processes import Scanner  # noqa: E402
 from gotop.engine.fleet import Fleet  # noqa: E402
 from gotop.engine.history import TargetState  # noqa: E402
+from gotop.engine.poller import Tiers  # noqa: E402
 from gotop.engine.target import Target  # noqa: E402
 from gotop.model.goroutines import parse_goroutine_profile_text, profile_from_pprof  # noqa: E402
 from gotop.model.monitoring import monitoring_share  # noqa: E402
@@ -239,8 +240,9 @@ async def under_check(pid: int, seconds: float) -> None:
 
 
 async def under_engine(pid: int, seconds: float) -> None:
-    fleet = Fleet(lambda _watched: None, discover=False)
+    fleet = Fleet(lambda _watched: None, Tiers.for_screens(), discover=False)
     watched = fleet.add(Target.for_process(Scanner().inspect(pid)))
+    fleet.view("list", [watched])  # on the TUI's list: polled every second
     try:
         deadline = time.monotonic() + READY_TIMEOUT
         while watched.history.state is not TargetState.UP:

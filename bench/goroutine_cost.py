@@ -30,16 +30,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 from gotargets import start_target  # noqa: E402
 
 from gotop.engine.fleet import Fleet  # noqa: E402
-from gotop.engine.poller import STEADY_EVERY, Tiers  # noqa: E402
+from gotop.engine.poller import Tiers  # noqa: E402
 from gotop.engine.target import Target  # noqa: E402
 
-TUI_TIERS = Tiers(1.0, 5.0, unseen_every=5.0, steady_every=STEADY_EVERY)  # as gotop/ui/run.py sets them
 SETTLE = 3.0  # seconds of first polls (the reader made, the first groups read) left out
 
 
 async def watch(pid: int, seconds: float, closely: bool) -> float:
     """gotop's CPU (ms per second) watching `pid` on screen, or on the process screen."""
-    fleet = Fleet(lambda _w: None, TUI_TIERS, discover=False)
+    fleet = Fleet(lambda _w: None, Tiers.for_screens(), discover=False)
     async with fleet.running():
         watched = fleet.add(Target.open(str(pid)))
         fleet.view("list", [watched])

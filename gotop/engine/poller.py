@@ -69,6 +69,12 @@ class Tiers:
     # see, and the census of 10,000 goroutines costs 8 ms where the count costs 0.05 ms.
     steady_every: float | None = None
 
+    @classmethod
+    def for_screens(cls, interval: float = 1.0, slow_every: float = 5.0) -> Tiers:
+        """The TUI's: a target no screen shows polled at the slow tier's pace (see Poller.interval),
+        and the breakdowns of steady counts every STEADY_EVERY."""
+        return cls(interval, slow_every, unseen_every=slow_every, steady_every=STEADY_EVERY)
+
 
 @dataclass
 class ProfileDemand:

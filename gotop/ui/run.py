@@ -18,7 +18,7 @@ from gotop.ui.terminal_guard import EXIT_HANGUP, TerminalGuard
 
 def run(args: Namespace) -> int:
     guard = _guard_terminal()
-    from gotop.engine.poller import STEADY_EVERY, Tiers
+    from gotop.engine.poller import Tiers
     from gotop.engine.targetspec import parse_target
 
     specs = [parse_target(spec) for spec in args.targets]  # a bad target is a one-line error before the screen opens
@@ -26,9 +26,7 @@ def run(args: Namespace) -> int:
     scanner, first_scan = (None, None) if any(s.pid is None for s in specs) else _discover_early()
     from gotop.ui.app import GotopApp
 
-    # A target no screen shows is polled with the slow tier (see Poller.interval), and the slow tier of one
-    # whose counts stand still runs less often (see Tiers.steady_every).
-    tiers = Tiers(args.interval, args.slow_every, unseen_every=args.slow_every, steady_every=STEADY_EVERY)
+    tiers = Tiers.for_screens(args.interval, args.slow_every)
     app = GotopApp(args.targets, tiers, args.window, Path(args.save_dir),
                    record=args.record, scanner=scanner, first_scan=first_scan)
     return _run(app, guard, args.mouse)
