@@ -72,11 +72,7 @@ from gotop.sources.procfs import ProcessGone
 from gotop.textsafe import plain
 from gotop.units import fmt_bytes, fmt_count
 
-# Groups (descriptor kinds) every 2 s while their count moves, else every 5 s: a 30 s check of a
-# steady process still has the 5 readings a detector needs, and the target serves 7 goroutine
-# profiles rather than 15 (a service of 1 MiB live heap ran 1.68 times its GC cycles under
-# check with them every 2 s; bench/footprint.py).
-CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0, steady_every=5.0)
+CHECK_TIERS = Tiers(interval=1.0, slow_every=2.0)
 LEAK_PROOF_EVERY = 10.0  # seconds between goroutineleak profiles while a goroutine group grows
 HEAP_EVERY = 5.0  # seconds between heap profiles while the live heap rises: their difference names the sites
 HEAP_WANTED = "gotop check: a first heap profile, or the live heap rises"  # its wants (a ProfileDemand owner)
