@@ -254,18 +254,18 @@ class Poller:
     async def _slow_tier(self, now: float, sample: Sample) -> tuple[dict, list[str]]:
         """Grouped goroutines, descriptors by kind (each while its count moves, see
         SteadyCount) and (less often) proven leaks."""
-        if now < self._next_slow:
+        if self._horizon(now) < self._next_slow:
             return {}, []
         closely = bool(self.poll_demand.closely)
         goroutines = sample.stats.goroutines
         fds = sample.os.open_fds if sample.os else None
         fetches: dict[str, Callable[[], Awaitable[object]]] = {}
-        if self.target.has_goroutine_groups and self._groups.due(now, goroutines, closely):
+        if self.target.has_goroutine_groups and self._groups.due(self._horizon(now), goroutines, closely):
             fetches["goroutines"] = self.target.goroutine_profile
-        if self._fd_kinds.due(now, fds, closely):
+        if self._fd_kinds.due(self._horizon(now), fds, closely):
             fetches["fds"] = self.target.fd_kinds
         leak_every = self.leak_demand.every
-        if self.target.http and leak_every is not None and now >= self._next_leak:
+        if self.target.http and leak_every is not None and self._horizon(now) >= self._next_leak:
             self._next_leak = now + leak_every
             fetches["leaks"] = self.target.goroutine_leaks
         results = await asyncio.gather(*(fetch() for fetch in fetches.values()), return_exceptions=True)
@@ -285,7 +285,7 @@ class Poller:
         return found, problems
 
     async def _heap_tier(self, now: float) -> tuple[HeapSnapshot | None, str | None]:
-        due = self.heap_every is not None and now >= self._next_heap
+        due = self.heap_every is not None and self._horizon(now) >= self._next_heap
         if not (due or self._heap_requested):
             return None, None
         self._heap_requested = False
@@ -297,6 +297,12 @@ class Poller:
             return None, describe(e)
         self._next_heap = now + self._backed_off("heap", self.heap_every or 0, [])
         return HeapSnapshot(time.time(), raw, profile), None
+
+    def _horizon(self, now: float) -> float:
+        """What a poll started at `now` counts as its time when it asks whether a tier is due: polls
+        start a little after their tick (next_tick), and a tier due 2 s after the previous run would
+        otherwise wait for the tick after (every 3 s instead of 2)."""
+        return now + self.interval / 2
 
     def _backed_off(self, tier: str, period: float, results: list) -> float:
         """`period`; after an answer too large to take (a gzip bomb), twice as long
