@@ -264,6 +264,38 @@ async def test_a_source_that_is_not_there_is_told_so(go_target, tmp_path):
 # --- the TUI's function screen ------------------------------------------------------------------
 
 
+async def test_the_heap_view_marks_each_allocating_function_with_its_cause(go_target):
+    """`e` in the heap view: after each function of the program that allocates, the
+    causes the compiler gives at its lines; again, the marks go."""
+    from test_tui import FAST, open_heap, until
+
+    from gotop.ui.app import GotopApp
+
+    t = go_target("escapes", args=["-hot", "returned"])
+    wanted = {"main.returned": "returned", "main.captured": "captured", "main.sized": "non constant size",
+              "main.stored": "stored"}
+    app = GotopApp(tiers=FAST)
+    async with app.run_test(size=(160, 40)) as pilot:
+        _, heap = await open_heap(app, pilot, t.pid)
+        await until(pilot, lambda: heap.watched.history.heap)
+        await pilot.press("i", "i")  # alloc_space: every site that allocated, live or not
+        await until(pilot, lambda: set(wanted) <= set(heap.table.rows), timeout=60)
+        assert not any("←" in heap.table.get_row(name)[-1].plain for name in wanted)
+        await pilot.press("e")
+
+        def marked() -> dict[str, str]:
+            rows = {name: heap.table.get_row(name)[-1].plain for name in wanted if name in heap.table.rows}
+            return rows if all("←" in text for text in rows.values()) and len(rows) == len(wanted) else {}
+
+        functions = await until(pilot, marked, timeout=300)
+        for name, cause in wanted.items():
+            assert cause in functions[name].split(" ← ")[1].split(", "), functions  # the closure itself: returned
+        assert not any("←" in heap.table.get_row(name)[-1].plain for name in heap.table.rows
+                       if not name.startswith("main.")), "only the program's own lines have the compiler's reasons"
+        await pilot.press("e")
+        await until(pilot, lambda: not any("←" in heap.table.get_row(name)[-1].plain for name in heap.table.rows))
+
+
 async def test_the_function_screen_says_why_its_lines_allocate(go_target, tmp_path):
     """The Source tab shows, under each line the compiler allocates on, what and why;
     of a program whose source is not on this host, it says so in one line."""

@@ -76,11 +76,28 @@ def allocation_sites(profile: Profile, allocations: Iterable[Allocation], module
         grown = max(allocated.get(node, 0) - before.get(node, 0), 0)
         if not (inuse.get(node) or grown):
             continue
-        places = [node, *outer_lines.get(node, ())]
-        found = tuple(dict.fromkeys(a for place in places for a in escapes.at(place)))
+        found = _escapes_at(node, outer_lines, escapes)
         sites.append(Site(node.name, node.file, node.line, inuse.get(node, 0), objects.get(node, 0), grown,
                           grown / seconds if seconds > 0 else 0.0, found))
     return sorted(sites, key=lambda s: (-s.inuse_bytes, -s.rate, s.file, s.line))
+
+
+def escapes_by_function(profile: Profile, escapes: EscapeIndex) -> dict[str, tuple[Allocation, ...]]:
+    """For each function of a heap profile that allocates, the compiler's reasons at the
+    lines it allocates on; functions without one are left out."""
+    index = node_index(profile, "lines")
+    outer_lines = _outer_lines(index)
+    found: defaultdict[str, dict[Allocation, None]] = defaultdict(dict)
+    for node in _flat(profile, index, "alloc_space"):
+        found[node.name].update(dict.fromkeys(_escapes_at(node, outer_lines, escapes)))
+    return {function: tuple(reasons) for function, reasons in found.items() if reasons}
+
+
+def _escapes_at(node: NodeInfo, outer_lines: dict[NodeInfo, set[NodeInfo]],
+                escapes: EscapeIndex) -> tuple[Allocation, ...]:
+    """The reasons at an allocating line, or at the lines its code was inlined into."""
+    places = [node, *outer_lines.get(node, ())]
+    return tuple(dict.fromkeys(a for place in places for a in escapes.at(place)))
 
 
 def _flat(profile: Profile, index: NodeIndex, sample_type: str) -> dict[NodeInfo, int]:

@@ -6,6 +6,10 @@ program's allocations only in name: a function whose bytes are all theirs is
 dimmed and marked "(gotop)", and `o` hides them all (the report is then of the
 program's own stacks).
 
+`e` marks each function with the compiler's reasons for the heap allocations
+on its lines (escape analysis of the program's module, when its source is on
+this host: built once with -gcflags=-m=2 and cached, see gotop.engine.escapes).
+
 The rows are computed on a worker thread (a big profile takes most of a second):
 the title says "computing…" meanwhile, and a newer request (a new profile, a key)
 supersedes one under way, whose result is then dropped.
@@ -29,6 +33,8 @@ from gotop.engine.fleet import Watched
 from gotop.engine.history import HeapSnapshot
 from gotop.engine.leaks import SiteRef
 from gotop.errors import describe
+from gotop.model.escape_sites import EscapeIndex, escapes_by_function
+from gotop.model.escapes import Allocation
 from gotop.model.monitoring import split_monitoring
 from gotop.model.profile import Profile
 from gotop.model.profile_diff import diff
@@ -64,6 +70,7 @@ class HeapView:
     pattern: str = ""
     growth: bool = False  # show the growth since the baseline instead of the heap
     hide_own: bool = False  # leave out the stacks of gotop's own requests
+    escapes: bool = False  # mark the functions the compiler says why they allocate on the heap
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +82,7 @@ class Request:
     baseline: HeapSnapshot | None
     pattern: re.Pattern[str] | None
     leaking: frozenset[str]  # functions the detectors blame
+    escapes: EscapeIndex | None  # the compiler's reasons to mark the functions with; None: unmarked
 
 
 @dataclass(frozen=True)
@@ -110,17 +118,20 @@ def heap_rows(request: Request, costs: Costs | None) -> HeapRows:
     own_rows = {} if view.hide_own or view.growth or not own.samples else \
         {n.name: (n.flat, n.cum) for n in top(own, index, node_fraction=0).rows}
     own_total = sum(own.samples.values[own.sample_index(index)])
-    return HeapRows(request, rep, rows_for(rep, deltas, request.pattern, request.leaking, own_rows), source, costs,
-                    own_total)
+    reasons = escapes_by_function(request.snapshot.profile, request.escapes) if request.escapes else {}
+    return HeapRows(request, rep, rows_for(rep, deltas, request.pattern, request.leaking, own_rows, reasons), source,
+                    costs, own_total)
 
 
 def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | None,
              leaking: frozenset[str] = frozenset(), own: dict[str, tuple[int, int]] | None = None,
-             ) -> dict[str, dict]:
+             reasons: dict[str, tuple[Allocation, ...]] | None = None) -> dict[str, dict]:
     """The table rows: growth since the baseline in yellow, sites the detectors blame in red with ●,
-    functions whose flat and cum are all in gotop's own requests (`own`: name -> (flat, cum)) dimmed."""
+    functions whose flat and cum are all in gotop's own requests (`own`: name -> (flat, cum)) dimmed,
+    and after a function's name the causes the compiler gives for its heap allocations (`reasons`)."""
     unit, total = rep.scope.sample_type.unit, rep.scope.total
     own = own or {}
+    reasons = reasons or {}
 
     def value(v: int) -> str:
         return scaled_label(v, unit, "auto")
@@ -137,6 +148,10 @@ def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | 
         dim = "dim" if gotops else ""
         name_style = "bold red" if node.name in leaking else "bold yellow" if grew else dim
         mark = "● " if node.name in leaking else "(gotop) " if gotops else ""
+        function = cell(mark + plain(short_function(node.name) + (f" {node.inline}" if node.inline else "")),
+                        node.name, name_style, justify="left")
+        if causes := dict.fromkeys(a.cause.value.replace("_", " ") for a in reasons.get(node.name, ())):
+            function.append(" ← " + ", ".join(causes), "cyan")
         rows[node.name] = {
             "flat": cell(value(node.flat), node.flat, dim),
             "flat_pct": cell(percentage(node.flat, total).strip(), abs(node.flat), dim),
@@ -145,8 +160,7 @@ def rows_for(rep: TopReport, deltas: dict[str, int], pattern: re.Pattern[str] | 
             "cum_pct": cell(percentage(node.cum, total).strip(), abs(node.cum), dim),
             "delta": cell("" if delta is None else ("+" if delta > 0 else "") + value(delta), delta or 0,
                           "bold yellow" if grew else dim),
-            "function": cell(mark + plain(short_function(node.name) + (f" {node.inline}" if node.inline else "")),
-                             node.name, name_style, justify="left"),
+            "function": function,
         }
     return rows
 
@@ -166,6 +180,8 @@ class HeapScreen(TargetScreen):
         self._failed: Request | None = None  # a request whose rows could not be computed
         self._computing = False  # a worker is computing rows
         self._costs: tuple[HeapSnapshot, HeapView, Costs] | None = None  # for which snapshot and view
+        self._escapes: EscapeIndex | None = None  # the compiler's reasons, once analysed (e)
+        self._analysing = False
 
     def compose(self) -> ComposeResult:
         yield Line(id="title")
@@ -215,7 +231,8 @@ class HeapScreen(TargetScreen):
             pattern = None
         leaking = frozenset(f.ref.site.function for f in self.watched.findings
                             if isinstance(f.ref, SiteRef) and f.ref.site)
-        self._wanted = Request(snapshot, self.view, self.baseline, pattern, leaking)
+        self._wanted = Request(snapshot, self.view, self.baseline, pattern, leaking,
+                               self._escapes if self.view.escapes else None)
         if not self._computing:
             self._computing = True
             self._compute()
@@ -294,6 +311,7 @@ class HeapScreen(TargetScreen):
         self.query_one("#legend", Line).update(Text(
             f"sort {'cum' if self.view.by_cum else 'flat'}   "
             f"{'filter ' + repr(self.view.pattern) + '   ' if self.view.pattern else ''}"
+            f"{'← why on the heap (compiler), e hides it' if self.view.escapes else 'e why on the heap'}   "
             f"(gotop) dim: gotop's own requests, o {'shows' if self.view.hide_own else 'hides'} them   "
             "enter callers/callees/stacks/source", "dim"))
 
@@ -331,6 +349,31 @@ class HeapScreen(TargetScreen):
 
     def action_toggle_own(self) -> None:
         self._set_view(hide_own=not self.view.hide_own)
+
+    def action_escapes(self) -> None:
+        if self._escapes is not None:
+            self._set_view(escapes=not self.view.escapes)
+        elif (snapshot := self.watched.history.heap) is None:
+            self.notify("why on the heap: waiting for the first heap profile", severity="warning")
+        elif not self._analysing:
+            self._analysing = True
+            self._analyse(snapshot.profile)
+
+    @work(group="escape-analysis")
+    async def _analyse(self, profile: Profile) -> None:
+        """The compiler's escape analysis of the program's module (a build, on a thread, cached)."""
+        from gotop.engine.escapes import escape_index
+
+        self.notify("why on the heap: the compiler's escape analysis of the program's module…")
+        try:
+            self._escapes = await escape_index(profile)
+        except Exception as e:  # no source on this host, a build that fails: said in one line
+            self.notify(f"why on the heap: {describe(e)}", severity="warning")
+            return
+        finally:
+            self._analysing = False
+        if not gone(self):
+            self._set_view(escapes=True)
 
     def action_freeze(self) -> None:
         self.frozen = not self.frozen

@@ -104,6 +104,9 @@ HEAP = (
     Key("heap_own", "o", "toggle_own", "Own",
         "Hide or show the stacks of gotop's own requests (the pprof, expvar, agent and /metrics handlers), "
         "shown dimmed."),
+    Key("heap_escapes", "e", "escapes", "Escapes",
+        "Why on the heap: after each function, the causes the compiler's escape analysis gives for its "
+        "allocations (its module built once with -gcflags=-m=2 when the source is on this host); again to hide."),
     Key("freeze", "space", "freeze", "Freeze", "Freeze the table; again to follow the live profile."),
     Key("refresh_heap", "r", "refresh_now", "Refresh", "Fetch a new heap profile now (otherwise every 15 s)."),
 )
