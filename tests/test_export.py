@@ -211,6 +211,11 @@ def test_every_figure_of_a_process_is_there_and_true(watch):
     assert value(series, "gotop_open_fds", pid, kind="tcp") >= 2  # the agent's and pprof's listeners
     answered = sources(series, pid)
     assert "procfs" in answered and answered & {"memory", "agent", "pprof", "expvar"}, answered
+    if "memory" in answered:  # the live heap its last GC marked, read from its memory: the goal is twice it and more
+        live = value(series, "gotop_heap_live_bytes", pid)
+        assert 0 < live and 2 * live <= value(series, "gotop_heap_goal_bytes", pid), live
+    else:
+        assert os.geteuid() != 0, answered  # root reads the memory of any process
 
     # Each figure is what the process says of itself (the pool's goroutines and threads hold still).
     def agrees() -> bool:
