@@ -96,6 +96,8 @@ def runtime_map(pid: int, go_version: str) -> RuntimeMap:
                 found = _map_binary(exe, go_version)
             except MemoryUnavailable as e:
                 found = e
+            except BinaryError as e:  # its file went while it was read (the process exited): not kept for the binary
+                raise MemoryUnavailable(f"pid {pid}: {e}") from None
             _maps[key] = found
             if len(_maps) > MAX_BINARIES:
                 _maps.popitem(last=False)
