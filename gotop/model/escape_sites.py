@@ -84,7 +84,8 @@ def allocation_sites(profile: Profile, allocations: Iterable[Allocation], module
 
 def escapes_by_function(profile: Profile, escapes: EscapeIndex) -> dict[str, tuple[Allocation, ...]]:
     """For each function of a heap profile that allocates, the compiler's reasons at the
-    lines it allocates on; functions without one are left out."""
+    lines it allocates on (a library function inlined into the program's code has those
+    of the line it was inlined into); functions without one are left out."""
     index = node_index(profile, "lines")
     outer_lines = _outer_lines(index)
     found: defaultdict[str, dict[Allocation, None]] = defaultdict(dict)
