@@ -70,7 +70,7 @@ class HeapView:
     pattern: str = ""
     growth: bool = False  # show the growth since the baseline instead of the heap
     hide_own: bool = False  # leave out the stacks of gotop's own requests
-    escapes: bool = False  # mark the functions the compiler says why they allocate on the heap
+    escapes: bool = False  # after each function, the compiler's reasons for its heap allocations
 
 
 @dataclass(frozen=True, eq=False)
