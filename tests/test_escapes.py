@@ -261,7 +261,7 @@ async def test_a_source_that_is_not_there_is_told_so(go_target, tmp_path):
     assert out.stderr.startswith(f"gotop: {tmp_path}: not in a Go module")
 
 
-# --- the TUI's function screen ------------------------------------------------------------------
+# --- the TUI's heap view and function screen -----------------------------------------------------
 
 
 async def test_the_heap_view_marks_each_allocating_function_with_its_cause(go_target):

@@ -254,18 +254,19 @@ class Poller:
     async def _slow_tier(self, now: float, sample: Sample) -> tuple[dict, list[str]]:
         """Grouped goroutines, descriptors by kind (each while its count moves, see
         SteadyCount) and (less often) proven leaks."""
-        if self._horizon(now) < self._next_slow:
+        at = self._horizon(now)
+        if at < self._next_slow:
             return {}, []
         closely = bool(self.poll_demand.closely)
         goroutines = sample.stats.goroutines
         fds = sample.os.open_fds if sample.os else None
         fetches: dict[str, Callable[[], Awaitable[object]]] = {}
-        if self.target.has_goroutine_groups and self._groups.due(self._horizon(now), goroutines, closely):
+        if self.target.has_goroutine_groups and self._groups.due(at, goroutines, closely):
             fetches["goroutines"] = self.target.goroutine_profile
-        if self._fd_kinds.due(self._horizon(now), fds, closely):
+        if self._fd_kinds.due(at, fds, closely):
             fetches["fds"] = self.target.fd_kinds
         leak_every = self.leak_demand.every
-        if self.target.http and leak_every is not None and self._horizon(now) >= self._next_leak:
+        if self.target.http and leak_every is not None and at >= self._next_leak:
             self._next_leak = now + leak_every
             fetches["leaks"] = self.target.goroutine_leaks
         results = await asyncio.gather(*(fetch() for fetch in fetches.values()), return_exceptions=True)

@@ -46,7 +46,8 @@ from collections.abc import Callable
 CHECK_EVERY = 0.25
 GRACE = 1.0  # seconds the app has to exit by itself before the hard exit
 # Seconds the watchdog process gives gotop after the loss before it kills it: a lost terminal
-# ends gotop within 2 s, the orderly exit (CHECK_EVERY + GRACE) first if it can.
+# ends gotop within 2 s where the machine schedules it (issue 9), the orderly exit
+# (CHECK_EVERY + GRACE) first if it can.
 HARD_GRACE = 1.5
 EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a hung-up job
 _GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
