@@ -80,6 +80,23 @@ class Terminal:
         self._reader.join(timeout)
         return code
 
+    def describe_session(self) -> str:
+        """What each process of the program's session is doing (state, kernel wait channel of
+        each thread, command): for the message of a test whose program would not end."""
+        lines = []
+        for pid in sorted(int(d) for d in os.listdir("/proc") if d.isdigit()):
+            try:
+                if os.getsid(pid) != self.proc.pid:
+                    continue
+                task_dir = Path(f"/proc/{pid}/task")
+                threads = [f"{(t / 'comm').read_text().strip()}:{_state(t)}:{(t / 'wchan').read_text() or '-'}"
+                           for t in sorted(task_dir.iterdir())]
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone meanwhile
+                continue
+            lines.append(f"pid {pid} ({command.strip()}): {', '.join(threads)}")
+        return "\n".join(lines) or "no process left in the session"
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -88,6 +105,11 @@ class Terminal:
             os.close(self.master)
         except OSError:
             pass
+
+
+def _state(task: Path) -> str:
+    """A thread's state letter (R, S, D, T, Z...) from its stat line, after the command in parentheses."""
+    return (task / "stat").read_text().rpartition(")")[2].split()[0]
 
 
 # Linux schedules each session (autogroup) as one: the program's new session would start at

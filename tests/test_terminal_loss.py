@@ -78,7 +78,8 @@ def test_no_gotop_outlives_its_terminal(busy, way):
             while term.proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             if term.proc.poll() is None:
-                survivors.append(f"{' '.join(argv[3:]) or 'overview'} lost after {delay:.2f} s")
+                survivors.append(f"{' '.join(argv[3:]) or 'overview'} lost after {delay:.2f} s; "
+                                 f"its session:\n{term.describe_session()}")
             else:
                 exits.append(time.monotonic() - lost_at)
         finally:
