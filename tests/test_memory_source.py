@@ -10,6 +10,8 @@ between) must be equal.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -175,3 +177,17 @@ def test_the_binaries_mapped_are_bounded_and_their_readers_keep_theirs(go_target
     for reader in readers:
         assert reader.read().stats.goroutines >= 30
         assert any(g.count == 30 for g in reader.census().profile.groups)
+
+
+def test_a_census_of_a_binary_with_symbols_loads_no_disassembler(go_target):
+    """capstone costs gotop 12 MB of RSS: only a stripped binary's runtime variables need it,
+    not the `go f(x)` wrappers a census names by the function they start (parkedHere, here)."""
+    target = _start(go_target, "go", "plain", "-workload", "park", "-n", str(PARKED))
+    census = (f"target = Target.for_process(Scanner().inspect({target.pid}), only='memory')\n"
+              "groups = asyncio.run(target.goroutine_profile()).groups\n"
+              "print(sum(g.count for g in groups if g.frames[0].function.endswith('.parkedHere')), "
+              "'capstone' in sys.modules)")
+    script = "import asyncio, sys\nfrom gotop.discovery.processes import Scanner\n" \
+             "from gotop.engine.target import Target\n" + census
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == [str(PARKED), "False"], out.stderr

@@ -184,18 +184,39 @@ class Pclntab:
         `read_gofunc(offset, size)` reads the binary's go:func.* data, where the
         inline trees are (funcdata offsets count from its start)."""
         index = self._index_at(pc)
-        if index is None:
+        if index is None or (tables := self._inline_tables(index)) is None:
             return None
+        return self._outermost(index, *tables, pc, read_gofunc)
+
+    def first_inlined(self, func: Func, read_gofunc: Callable[[int, int], bytes]) -> tuple[str, int] | None:
+        """The outermost function inlined into `func` at the first pc of `func` that is inlined
+        code, and that pc; None if `func` has no inlined code. The pc-value table of the inline
+        tree says where each inlined stretch starts: no instruction needs decoding."""
+        index = self._index_at(func.entry)
+        if index is None or (tables := self._inline_tables(index)) is None:
+            return None
+        start = func.entry
+        for node, end in self._pc_steps(tables[0], func.entry, func.end - 1):
+            if node >= 0:
+                name = self._outermost(index, *tables, start, read_gofunc)
+                return None if name is None else (name, start)
+            start = end
+        return None
+
+    def _inline_tables(self, index: int) -> tuple[int, int] | None:
+        """Function `index`'s inline-tree pc-value table (an offset in pctab) and its inline
+        tree (an offset in go:func.*); None if it has none."""
         at = self._pclntab + self._funcoffs[index] + _FUNC_ID_AT[self.magic_version] + 4
         npcdata, nfuncdata = self._fields(index)[7], self._data[at - 1]
         if npcdata <= _PCDATA_INLTREE or nfuncdata <= _FUNCDATA_INLTREE:
             return None
         if at + 4 * (npcdata + nfuncdata) > len(self._data):
             raise PclntabError(f"pclntab function {index}: its pcdata run past the table's end")
-        table = self._u32(at + 4 * _PCDATA_INLTREE)
-        tree = self._u32(at + 4 * (npcdata + _FUNCDATA_INLTREE))
-        if tree == _NO_FUNCDATA:
-            return None
+        table, tree = self._u32(at + 4 * _PCDATA_INLTREE), self._u32(at + 4 * (npcdata + _FUNCDATA_INLTREE))
+        return None if table == 0 or tree == _NO_FUNCDATA else (table, tree)
+
+    def _outermost(self, index: int, table: int, tree: int, pc: int, read_gofunc: Callable[[int, int], bytes]
+                   ) -> str | None:
         entry, end = self.text_start + self._entries[index], self.text_start + self._entries[index + 1]
         size, name_at, parent_at = _INLINED_CALL[self.magic_version]
         node = self._pc_value(table, entry, pc)
@@ -267,25 +288,32 @@ class Pclntab:
 
     def _pc_value(self, table_offset: int, entry: int, pc: int) -> int | None:
         """The value of a pc-value table (at `table_offset` in pctab) at `pc`; None where
-        the table has no value (offset 0: no table, or past its end). Every step but the
-        first moves the pc on, so a table that takes more steps to reach `pc` is corrupt."""
+        the table has no value (offset 0: no table, or past its end)."""
         if table_offset == 0:
             return None
+        for value, end in self._pc_steps(table_offset, entry, pc):
+            if pc < end:
+                return value
+        return None
+
+    def _pc_steps(self, table_offset: int, entry: int, until: int) -> Iterator[tuple[int, int]]:
+        """Each step of a pc-value table from the function's `entry` on: its value and the pc
+        where it ends, up to the step that holds pc `until` or the table's end. Every step
+        but the first moves the pc on, so a table that takes more steps to reach `until` is corrupt."""
         at = self._pctab + table_offset
         value, current = -1, entry
-        first = True
-        for _ in range((pc - entry) // self._quantum + 2):
+        for step_number in range((until - entry) // self._quantum + 2):
             if at >= self._pclntab:
                 raise PclntabError(f"pc-value table at {table_offset:#x} runs past the pctab")
             delta, at = self._varint(at)
-            if delta == 0 and not first:
-                return None
-            first = False
+            if delta == 0 and step_number:
+                return  # the table's end
             value += -((delta + 1) >> 1) if delta & 1 else delta >> 1
             step, at = self._varint(at)
             current += step * self._quantum
-            if pc < current:
-                return value
+            yield value, current
+            if until < current:
+                return
         raise PclntabError(f"pc-value table at {table_offset:#x} does not move the pc on")
 
     def _varint(self, at: int) -> tuple[int, int]:

@@ -51,7 +51,6 @@ from gotop.model.machinecode import (
     RefSignature,
     call_targets,
     derive_signatures,
-    instruction_addresses,
     resolve_globals,
 )
 from gotop.model.pclntab import MAGICS, Func, Pclntab, PclntabError
@@ -172,13 +171,11 @@ class GoBinary:
         if self.arch not in ARCHES or not gofunc:
             return None
         with _opened(self.path, self._identity) as (file, _):
-            code = self._read_at(file, wrapper.entry, min(wrapper.end - wrapper.entry, _MAX_FUNCTION))
-
             def read_gofunc(offset: int, size: int) -> bytes:
                 return self._read_at(file, gofunc + offset, size)
-            for pc in instruction_addresses(code, wrapper.entry, self.arch):
-                if (name := self.pclntab.outermost_inlined(pc, read_gofunc)) is not None:
-                    return name, pc
+            if (inlined := self.pclntab.first_inlined(wrapper, read_gofunc)) is not None:
+                return inlined
+            code = self._read_at(file, wrapper.entry, min(wrapper.end - wrapper.entry, _MAX_FUNCTION))
         for target in call_targets(code, wrapper.entry, self.arch):
             func = self.pclntab.func_at(target)
             if func is not None and func.entry == target and not func.name.startswith("runtime."):
