@@ -60,7 +60,7 @@ class MemoryUnavailable(GotopError):
 class RuntimeMap:
     """Where a binary's runtime keeps what gotop reads, and how it is laid out."""
 
-    binary: GoBinary
+    binary: GoBinary  # without its symbol table (found_by says whether it had one)
     layout: RuntimeLayout
     readers: RuntimeReaders
     addresses: dict[str, int]  # variable -> link-time address
@@ -131,7 +131,9 @@ def _map_binary(path: str, go_version: str) -> RuntimeMap:
     if lacking := [name for name in missing if name in REQUIRED]:
         how = "its symbol table" if binary.symbols else "the machine code of the runtime (no symbol table)"
         raise MemoryUnavailable(f"{', '.join(lacking)} not found in {how}")
-    return RuntimeMap(binary, layout, readers, addresses, found_by)
+    # The symbol table has said where the runtime's variables are: kept, it would cost half a MB
+    # per binary (14k symbols of a test target), up to MAX_BINARIES of them.
+    return RuntimeMap(replace(binary, symbols={}), layout, readers, addresses, found_by)
 
 
 def _layout(binary: GoBinary, go_version: str) -> RuntimeLayout:
