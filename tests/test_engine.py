@@ -36,7 +36,12 @@ def test_series_keeps_the_last_points_and_their_slope():
     for i in range(8):
         s.append(100.0 + i, 10.0 * i)
     assert s.times == [103.0, 104.0, 105.0, 106.0, 107.0]
+    assert len(s) == 5 and list(s)[0] == (103.0, 30.0) and s.since(106.0) == [(106.0, 60.0), (107.0, 70.0)]
     assert (s.min, s.max, s.last) == (30.0, 70.0, 70.0)
+    long = Series(capacity=40)  # holds a few points more than it shows, dropped in one go
+    for i in range(1000):
+        long.append(float(i), -float(i))
+        assert len(long) == min(i + 1, 40) and long.values[0] == -max(0, i - 39) and long.min == -i
     assert s.slope_per_minute() == pytest.approx(600.0)  # 10 per second
     assert Series(3).slope_per_minute() is None
 
