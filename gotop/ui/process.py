@@ -10,7 +10,6 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.widget import Widget
 from textual.widgets import Footer, ProgressBar, Static
-from textual_plotext import PlotextPlot
 
 from gotop.engine.captures import capture, default_name, opener, save_private
 from gotop.engine.fleet import Watched
@@ -97,6 +96,8 @@ class ProcessScreen(TargetScreen):
                        MetricRow("RSS", fmt_bytes_short, id="rss"),
                        MetricRow("CPU %", lambda v: f"{v:.0f}", id="cpu"),
                        MetricRow("fds", fmt_count, id="fds"), id="os-pane")
+        from textual_plotext import PlotextPlot  # here: plotext costs 1.6 MB of RSS, paid once a process is opened
+
         yield PlotextPlot(id="plot")
         yield Static(id="leak-line")
         yield Static(id="message")
@@ -177,6 +178,8 @@ class ProcessScreen(TargetScreen):
         return f"top: {group.count:,}x {plain(short_label(group.label))}"
 
     def _plot(self, h: TargetHistory) -> None:
+        from textual_plotext import PlotextPlot  # imported by compose already
+
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()
