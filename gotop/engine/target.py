@@ -98,13 +98,11 @@ from gotop.unixconnect import UNIX_PREFIX
 T = TypeVar("T")
 
 POLL_GRACE = 0.5  # seconds past a poll's budget, so that a transport's own timeout (which says more) comes first
-# A memory reading (3 system calls, ~55 us of CPU) and a census of up to ~2000 goroutines
-# (1.2 ms at 1000) are made on the event loop: handing one to a worker thread cost ~250 us
-# of CPU more (sample(): 469 -> 218 us, one target on a busy 2-core machine; at 100 targets
-# the hand-offs took as much CPU as the work handed off, py-spy). After one that took
-# INLINE_READING_LIMIT (a big census, its pages brought back from swap, or the loop
-# preempted on a busy machine), the target's next THREAD_READINGS of that kind are made
-# in a worker thread.
+# A memory reading (3 system calls, ~55 us of CPU) is made on the event loop: handing it
+# to a worker thread cost ~250 us of CPU more per poll (sample(): 469 -> 218 us, one
+# target on a busy 2-core machine). After a reading that took INLINE_READING_LIMIT
+# (its pages brought back from swap, or the loop preempted on a busy machine), the
+# target's next THREAD_READINGS readings are made in a worker thread.
 INLINE_READING_LIMIT = 0.002  # seconds
 THREAD_READINGS = 30
 MEMORY_BUDGET = 2.0  # seconds a memory reading may take (a worker thread; 100,000 goroutines take about 0.2 s)
@@ -173,7 +171,7 @@ class Target:
         self._memory: MemoryReader | MemoryUnavailable | None = None if readable else MemoryUnavailable(
             f"{label}: {process.memory_note if process else 'not a local process'}")
         self._reading: asyncio.Future[MemoryReading] | None = None
-        self._readings, self._censuses = _InlineOrThread(), _InlineOrThread()  # where each is made
+        self._thread_readings = 0  # readings left to make in a worker thread (INLINE_READING_LIMIT)
         self._runtime_frames: dict[int, tuple[Frame, ...]] = {}  # what the text goroutine profile hides
         self._runtime_learnt: float | None = None  # monotonic time of the last protobuf goroutine profile
         self._runtime_sought: frozenset[int] = frozenset()  # hidden addresses a protobuf was asked for
@@ -507,8 +505,29 @@ class Target:
         poll's memstats and counts) share it."""
         reader = await self._memory_reader()
         if self._reading is None or self._reading.done():
-            self._reading = self._readings.run(reader.read_now, reader.read)
+            self._reading = self._read_inline_or_in_thread(reader)
         return await asyncio.shield(self._reading)
+
+    def _read_inline_or_in_thread(self, reader: MemoryReader) -> asyncio.Future[MemoryReading]:
+        """On the event loop while readings are quick and the reader is free (INLINE_READING_LIMIT),
+        else in a worker thread."""
+        if self._thread_readings == 0:
+            done: asyncio.Future[MemoryReading] = asyncio.get_running_loop().create_future()
+            started = time.perf_counter()
+            try:
+                reading = reader.read_now()
+            except Exception as e:  # raised where the reading is awaited, as from a worker thread
+                done.set_exception(e)
+                return done
+            finally:
+                if time.perf_counter() - started >= INLINE_READING_LIMIT:
+                    self._thread_readings = THREAD_READINGS
+            if reading is not None:
+                done.set_result(reading)
+                return done
+        else:
+            self._thread_readings -= 1
+        return asyncio.ensure_future(asyncio.to_thread(reader.read))
 
     async def _memory_memstats(self) -> MemStats:
         return (await self._memory_reading()).memstats
@@ -518,7 +537,7 @@ class Target:
 
     async def _memory_groups(self) -> GoroutineProfile:
         reader = await self._memory_reader()
-        return (await self._censuses.run(reader.census_now, reader.census)).profile
+        return (await asyncio.to_thread(reader.census)).profile
 
     async def _metrics_memstats(self, poll: float | None) -> MemStats:
         """/metrics' memstats, with GOGC and GOMEMLIMIT where it serves them (client_golang v1.20+)."""
@@ -627,31 +646,3 @@ def _unix_socket_owner(name: str) -> int | None:
     """The local process listening on the UNIX socket "unix:PATH", for its OS figures."""
     listener = bound_at(name.removeprefix(UNIX_PREFIX))
     return socket_owner(listener.inode) if listener is not None else None
-
-
-class _InlineOrThread:
-    """Where a target's memory readings of one kind are made: on the event loop while they
-    are quick and the reader is free, else in a worker thread (INLINE_READING_LIMIT)."""
-
-    def __init__(self) -> None:
-        self._in_thread = 0  # readings left to make in a worker thread
-
-    def run(self, now: Callable[[], T | None], in_thread: Callable[[], T]) -> asyncio.Future[T]:
-        """`now()` on the loop (None: the reader is busy), else `in_thread()` in a worker thread."""
-        if self._in_thread == 0:
-            done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-            started = time.perf_counter()
-            try:
-                result = now()
-            except Exception as e:  # raised where the result is awaited, as from a worker thread
-                done.set_exception(e)
-                return done
-            finally:
-                if time.perf_counter() - started >= INLINE_READING_LIMIT:
-                    self._in_thread = THREAD_READINGS
-            if result is not None:
-                done.set_result(result)
-                return done
-        else:
-            self._in_thread -= 1
-        return asyncio.ensure_future(asyncio.to_thread(in_thread))

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import repeat
-from typing import TypeVar
 
 from gotop.errors import GotopError
 from gotop.model.golayout import LayoutUnavailable, RuntimeLayout, layout_from_dwarf, layout_table
@@ -45,8 +44,6 @@ from gotop.model.memstats import MemStats, Stats
 from gotop.model.pclntab import Func, PclntabError
 from gotop.sources.gobinary import BinaryError, GoBinary
 from gotop.sources.procmem import MemoryUnreadable, ProcessMemory, load_bias
-
-T = TypeVar("T")
 
 # The runtime variables read; the optional ones only add figures.
 REQUIRED = ("runtime.allgs", "runtime.allglen", "runtime.allp", "runtime.memstats", "runtime.gcController",
@@ -242,25 +239,18 @@ class MemoryReader:
     def read_now(self) -> MemoryReading | None:
         """`read`, or None at once while a census holds the reader (the caller then
         reads in a worker thread rather than wait for it)."""
-        return self._if_free(self._read)
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._read()
+        finally:
+            self._lock.release()
 
     def census(self) -> GoroutineCensus:
         """Every live goroutine, counted by creation site and start function, in three
         system calls (allgs, its array, every `g`); errors as `read`'s."""
         with self._lock:
             return self._census()
-
-    def census_now(self) -> GoroutineCensus | None:
-        """`census`, or None at once while a reading holds the reader."""
-        return self._if_free(self._census)
-
-    def _if_free(self, read: Callable[[], T]) -> T | None:
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            return read()
-        finally:
-            self._lock.release()
 
     def _read(self) -> MemoryReading:
         r, ptr = self.map.readers, self.map.binary.ptr_size
