@@ -5,8 +5,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator
 
-# Extra points a series holds before it drops its oldest ones, as a share of its capacity: one
-# drop (a memmove) per that many appends.
+# A series holds up to capacity // _SLACK points more than its capacity before it drops its
+# oldest ones at once: one memmove every capacity // _SLACK appends, not one per append.
 _SLACK = 4
 
 

@@ -132,8 +132,8 @@ def call_targets(code: bytes, address: int, arch: str) -> list[int]:
     importing it costs gotop 12 MB of RSS (10 MB anonymous; measured after gotop's own
     imports), a quarter of the TUI's, and every Go program that starts goroutines with
     arguments has wrappers to look through. On amd64 an E8 inside another instruction gives
-    a stray address: the caller keeps only exact function entries, which a stray one hits
-    about once in a million."""
+    a stray address: the caller keeps only exact function entries, which no stray one hit in
+    the 34,469 wrappers of 11 binaries compared with capstone's decoding."""
     if arch == "arm64":
         words = range(0, len(code) - 3, 4)
         return [address + at + 4 * _signed(word & 0x3FFFFFF, 26) for at in words
