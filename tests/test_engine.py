@@ -258,6 +258,22 @@ async def test_a_target_nobody_asks_for_is_polled_at_the_unseen_pace_and_at_once
         assert _polls(a) <= hidden_at + 1
 
 
+async def test_the_first_polls_of_a_scan_are_spread_over_an_interval_unless_asked_for(go_target):
+    """A scan at start-up finds every Go process of the host at once: their first polls are
+    spread over one interval (a hundred at once delayed the TUI's first frame by 0.4 s), and
+    one that a screen asks for is polled at once."""
+    started = [go_target("plain", args=["-workload", "park"]) for _ in range(3)]
+    fleet = Fleet(lambda _: None, Tiers(interval=60.0, slow_every=60.0, unseen_every=60.0))
+    async with fleet.running():
+        mine = [await eventually(lambda t=t: fleet.find_pid(t.pid)) for t in started]
+        delays = sorted(w.poller.first_poll_in for w in fleet.watched.values())
+        assert delays[0] == 0 and len(set(delays)) == len(delays) and delays[-1] < 60
+        last = max(mine, key=lambda w: w.poller.first_poll_in)
+        assert last.poller.first_poll_in > 0 and _polls(last) == 0
+        fleet.view("a screen", [last])
+        await eventually(lambda: _polls(last))
+
+
 async def test_the_slow_tier_of_steady_counts_waits_for_them_to_move(go_target):
     """With steady_every, a target whose goroutine and descriptor counts stand still has its
     groups and descriptor kinds read once, not at every slow run; one whose goroutines grow

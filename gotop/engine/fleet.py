@@ -115,8 +115,10 @@ class Fleet:
             discovery.cancel()
             await self.aclose()
 
-    def add(self, target: Target, key: object | None = None, process: GoProcess | None = None) -> Watched:
-        """Watch a target (a discovered process, or one named on the command line)."""
+    def add(self, target: Target, key: object | None = None, process: GoProcess | None = None,
+            first_poll_in: float = 0.0) -> Watched:
+        """Watch a target (a discovered process, or one named on the command line); its first
+        poll after `first_poll_in` seconds, or as soon as it is asked for (PollDemand)."""
         process = process or target.process
         watched = Watched(target.label, target, TargetHistory(self.tiers.interval, self.window), process)
         if process is not None:
@@ -126,7 +128,7 @@ class Fleet:
             watched.recording_id = self.recorder.add_target(str(key), target.label, target_info(target, process))
             watched.poll_demand.want(RECORDING)
         self.watched[key] = watched
-        self._start(watched)
+        self._start(watched, first_poll_in)
         return watched
 
     def start_recording(self, recorder: Recorder) -> None:
@@ -182,7 +184,7 @@ class Fleet:
         self._reconcile(result.processes)
         self._drop_exited()
 
-    def _start(self, watched: Watched) -> None:
+    def _start(self, watched: Watched, first_poll_in: float = 0.0) -> None:
         def on_update(update: Update) -> None:
             apply_update(watched, update)
             if self.recorder is not None and watched.recording_id is not None:
@@ -195,7 +197,7 @@ class Fleet:
             watched.task.cancel()
             self._keep_until_done(watched.task)
         watched.poller = Poller(watched.target, on_update, self.tiers, watched.heap_demand, watched.poll_demand,
-                                watched.leak_demand)
+                                watched.leak_demand, first_poll_in)
         watched.task = asyncio.create_task(keep_polling(watched.poller, lambda text: self._crashed(watched, text)))
 
     def _crashed(self, watched: Watched, text: str) -> None:
@@ -214,6 +216,11 @@ class Fleet:
             task.add_done_callback(self._ending.discard)
 
     def _reconcile(self, processes: tuple[GoProcess, ...]) -> None:
+        """Targets for the processes not yet watched. The first polls of those one scan finds
+        are spread over one interval, unless asked for sooner: at start-up, a hundred first polls
+        at once delayed the first frame of the TUI by 0.4 s (bench/tui_cost.py --only startup)."""
+        new = [proc for proc in processes if (proc.pid, proc.create_time) not in self.watched]
+        first_polls = {proc.pid: i * self.tiers.interval / len(new) for i, proc in enumerate(new)}
         for proc in processes:
             key = (proc.pid, proc.create_time)
             if key in self.watched:
@@ -230,7 +237,7 @@ class Fleet:
             if successor_of is not None:
                 self._move(successor_of, key, proc, target)
             else:
-                self.on_change(self.add(target, key, proc))
+                self.on_change(self.add(target, key, proc, first_poll_in=first_polls[proc.pid]))
 
     def _waiting_for(self, proc: GoProcess) -> object | None:
         """The key of an exited, followed target that `proc` succeeds."""

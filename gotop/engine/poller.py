@@ -140,14 +140,16 @@ class SteadyCount:
 class Poller:
     def __init__(self, target: Target, on_update: Callable[[Update], None], tiers: Tiers = Tiers(),
                  heap_demand: ProfileDemand | None = None, poll_demand: PollDemand | None = None,
-                 leak_demand: ProfileDemand | None = None) -> None:
+                 leak_demand: ProfileDemand | None = None, first_poll_in: float = 0.0) -> None:
         self.target = target
+        self.first_poll_in = first_poll_in  # seconds to its first poll, unless it is asked for sooner
         self.on_update = on_update
         self.tiers = tiers
         self.heap_demand = heap_demand or ProfileDemand()
         self.leak_demand = leak_demand or ProfileDemand()
         self.poll_demand = poll_demand or PollDemand()
         self._heap_requested = False
+        self._waited = False
         self._next_slow = 0.0
         self._next_leak = 0.0
         self._next_heap = 0.0
@@ -176,6 +178,7 @@ class Poller:
 
     async def run(self) -> None:
         """Poll until the target exits (or the task is cancelled)."""
+        await self._wait_for_first_poll()
         while True:
             started = time.monotonic()
             update = await self.poll_once()
@@ -197,6 +200,16 @@ class Poller:
                     await self.poll_demand.wanted_again.wait()
             except TimeoutError:
                 return
+
+    async def _wait_for_first_poll(self) -> None:
+        """`first_poll_in`, or until the target is asked for; once (not again when keep_polling restarts it)."""
+        if self._waited or self.first_poll_in <= 0 or self.poll_demand.wanted:
+            return
+        self._waited = True
+        self.poll_demand.wanted_again.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.first_poll_in):
+                await self.poll_demand.wanted_again.wait()
 
     async def poll_once(self) -> Update:
         """One poll; a failure of any kind is an update (cancellation still cancels)."""
