@@ -23,13 +23,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from google.protobuf.message import DecodeError
-
 from gotop.errors import GotopError
-from gotop.model import profile_pb
 from gotop.model.inflate import GZIP_MAGIC, InflateError, InflatesTooLarge, inflate_member
 from gotop.model.profile_names import pprof_function_name
-from gotop.model.profile_samples import LocationCodes, MalformedSamples, decode_samples
 from gotop.units import fmt_bytes
 
 DEFAULT_MAX_SIZE = 512 << 20  # decompressed bytes; a gzip bomb stops here
@@ -181,6 +177,13 @@ class Profile:
 
 def parse_profile(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Profile:
     """Decode a pprof profile, gzipped (magic 1f 8b) or raw protobuf."""
+    # The decoder loads protobuf (20 ms and 3.3 MB): here, not in every process that
+    # handles the model (`gotop list`, the TUI before its first frame, a fleet read from memory).
+    from google.protobuf.message import DecodeError
+
+    from gotop.model import profile_pb
+    from gotop.model.profile_samples import LocationCodes, MalformedSamples, decode_samples
+
     raw = _gunzip(data, max_size) if data[:2] == GZIP_MAGIC else data
     if not raw:
         raise ProfileError("empty profile")
@@ -308,6 +311,10 @@ class _LabelDecoder:
         self._strings = strings
 
     def __call__(self, blob: bytes) -> Label | None:
+        from google.protobuf.message import DecodeError  # loaded by parse_profile already
+
+        from gotop.model import profile_pb
+
         try:
             raw = profile_pb.LabelMessage.FromString(blob)
         except DecodeError:
