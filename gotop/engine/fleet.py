@@ -37,6 +37,7 @@ from gotop.sources.procfs import ProcessGone
 RESCAN_EVERY = 5.0
 RESCAN_WHILE_FOLLOWING = 1.0  # a followed target exited: look for its successor often
 KEEP_EXITED = 10.0  # seconds an exited target stays listed
+MAX_FIRST_POLLS_SPREAD = 1.0  # seconds over which the first polls of one scan's new targets are spread
 RECORDING = "recording"  # a recording's wants of polls at the fast tier's pace (PollDemand)
 
 
@@ -217,10 +218,12 @@ class Fleet:
 
     def _reconcile(self, processes: tuple[GoProcess, ...]) -> None:
         """Targets for the processes not yet watched. The first polls of those one scan finds
-        are spread over one interval, unless asked for sooner: at start-up, a hundred first polls
-        at once delayed the first frame of the TUI by 0.4 s (bench/tui_cost.py --only startup)."""
+        are spread over one interval (at most MAX_FIRST_POLLS_SPREAD), unless asked for sooner:
+        at start-up, a hundred first polls at once delayed the TUI's first frame by 0.4 s
+        (bench/tui_cost.py --only startup)."""
         new = [proc for proc in processes if (proc.pid, proc.create_time) not in self.watched]
-        first_polls = {proc.pid: i * self.tiers.interval / len(new) for i, proc in enumerate(new)}
+        spread = min(self.tiers.interval, MAX_FIRST_POLLS_SPREAD)
+        first_polls = {proc.pid: i * spread / len(new) for i, proc in enumerate(new)}
         for proc in processes:
             key = (proc.pid, proc.create_time)
             if key in self.watched:

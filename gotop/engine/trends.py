@@ -30,7 +30,9 @@ MIN_SPAN = 8.0  # seconds they cover
 # rises (a few leaked-looking goroutines do finish, a connection closes).
 # Goroutines or descriptors that come and go fall about as much as they rise.
 MAX_FALL_SHARE = 0.1
-# A rise made of one jump is a burst (a pool started at once), not a leak.
+# A rise made of one jump is a burst (a pool started at once), not a leak: it
+# takes this many new highs. (Under load, CI saw a pool's idle workers read
+# 86, 96, 95, 96, 96: one jump and a wobble, not two steps.)
 MIN_STEPS = 2
 # A leak is still rising at the end: over the recent part of the rise, its pace
 # must be at least this share of its overall pace. A pool or cache that filled
@@ -78,13 +80,13 @@ def steady_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
 
     The rise starts at the last lowest reading (older ups and downs are not
     part of it), covers MIN_POINTS readings over MIN_SPAN seconds, gains
-    `min_gain` in MIN_STEPS steps or more, falls back by at most MAX_FALL_SHARE
+    `min_gain` in MIN_STEPS new highs or more, falls back by at most MAX_FALL_SHARE
     of its rises on the way, ends `min_gain` above every reading before it
     too, and is still rising in its recent part. (The idle workers of a pool
     wander: CI saw 95 -> 97 over 30 s after readings of 96 and 97, a dip and
     its recovery; a leak makes new highs.)
 
-    Its rate is that between its first and its last step: a count read every
+    Its rate is that between its first and its last new high: a count read every
     few seconds that rises once every ten has the pace of its steps, whatever
     the phase of the readings.
     """
@@ -104,7 +106,7 @@ def steady_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
     deltas = [b - a for (_, a), (_, b) in zip(rise, rise[1:])]
     if -sum(d for d in deltas if d < 0) > MAX_FALL_SHARE * sum(d for d in deltas if d > 0):
         return None
-    steps = [i + 1 for i, d in enumerate(deltas) if d > 0]
+    steps = _new_highs(rise)
     if len(steps) < MIN_STEPS:
         return None
     (ta, va), (tb, vb) = rise[steps[0]], rise[steps[-1]]
@@ -113,6 +115,16 @@ def steady_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
     if (v1 - vr) / (t1 - tr) < MIN_RECENT_PACE * gained / span:
         return None
     return Rise(rise, gained, (vb - va) / (tb - ta) * 60, v0)
+
+
+def _new_highs(points: Sequence[Point]) -> list[int]:
+    """The indexes of the readings above every reading before them."""
+    highs, top = [], points[0][1]
+    for i, (_, v) in enumerate(points[1:], 1):
+        if v > top:
+            highs.append(i)
+            top = v
+    return highs
 
 
 def rising_level(points: Sequence[Point], min_gain: float, quantile: float, per_third: int) -> Rise | None:
