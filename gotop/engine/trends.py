@@ -106,11 +106,11 @@ def steady_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
     deltas = [b - a for (_, a), (_, b) in zip(rise, rise[1:])]
     if -sum(d for d in deltas if d < 0) > MAX_FALL_SHARE * sum(d for d in deltas if d > 0):
         return None
-    steps = _new_highs(rise)
-    if len(steps) < MIN_STEPS:
+    highs = _new_highs(rise)
+    if len(highs) < MIN_STEPS:
         return None
-    (ta, va), (tb, vb) = rise[steps[0]], rise[steps[-1]]
-    recent = max(span / 3, 2 * (tb - ta) / (len(steps) - 1))
+    (ta, va), (tb, vb) = rise[highs[0]], rise[highs[-1]]
+    recent = max(span / 3, 2 * (tb - ta) / (len(highs) - 1))
     tr, vr = _last_at_or_before(rise, t1 - recent)
     if (v1 - vr) / (t1 - tr) < MIN_RECENT_PACE * gained / span:
         return None
