@@ -332,6 +332,18 @@ def test_rare_low_readings_of_a_busy_program_are_not_a_rise():
     assert heap_leaks(history, NOW) == ()
 
 
+def test_a_churning_programs_early_dips_are_not_a_rise():
+    """healthy-churn read from its GC trace under load: most of its 200 cycles in 20 s mark its 3 MiB
+    working set, a few none, and by chance none of those came after the first 8 s. The line under the
+    readings runs from the dips to the last readings, but the bulk of them did not move."""
+    dips = (0, 3, 7, 20, 41, 66, 80)
+    cycles = [(T0 + 0.1 * i, 0.0 if i in dips else 3 * MIB) for i in range(200)]
+    assert trends.floor_rise(cycles, MIB) is None
+    # The same leaking 300 KiB/s, with dips late too: a rise.
+    leaking = [(T0 + 0.1 * i, (0.0 if i in (*dips, 120, 150, 185) else 3 * MIB) + 0.03 * MIB * i) for i in range(200)]
+    assert trends.floor_rise(leaking, MIB).rate_per_min == pytest.approx(18 * MIB, rel=0.1)
+
+
 def test_a_rising_heap_needs_a_second_witness():
     # The heap after GC rises by 2 MiB, but the goal stays at its minimum and no
     # heap profile names a site that keeps its bytes.

@@ -46,6 +46,13 @@ MIN_RECENT_PACE = 0.5
 NOISE_QUANTILE = 0.9
 FLOOR_NEAR_NOISE = 0.25
 FLOOR_NEAR_GAIN = 0.1
+# ... and the bulk of its readings rises with the line: a steady rise lifts the
+# median of the last third above that of the first by two thirds of the gain,
+# and this wants half of that. A program that builds a 3 MiB working set and
+# drops it is marked at 3 MiB in most cycles and at 0 in a few: a line from
+# early dips to late ordinary readings is not a rise (under load, one healthy
+# check in 8 took one for a finding).
+FLOOR_BULK_SHARE = 1 / 3
 # median_rise: the confidence its slope is above 0 must have (z of 95 %, one
 # tail 2.5 %), and the readings it takes at most (their pairs: a few thousand).
 CONFIDENCE_Z = 1.96
@@ -155,7 +162,8 @@ def floor_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
     (the readings' NOISE_QUANTILE distance from it: the Rise's `noise`), and
     readings touch it in every third of the span, the last one too (a level
     that rose and then stayed, or noise that came late in the window, leaves a
-    third without one). The rate is that of the line."""
+    third without one), and the median reading of the last third is above that
+    of the first by FLOOR_BULK_SHARE of the gain. The rate is that of the line."""
     if len(points) < 3 or points[-1][0] - points[0][0] < MIN_SPAN:
         return None
     slope, (ta, va) = lower_line(points)
@@ -170,7 +178,14 @@ def floor_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
         lo, hi = t0 + span * third / 3, t0 + span * (third + 1) / 3
         if not any(lo <= t <= hi and r <= near for (t, _), r in zip(points, residuals)):
             return None
+    n = len(points)
+    if _median_value(points[n - n // 3:]) - _median_value(points[:n // 3]) < FLOOR_BULK_SHARE * gained:
+        return None
     return Rise(tuple(points), gained, slope * 60, va - slope * (ta - t0), noise=noise)
+
+
+def _median_value(points: Sequence[Point]) -> float:
+    return sorted(v for _, v in points)[len(points) // 2]
 
 
 def median_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
