@@ -23,11 +23,8 @@ from gotop.engine.targetspec import parse_target
 from gotop.errors import GotopError
 from gotop.model.goroutines import StackKey
 from gotop.ui import keys
-from gotop.ui.dialogs import AskScreen
 from gotop.ui.help import HelpScreen
 from gotop.ui.overview import OverviewScreen
-from gotop.ui.process import ProcessScreen
-from gotop.ui.program import OutputScreen, ProgramScreen
 from gotop.ui.screen import GotopScreen
 from gotop.units import parse_duration
 
@@ -109,6 +106,8 @@ class GotopApp(App):
         try:
             process = await finding
         except ProgramError as e:
+            from gotop.ui.program import OutputScreen
+
             self.notify(str(e), severity="error", timeout=30)
             if not isinstance(self.screen, OutputScreen):
                 self.push_screen(OutputScreen(self.program))
@@ -174,10 +173,16 @@ class GotopApp(App):
 
     # -- navigation -------------------------------------------------------------
 
+    # The screens behind the overview are imported when first opened: the first frame
+    # does not wait for them (with the widgets they load, 20 ms and 1.5 MB).
     def open_process(self, watched: Watched) -> None:
         if self.program and watched is self.program_watched:
+            from gotop.ui.program import ProgramScreen
+
             self.push_screen(ProgramScreen(watched, self.save_dir, self.program))
         else:
+            from gotop.ui.process import ProcessScreen
+
             self.push_screen(ProcessScreen(watched, self.save_dir))
 
     def open_heap(self, watched: Watched, select: str | None = None) -> None:
@@ -241,6 +246,8 @@ class GotopApp(App):
         self._tick()
 
     def action_replay_jump(self) -> None:
+        from gotop.ui.dialogs import AskScreen
+
         replay = self._replaying()
 
         def jump(text: str | None) -> None:
