@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -29,10 +29,12 @@ from gotop.discovery.processes import GoProcess, Scanner
 from gotop.engine.history import DEFAULT_WINDOW, TargetHistory, TargetState, Update
 from gotop.engine.leaks import Finding, LeakKind, find_leaks
 from gotop.engine.poller import PollDemand, Poller, ProfileDemand, Tiers, backoff, keep_polling
-from gotop.engine.recording import Recorder, target_info
 from gotop.engine.target import Target
 from gotop.errors import describe
 from gotop.sources.procfs import ProcessGone
+
+if TYPE_CHECKING:  # recording loads sqlite3: only when a recording starts
+    from gotop.engine.recording import Recorder
 
 RESCAN_EVERY = 5.0
 RESCAN_WHILE_FOLLOWING = 1.0  # a followed target exited: look for its successor often
@@ -126,7 +128,7 @@ class Fleet:
             watched.identity = _identity(process)
         key = key if key is not None else target.label
         if self.recorder is not None:
-            watched.recording_id = self.recorder.add_target(str(key), target.label, target_info(target, process))
+            watched.recording_id = self.recorder.add_target(str(key), target.label, target, process)
             watched.poll_demand.want(RECORDING)
         self.watched[key] = watched
         self._start(watched, first_poll_in)
@@ -136,7 +138,7 @@ class Fleet:
         """Record every watched target from now on (and the ones that come), each at the fast tier's pace."""
         self.recorder = recorder
         for key, w in self.watched.items():
-            w.recording_id = recorder.add_target(str(key), w.name, target_info(w.target, w.process))
+            w.recording_id = recorder.add_target(str(key), w.name, w.target, w.process)
             w.poll_demand.want(RECORDING)
 
     def stop_recording(self) -> None:
@@ -264,7 +266,7 @@ class Fleet:
         watched.exited_at = None
         watched.history.mark_restart(time.time())
         if self.recorder is not None and watched.recording_id is not None:
-            self.recorder.event(watched.recording_id, time.time(), "restart", json.dumps(target_info(target, proc)))
+            self.recorder.restart(watched.recording_id, time.time(), target, proc)
         self.watched[key] = watched
         self._start(watched)
         self.on_change(watched)

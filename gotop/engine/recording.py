@@ -140,13 +140,13 @@ class Recorder:
             "interval": interval, "slow_every": slow_every,
         }.items()])
 
-    def add_target(self, key: str, label: str, info: dict) -> int:
+    def add_target(self, key: str, label: str, target: Target, process: GoProcess | None) -> int:
         cursor = self.db.execute("INSERT INTO targets (key, label, info) VALUES (?, ?, ?)",
-                                 (key, label, json.dumps(info)))
-        target = cursor.lastrowid
-        assert target is not None  # set by every INSERT
-        self._stacks[target] = {}
-        return target
+                                 (key, label, json.dumps(target_info(target, process))))
+        target_id = cursor.lastrowid
+        assert target_id is not None  # set by every INSERT
+        self._stacks[target_id] = {}
+        return target_id
 
     def end_target(self, target: int) -> None:
         """The target is no longer watched: its last polls go into a chunk, and what
@@ -158,8 +158,10 @@ class Recorder:
                 self.db.execute("BEGIN")
                 self._chunk(target, pending)
 
-    def event(self, target: int, time: float, kind: str, detail: str = "") -> None:
-        self._write("INSERT INTO events VALUES (?, ?, ?, ?)", (target, time, kind, detail))
+    def restart(self, target: int, time: float, new: Target, process: GoProcess) -> None:
+        """The target's process was restarted: `new` watches the new one."""
+        self._write("INSERT INTO events VALUES (?, ?, ?, ?)",
+                    (target, time, "restart", json.dumps(target_info(new, process))))
 
     def record(self, target: int, update: Update) -> None:
         """One poll's outcome, committed at once."""

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, SystemCommand
 from textual.screen import ModalScreen, Screen
@@ -16,8 +17,6 @@ from gotop.discovery.processes import Scanner
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.poller import Tiers
 from gotop.engine.program import Program, ProgramError, take_late_endpoints
-from gotop.engine.recording import Recorder
-from gotop.engine.replay import Replay
 from gotop.engine.target import Target
 from gotop.engine.targetspec import parse_target
 from gotop.errors import GotopError
@@ -27,6 +26,9 @@ from gotop.ui.help import HelpScreen
 from gotop.ui.overview import OverviewScreen
 from gotop.ui.screen import GotopScreen
 from gotop.units import parse_duration
+
+if TYPE_CHECKING:  # replays and recordings load sqlite3: only when one is played or started
+    from gotop.engine.replay import Replay
 
 
 class GotopApp(App):
@@ -206,6 +208,8 @@ class GotopApp(App):
         if not isinstance(self.fleet, Fleet):
             self.notify("this is a replay already", severity="warning")
             return
+        from gotop.engine.recording import Recorder
+
         try:
             self.fleet.start_recording(Recorder(path, interval=self.tiers.interval, slow_every=self.tiers.slow_every))
         except GotopError as e:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -11,7 +13,6 @@ from textual.widgets import Footer, Input, Static
 
 from gotop.engine.fleet import Fleet, Watched
 from gotop.engine.history import TargetState
-from gotop.engine.replay import Replay
 from gotop.textsafe import plain
 from gotop.ui import keys
 from gotop.ui.screen import GotopScreen
@@ -19,6 +20,9 @@ from gotop.ui.spark import mini_spark
 from gotop.ui.table import Column, LiveTable, SortableText, cell
 from gotop.ui.widgets import Line
 from gotop.units import fmt_bytes
+
+if TYPE_CHECKING:
+    from gotop.engine.replay import Replay
 
 COLUMNS = (
     Column("pid", "PID", 7),
