@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from gotop.discovery.processes import Scanner
 from gotop.engine.fleet import MAX_FIRST_POLLS_SPREAD, Fleet
 from gotop.engine.history import TargetHistory, TargetState, Update
 from gotop.engine.poller import MAX_BACKOFF, Poller, Tiers, backoff
+from gotop.engine.recording import Recorder, Recording
 from gotop.engine.series import Series
 from gotop.engine.target import Target
 from gotop.sources import payload
@@ -181,11 +183,14 @@ async def test_fleet_takes_the_endpoints_a_process_opens_after_it_was_found(tmp_
 
 
 async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):
+    """...and a recording keeps the restart, with the new process."""
     exe = tmp_path / "devbuild"
     shutil.copy(target_binary("agentpprof"), exe)
     first = go_target("agentpprof", binary=exe)
     changes: list = []
-    fleet = Fleet(on_change=changes.append, tiers=FAST)
+    recorded = tmp_path / "restart.gotop"
+    fleet = Fleet(on_change=changes.append, tiers=FAST,
+                  recorder=Recorder(str(recorded), interval=FAST.interval, slow_every=FAST.slow_every))
     discovery = asyncio.create_task(fleet.run())
     try:
         watched = await eventually(lambda: fleet.find_pid(first.pid))
@@ -208,6 +213,10 @@ async def test_fleet_discovers_and_follows_a_restart(go_target, tmp_path):
     finally:
         discovery.cancel()
         await fleet.aclose()
+    recording = Recording(str(recorded))
+    [detail] = [detail for _, _, kind, detail in recording.events() if kind == "restart"]
+    assert json.loads(detail)["pid"] == second.pid
+    recording.close()
 
 
 async def test_slow_tier_reads_proven_leaks_and_descriptor_kinds(go_target):
@@ -435,7 +444,6 @@ async def test_headless_commands_say_in_one_line_that_polls_fail(go_target, tmp_
     """One line on stderr when the polls of a target start failing, however often they are retried."""
     from gotop.commands.check import check
     from gotop.commands.record import _record
-    from gotop.engine.recording import Recorder
 
     t = go_target("agentpprof")
     target = BreakableTarget.open(str(t.pid))
