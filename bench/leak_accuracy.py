@@ -16,14 +16,21 @@
               loop of real requests, tests/serviceload.py), each checked --service-checks
               times for --service-for (the three at once): false leak verdicts (exit 1),
               and findings below the gate's bar.
+4. started    each healthy workload of a stripped binary (-s -w) started by a `gotop
+              check --for 20s -- CMD` of its own, as tests/test_program.py and a CI
+              job gating a fresh build do: gotop reads its GC trace and its memory.
+              --started-checks checks of each, STARTED_AT_ONCE at a time beside a CPU
+              burner: false leak verdicts (exit 1) and findings below the gate's bar.
+              (CI saw one finding below the bar on healthy-churn, read from its GC
+              trace, under load: 8 of 60 such checks before its fix, 16d9c09.)
 
 Each part prints its table and a summary: found / missed / false, median time to
 find, rate error. The machine is whatever else runs on it too ("quiet" only adds
 no burner of ours); the header says its load average.
 
-Usage: .venv/bin/python bench/leak_accuracy.py [--only workloads,rates,services]
+Usage: .venv/bin/python bench/leak_accuracy.py [--only workloads,rates,services,started]
        [--for 30s] [--rounds 1] [--machine quiet,loaded] [--toolchains go,go1.27]
-       [--service-checks 20] [--service-for 60s]
+       [--service-checks 20] [--service-for 60s] [--started-checks 12]
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -45,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from gotargets import TOOLCHAINS, RunningTarget, start_target  # noqa: E402
+from gotargets import TOOLCHAINS, RunningTarget, start_target, target_binary  # noqa: E402
 from leakcases import (  # noqa: E402
     HEALTHY,
     LEAKS_AT_DEFAULT,
@@ -70,6 +77,9 @@ RATED = [
     *(Case("leak-fds", n=ms) for ms in (1000, 100, 10)),  # open files: 1 to 100 a second
 ]
 SERVICES = ("prometheus", "etcd", "caddy")
+STARTED_AT_ONCE = 12
+STARTED_FOR = "20s"
+STRIPPED = ("-ldflags=-s -w",)
 
 
 def check(pids: list[int], duration: str) -> dict:
@@ -106,7 +116,7 @@ def median(values: list[float]) -> str:
     return f"{statistics.median(values):.0f} s" if values else "-"
 
 
-def print_table(rows: list[tuple[str, ...]]) -> None:
+def print_table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -305,15 +315,51 @@ def services(checks: int, duration: str) -> None:
     print(f"\nfalse leak verdicts: {false}/{total} checks")
 
 
+# --- 4. healthy programs started by gotop check -----------------------------------------------------
+
+
+def check_started(command: list[str]) -> dict:
+    """One `gotop check --json -- COMMAND`, which starts the program and stops it at the end."""
+    result = subprocess.run([sys.executable, "-m", "gotop", "check", "--for", STARTED_FOR, "--json", "--", *command],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if not result.stdout.startswith("{"):
+        sys.exit(f"gotop check -- {' '.join(command)} failed (exit {result.returncode}): {result.stderr}")
+    return json.loads(result.stdout) | {"exit": result.returncode}
+
+
+def started_checks(checks: int) -> None:
+    binary = str(target_binary("plain", flags=STRIPPED))
+    print(f"\n4. started: {len(HEALTHY)} healthy workloads of a stripped binary, each started by its own gotop "
+          f"check --for {STARTED_FOR} -- CMD, {checks} check(s) of each, {STARTED_AT_ONCE} at a time beside a "
+          f"CPU burner\n")
+    commands = [(workload, [binary, "-workload", workload]) for workload in HEALTHY for _ in range(checks)]
+    with cpu_burner(), ThreadPoolExecutor(STARTED_AT_ONCE) as pool:
+        reports = list(zip((w for w, _ in commands), pool.map(check_started, (c for _, c in commands))))
+    rows = [("workload", "checks", "exit 1 (false leak)", "exit 0", "other exits", "findings below the bar")]
+    for workload in HEALTHY:
+        mine = [r for w, r in reports if w == workload]
+        exits = [r["exit"] for r in mine]
+        below = [f"{f['kind']} {f['where']} ({f['confidence']})" for r in mine for f in r["findings"]
+                 if not f["fails_gate"]]
+        rows.append((workload, str(len(mine)), str(exits.count(1)), str(exits.count(0)),
+                     str(len(exits) - exits.count(0) - exits.count(1)),
+                     f"{len(below)}" + (f" ({'; '.join(sorted(set(below)))})" if below else "")))
+    print_table(rows)
+    false = sum(r["exit"] == 1 for _, r in reports)
+    below = sum(not f["fails_gate"] for _, r in reports for f in r["findings"])
+    print(f"\nfalse leak verdicts: {false}/{len(reports)} checks; findings below the bar: {below}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="workloads,rates,services", help="parts to run (default all three)")
+    parser.add_argument("--only", default="workloads,rates,services,started", help="parts to run (default all four)")
     parser.add_argument("--for", dest="duration", default="30s", help="how long each leak check watches (30s)")
     parser.add_argument("--rounds", type=int, default=1, help="fresh targets and one check per round (default 1)")
     parser.add_argument("--machine", default="quiet,loaded", help="rates on a quiet machine, a loaded one or both")
     parser.add_argument("--toolchains", default="go", help="Go toolchains to build the workloads with, e.g. go,go1.27")
     parser.add_argument("--service-checks", type=int, default=20, help="checks of each service (default 20)")
     parser.add_argument("--service-for", default="60s", help="how long each service check watches (60s)")
+    parser.add_argument("--started-checks", type=int, default=12, help="started checks of each healthy workload (12)")
     args = parser.parse_args()
     parts = args.only.split(",")
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -326,6 +372,8 @@ def main() -> None:
         rates(args.duration, args.rounds, args.machine.split(","))
     if "services" in parts:
         services(args.service_checks, args.service_for)
+    if "started" in parts:
+        started_checks(args.started_checks)
 
 
 if __name__ == "__main__":
