@@ -30,6 +30,10 @@ class Terminal:
         niceness = _autogroup_niceness()
 
         def in_the_new_session() -> None:
+            # As a shell at a terminal starts a program: with SIGHUP's default action, even when
+            # this runs under nohup (SIGHUP ignored, and that is inherited: a SIGHUP that came
+            # before gotop set its handler would be lost, and gotop would outlive it).
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
             if niceness:
                 _set_autogroup_niceness(niceness)
             if controlling:

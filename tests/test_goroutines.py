@@ -565,15 +565,21 @@ def test_live_text_profile_with_learnt_runtime_frames_is_the_protobufs(go_target
     t = go_target("pprofonly", toolchain=toolchain, args=["-workload", "leak-all", "-n", "50"])
     waits = {"chan send", "chan receive", "select"}
 
-    def protobuf():
+    def learnt_then_text():
+        """A protobuf that shows the waits, then the text form; both again while the text names a
+        hidden runtime frame the protobuf did not (a goroutine that moved between the two, as on a
+        loaded machine: gotop then asks for a protobuf again, Target._pprof_groups)."""
         profile = parse_profile(http_get(t.http_addr, "/debug/pprof/goroutine"))
-        return profile if waits <= {g.state for g in profile_from_pprof(profile).groups} else None
+        if not waits <= {g.state for g in profile_from_pprof(profile).groups}:
+            return None
+        text = http_get(t.http_addr, "/debug/pprof/goroutine?debug=1")
+        restored = parse_goroutine_profile_text(text, runtime_frames(profile))
+        return None if restored.unresolved else (profile, text, restored)
 
-    learnt_from = asyncio.run(eventually(protobuf))
-    text = http_get(t.http_addr, "/debug/pprof/goroutine?debug=1")
-    bare, restored = parse_goroutine_profile_text(text), parse_goroutine_profile_text(text, runtime_frames(learnt_from))
+    learnt_from, text, restored = asyncio.run(eventually(learnt_then_text))
+    bare = parse_goroutine_profile_text(text)
     assert not waits & {g.state for g in bare.groups} and bare.unresolved
-    assert waits <= {g.state for g in restored.groups} and restored.unresolved == frozenset()
+    assert waits <= {g.state for g in restored.groups}
     # Both forms are of the goroutines as they were: they left the same stacks since.
     before, after = profile_from_pprof(learnt_from).by_key(), restored.by_key()
     common = set(before) & set(after)
