@@ -101,7 +101,7 @@ class RecordedTarget:
     info: dict  # the process as `gotop list --json` shows it, plus its transports
 
 
-def target_info(target: Target, process: GoProcess | None) -> dict:
+def _target_info(target: Target, process: GoProcess | None) -> dict:
     """What a recording keeps of a target: its process and its transports."""
     return {
         "process": process.to_json() if process else None,
@@ -142,7 +142,7 @@ class Recorder:
 
     def add_target(self, key: str, label: str, target: Target, process: GoProcess | None) -> int:
         cursor = self.db.execute("INSERT INTO targets (key, label, info) VALUES (?, ?, ?)",
-                                 (key, label, json.dumps(target_info(target, process))))
+                                 (key, label, json.dumps(_target_info(target, process))))
         target_id = cursor.lastrowid
         assert target_id is not None  # set by every INSERT
         self._stacks[target_id] = {}
@@ -161,7 +161,7 @@ class Recorder:
     def restart(self, target: int, time: float, new: Target, process: GoProcess) -> None:
         """The target's process was restarted: `new` watches the new one."""
         self._write("INSERT INTO events VALUES (?, ?, ?, ?)",
-                    (target, time, "restart", json.dumps(target_info(new, process))))
+                    (target, time, "restart", json.dumps(_target_info(new, process))))
 
     def record(self, target: int, update: Update) -> None:
         """One poll's outcome, committed at once."""
