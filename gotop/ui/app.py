@@ -176,7 +176,7 @@ class GotopApp(App):
     # -- navigation -------------------------------------------------------------
 
     # The screens behind the overview are imported when first opened: the first frame
-    # does not wait for them (with the widgets they load, 20 ms and 1.5 MB).
+    # does not wait for them (with the widgets they load, about 20 ms and 1.2 MB).
     def open_process(self, watched: Watched) -> None:
         if self.program and watched is self.program_watched:
             from gotop.ui.program import ProgramScreen
