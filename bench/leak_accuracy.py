@@ -335,14 +335,15 @@ def started_checks(checks: int) -> None:
     commands = [(workload, [binary, "-workload", workload]) for workload in HEALTHY for _ in range(checks)]
     with cpu_burner(), ThreadPoolExecutor(STARTED_AT_ONCE) as pool:
         reports = list(zip((w for w, _ in commands), pool.map(check_started, (c for _, c in commands))))
-    rows = [("workload", "checks", "exit 1 (false leak)", "exit 0", "other exits", "findings below the bar")]
+    rows = [("workload", "checks", "exit 1 (false leak)", "exit 0", "exit 3 (partial watch)", "other exits",
+             "findings below the bar")]
     for workload in HEALTHY:
         mine = [r for w, r in reports if w == workload]
         exits = [r["exit"] for r in mine]
         below = [f"{f['kind']} {f['where']} ({f['confidence']})" for r in mine for f in r["findings"]
                  if not f["fails_gate"]]
-        rows.append((workload, str(len(mine)), str(exits.count(1)), str(exits.count(0)),
-                     str(len(exits) - exits.count(0) - exits.count(1)),
+        rows.append((workload, str(len(mine)), str(exits.count(1)), str(exits.count(0)), str(exits.count(3)),
+                     str(len(exits) - exits.count(0) - exits.count(1) - exits.count(3)),
                      f"{len(below)}" + (f" ({'; '.join(sorted(set(below)))})" if below else "")))
     print_table(rows)
     false = sum(r["exit"] == 1 for _, r in reports)
