@@ -117,6 +117,10 @@ def test_a_pools_idle_workers_wandering_within_their_range_are_no_rise():
     # Under load, readings 7 s apart: one jump and a wobble, not two steps up.
     assert steady_rise(points([86, 96, 95, 96, 96], step=7.0), min_gain=10) is None
     assert steady_rise(points([86, 96, 96, 95, 96], step=7.0), min_gain=10) is None
+    # Nor is one jump that later highs add little to: a program's 100 connections (200 sockets)
+    # opened in its first 2 s, under `gotop check -- CMD` on a loaded machine.
+    opened = [(0, 151), (1.4, 198), (3, 198), (5, 198), (7, 198), (10, 199), (12, 199), (14, 199), (16, 199)]
+    assert steady_rise([(T0 + t, float(v)) for t, v in opened], min_gain=10) is None
     # A slow leak makes new highs, however slowly.
     assert steady_rise(points([2, 3, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]), min_gain=2) is not None
 

@@ -32,7 +32,10 @@ MIN_SPAN = 8.0  # seconds they cover
 MAX_FALL_SHARE = 0.1
 # A rise made of one jump is a burst (a pool started at once), not a leak: it
 # takes this many new highs. (Under load, CI saw a pool's idle workers read
-# 86, 96, 95, 96, 96: one jump and a wobble, not two steps.)
+# 86, 96, 95, 96, 96: one jump and a wobble, not two steps.) Nor is one jump
+# followed by new highs that add less than the jump and less than the gain
+# wanted: a program started by `gotop check -- CMD` opened its 100 connections
+# in its first 2 s, then wobbled: 151 -> 198 -> 199 sockets.
 MIN_STEPS = 2
 # A leak is still rising at the end: over the recent part of the rise, its pace
 # must be at least this share of its overall pace. A pool or cache that filled
@@ -117,6 +120,8 @@ def steady_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
     if len(highs) < MIN_STEPS:
         return None
     (ta, va), (tb, vb) = rise[highs[0]], rise[highs[-1]]
+    if vb - va < min(min_gain, va - v0):
+        return None  # one jump, then a wobble (MIN_STEPS)
     recent = max(span / 3, 2 * (tb - ta) / (len(highs) - 1))
     tr, vr = _last_at_or_before(rise, t1 - recent)
     if (v1 - vr) / (t1 - tr) < MIN_RECENT_PACE * gained / span:
