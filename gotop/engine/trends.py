@@ -152,8 +152,7 @@ def rising_level(points: Sequence[Point], min_gain: float, quantile: float, per_
     n = len(points)
     if n < 3 * per_third or points[-1][0] - points[0][0] < MIN_SPAN:
         return None
-    thirds = (points[:n // 3], points[n // 3:n - n // 3], points[n - n // 3:])
-    first, middle, last = (sorted(third, key=lambda p: p[1])[int((len(third) - 1) * quantile)] for third in thirds)
+    first, middle, last = (_at_quantile(third, quantile) for third in _thirds(points))
     gained = last[1] - first[1]
     if gained < min_gain or last[0] <= first[0]:
         return None
@@ -183,14 +182,20 @@ def floor_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
         lo, hi = t0 + span * third / 3, t0 + span * (third + 1) / 3
         if not any(lo <= t <= hi and r <= near for (t, _), r in zip(points, residuals)):
             return None
-    n = len(points)
-    if _median_value(points[n - n // 3:]) - _median_value(points[:n // 3]) < FLOOR_BULK_SHARE * gained:
+    first, _, last = _thirds(points)
+    if _at_quantile(last, 0.5)[1] - _at_quantile(first, 0.5)[1] < FLOOR_BULK_SHARE * gained:
         return None
     return Rise(tuple(points), gained, slope * 60, va - slope * (ta - t0), noise=noise)
 
 
-def _median_value(points: Sequence[Point]) -> float:
-    return sorted(v for _, v in points)[len(points) // 2]
+def _thirds(points: Sequence[Point]) -> tuple[Sequence[Point], Sequence[Point], Sequence[Point]]:
+    n = len(points)
+    return points[:n // 3], points[n // 3:n - n // 3], points[n - n // 3:]
+
+
+def _at_quantile(points: Sequence[Point], quantile: float) -> Point:
+    """The reading whose value is at `quantile` of theirs (the lower one between two)."""
+    return sorted(points, key=lambda p: p[1])[int((len(points) - 1) * quantile)]
 
 
 def median_rise(points: Sequence[Point], min_gain: float) -> Rise | None:
