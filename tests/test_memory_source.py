@@ -191,3 +191,17 @@ def test_a_census_of_a_binary_with_symbols_loads_no_disassembler(go_target):
              "from gotop.engine.target import Target\n" + census
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == [str(PARKED), "False"], out.stderr
+
+
+def test_reading_a_release_with_a_layout_table_loads_no_pyelftools(go_target):
+    """pyelftools costs the TUI 2.5 MB of RSS: the headers, symbols and pclntab of a binary are
+    read without it, and its DWARF only where no layout table fits the binary's release."""
+    target = _start(go_target, "go", "plain", "-workload", "park", "-n", str(PARKED))
+    script = ("import asyncio, sys\nfrom gotop.discovery.processes import Scanner\n"
+              "from gotop.engine.target import Target\n"
+              f"target = Target.for_process(Scanner().inspect({target.pid}), only='memory')\n"
+              "groups = asyncio.run(target.goroutine_profile()).groups\n"
+              "print(sum(g.count for g in groups), any(m.split('.')[0] == 'elftools' for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    count, elftools_loaded = out.stdout.split()
+    assert int(count) >= PARKED and elftools_loaded == "False", out.stderr

@@ -29,11 +29,9 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from gotop.errors import GotopError
+from gotop.model.elf import PF_W, PF_X, PT_LOAD, PT_NOTE, ElfError, ElfHeaders, read_at, read_headers
 
 # Caps on what one read of a binary may cost. Real Go binaries need a few KiB.
-MAX_PROGRAM_HEADERS = 256
-MAX_SECTION_HEADERS = 4096
-MAX_SECTION_NAMES = 64 << 10  # bytes of the section name table we look at
 MAX_BLOB_SCAN = 1 << 20  # bytes searched for the blob's magic (it is near the start of the data)
 MAX_NOTE_BYTES = 64 << 10  # bytes of PT_NOTE segments searched for the Go note
 MAX_VERSION_LEN = 4 << 10
@@ -50,10 +48,6 @@ _MAX_VARINT_LEN = 10
 # checks that the byte before the end sentinel is the last line's newline.
 _SENTINEL_LEN = 16
 
-_PT_LOAD = 1
-_PT_NOTE = 4
-_PF_X = 0x1
-_PF_W = 0x2
 _GO_NOTE_NAME = b"Go\x00\x00"
 _GO_NOTE_BUILDID = 4
 
@@ -150,91 +144,34 @@ def _read(file: BinaryIO) -> GoBuildInfo | None:
 # -- ELF ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Segment:
-    type: int
-    flags: int
-    offset: int
-    vaddr: int
-    filesz: int
-    memsz: int
-    align: int
-
-    @property
-    def end(self) -> int:
-        """End of the segment in memory; past `filesz` it is zero-filled (.bss)."""
-        return self.vaddr + max(self.filesz, self.memsz)
-
-
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """Struct formats of one ELF class and byte order."""
-
-    header: struct.Struct  # e_type .. e_shstrndx, after the 16-byte e_ident
-    phdr: struct.Struct
-    shdr: struct.Struct
-    is64: bool
-
-    @classmethod
-    def of(cls, is64: bool, order: str) -> _Layout:
-        if is64:
-            return cls(struct.Struct(order + "HHIQQQIHHHHHH"), struct.Struct(order + "IIQQQQQQ"),
-                       struct.Struct(order + "IIQQQQIIQQ"), True)
-        return cls(struct.Struct(order + "HHIIIIIHHHHHH"), struct.Struct(order + "IIIIIIII"),
-                   struct.Struct(order + "IIIIIIIIII"), False)
-
-    def segment(self, raw: bytes) -> _Segment:
-        if self.is64:
-            p_type, flags, offset, vaddr, _paddr, filesz, memsz, align = self.phdr.unpack(raw)
-        else:
-            p_type, offset, vaddr, _paddr, filesz, memsz, flags, align = self.phdr.unpack(raw)
-        return _Segment(p_type, flags, offset, vaddr, filesz, memsz, align)
-
-
 class _Elf:
     """The parts of an ELF file the build info lives in, read on demand."""
 
-    def __init__(self, file: BinaryIO, size: int, order: str, segments: list[_Segment],
-                 has_sections: bool, buildinfo_section: tuple[int, int] | None) -> None:
+    def __init__(self, file: BinaryIO, headers: ElfHeaders) -> None:
         self.file = file
-        self.size = size
-        self.order = order
-        self.segments = segments
-        self.has_sections = has_sections  # with readable names
-        self.buildinfo_section = buildinfo_section  # (vaddr, size)
+        self.size = headers.file_size
+        self.order = headers.order
+        self.segments = headers.segments
+        self.has_sections = bool(headers.sections)  # with readable names
+        section = headers.section(".go.buildinfo")
+        self.buildinfo_section = (section.addr, section.size) if section else None
 
     @classmethod
     def load(cls, file: BinaryIO) -> _Elf | None:
-        size = file.seek(0, os.SEEK_END)
-        ident = _read_at(file, size, 0, 16)
-        if not ident.startswith(b"\x7fELF"):
-            return None
-        if len(ident) < 16:
-            raise BuildInfoError("truncated ELF header")
-        if ident[4] not in (1, 2):
-            raise BuildInfoError(f"unknown ELF class {ident[4]}")
-        if ident[5] not in (1, 2):
-            raise BuildInfoError(f"unknown ELF byte order {ident[5]}")
-        order = "<" if ident[5] == 1 else ">"
-        layout = _Layout.of(ident[4] == 2, order)
-        raw = _read_exact(file, size, 16, layout.header.size, "ELF header")
-        (_type, _machine, _version, _entry, phoff, shoff, _flags, _ehsize,
-         phentsize, phnum, shentsize, shnum, shstrndx) = layout.header.unpack(raw)
-        segments = [layout.segment(entry) for entry in
-                    _table(file, size, phoff, phentsize, phnum, layout.phdr.size, MAX_PROGRAM_HEADERS, "program")]
-        sections = _table(file, size, shoff, shentsize, shnum, layout.shdr.size, MAX_SECTION_HEADERS, "section")
-        has_sections = bool(sections) and shstrndx != 0
-        buildinfo = _find_section(file, size, layout, sections, shstrndx, b".go.buildinfo") if has_sections else None
-        return cls(file, size, order, segments, has_sections, buildinfo)
+        try:
+            headers = read_headers(file)
+        except ElfError as e:
+            raise BuildInfoError(str(e)) from None
+        return cls(file, headers) if headers is not None else None
 
     def read_vaddr(self, addr: int, size: int) -> bytes:
         """Up to `size` bytes of the loaded image at virtual address `addr`
         (fewer at the end of its segment or of the file, none if unmapped)."""
         for seg in self.segments:
-            if seg.type == _PT_LOAD and seg.vaddr <= addr < seg.end:
+            if seg.type == PT_LOAD and seg.vaddr <= addr < seg.end:
                 size = min(size, seg.end - addr)
                 in_file = min(size, max(0, seg.vaddr + seg.filesz - addr))
-                data = _read_at(self.file, self.size, seg.offset + addr - seg.vaddr, in_file)
+                data = read_at(self.file, self.size, seg.offset + addr - seg.vaddr, in_file)
                 return data + bytes(size - in_file) if len(data) == in_file else data
         return b""
 
@@ -253,7 +190,7 @@ class _Elf:
             return None
         else:
             regions = [(s.vaddr, s.end - s.vaddr) for s in self.segments
-                       if s.type == _PT_LOAD and s.flags & (_PF_W | _PF_X) == _PF_W]
+                       if s.type == PT_LOAD and s.flags & (PF_W | PF_X) == PF_W]
         budget = MAX_BLOB_SCAN
         for start, size in regions:
             found, scanned = self._search_magic(start, start + size, budget)
@@ -335,65 +272,13 @@ class _Elf:
         """Whether a PT_NOTE segment holds the Go build ID note (all Go versions write it)."""
         budget = MAX_NOTE_BYTES
         for seg in self.segments:
-            if seg.type != _PT_NOTE or budget <= 0:
+            if seg.type != PT_NOTE or budget <= 0:
                 continue
-            data = _read_at(self.file, self.size, seg.offset, min(seg.filesz, budget))
+            data = read_at(self.file, self.size, seg.offset, min(seg.filesz, budget))
             budget -= len(data)
             if _notes_have_go_buildid(data, self.order, 8 if seg.align == 8 else 4):
                 return True
         return False
-
-
-def _read_at(file: BinaryIO, file_size: int, offset: int, size: int) -> bytes:
-    """Up to `size` bytes at `offset` (fewer at the end of the file)."""
-    size = min(size, file_size - offset)
-    if offset < 0 or size <= 0:
-        return b""
-    file.seek(offset)
-    chunks = []
-    while size > 0:
-        chunk = file.read(size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_exact(file: BinaryIO, file_size: int, offset: int, size: int, what: str) -> bytes:
-    data = _read_at(file, file_size, offset, size)
-    if len(data) < size:
-        raise BuildInfoError(f"{what} lies beyond the end of the file")
-    return data
-
-
-def _table(file: BinaryIO, file_size: int, offset: int, entsize: int, count: int,
-           want_entsize: int, max_count: int, kind: str) -> list[bytes]:
-    """The entries of the program or section header table."""
-    if count == 0 or offset == 0:
-        return []
-    if entsize != want_entsize:
-        raise BuildInfoError(f"ELF {kind} header size is {entsize}, expected {want_entsize}")
-    if count > max_count:
-        raise BuildInfoError(f"ELF file has too many {kind} headers ({count})")
-    raw = _read_exact(file, file_size, offset, entsize * count, f"ELF {kind} header table")
-    return [raw[i:i + entsize] for i in range(0, len(raw), entsize)]
-
-
-def _find_section(file: BinaryIO, file_size: int, layout: _Layout, sections: list[bytes],
-                  names_index: int, name: bytes) -> tuple[int, int] | None:
-    """(vaddr, size) of the section called `name`, if any."""
-    if names_index >= len(sections):
-        raise BuildInfoError(f"ELF section name table index {names_index} is out of range")
-    names_header = layout.shdr.unpack(sections[names_index])
-    names = _read_exact(file, file_size, names_header[4], min(names_header[5], MAX_SECTION_NAMES),
-                        "ELF section name table")
-    wanted = name + b"\x00"
-    for entry in sections:
-        name_offset, _type, _flags, addr, _offset, size = layout.shdr.unpack(entry)[:6]
-        if names.startswith(wanted, name_offset):
-            return addr, size
-    return None
 
 
 def _notes_have_go_buildid(data: bytes, order: str, align: int) -> bool:

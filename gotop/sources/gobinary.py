@@ -1,6 +1,6 @@
 """Open a Go ELF binary (a path, or /proc/PID/exe): what reading its runtime needs.
 
-GoBinary.open reads the headers with pyelftools and keeps only what is used later: the
+GoBinary.open reads the headers (gotop.model.elf) and keeps only what is used later: the
 pclntab (function names, files and lines: every Go binary has it, stripped or not), the
 data symbols where there is a symbol table, the PT_LOAD segments (to turn an address
 into a file offset) and whether there is DWARF. Code and DWARF are read from the file
@@ -37,15 +37,22 @@ import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal, NamedTuple
-
-from elftools.common.exceptions import ELFError
-from elftools.construct import ConstructError
-from elftools.dwarf.dwarfinfo import DWARFInfo
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import Section
+from typing import TYPE_CHECKING, BinaryIO, Literal, NamedTuple
 
 from gotop.errors import GotopError
+from gotop.model.elf import (
+    ET_DYN,
+    PF_W,
+    PF_X,
+    PT_LOAD,
+    SHF_ALLOC,
+    SHF_WRITE,
+    SHT_NOBITS,
+    ElfError,
+    ElfHeaders,
+    Section,
+    read_headers,
+)
 from gotop.model.machinecode import (
     ARCHES,
     RefSignature,
@@ -55,9 +62,12 @@ from gotop.model.machinecode import (
 )
 from gotop.model.pclntab import MAGICS, Func, Pclntab, PclntabError
 
-_ARCHES = {"EM_X86_64": "amd64", "EM_AARCH64": "arm64", "EM_386": "386", "EM_ARM": "arm",
-           "EM_RISCV": "riscv64", "EM_S390": "s390x", "EM_PPC64": "ppc64", "EM_MIPS": "mips",
-           "EM_LOONGARCH": "loong64"}
+if TYPE_CHECKING:  # pyelftools is loaded for DWARF alone (see gotop.model.elf)
+    from elftools.dwarf.dwarfinfo import DWARFInfo
+
+# e_machine -> GOARCH: EM_X86_64, EM_AARCH64, EM_386, EM_ARM, EM_RISCV, EM_S390, EM_PPC64, EM_MIPS, EM_LOONGARCH
+_ARCHES = {62: "amd64", 183: "arm64", 3: "386", 40: "arm", 243: "riscv64", 22: "s390x", 21: "ppc64", 8: "mips",
+           258: "loong64"}
 _PCLNTAB_SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")  # the second in PIEs of Go 1.18-1.25
 _MAX_PCLNTAB = 1 << 30  # the biggest binaries seen have 40 MB
 _MAX_SYMTAB = 256 << 20
@@ -69,9 +79,6 @@ _MODULEDATA_WORDS = 24
 _PCLNTABLE_WORD = 13
 _TEXT_WORD = 22
 _GOFUNC_SYMBOLS = ("go:func.*", "go.func.*")  # Go 1.20+, before
-_PT_LOAD = "PT_LOAD"
-_PF_X = 0x1
-_PF_W = 0x2
 _STT_OBJECT = 1
 _STT_FUNC = 2
 
@@ -112,7 +119,7 @@ class GoBinary:
         with _opened(path, None) as (file, identity):
             try:
                 return cls._read(path, file, identity)
-            except (ELFError, ConstructError, struct.error, ValueError) as exc:
+            except (ElfError, struct.error, ValueError) as exc:
                 raise BinaryError(f"{path}: corrupt or truncated ELF file ({_first_line(exc)})") from None
 
     @property
@@ -121,6 +128,10 @@ class GoBinary:
         keep it only while needed. None when the binary has none (built with -w or -s)."""
         if not self.has_dwarf:
             return None
+        from elftools.common.exceptions import ELFError
+        from elftools.construct import ConstructError
+        from elftools.elf.elffile import ELFFile
+
         with _opened(self.path, self._identity) as (file, _):
             try:
                 return ELFFile(file).get_dwarf_info()
@@ -158,7 +169,11 @@ class GoBinary:
         except BinaryError:
             return 0
         with _opened(self.path, self._identity) as (file, _):
-            return address if _in_read_only_data(ELFFile(file), address) else 0
+            try:
+                headers = read_headers(file)
+            except ElfError as exc:
+                raise BinaryError(f"{self.path}: corrupt or truncated ELF file ({exc})") from None
+            return address if headers and _in_read_only_data(headers, address) else 0
 
     def wrapped_function(self, wrapper: Func, gofunc: int) -> tuple[str, int] | None:
         """The function a compiler-made wrapper calls (`go f(x)` starts f through a wrapper,
@@ -191,27 +206,23 @@ class GoBinary:
 
     @classmethod
     def _read(cls, path: str, file: BinaryIO, identity: tuple[int, ...]) -> GoBinary:
-        if file.read(4) != b"\x7fELF":
+        elf = read_headers(file)
+        if elf is None:
             raise BinaryError(f"{path}: not an ELF file")
-        file.seek(0)
-        elf = ELFFile(file)
-        if elf.num_sections() == 0:
+        if not elf.sections:
             raise BinaryError(f"{path}: no section headers (stripped by sstrip?): its pclntab cannot be found")
-        names = {section.name for section in elf.iter_sections()}
-        segments = tuple(
-            Segment(seg["p_vaddr"], seg["p_offset"], seg["p_filesz"], seg["p_memsz"], seg["p_flags"])
-            for seg in elf.iter_segments() if seg["p_type"] == _PT_LOAD
-        )
+        names = {section.name for section in elf.sections}
+        segments = tuple(Segment(seg.vaddr, seg.offset, seg.filesz, seg.memsz, seg.flags)
+                         for seg in elf.segments if seg.type == PT_LOAD)
         end = max([seg.offset + seg.filesz for seg in segments] + [
-            section["sh_offset"] + section["sh_size"] for section in elf.iter_sections()
-            if section["sh_type"] != "SHT_NOBITS"], default=0)
+            section.offset + section.size for section in elf.sections if section.type != SHT_NOBITS], default=0)
         if end > identity[2]:
             raise BinaryError(f"{path}: truncated ({identity[2]} bytes, its sections end at {end})")
         symbols, text_symbol = _symbols(path, file, elf)
-        word = struct.Struct(("<" if elf.little_endian else ">") + ("Q" if elf.elfclass == 64 else "I"))
+        word = struct.Struct(elf.order + ("Q" if elf.is64 else "I"))
         pclntab_address, offset, size = _pclntab_place(path, file, elf, names, symbols, segments, word)
         data, base = _map(file, offset, size)
-        text = elf.get_section_by_name(".text")
+        text = elf.section(".text")
         if text is None:
             raise BinaryError(f"{path}: no .text section")
         text_start = text_symbol
@@ -219,20 +230,19 @@ class GoBinary:
         header = data[base:base + 8 + 8 * word.size]
         if text_start is None and (found := _moduledata(file, segments, word, pclntab_address, header)):
             address, moduledata = found
-            if text["sh_addr"] <= moduledata[_TEXT_WORD] < text["sh_addr"] + text["sh_size"]:
+            if text.addr <= moduledata[_TEXT_WORD] < text.addr + text.size:
                 text_start, moduledata_address = moduledata[_TEXT_WORD], address
         gofunc = next((symbols[name][0] for name in _GOFUNC_SYMBOLS if name in symbols), 0)
         try:
-            pclntab = Pclntab.parse(data, base=base, text_start=text_start or text["sh_addr"])
+            pclntab = Pclntab.parse(data, base=base, text_start=text_start or text.addr)
         except PclntabError as exc:
             raise BinaryError(f"{path}: {exc}") from None
-        machine = elf["e_machine"]
-        arch = _ARCHES.get(machine, str(machine).removeprefix("EM_").lower())
+        arch = _ARCHES.get(elf.machine, f"ELF machine {elf.machine}")
         return cls(
             path=path,
-            arch=arch + "le" if arch == "ppc64" and elf.little_endian else arch,
-            ptr_size=8 if elf.elfclass == 64 else 4,
-            pie=elf["e_type"] == "ET_DYN",
+            arch=arch + "le" if arch == "ppc64" and elf.order == "<" else arch,
+            ptr_size=8 if elf.is64 else 4,
+            pie=elf.type == ET_DYN,
             symbols=symbols,
             pclntab=pclntab,
             has_dwarf=bool(names & {".debug_info", ".zdebug_info"}),
@@ -256,7 +266,7 @@ class GoBinary:
 
     def _in_data(self, address: int) -> bool:
         """In a segment of data (not code): where a variable can be."""
-        return any(s.vaddr <= address < s.vaddr + s.memsz and not s.flags & _PF_X for s in self.segments)
+        return any(s.vaddr <= address < s.vaddr + s.memsz and not s.flags & PF_X for s in self.segments)
 
 
 @contextmanager
@@ -282,17 +292,17 @@ def _opened(path: str, identity: tuple[int, ...] | None) -> Iterator[tuple[Binar
             raise BinaryError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _pclntab_place(path: str, file: BinaryIO, elf: ELFFile, names: set[str], symbols: Mapping[str, tuple[int, int]],
+def _pclntab_place(path: str, file: BinaryIO, elf: ElfHeaders, names: set[str], symbols: Mapping[str, tuple[int, int]],
                    segments: Sequence[Segment], word: struct.Struct) -> tuple[int, int, int]:
     """The pclntab's address, offset in the file and size: its section, else where the
     symbols runtime.pclntab and runtime.epclntab say, else where its header and the
     moduledata are (a C linker merges the .data.rel.ro.gopclntab of a PIE into .data.rel.ro)."""
-    section = next((elf.get_section_by_name(name) for name in _PCLNTAB_SECTIONS if name in names), None)
+    section = next((elf.section(name) for name in _PCLNTAB_SECTIONS if name in names), None)
     if section is not None:
-        size = section["sh_size"]
-        if section["sh_type"] == "SHT_NOBITS" or size > _MAX_PCLNTAB:
-            raise BinaryError(f"{path}: section {section.name} has no bytes in the file or is too big ({size} bytes)")
-        return section["sh_addr"], section["sh_offset"], size  # in the file: checked against its size
+        if section.type == SHT_NOBITS or section.size > _MAX_PCLNTAB:
+            raise BinaryError(f"{path}: section {section.name} has no bytes in the file or is too big "
+                              f"({section.size} bytes)")
+        return section.addr, section.offset, section.size  # in the file: checked against its size
     if "runtime.pclntab" in symbols and "runtime.epclntab" in symbols:
         start, end = symbols["runtime.pclntab"][0], symbols["runtime.epclntab"][0]
         offset = _file_offset(segments, start, end - start) if 0 < end - start <= _MAX_PCLNTAB else None
@@ -301,7 +311,7 @@ def _pclntab_place(path: str, file: BinaryIO, elf: ELFFile, names: set[str], sym
         return start, offset, end - start
     if ".go.buildinfo" not in names and ".note.go.buildid" not in names:
         raise BinaryError(f"{path}: not a Go binary (no .gopclntab section)")
-    found = _pclntab_by_header(file, segments, word, "little" if elf.little_endian else "big")
+    found = _pclntab_by_header(file, segments, word, "little" if elf.order == "<" else "big")
     if found is None:
         raise BinaryError(f"{path}: a Go binary without a .gopclntab section, and no Go 1.18+ pclntab found in it")
     return found
@@ -336,8 +346,8 @@ def _map(file: BinaryIO, offset: int, size: int) -> tuple[mmap.mmap, int]:
 
 
 def _section_bytes(path: str, file: BinaryIO, section: Section, limit: int) -> bytes:
-    offset, size = section["sh_offset"], section["sh_size"]
-    if section["sh_type"] == "SHT_NOBITS" or size > limit:
+    offset, size = section.offset, section.size
+    if section.type == SHT_NOBITS or size > limit:
         raise BinaryError(f"{path}: section {section.name} has no bytes in the file or is too big ({size} bytes)")
     file.seek(offset)
     data = file.read(size)
@@ -346,21 +356,20 @@ def _section_bytes(path: str, file: BinaryIO, section: Section, limit: int) -> b
     return data
 
 
-def _symbols(path: str, file: BinaryIO, elf: ELFFile) -> tuple[dict[str, tuple[int, int]], int | None]:
+def _symbols(path: str, file: BinaryIO, elf: ElfHeaders) -> tuple[dict[str, tuple[int, int]], int | None]:
     """The data symbols of .symtab, name -> (address, size), and runtime.text's address.
     Unpacked here, not through pyelftools' per-symbol objects: 50 times faster (50k symbols)."""
-    symtab = elf.get_section_by_name(".symtab")
-    if symtab is None or symtab["sh_link"] >= elf.num_sections():
+    symtab = elf.section(".symtab")
+    if symtab is None or symtab.link >= len(elf.sections):
         return {}, None
     entries = _section_bytes(path, file, symtab, _MAX_SYMTAB)
-    strings = _section_bytes(path, file, elf.get_section(symtab["sh_link"]), _MAX_SYMTAB)
-    order = "<" if elf.little_endian else ">"
+    strings = _section_bytes(path, file, elf.sections[symtab.link], _MAX_SYMTAB)
     # Elf64_Sym: name, info, other, shndx, value, size; Elf32_Sym: name, value, size, info, other, shndx
-    layout = struct.Struct(order + ("IBBHQQ" if elf.elfclass == 64 else "IIIBBH"))
+    layout = struct.Struct(elf.order + ("IBBHQQ" if elf.is64 else "IIIBBH"))
     symbols: dict[str, tuple[int, int]] = {}
     text_start = None
     for entry in layout.iter_unpack(entries[:len(entries) - len(entries) % layout.size]):
-        if elf.elfclass == 64:
+        if elf.is64:
             name_at, info, _other, _shndx, value, size = entry
         else:
             name_at, value, size, info, _other, _shndx = entry
@@ -387,7 +396,7 @@ def _moduledata(file: BinaryIO, segments: Sequence[Segment], word: struct.Struct
         return None
     needle = word.pack(pclntab_address) + word.pack(funcnametab)
     for segment in segments:
-        if segment.flags & _PF_W:
+        if segment.flags & PF_W:
             for at in _find_aligned(file, segment, needle, word.size):
                 raw = _read_mapped(file, segments, at, _MODULEDATA_WORDS * word.size)
                 if raw is not None:
@@ -403,7 +412,7 @@ def _pclntab_by_header(file: BinaryIO, segments: Sequence[Segment], word: struct
     for magic in MAGICS:
         needle = magic.to_bytes(4, byteorder) + b"\0\0"
         for segment in segments:
-            if segment.flags & _PF_X:
+            if segment.flags & PF_X:
                 continue
             for at in _find_aligned(file, segment, needle, word.size):
                 header = _read_mapped(file, segments, at, 8 + 8 * word.size) or b""
@@ -431,9 +440,9 @@ def _find_aligned(file: BinaryIO, segment: Segment, needle: bytes, align: int) -
             at = chunk.find(needle, at + 1)
 
 
-def _in_read_only_data(elf: ELFFile, address: int) -> bool:
-    return any(s["sh_flags"] & 0x3 == 0x2 and s["sh_addr"] <= address < s["sh_addr"] + s["sh_size"]
-               for s in elf.iter_sections())  # SHF_ALLOC 0x2 without SHF_WRITE 0x1
+def _in_read_only_data(elf: ElfHeaders, address: int) -> bool:
+    return any(s.flags & (SHF_ALLOC | SHF_WRITE) == SHF_ALLOC and s.addr <= address < s.addr + s.size
+               for s in elf.sections)
 
 
 def _first_line(error: BaseException) -> str:
