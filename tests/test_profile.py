@@ -323,6 +323,27 @@ def test_profiles_parse_with_upb():
     assert profile_pb.BACKEND == "upb"
 
 
+def test_the_hand_encoded_schema_is_the_one_descriptor_pb2_builds():
+    """profile_pb encodes its FileDescriptorProto itself (descriptor_pb2 costs RSS): the same
+    message, field by field, as protobuf's own classes build from the schema table."""
+    from google.protobuf import descriptor_pb2
+
+    field_type = descriptor_pb2.FieldDescriptorProto
+    expected = descriptor_pb2.FileDescriptorProto(name="gotop_profile.proto", package=profile_pb._PACKAGE,
+                                                  syntax="proto3")
+    for message_name, fields in profile_pb._SCHEMA.items():
+        message = expected.message_type.add(name=message_name)
+        for name, number, kind, repeated, type_name in fields:
+            field = message.field.add(name=name, number=number, type=kind, label=(
+                field_type.LABEL_REPEATED if repeated else field_type.LABEL_OPTIONAL))
+            if type_name:
+                field.type_name = f".{profile_pb._PACKAGE}.{type_name}"
+    assert descriptor_pb2.FileDescriptorProto.FromString(profile_pb.file_descriptor()) == expected
+    assert (profile_pb.I64, profile_pb.U64, profile_pb.BOOL, profile_pb.MSG, profile_pb.BYTES) == (
+        field_type.TYPE_INT64, field_type.TYPE_UINT64, field_type.TYPE_BOOL, field_type.TYPE_MESSAGE,
+        field_type.TYPE_BYTES)
+
+
 def test_header_of_a_heap_profile():
     p = parse_profile((SAMPLES / "pprof-heap.pb.gz").read_bytes())
     assert [t.type for t in p.sample_types] == ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]

@@ -172,7 +172,7 @@ def _parse(message_type, blobs: list[bytes], marker: int):
     id 0 (in the packed view: an empty packed chunk), the marker value, a label
     with key -1."""
     location = b"\x0a\x00" if message_type is profile_pb.SampleBatchPacked else b"\x08\x00"
-    separator = location + b"\x10" + _varint(marker) + _LABEL_SEPARATOR
+    separator = location + b"\x10" + profile_pb.encode_uvarint(marker) + _LABEL_SEPARATOR
     message = message_type()
     try:
         message.ParseFromString(separator.join(blobs))
@@ -232,7 +232,7 @@ def _regroup(chunks: list[bytes], blobs: list[bytes], unpacked: int) -> list[byt
             ids = profile_pb.SampleBatch.FromString(blobs[i]).location_id
         except DecodeError:
             raise MalformedSamples("a sample does not decode") from None
-        stack_bytes[i] = b"".join(map(_varint, ids))
+        stack_bytes[i] = b"".join(map(profile_pb.encode_uvarint, ids))
         found += len(ids)
     if found != unpacked:
         return None  # some sample mixes packed and unpacked ids
@@ -387,14 +387,3 @@ class _Labeler:
 def _marker() -> int:
     """A value no real sample holds (2^-62 odds per value), checked anyway."""
     return (int.from_bytes(os.urandom(8), "little") >> 2) | (1 << 62)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if not value:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
