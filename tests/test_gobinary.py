@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mutations import damaged_in
 
+from gotop.model.elf import PT_LOAD, Segment
 from gotop.model.pclntab import PclntabError
-from gotop.sources.gobinary import BinaryError, GoBinary, Segment
+from gotop.sources.gobinary import BinaryError, GoBinary
 
 TOOLCHAIN_NAMES = tuple(TOOLCHAINS)
 STRIPPED = ("-ldflags=-s -w",)
@@ -40,8 +41,8 @@ def elf_facts(path: Path) -> tuple[dict[str, tuple[int, int]], dict[str, int], l
                 objects.setdefault(symbol.name, (symbol["st_value"], symbol["st_size"]))
             elif symbol["st_info"]["type"] == "STT_FUNC":
                 functions.setdefault(symbol.name, symbol["st_value"])
-        segments = [Segment(s["p_vaddr"], s["p_offset"], s["p_filesz"], s["p_memsz"], s["p_flags"])
-                    for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+        segments = [Segment(PT_LOAD, s["p_flags"], s["p_offset"], s["p_vaddr"], s["p_filesz"], s["p_memsz"],
+                            s["p_align"]) for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
     return objects, functions, segments
 
 

@@ -37,7 +37,7 @@ import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Literal, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from gotop.errors import GotopError
 from gotop.model.elf import (
@@ -51,6 +51,7 @@ from gotop.model.elf import (
     ElfError,
     ElfHeaders,
     Section,
+    Segment,
     read_headers,
 )
 from gotop.model.machinecode import (
@@ -87,16 +88,6 @@ class BinaryError(GotopError):
     """The file cannot be read as a Go binary; the message says why, in one line."""
 
 
-class Segment(NamedTuple):
-    """A PT_LOAD program header: `filesz` bytes at `offset` in the file are mapped at `vaddr`."""
-
-    vaddr: int
-    offset: int
-    filesz: int
-    memsz: int
-    flags: int  # PF_X 1, PF_W 2, PF_R 4
-
-
 @dataclass(frozen=True)
 class GoBinary:
     """A Go ELF binary: its pclntab, data symbols and segments (link-time addresses)."""
@@ -108,7 +99,7 @@ class GoBinary:
     symbols: Mapping[str, tuple[int, int]]  # data symbols (STT_OBJECT): name -> (address, size); {} if stripped
     pclntab: Pclntab
     has_dwarf: bool
-    segments: tuple[Segment, ...]
+    segments: tuple[Segment, ...]  # the PT_LOAD ones: `filesz` bytes at `offset` in the file are mapped at `vaddr`
     gofunc: int  # where go:func.* starts (the inline trees are there): its symbol; 0 if stripped
     moduledata: int  # where runtime.firstmoduledata is (it says where go:func.* is); 0 if not found
     _identity: tuple[int, ...] = field(repr=False, compare=False)  # (st_dev, st_ino, st_size, st_mtime_ns)
@@ -212,8 +203,7 @@ class GoBinary:
         if not elf.sections:
             raise BinaryError(f"{path}: no section headers (stripped by sstrip?): its pclntab cannot be found")
         names = {section.name for section in elf.sections}
-        segments = tuple(Segment(seg.vaddr, seg.offset, seg.filesz, seg.memsz, seg.flags)
-                         for seg in elf.segments if seg.type == PT_LOAD)
+        segments = tuple(segment for segment in elf.segments if segment.type == PT_LOAD)
         end = max([seg.offset + seg.filesz for seg in segments] + [
             section.offset + section.size for section in elf.sections if section.type != SHT_NOBITS], default=0)
         if end > identity[2]:
