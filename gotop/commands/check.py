@@ -275,7 +275,8 @@ def run_program(args: Namespace) -> int:
             # Its Go program gone, the command ends too (`go run` reports the exit status of its child).
             early = program.wait(EXIT_WAIT) if verdicts[0].watch.history.state is TargetState.EXITED else None
         except (ProgramExited, ProcessGone, CheckError) as e:  # gone while gotop opened it: its exit says why
-            early = program.exit()
+            # A process seen gone may still be ending (its memory released, not yet a zombie to reap).
+            early = program.wait(EXIT_WAIT) if isinstance(e, ProcessGone) else program.exit()
             if early is None:
                 raise
             return _early_exit(args, program, str(e) if isinstance(e, ProgramExited)
