@@ -317,12 +317,16 @@ def test_a_program_that_ends_mid_check_is_an_error_with_its_status_and_stderr(ch
 def test_a_program_that_ends_before_it_can_be_watched_is_an_error_with_its_stderr(checked):
     result = checked["nope"]
     assert result.returncode == 2
-    assert re.search(r"gotop check: `\S+plain -workload nope` exited with status 2 after \d+\.\d s, "
-                     "before gotop could watch it\n", result.stderr)
-    assert '  unknown workload "nope"' in result.stderr
     report = json.loads(result.stdout)
     assert (report["verdict"], report["program"]["exit_status"]) == ("error", 2)
     assert report["program"]["stderr_tail"][0].startswith('unknown workload "nope"')
+    if re.search(r"gotop check: watching pid \d+ \(plain\)", result.stderr):
+        # Caught alive in its first milliseconds (2 of some 1100 runs beside two burners): the watch saw it end.
+        assert [re.fullmatch(r"exited after \d+ s", t["problem"]) is not None for t in report["targets"]] == [True]
+        return
+    assert re.search(r"gotop check: `\S+plain -workload nope` exited with status 2 after \d+\.\d s, "
+                     "before gotop could watch it\n", result.stderr)
+    assert '  unknown workload "nope"' in result.stderr
 
 
 @pytest.mark.go
