@@ -203,5 +203,6 @@ def test_reading_a_release_with_a_layout_table_loads_no_pyelftools(go_target):
               "groups = asyncio.run(target.goroutine_profile()).groups\n"
               "print(sum(g.count for g in groups), any(m.split('.')[0] == 'elftools' for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
     count, elftools_loaded = out.stdout.split()
     assert int(count) >= PARKED and elftools_loaded == "False", out.stderr
