@@ -242,7 +242,7 @@ def _regroup(chunks: list[bytes], blobs: list[bytes], unpacked: int) -> list[byt
 def _minimal_varints(joined: bytes, max_id: int) -> bool:
     """Whether `joined` (stacks separated by a 0 byte) holds only minimal 1- and
     2-byte varints of ids 1..max_id. Checked on a map of byte classes, in C."""
-    if max_id < 0x80:  # 1-byte varints only: one pass, 8 times faster than the classes (400k stacks)
+    if max_id < 0x80:  # 1-byte varints only: one pass, 4 times faster than the classes (400k stacks)
         return not joined.translate(None, bytes(range(max_id + 1)))
     high, last = max_id >> 7, max_id & 0x7F  # the top id's second byte, and first byte's bits
     single_max = min(max_id, 0x7F)
