@@ -179,12 +179,13 @@ async def test_stopping_ends_the_whole_process_group():
     program = Program(["sh", "-c", '"$0" -workload park & exec "$0" -workload churn', str(binary)])
     program.start()
     try:
-        process = await eventually(lambda: _found(program))
-        assert process.pid == program.pid  # sh became the program
-        child = await eventually(lambda: psutil.Process(process.pid).children())
+        # Both run: sh has started the child and become the program (until then, the child
+        # is the first Go program and the one gotop would watch).
+        child = await eventually(lambda: psutil.Process(program.pid).children())
+        await eventually(lambda: Path(psutil.Process(program.pid).exe()) == binary.resolve())
     finally:
         program.stop()
-    assert gone(process.pid)
+    assert gone(program.pid)
     await eventually(lambda: gone(child[0].pid))
 
 
