@@ -23,9 +23,10 @@ from mutations import mutated
 from targetio import agent_request, http_get
 
 from gotop.errors import GotopError
-from gotop.model import profile_pb
+from gotop.model import profile_graph, profile_pb, profile_samples
 from gotop.model.profile import DEFAULT_MAX_SIZE, Profile, ProfileError, parse_profile
 from gotop.model.profile_diff import diff
+from gotop.model.profile_graph import compiled_sums, node_costs, node_index
 from gotop.model.profile_names import pprof_function_name
 from gotop.model.profile_report import list_routines, paths_to, peek, source_lines, top
 from gotop.model.profile_samples import LocationCodes, decode_samples, dense_code
@@ -544,7 +545,9 @@ def test_a_crafted_profile_decodes():
     (crafted(mappings=[dict(id=0)]), "mapping with reserved id 0"),
     (crafted(samples=[sample(labels=[profile_pb.LabelMessage(key=99, str=1)])], **ONE_LOCATION),
      "string index 99 out of range"),
-    (crafted(samples=[sample(labels=[profile_pb.LabelMessage(key=-1)])], **ONE_LOCATION), "label with key -1"),
+    # The Python path reads key -1 as its separator; the compiled one reads the key's string.
+    (crafted(samples=[sample(labels=[profile_pb.LabelMessage(key=-1)])], **ONE_LOCATION),
+     "label with key -1|string index -1 out of range"),
 ])
 def test_malformed_profiles_get_one_clear_error(data, message):
     with pytest.raises(ProfileError, match=message) as raised:
@@ -619,6 +622,86 @@ def test_unknown_location_ids_beyond_a_str_still_decode():
     assert [(r.name, r.flat, r.cum) for r in rows] == [("a", 4, 4), ("b", 0, 4)]
 
 
+# --- the compiled paths (gotop/model/_profile_speedups.c) against the Python ones -------------
+
+
+needs_speedups = pytest.mark.skipif(profile_samples.speedups is None,
+                                    reason="gotop was built without its C extension (no C compiler)")
+
+
+@pytest.fixture
+def python_paths_only(monkeypatch):
+    """Runs the Python paths alone, as a gotop built without a compiler does."""
+    def use():
+        monkeypatch.setattr(profile_samples, "speedups", None)
+        monkeypatch.setattr(profile_graph, "speedups", None)
+    return use
+
+
+def test_the_c_extension_is_built_where_a_compiler_is():
+    """Its build is optional (it fails quietly): where there is a compiler, it must be there."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here: gotop runs the Python paths alone")
+    assert profile_samples.speedups is not None
+
+
+def columns_and_costs(profile: Profile) -> tuple:
+    """Everything the two paths compute: the sample columns, and cum and flat per node
+    for every sample type at both granularities."""
+    s = profile.samples
+    costs = [node_costs(profile, t, node_index(profile, granularity))
+             for t in range(len(profile.sample_types)) for granularity in ("functions", "lines")]
+    return s.stacks, [v.tolist() for v in s.values], s.label_sets, s.label_table, [(c.nodes, c.total) for c in costs]
+
+
+def compiled_path_inputs() -> list[tuple[str, bytes]]:
+    """Crafted profiles for what Go's do not show: unpacked ids, 2-byte varints, ids up to
+    16383, labels pprof ignores (numbered around), zero samples with labels of their own."""
+    ignored = profile_pb.LabelMessage(key=1)  # neither a value nor a unit
+    labels = [profile_pb.LabelMessage(key=1, str=2), ignored, profile_pb.LabelMessage(key=1, num=7)]
+    functions = [dict(id=i, name=f"f{i}", system_name=f"f{i}") for i in range(1, 16384)]
+    many = dict(functions=functions, locations=[dict(id=i, functions=[i]) for i in range(1, 16384)])
+    unpacked = profile_pb.ProfileView.FromString(crafted(sample_types=[("a", "count"), ("b", "count")], **ONE_LOCATION))
+    unpacked.sample.append(b"\x08\x01\x10\x05\x08\x01\x10\x00")  # ids and values unpacked, interleaved
+    unpacked.sample.append(b"\x0a\x04\x81\x00\x01\x01\x12\x02\x00\x07")  # a non-minimal varint id
+    return [
+        ("unpacked", unpacked.SerializeToString()),
+        ("labels", crafted(strings=["", "k", "v"], samples=[
+            sample(ids=(1,), values=(3,), labels=labels[:2]), sample(ids=(1, 1), values=(0,), labels=[labels[2]]),
+            sample(ids=(1,), values=(4,), labels=labels[1:])], **ONE_LOCATION)),
+        ("2-byte ids", crafted(samples=[sample(ids=(16383, 128, 1), values=(-5,)), sample(ids=(127,), values=(9,))],
+                               **many)),
+    ]
+
+
+@needs_speedups
+@pytest.mark.go
+def test_compiled_and_python_paths_agree(live, python_paths_only):
+    """Every real profile, and crafted ones, decode and sum to the same columns and costs
+    through the C extension as through the Python paths (the extension declines none)."""
+    inputs = [(c.name, c.path.read_bytes()) for c in all_captures(live)] + compiled_path_inputs()
+    compiled = {}
+    for name, data in inputs:
+        view = profile_pb.ProfileView.FromString(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+        codes = LocationCodes.for_ids(location.id for location in view.location)
+        assert profile_samples.compiled_samples(view.SerializeToString(), len(view.sample_type), codes,
+                                                lambda blob: blob) is not None, name
+        profile = parse_profile(data)
+        assert compiled_sums(profile.samples.stacks, profile.samples.values[0], node_index(profile)) is not None
+        compiled[name] = columns_and_costs(profile)
+    python_paths_only()
+    for name, data in inputs:
+        assert columns_and_costs(parse_profile(data)) == compiled[name], name
+
+
+@needs_speedups
+def test_sums_beyond_int64_are_left_to_python():
+    p = parse_profile(crafted(samples=[sample(values=(1 << 62,)), sample(ids=(1, 1), values=(1 << 62,))],
+                              **ONE_LOCATION))
+    assert compiled_sums(p.samples.stacks, p.samples.values[0], node_index(p)) is None
+    assert [(r.flat, r.cum) for r in top(p).rows] == [(1 << 63, 1 << 63)]
+
+
 def fuzz_inputs() -> list[bytes]:
     files = [p.read_bytes() for p in SAMPLE_FILES]
     return files + [gzip.decompress(f) for f in files]
@@ -641,6 +724,26 @@ def test_fuzzed_profiles_decode_or_fail_cleanly(data):
         list_routines(profile, ".")
     diff(profile, profile)
     list(profile.samples)
+
+
+def outcome(data: bytes) -> tuple | type[ProfileError]:
+    try:
+        return columns_and_costs(parse_profile(data, max_size=64 << 20))
+    except ProfileError:
+        return ProfileError
+
+
+@needs_speedups
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.sampled_from([gzip.decompress(f) for f in fuzz_inputs()[:len(SAMPLE_FILES)]]).flatmap(mutated))
+def test_fuzzed_profiles_give_the_same_outcome_on_both_paths(data):
+    """What the C extension accepts, the Python paths accept, with the same result; what
+    one refuses (or declines, and Python then refuses), so does the other."""
+    compiled = outcome(data)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(profile_samples, "speedups", None)
+        patch.setattr(profile_graph, "speedups", None)
+        assert outcome(data) == compiled
 
 
 @settings(max_examples=200, deadline=None)

@@ -182,7 +182,7 @@ def parse_profile(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Profile:
     from google.protobuf.message import DecodeError
 
     from gotop.model import profile_pb
-    from gotop.model.profile_samples import LocationCodes, MalformedSamples, decode_samples
+    from gotop.model.profile_samples import LocationCodes, MalformedSamples, decode_profile_samples
 
     raw = _gunzip(data, max_size) if data[:2] == GZIP_MAGIC else data
     if not raw:
@@ -194,7 +194,6 @@ def parse_profile(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Profile:
         view.ParseFromString(raw)
     except DecodeError:
         raise ProfileError("not a pprof profile (protobuf does not decode)") from None
-    del raw
     strings = _StringTable(view.string_table)
     sample_types = tuple(strings.value_type(vt) for vt in view.sample_type)
     if not sample_types:  # every report reads one: a profile without any is of no use
@@ -204,9 +203,10 @@ def parse_profile(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Profile:
     locations = _locations(view.location, mappings, functions)
     try:
         codes = LocationCodes.for_ids(locations)
-        columns = decode_samples(view.sample, len(sample_types), codes, _LabelDecoder(strings))
+        columns = decode_profile_samples(raw, view.sample, len(sample_types), codes, _LabelDecoder(strings))
     except MalformedSamples as e:
         raise ProfileError(f"malformed profile: {e}") from None
+    del raw
     return Profile(
         sample_types=sample_types,
         default_sample_type=strings[view.default_sample_type],

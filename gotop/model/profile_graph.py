@@ -12,12 +12,16 @@ cheapest (CPython shares those strings): samples are summed by location set, and
 each distinct set turned into nodes with bitmasks; but when location codes are
 not latin-1 and the granularity has at most 255 nodes, stacks are first
 translated to node codes, which are.
+
+Where gotop was built with its C extension, one compiled pass over the samples
+does it instead (compiled_sums); the paths above are taken when it declines.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from operator import or_
 from typing import Literal
 
 from gotop.model.profile import Location, Profile
+from gotop.model.profile_samples import speedups
 
 Granularity = Literal["functions", "lines"]
 GRANULARITIES: tuple[Granularity, ...] = ("functions", "lines")
@@ -96,16 +101,32 @@ _LATIN1_MAX = "\xff"
 
 def node_costs(profile: Profile, sample_index: int, index: NodeIndex) -> Costs:
     weights = profile.samples.values[sample_index]
-    # Zero weights add nothing (pprof skips them too): drop them in C first.
-    stacks = list(compress(profile.samples.stacks, weights))
-    nonzero = list(filter(None, weights))
     size = len(index.infos)
-    if size <= _LATIN1_NODES and max(index.of_location, default="\x00") > _LATIN1_MAX:
-        cum, flat = _by_node_set(stacks, nonzero, index)  # worth a translation to latin-1
-    else:
-        cum, flat = _by_location_set(stacks, nonzero, index)
+    sums = compiled_sums(profile.samples.stacks, weights, index) if speedups is not None else None
+    cum, flat = sums if sums is not None else python_sums(profile.samples.stacks, weights, index)
     nodes = tuple(NodeCost(node, flat[node], cum[node]) for node in range(size) if cum[node] or flat[node])
     return Costs(sample_index, index, nodes, _total(profile, weights))
+
+
+def compiled_sums(stacks: tuple[str, ...], weights: array, index: NodeIndex) -> tuple[list[int], list[int]] | None:
+    """Cum and flat per node from the C extension, or None when it declines (a sum beyond int64)."""
+    assert speedups is not None
+    first_node, nodes = array("I"), array("I")  # the nodes of code c: nodes[first_node[c]:first_node[c + 1]]
+    for code in range(ord(max(index.of_location, default="\x00")) + 1):
+        first_node.append(len(nodes))
+        nodes.extend(index.of_location.get(chr(code), ()))
+    first_node.append(len(nodes))
+    return speedups.node_costs(stacks, weights, first_node, nodes, len(index.infos))
+
+
+def python_sums(stacks: tuple[str, ...], weights: array, index: NodeIndex) -> tuple[list[int], list[int]]:
+    """Cum and flat per node (see the module doc)."""
+    # Zero weights add nothing (pprof skips them too): drop them in C first.
+    kept = list(compress(stacks, weights))
+    nonzero = list(filter(None, weights))
+    if len(index.infos) <= _LATIN1_NODES and max(index.of_location, default="\x00") > _LATIN1_MAX:
+        return _by_node_set(kept, nonzero, index)  # worth a translation to latin-1
+    return _by_location_set(kept, nonzero, index)
 
 
 def _by_node_set(stacks: list[str], weights: list[int], index: NodeIndex) -> tuple[list[int], list[int]]:

@@ -14,6 +14,10 @@ touches samples or frames one by one in Python:
    and ids are not even turned into Python ints: the packed varint bytes become
    the characters through byte translations and big-int arithmetic on the whole
    buffer (_varint_text). Otherwise ids go through upb as ints and a lookup table.
+
+Where gotop was built with its C extension (_profile_speedups), the samples of
+a profile with such ids are decoded there instead, in one pass over the raw
+profile (decode_profile_samples); the path above decides whatever it declines.
 """
 
 from __future__ import annotations
@@ -25,11 +29,18 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress, islice
+from types import ModuleType
 
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from gotop.model import profile_pb
+
+speedups: ModuleType | None
+try:
+    from gotop.model import _profile_speedups as speedups
+except ImportError:  # built without a C compiler: the Python paths alone
+    speedups = None
 
 # A Label with key -1 (never valid: keys are string indexes), as a Sample field.
 _LABEL_SEPARATOR = b"\x1a\x0b\x08" + b"\xff" * 9 + b"\x01"
@@ -95,6 +106,38 @@ def dense_code(n: int) -> str:
 
 def dense_codes() -> Iterator[str]:
     return map(dense_code, range(1, _MAX_CODE - len(_SURROGATES) + 1))
+
+
+def decode_profile_samples(
+    profile: bytes | bytearray, raw: Sequence[bytes], value_count: int, codes: LocationCodes,
+    make_label: Callable[[bytes], object | None],
+) -> SampleColumns:
+    """Columns of the samples of the raw Profile message `profile`, whose Sample
+    messages are `raw`: compiled where it applies, else by decode_samples."""
+    if speedups is not None and codes.direct:
+        columns = compiled_samples(profile, value_count, codes, make_label)
+        if columns is not None:
+            return columns
+    return decode_samples(raw, value_count, codes, make_label)
+
+
+def compiled_samples(profile: bytes | bytearray, value_count: int, codes: LocationCodes,
+                     make_label: Callable[[bytes], object | None]) -> SampleColumns | None:
+    """decode_samples' columns from the C extension, or None when it declines."""
+    assert speedups is not None and codes.direct
+    decoded = speedups.decode_samples(profile, len(codes.of_id), value_count)
+    if decoded is None:
+        return None
+    stacks, label_sets, raw_values, blobs = decoded
+    values = [array("q") for _ in raw_values]
+    for column, raw_column in zip(values, raw_values):
+        column.frombytes(raw_column)
+    labeler = _Labeler(make_label)
+    label_codes = labeler.codes(blobs)  # blobs are distinct, in order: dense codes but for ignored labels
+    if any(code != dense_code(n) for n, code in enumerate(label_codes, 1)):
+        renumbered = {ord(dense_code(n)): code or None for n, code in enumerate(label_codes, 1)}
+        label_sets = [label_set.translate(renumbered) for label_set in label_sets]
+    return SampleColumns(stacks, values, label_sets, labeler.table())
 
 
 def decode_samples(
@@ -349,17 +392,17 @@ class _Labeler:
         if len(flat_blobs) == 2 * n - 1 and flat_blobs[1::2] == [_LABEL_SEPARATOR_BLOB] * separators:
             singles = flat_blobs[0::2]  # one label per sample, as in heap profiles
             if _LABEL_SEPARATOR_BLOB not in singles:
-                return self._coded(singles)
+                return self.codes(singles)
         blobs = flat_blobs[:]
-        self._coded([blob for blob in dict.fromkeys(blobs) if blob != _LABEL_SEPARATOR_BLOB])
+        self.codes([blob for blob in dict.fromkeys(blobs) if blob != _LABEL_SEPARATOR_BLOB])
         lookup = {**self._code_of, _LABEL_SEPARATOR_BLOB: "\x00"}
         label_sets = "".join(map(lookup.__getitem__, blobs)).split("\x00")
         if len(label_sets) != n:
             raise MalformedSamples("a sample has a label with key -1")
         return label_sets
 
-    def _coded(self, blobs: list[bytes]) -> list[str]:
-        """The codes of these label messages, new ones decoded first."""
+    def codes(self, blobs: list[bytes]) -> list[str]:
+        """The codes of these label messages ("" for one pprof ignores), new ones decoded first."""
         code_of = self._code_of
         try:
             return list(map(code_of.__getitem__, blobs))
