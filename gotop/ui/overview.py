@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -66,7 +67,9 @@ def marks(w: Watched) -> str:
     return "".join(found) or "-"
 
 
-def row_for(w: Watched) -> dict[str, SortableText]:
+def row_for(w: Watched, shown: Collection[str]) -> dict[str, SortableText]:
+    """The cells of a target's row; the trend glyphs only for the columns `shown` (half of
+    a row's cost in a py-spy profile of the TUI, and 80 columns show none)."""
     h = w.history
     s = h.series
     style = STATE_STYLE[h.state]
@@ -77,6 +80,9 @@ def row_for(w: Watched) -> dict[str, SortableText]:
         last = s[series].last
         return cell(fmt(last) if last is not None else "-", last if last is not None else -1, style)
 
+    def trend(column: str, series: str, style: str) -> SortableText:
+        return cell(mini_spark(s[series].values) if column in shown else "", 0, style, justify="left")
+
     state = STATE_TEXT[h.state] + ("↻" if h.restarts else "")
     leaks = sorted({f.kind.value for f in w.findings})
     return {
@@ -85,9 +91,9 @@ def row_for(w: Watched) -> dict[str, SortableText]:
         "go": cell(go or "?", go, style, justify="left"),
         "via": cell(marks(w), marks(w), style, justify="left"),
         "goroutines": figure("goroutines", lambda v: f"{v:,.0f}"),
-        "g_trend": cell(mini_spark(s["goroutines"].values), 0, "cyan", justify="left"),
+        "g_trend": trend("g_trend", "goroutines", "cyan"),
         "heap": figure("heap_inuse", fmt_bytes),
-        "h_trend": cell(mini_spark(s["heap_inuse"].values), 0, "magenta", justify="left"),
+        "h_trend": trend("h_trend", "heap_inuse", "magenta"),
         "rss": figure("rss", fmt_bytes),
         "cpu": figure("cpu", lambda v: f"{v:.0f}%"),
         "gc": cell(_gc_rate(w), h.gc_per_minute() or -1, style),
@@ -142,20 +148,22 @@ class OverviewScreen(GotopScreen):
         if self.paused:
             return
         needle = self.filter_text.lower()
+        shown = frozenset(c.key for c in self.table.columns_for(self.app.size.width))
         rows = {
-            str(key): self._row(str(key), w) for key, w in self.fleet.watched.items()
+            str(key): self._row(str(key), w, shown) for key, w in self.fleet.watched.items()
             if not needle or needle in f"{w.pid} {w.name} {w.process.exe if w.process else ''}".lower()
         }
         self._rows = {key: self._rows[key] for key in rows}  # rows of targets gone go too
         self.table.show(rows)
 
-    def _row(self, key: str, w: Watched) -> dict[str, SortableText]:
-        """The target's row, built again only once it has news: a target off screen is
-        polled every few seconds, and a row cost about 0.27 ms to build."""
-        stamp = (w.history.last_update, w.pid, id(w.process), id(w.history), marks(w))
+    def _row(self, key: str, w: Watched, shown: frozenset[str]) -> dict[str, SortableText]:
+        """The target's row, built again only once it has news (or the terminal's width
+        shows other columns): a target off screen is polled every few seconds, and a row
+        cost about 0.27 ms to build."""
+        stamp = (w.history.last_update, w.pid, id(w.process), id(w.history), marks(w), shown)
         cached = self._rows.get(key)
         if cached is None or cached[0] != stamp:
-            cached = self._rows[key] = (stamp, row_for(w))
+            cached = self._rows[key] = (stamp, row_for(w, shown))
         return cached[1]
 
     def _update_title(self) -> None:
