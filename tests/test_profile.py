@@ -695,6 +695,19 @@ def test_compiled_and_python_paths_agree(live, python_paths_only):
 
 
 @needs_speedups
+@pytest.mark.parametrize("tag", [b"\x88\x80\x80\x80\x80\x01", b"\x88\x80\x80\x80\x80\x00"])
+def test_the_compiled_path_declines_tags_upb_refuses(tag):
+    """A tag of 6 bytes (field 2^32 + 1, or field 1 padded): upb refuses the sample, so the
+    compiled path must decline it rather than read field 1 (found by review)."""
+    view = profile_pb.ProfileView.FromString(crafted(**ONE_LOCATION))
+    view.sample.append(tag + b"\x01\x10\x05")
+    data = view.SerializeToString()
+    assert profile_samples.compiled_samples(data, 1, LocationCodes.for_ids([1]), lambda blob: blob) is None
+    with pytest.raises(ProfileError, match="a sample does not decode"):
+        parse_profile(data)
+
+
+@needs_speedups
 def test_sums_beyond_int64_are_left_to_python():
     p = parse_profile(crafted(samples=[sample(values=(1 << 62,)), sample(ids=(1, 1), values=(1 << 62,))],
                               **ONE_LOCATION))

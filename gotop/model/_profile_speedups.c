@@ -44,6 +44,17 @@ static int read_varint(Reader *r, uint64_t *out) {
     return 0;
 }
 
+/* A field's tag as upb takes it (at most 5 bytes, at most 32 bits, field number not 0). */
+static int read_tag(Reader *r, uint32_t *field, unsigned *wire_type) {
+    const uint8_t *start = r->p;
+    uint64_t tag;
+    if (!read_varint(r, &tag) || r->p - start > 5 || tag > UINT32_MAX || tag >> 3 == 0)
+        return 0;
+    *field = (uint32_t)(tag >> 3);
+    *wire_type = tag & 7;
+    return 1;
+}
+
 /* The bytes of a length-delimited field, after its tag. */
 static int read_span(Reader *r, Reader *span) {
     uint64_t size;
@@ -91,8 +102,11 @@ static int buffer_reserve(Buffer *b, size_t more) {
     if (b->size + more <= b->capacity)
         return 1;
     size_t capacity = b->capacity ? b->capacity : 64;
-    while (capacity < b->size + more)
+    while (capacity < b->size + more) {
+        if (capacity > SIZE_MAX / 2 / b->item)
+            return 0;
         capacity *= 2;
+    }
     void *data = realloc(b->data, capacity * b->item);
     if (data == NULL)
         return 0;
@@ -101,10 +115,12 @@ static int buffer_reserve(Buffer *b, size_t more) {
     return 1;
 }
 
-/* Distinct label messages, by their bytes (open addressing, FNV-1a). */
+/* Distinct label messages, by their bytes: open addressing, hashed by CPython's keyed
+   hash of bytes (SipHash), so a hostile profile cannot make the labels collide. */
 typedef struct {
     const uint8_t *p;
     size_t size;
+    Py_hash_t hash;
     size_t index; /* 0: empty slot; else the label's number from 1 */
 } Slot;
 
@@ -114,11 +130,8 @@ typedef struct {
     PyObject *blobs; /* list of bytes, in order of first appearance */
 } LabelSet;
 
-static uint64_t fnv1a(const uint8_t *p, size_t size) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h;
+static Py_hash_t bytes_hash(const uint8_t *p, size_t size) {
+    return PyHash_GetFuncDef()->hash(p, (Py_ssize_t)size);
 }
 
 /* The label's number from 1 (a new one is added); 0 on an error set. */
@@ -134,7 +147,7 @@ static size_t label_number(LabelSet *labels, const uint8_t *p, size_t size) {
             Slot s = labels->slots[i];
             if (!s.index)
                 continue;
-            size_t j = fnv1a(s.p, s.size) & new_mask;
+            size_t j = (size_t)s.hash & new_mask;
             while (slots[j].index)
                 j = (j + 1) & new_mask;
             slots[j] = s;
@@ -143,10 +156,11 @@ static size_t label_number(LabelSet *labels, const uint8_t *p, size_t size) {
         labels->slots = slots;
         labels->mask = new_mask;
     }
-    size_t j = fnv1a(p, size) & labels->mask;
+    Py_hash_t hash = bytes_hash(p, size);
+    size_t j = (size_t)hash & labels->mask;
     for (; labels->slots[j].index; j = (j + 1) & labels->mask) {
         Slot s = labels->slots[j];
-        if (s.size == size && memcmp(s.p, p, size) == 0)
+        if (s.hash == hash && s.size == size && memcmp(s.p, p, size) == 0)
             return s.index;
     }
     PyObject *blob = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)size);
@@ -156,7 +170,7 @@ static size_t label_number(LabelSet *labels, const uint8_t *p, size_t size) {
     }
     Py_DECREF(blob);
     labels->count++;
-    labels->slots[j] = (Slot){p, size, labels->count};
+    labels->slots[j] = (Slot){p, size, hash, labels->count};
     return labels->count;
 }
 
@@ -186,11 +200,12 @@ static int add_sample(Decoder *d, Reader *sample) {
     d->stack.size = 0;
     d->label_codes.size = 0;
     while (sample->p < sample->end) {
-        uint64_t tag, value;
+        uint64_t value;
+        uint32_t field;
+        unsigned wire_type;
         Reader span;
-        if (!read_varint(sample, &tag))
+        if (!read_tag(sample, &field, &wire_type))
             return 0;
-        unsigned field = (unsigned)(tag >> 3), wire_type = tag & 7;
         if (field == 1 && wire_type == 2) {
             if (!read_span(sample, &span) || !add_location_ids(d, &span))
                 return 0;
@@ -218,7 +233,7 @@ static int add_sample(Decoder *d, Reader *sample) {
             size_t number = label_number(&d->labels, span.p, (size_t)(span.end - span.p));
             if (number == 0)
                 return -1;
-            if (dense_code(number) > MAX_CODE || !buffer_reserve(&d->label_codes, 1))
+            if (number > MAX_CODE - SURROGATES_SIZE || !buffer_reserve(&d->label_codes, 1))
                 return 0;
             ((Py_UCS4 *)d->label_codes.data)[d->label_codes.size++] = dense_code(number);
         } else {
@@ -254,11 +269,11 @@ static int add_sample(Decoder *d, Reader *sample) {
 /* Every Sample (field 2) of a Profile message; -1, 0 or 1 as add_sample. */
 static int add_samples(Decoder *d, Reader *profile) {
     while (profile->p < profile->end) {
-        uint64_t tag;
-        if (!read_varint(profile, &tag))
+        uint32_t field;
+        unsigned wire_type;
+        if (!read_tag(profile, &field, &wire_type))
             return 0;
-        unsigned wire_type = tag & 7;
-        if (tag >> 3 != 2) {
+        if (field != 2) {
             if (!skip_field(profile, wire_type))
                 return 0;
             continue;
@@ -360,7 +375,8 @@ PyDoc_STRVAR(node_costs_doc,
 "Per node, the sum of the weights of the samples whose stack holds it (once per sample)\n"
 "and of those whose leaf location's first node it is. The nodes of the location with code c\n"
 "are nodes[first_node[c]:first_node[c + 1]]; weights and the node arrays are int64 and\n"
-"uint32 buffers. None when a sum overflows int64 or a code has no nodes.");
+"uint32 buffers. None when a sum overflows int64, a code has no nodes or is beyond the\n"
+"table, a node is beyond node_count, or a stack is not a str.");
 
 static PyObject *node_costs(PyObject *module, PyObject *args) {
     PyObject *stacks;
@@ -369,64 +385,68 @@ static PyObject *node_costs(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!y*y*y*n", &PyTuple_Type, &stacks, &weights, &first_node, &nodes, &node_count))
         return NULL;
     PyObject *result = NULL;
+    int64_t *sums = NULL;
+    Py_ssize_t *last_sample = NULL;
     Py_ssize_t sample_count = PyTuple_GET_SIZE(stacks);
-    size_t code_count = (size_t)first_node.len / sizeof(uint32_t);
-    const int64_t *weight = weights.buf;
-    const uint32_t *first = first_node.buf, *node_of = nodes.buf;
-    int64_t *sums = calloc(2 * (size_t)node_count + 1, sizeof(int64_t)), *cum = sums, *flat = sums + node_count;
-    Py_ssize_t *last_sample = malloc(((size_t)node_count + 1) * sizeof(Py_ssize_t));
+    size_t code_count = (size_t)first_node.len / sizeof(uint32_t), node_entries = (size_t)nodes.len / sizeof(uint32_t);
+    if ((size_t)weights.len != (size_t)sample_count * sizeof(int64_t) || code_count == 0 || node_count < 0 ||
+        (size_t)node_count > PY_SSIZE_T_MAX / 2 / sizeof(int64_t) || weights.itemsize != sizeof(int64_t) ||
+        first_node.itemsize != sizeof(uint32_t) || nodes.itemsize != sizeof(uint32_t)) {
+        PyErr_SetString(PyExc_ValueError, "node_costs: arrays of the wrong size or type");
+        goto done;
+    }
+    sums = calloc(2 * (size_t)node_count + 1, sizeof(int64_t));
+    last_sample = malloc(((size_t)node_count + 1) * sizeof(Py_ssize_t));
     if (sums == NULL || last_sample == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    if ((size_t)weights.len != (size_t)sample_count * sizeof(int64_t) || code_count == 0 || node_count < 0 ||
-        weights.itemsize != sizeof(int64_t) || first_node.itemsize != sizeof(uint32_t) ||
-        nodes.itemsize != sizeof(uint32_t)) {
-        PyErr_SetString(PyExc_ValueError, "node_costs: arrays of the wrong size or type");
-        goto done;
-    }
+    int64_t *cum = sums, *flat = sums + node_count;
+    const int64_t *weight = weights.buf;
+    const uint32_t *first = first_node.buf, *node_of = nodes.buf;
     for (Py_ssize_t n = 0; n < node_count; n++)
         last_sample[n] = -1;
     for (Py_ssize_t i = 0; i < sample_count; i++) {
         int64_t w = weight[i];
         PyObject *stack = PyTuple_GET_ITEM(stacks, i);
-        if (w == 0 || !PyUnicode_Check(stack))
+        if (!PyUnicode_Check(stack))
+            goto decline;
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(stack) < 0)
+            goto done;
+#endif
+        if (w == 0)
             continue;
         int kind = PyUnicode_KIND(stack);
         const void *data = PyUnicode_DATA(stack);
         Py_ssize_t frames = PyUnicode_GET_LENGTH(stack);
         for (Py_ssize_t f = 0; f < frames; f++) {
             Py_UCS4 code = PyUnicode_READ(kind, data, f);
-            if (code + 1 >= code_count || first[code] >= first[code + 1] ||
-                first[code + 1] > (size_t)nodes.len / sizeof(uint32_t)) {
-                result = Py_NewRef(Py_None);
-                goto done;
-            }
+            if ((size_t)code + 1 >= code_count || first[code] >= first[code + 1] || first[code + 1] > node_entries)
+                goto decline;
             for (uint32_t k = first[code]; k < first[code + 1]; k++) {
                 uint32_t n = node_of[k];
-                if (n >= (uint32_t)node_count) {
-                    result = Py_NewRef(Py_None);
-                    goto done;
-                }
+                if (n >= (size_t)node_count)
+                    goto decline;
                 if (last_sample[n] == i)
                     continue;
                 last_sample[n] = i;
-                if (__builtin_add_overflow(cum[n], w, &cum[n])) {
-                    result = Py_NewRef(Py_None);
-                    goto done;
-                }
+                if (__builtin_add_overflow(cum[n], w, &cum[n]))
+                    goto decline;
             }
-            if (f == 0 && __builtin_add_overflow(flat[node_of[first[code]]], w, &flat[node_of[first[code]]])) {
-                result = Py_NewRef(Py_None);
-                goto done;
-            }
+            if (f == 0 && __builtin_add_overflow(flat[node_of[first[code]]], w, &flat[node_of[first[code]]]))
+                goto decline;
         }
     }
-    PyObject *cum_list = int64_list(cum, (size_t)node_count), *flat_list = int64_list(flat, (size_t)node_count);
-    if (cum_list != NULL && flat_list != NULL)
+    PyObject *cum_list = int64_list(cum, (size_t)node_count);
+    PyObject *flat_list = cum_list != NULL ? int64_list(flat, (size_t)node_count) : NULL;
+    if (flat_list != NULL)
         result = PyTuple_Pack(2, cum_list, flat_list);
     Py_XDECREF(cum_list);
     Py_XDECREF(flat_list);
+    goto done;
+decline: /* a sum beyond int64, or stacks and tables that do not fit: the Python path decides */
+    result = Py_NewRef(Py_None);
 done:
     free(sums);
     free(last_sample);
