@@ -139,6 +139,8 @@ class LiveTable(ScrollView, can_focus=True):
                 self._strips.pop(key, None)
         for key, cells in rows.items():
             old = self._rows.get(key)
+            if old is cells:
+                continue  # the screen's cached row: nothing to compare
             if old is None or any(_differs(old[c.key], cells[c.key]) for c in self._shown):
                 self._strips.pop(key, None)
             self._rows[key] = cells
