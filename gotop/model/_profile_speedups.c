@@ -391,8 +391,10 @@ static PyObject *node_costs(PyObject *module, PyObject *args) {
     size_t code_count = (size_t)first_node.len / sizeof(uint32_t), node_entries = (size_t)nodes.len / sizeof(uint32_t);
     if ((size_t)weights.len != (size_t)sample_count * sizeof(int64_t) || code_count == 0 || node_count < 0 ||
         (size_t)node_count > PY_SSIZE_T_MAX / 2 / sizeof(int64_t) || weights.itemsize != sizeof(int64_t) ||
-        first_node.itemsize != sizeof(uint32_t) || nodes.itemsize != sizeof(uint32_t)) {
-        PyErr_SetString(PyExc_ValueError, "node_costs: arrays of the wrong size or type");
+        first_node.itemsize != sizeof(uint32_t) || nodes.itemsize != sizeof(uint32_t) ||
+        (uintptr_t)weights.buf % _Alignof(int64_t) || (uintptr_t)first_node.buf % _Alignof(uint32_t) ||
+        (uintptr_t)nodes.buf % _Alignof(uint32_t)) {
+        PyErr_SetString(PyExc_ValueError, "node_costs: arrays of the wrong size, type or alignment");
         goto done;
     }
     sums = calloc(2 * (size_t)node_count + 1, sizeof(int64_t));
