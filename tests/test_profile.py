@@ -655,7 +655,7 @@ def columns_and_costs(profile: Profile) -> tuple:
 
 
 def compiled_path_inputs() -> list[tuple[str, bytes]]:
-    """Crafted profiles for what Go's do not show: unpacked ids, 2-byte varints, ids up to
+    """Crafted profiles for what Go's do not show: no samples, unpacked ids, 2-byte varints, ids up to
     16383, labels pprof ignores (numbered around), zero samples with labels of their own."""
     ignored = profile_pb.LabelMessage(key=1)  # neither a value nor a unit
     labels = [profile_pb.LabelMessage(key=1, str=2), ignored, profile_pb.LabelMessage(key=1, num=7)]
@@ -665,6 +665,7 @@ def compiled_path_inputs() -> list[tuple[str, bytes]]:
     unpacked.sample.append(b"\x08\x01\x10\x05\x08\x01\x10\x00")  # ids and values unpacked, interleaved
     unpacked.sample.append(b"\x0a\x04\x81\x00\x01\x01\x12\x02\x00\x07")  # a non-minimal varint id
     return [
+        ("no samples", crafted(**ONE_LOCATION)),  # empty arrays: their buffer may be unaligned
         ("unpacked", unpacked.SerializeToString()),
         ("labels", crafted(strings=["", "k", "v"], samples=[
             sample(ids=(1,), values=(3,), labels=labels[:2]), sample(ids=(1, 1), values=(0,), labels=[labels[2]]),

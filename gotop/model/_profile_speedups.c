@@ -392,8 +392,9 @@ static PyObject *node_costs(PyObject *module, PyObject *args) {
     if ((size_t)weights.len != (size_t)sample_count * sizeof(int64_t) || code_count == 0 || node_count < 0 ||
         (size_t)node_count > PY_SSIZE_T_MAX / 2 / sizeof(int64_t) || weights.itemsize != sizeof(int64_t) ||
         first_node.itemsize != sizeof(uint32_t) || nodes.itemsize != sizeof(uint32_t) ||
-        (uintptr_t)weights.buf % _Alignof(int64_t) || (uintptr_t)first_node.buf % _Alignof(uint32_t) ||
-        (uintptr_t)nodes.buf % _Alignof(uint32_t)) {
+        /* an empty array's buffer is a static byte: aligned or not, nothing is read from it */
+        (weights.len && (uintptr_t)weights.buf % _Alignof(int64_t)) ||
+        (uintptr_t)first_node.buf % _Alignof(uint32_t) || (nodes.len && (uintptr_t)nodes.buf % _Alignof(uint32_t))) {
         PyErr_SetString(PyExc_ValueError, "node_costs: arrays of the wrong size, type or alignment");
         goto done;
     }
