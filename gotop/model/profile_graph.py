@@ -31,7 +31,7 @@ from operator import or_
 from typing import Literal
 
 from gotop.model.profile import Location, Profile
-from gotop.model.profile_samples import speedups
+from gotop.model.speedups import speedups
 
 Granularity = Literal["functions", "lines"]
 GRANULARITIES: tuple[Granularity, ...] = ("functions", "lines")

@@ -29,18 +29,12 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress, islice
-from types import ModuleType
 
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from gotop.model import profile_pb
-
-speedups: ModuleType | None
-try:
-    from gotop.model import _profile_speedups as speedups
-except ImportError:  # built without a C compiler: the Python paths alone
-    speedups = None
+from gotop.model.speedups import speedups
 
 # A Label with key -1 (never valid: keys are string indexes), as a Sample field.
 _LABEL_SEPARATOR = b"\x1a\x0b\x08" + b"\xff" * 9 + b"\x01"
