@@ -11,6 +11,7 @@ import random
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
@@ -640,9 +641,12 @@ def python_paths_only(monkeypatch):
 
 
 def test_the_c_extension_is_built_where_a_compiler_is():
-    """Its build is optional (it fails quietly): where there is a compiler, it must be there."""
+    """Its build is optional (it fails quietly): where there are a compiler and Python's
+    headers, it must be there."""
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler here: gotop runs the Python paths alone")
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        pytest.skip("no Python headers here (python3-dev): gotop runs the Python paths alone")
     assert profile_samples.speedups is not None
 
 
