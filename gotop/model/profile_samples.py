@@ -17,7 +17,7 @@ touches samples or frames one by one in Python:
 
 Where gotop was built with its C extension (_profile_speedups), the samples of
 a profile with such ids are decoded there instead, in one pass over the raw
-profile (decode_profile_samples); the path above decides whatever it declines.
+profile (compiled_samples); the path above decides whatever it declines.
 """
 
 from __future__ import annotations
@@ -102,23 +102,12 @@ def dense_codes() -> Iterator[str]:
     return map(dense_code, range(1, _MAX_CODE - len(_SURROGATES) + 1))
 
 
-def decode_profile_samples(
-    profile: bytes | bytearray, raw: Sequence[bytes], value_count: int, codes: LocationCodes,
-    make_label: Callable[[bytes], object | None],
-) -> SampleColumns:
-    """Columns of the samples of the raw Profile message `profile`, whose Sample
-    messages are `raw`: compiled where it applies, else by decode_samples."""
-    if speedups is not None and codes.direct:
-        columns = compiled_samples(profile, value_count, codes, make_label)
-        if columns is not None:
-            return columns
-    return decode_samples(raw, value_count, codes, make_label)
-
-
 def compiled_samples(profile: bytes | bytearray, value_count: int, codes: LocationCodes,
                      make_label: Callable[[bytes], object | None]) -> SampleColumns | None:
-    """decode_samples' columns from the C extension, or None when it declines."""
-    assert speedups is not None and codes.direct
+    """decode_samples' columns of the raw Profile message `profile`, from the C extension;
+    None where it is not built, or does not apply (codes not chr(id)), or declines."""
+    if speedups is None or not codes.direct:
+        return None
     decoded = speedups.decode_samples(profile, len(codes.of_id), value_count)
     if decoded is None:
         return None

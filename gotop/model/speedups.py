@@ -6,10 +6,7 @@ profile_samples loads protobuf (20 ms, 3.3 MB)."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
-speedups: ModuleType | None
 try:
     from gotop.model import _profile_speedups as speedups
 except ImportError:  # built without a C compiler: the Python paths alone
-    speedups = None
+    speedups = None  # type: ignore[assignment]  # mypy checks the calls against _profile_speedups.pyi
