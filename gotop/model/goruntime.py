@@ -272,6 +272,13 @@ def stats_from(readers: RuntimeReaders, goroutines: int, gomaxprocs: int, ncpu: 
     return Stats(goroutines=goroutines, os_threads=threads, gomaxprocs=gomaxprocs, num_cpu=ncpu)
 
 
+def sched_uncounted(readers: RuntimeReaders, sched: bytes) -> int:
+    """The goroutines of allglen that the scheduler's own counts leave out of gcount(): the dead
+    ones on its free lists, and the system goroutines."""
+    s = readers.sched
+    return sum(s.get(sched, f) for f in SCHED_FREE_FIELDS if s.has(f)) + s.get(sched, "ngsys")
+
+
 def goroutine_count(readers: RuntimeReaders, allglen: int, sched: bytes, p_free: Iterable[bytes]) -> int:
     """What runtime.NumGoroutine returns, as runtime.gcount() computes it (proc.go): every
     goroutine ever made (allglen) less the dead ones on the scheduler's free lists and each
@@ -280,10 +287,9 @@ def goroutine_count(readers: RuntimeReaders, allglen: int, sched: bytes, p_free:
 
     The runtime reads these without a lock too, and allows that the sum may be off while
     goroutines start and end; a sum no program can have is a torn read."""
-    s, p = readers.sched, readers.p
+    p = readers.p
     free_path = next(f for f in P_FREE_FIELDS if p.has(f))
-    free = sum(s.get(sched, f) for f in SCHED_FREE_FIELDS if s.has(f)) + sum(p.get(b, free_path) for b in p_free)
-    count = allglen - free - s.get(sched, "ngsys")
+    count = allglen - sched_uncounted(readers, sched) - sum(p.get(b, free_path) for b in p_free)
     if not 0 < count <= allglen:
         raise ReadingRejected(f"{count} goroutines of {allglen} made makes no sense")
     return count

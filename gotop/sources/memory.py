@@ -9,7 +9,7 @@ written, and allocates nothing for us. What it takes:
     struct layouts from its DWARF, or, without DWARF, from the table of its
     Go release (gotop.model.golayout);
   - the process: where a PIE was loaded (/proc/PID/maps), then its memory,
-    read in three system calls per reading (gotop.sources.procmem).
+    read in one system call per reading (gotop.sources.procmem).
 
 The binary's analysis is done once per binary (by device, inode, size and
 mtime) and shared by every process running it.
@@ -38,6 +38,7 @@ from gotop.model.goruntime import (
     goroutine_count,
     memstats_from,
     non_nil_pointers,
+    sched_uncounted,
     stats_from,
 )
 from gotop.model.memstats import MemStats, Stats
@@ -174,6 +175,21 @@ def _wrapped_function_of(binary: GoBinary, gofunc: int) -> Callable[[Func], tupl
     return wrapped
 
 
+# A reading whose goroutine counts changed while it was read is made again, up to this many times
+# in all: in one system call of a few microseconds, a second tear in a row is rare.
+READING_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadingPlan:
+    """What a reading asks in its one system call, for the Ps that allp held when it was made."""
+
+    allp: bytes  # allp's slice header (array, length) then
+    allp_array: bytes  # and its array: the Ps' addresses
+    addresses: array  # the runtime's variables, allp's array, each P, then allglen and sched again
+    sizes: array
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryReading:
     memstats: MemStats
@@ -206,13 +222,14 @@ class MemoryReader:
         self._counter = GoroutineCounter(self.map.readers, self.map.layout, binary.pclntab,
                                          _wrapped_function_of(binary, gofunc))
         self._lock = threading.Lock()  # one reading at a time: the counter's caches are not shared
+        self._plan: _ReadingPlan | None = None  # made at the first reading, again when allp changes
 
     def _address(self, name: str) -> int:
         return self.map.addresses[name] + self._bias
 
     @cached_property
     def _globals(self) -> tuple[array, array, list[str]]:
-        """What the first system call of each reading asks: (addresses, sizes, names)."""
+        """What each reading asks first: (addresses, sizes, names) of the runtime's variables."""
         r, ptr = self.map.readers, self.map.binary.ptr_size
         wanted = [("runtime.allglen", 0, ptr), ("runtime.allp", 0, 2 * ptr), ("runtime.gomaxprocs", 0, 4),
                   ("runtime.memstats", r.memstats.base, r.memstats.size),
@@ -224,13 +241,20 @@ class MemoryReader:
         return (array("Q", (self._address(name) + base for name, base, _ in wanted)),
                 array("Q", (size for _, _, size in wanted)), [name for name, _, _ in wanted])
 
+    def _split_globals(self, blob: bytes) -> dict[str, bytes]:
+        """The bytes of each runtime variable in a blob that starts with what _globals asks."""
+        parts, at = {}, 0
+        for name, size in zip(self._globals[2], self._globals[1]):
+            parts[name], at = blob[at:at + size], at + size
+        return parts
+
     def probe(self) -> None:
         """Read one word (GOMAXPROCS): MemoryUnreadable when this process may not read it."""
         self._memory.read(self._address("runtime.gomaxprocs"), 4)
 
     def read(self) -> MemoryReading:
-        """One reading of memstats and counts, in three system calls (the runtime's
-        variables, allp, each P's free goroutines); MemoryUnreadable when the memory
+        """One reading of memstats and counts, in one system call (three for the first
+        reading, and after GOMAXPROCS changes); MemoryUnreadable when the memory
         cannot be read, ReadingRejected when what was read makes no sense (torn by
         the running program)."""
         with self._lock:
@@ -252,27 +276,56 @@ class MemoryReader:
         with self._lock:
             return self._census()
 
-    def _read(self) -> MemoryReading:
-        r, ptr = self.map.readers, self.map.binary.ptr_size
-        addresses, sizes, names = self._globals
-        blob = self._memory.read_spans(addresses, sizes)
-        parts, at = {}, 0
-        for name, size in zip(names, sizes):
-            parts[name], at = blob[at:at + size], at + size
-        allglen = int.from_bytes(parts["runtime.allglen"], "little")
-        allp_ptr, allp_len = (int.from_bytes(parts["runtime.allp"][i * ptr:(i + 1) * ptr], "little") for i in range(2))
-        if not 0 < allglen <= MAX_GOROUTINES:
-            raise ReadingRejected(f"allglen {allglen} makes no sense")
+    def _plan_reading(self) -> _ReadingPlan:
+        """Where allp's Ps are now, in two system calls (the runtime's variables, allp's array)."""
+        ptr = self.map.binary.ptr_size
+        allp = self._split_globals(self._memory.read_spans(*self._globals[:2]))["runtime.allp"]
+        allp_ptr, allp_len = (int.from_bytes(allp[i * ptr:(i + 1) * ptr], "little") for i in range(2))
         if not 0 < allp_len <= MAX_GOMAXPROCS or not allp_ptr:
             raise ReadingRejected(f"len(allp) {allp_len} makes no sense")
-        memstats = memstats_from(r, parts["runtime.memstats"], parts["runtime.gcController"],
-                                 parts.get("runtime.mheap_"))
-        ps = non_nil_pointers(self._memory.read(allp_ptr, allp_len * ptr), allp_len, ptr)
+        allp_array = self._memory.read(allp_ptr, allp_len * ptr)
+        ps = non_nil_pointers(allp_array, allp_len, ptr)
         if len(ps) != allp_len:  # procresize fills allp[:gomaxprocs] before it sets its length
             raise ReadingRejected(f"allp has nil entries among its {allp_len}")
-        free = self._memory.read_spans(array("Q", (p + r.p.base for p in ps)), array("Q", repeat(r.p.size, len(ps))))
+        r = self.map.readers
+        addresses, sizes, _ = self._globals
+        return _ReadingPlan(
+            allp, allp_array,
+            addresses + array("Q", (allp_ptr, *(p + r.p.base for p in ps), self._address("runtime.allglen"),
+                                    self._address("runtime.sched") + r.sched.base)),
+            sizes + array("Q", (len(allp_array), *repeat(r.p.size, len(ps)), ptr, r.sched.size)))
+
+    def _read(self) -> MemoryReading:
+        """Reads the runtime's variables, allp's array, each P and then allglen and sched
+        again, in one system call. The goroutine count adds figures from both ends of
+        that call: when allglen or the scheduler's free lists changed meanwhile (a new
+        goroutine made and ended, dead ones moved between the scheduler and a P),
+        the sum is off by as many (a program of 200 goroutines read as 1), and the
+        reading is made again."""
+        r, ptr = self.map.readers, self.map.binary.ptr_size
+        for _ in range(READING_ATTEMPTS):
+            plan = self._plan = self._plan or self._plan_reading()
+            blob = self._memory.read_spans(plan.addresses, plan.sizes)
+            parts = self._split_globals(blob)
+            at = sum(self._globals[1])
+            if parts["runtime.allp"] != plan.allp or blob[at:at + len(plan.allp_array)] != plan.allp_array:
+                self._plan = None  # GOMAXPROCS changed: allp holds other Ps
+                continue
+            at += len(plan.allp_array)
+            p_end = len(blob) - ptr - r.sched.size
+            allglen = int.from_bytes(parts["runtime.allglen"], "little")
+            before = allglen, sched_uncounted(r, parts["runtime.sched"])
+            after = int.from_bytes(blob[p_end:p_end + ptr], "little"), sched_uncounted(r, blob[p_end + ptr:])
+            if before == after:
+                break
+        else:
+            raise ReadingRejected(f"goroutines started and ended while each of {READING_ATTEMPTS} readings was made")
+        if not 0 < allglen <= MAX_GOROUTINES:
+            raise ReadingRejected(f"allglen {allglen} makes no sense")
+        memstats = memstats_from(r, parts["runtime.memstats"], parts["runtime.gcController"],
+                                 parts.get("runtime.mheap_"))
         goroutines = goroutine_count(r, allglen, parts["runtime.sched"],
-                                     (free[i:i + r.p.size] for i in range(0, len(free), r.p.size)))
+                                     (blob[i:i + r.p.size] for i in range(at, p_end, r.p.size)))
         ncpu_bytes = parts.get("runtime.ncpu") or parts.get("runtime.numCPUStartup")
         ncpu = int.from_bytes(ncpu_bytes, "little", signed=True) if ncpu_bytes else None
         gomaxprocs = int.from_bytes(parts["runtime.gomaxprocs"], "little", signed=True)
