@@ -9,7 +9,8 @@ written, and allocates nothing for us. What it takes:
     struct layouts from its DWARF, or, without DWARF, from the table of its
     Go release (gotop.model.golayout);
   - the process: where a PIE was loaded (/proc/PID/maps), then its memory,
-    read in one system call per reading (gotop.sources.procmem).
+    read in one system call per reading of the counts, three per census of the
+    goroutines (gotop.sources.procmem).
 
 The binary's analysis is done once per binary (by device, inode, size and
 mtime) and shared by every process running it.
@@ -188,6 +189,7 @@ class _ReadingPlan:
     allp_array: bytes  # and its array: the Ps' addresses
     addresses: array  # the runtime's variables, allp's array, each P, then allglen and sched again
     sizes: array
+    array_at: int  # where allp's array starts in the bytes read (the Ps follow it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +295,7 @@ class MemoryReader:
             allp, allp_array,
             addresses + array("Q", (allp_ptr, *(p + r.p.base for p in ps), self._address("runtime.allglen"),
                                     self._address("runtime.sched") + r.sched.base)),
-            sizes + array("Q", (len(allp_array), *repeat(r.p.size, len(ps)), ptr, r.sched.size)))
+            sizes + array("Q", (len(allp_array), *repeat(r.p.size, len(ps)), ptr, r.sched.size)), sum(sizes))
 
     def _read(self) -> MemoryReading:
         """Reads the runtime's variables, allp's array, each P and then allglen and sched
@@ -307,25 +309,24 @@ class MemoryReader:
             plan = self._plan = self._plan or self._plan_reading()
             blob = self._memory.read_spans(plan.addresses, plan.sizes)
             parts = self._split_globals(blob)
-            at = sum(self._globals[1])
-            if parts["runtime.allp"] != plan.allp or blob[at:at + len(plan.allp_array)] != plan.allp_array:
+            ps_at = plan.array_at + len(plan.allp_array)
+            if parts["runtime.allp"] != plan.allp or blob[plan.array_at:ps_at] != plan.allp_array:
                 self._plan = None  # GOMAXPROCS changed: allp holds other Ps
                 continue
-            at += len(plan.allp_array)
-            p_end = len(blob) - ptr - r.sched.size
+            ps_end = len(blob) - ptr - r.sched.size
             allglen = int.from_bytes(parts["runtime.allglen"], "little")
             before = allglen, sched_uncounted(r, parts["runtime.sched"])
-            after = int.from_bytes(blob[p_end:p_end + ptr], "little"), sched_uncounted(r, blob[p_end + ptr:])
+            after = int.from_bytes(blob[ps_end:ps_end + ptr], "little"), sched_uncounted(r, blob[ps_end + ptr:])
             if before == after:
                 break
         else:
-            raise ReadingRejected(f"goroutines started and ended while each of {READING_ATTEMPTS} readings was made")
+            raise ReadingRejected(f"goroutines or Ps changed while each of {READING_ATTEMPTS} readings was made")
         if not 0 < allglen <= MAX_GOROUTINES:
             raise ReadingRejected(f"allglen {allglen} makes no sense")
         memstats = memstats_from(r, parts["runtime.memstats"], parts["runtime.gcController"],
                                  parts.get("runtime.mheap_"))
         goroutines = goroutine_count(r, allglen, parts["runtime.sched"],
-                                     (blob[i:i + r.p.size] for i in range(at, p_end, r.p.size)))
+                                     (blob[i:i + r.p.size] for i in range(ps_at, ps_end, r.p.size)))
         ncpu_bytes = parts.get("runtime.ncpu") or parts.get("runtime.numCPUStartup")
         ncpu = int.from_bytes(ncpu_bytes, "little", signed=True) if ncpu_bytes else None
         gomaxprocs = int.from_bytes(parts["runtime.gomaxprocs"], "little", signed=True)

@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
@@ -12,6 +13,7 @@ func init() {
 	register("retain-generic", func(n int) { retainGeneric(n, func(int) {}) })
 	register("churn", churn)
 	register("churn-spawn", churnSpawn)
+	register("resize-procs", resizeProcs)
 }
 
 // parkedHere blocks forever on a channel nobody sends to; tests look for this
@@ -87,4 +89,28 @@ func churnSpawn(n int) {
 func churnOnce(slots <-chan struct{}) {
 	sink = make([]byte, 16<<10)
 	<-slots
+}
+
+// resizeProcs parks n goroutines for ever; then, in turn, it sets GOMAXPROCS to
+// 4 or 1, runs a burst of 2000 goroutines that end at once (their dead `g`s are
+// left on the free lists of every P), and waits 100 ms. allp then holds other Ps
+// from one moment to the next, as a reader that keeps where the Ps are must
+// notice. Between bursts, runtime.NumGoroutine() is n + 2 (main and this loop).
+func resizeProcs(n int) {
+	park(positive(n))
+	go func() {
+		for procs := 4; ; procs = 5 - procs {
+			runtime.GOMAXPROCS(procs)
+			var done sync.WaitGroup
+			done.Add(2000)
+			for i := 0; i < 2000; i++ {
+				go func() {
+					sink = make([]byte, 1<<10)
+					done.Done()
+				}()
+			}
+			done.Wait()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
 }
