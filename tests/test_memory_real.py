@@ -294,7 +294,8 @@ def test_a_reading_follows_gomaxprocs_as_the_program_changes_it(go_target):
     target = go_target("plain", args=["-workload", "resize-procs", "-n", str(parked)])
     # procresize keeps the Ps it stops using: a reader that first found 4 finds the same later.
     # One that first found 1 is the one to test.
-    reader = next(filter(None, (_reader_that_first_read_one_p(target.pid) for _ in range(MAX_READINGS))))
+    reader = next(filter(None, (_reader_that_first_read_one_p(target.pid) for _ in range(MAX_READINGS))), None)
+    assert reader is not None, f"no reader's first reading found GOMAXPROCS 1 in {MAX_READINGS}"
     quiet = parked + 2  # between bursts: the parked ones, main and resizeProcs' loop
     counts: dict[int, Counter[int]] = {1: Counter(), 4: Counter()}  # GOMAXPROCS -> goroutines counted
     while min(c.total() for c in counts.values()) < 500:
@@ -307,6 +308,26 @@ def test_a_reading_follows_gomaxprocs_as_the_program_changes_it(go_target):
         counts[stats.gomaxprocs][stats.goroutines] += 1
     # Most readings fall between bursts (a burst takes a few ms on a quiet machine).
     assert all(c[quiet] >= c.total() / 2 for c in counts.values()), {p: c.most_common(3) for p, c in counts.items()}
+
+
+class CountsItsCalls(ProcessMemory):
+    """Instrumentation, the memory read as it is: counts the reads of regions (each one system call)."""
+
+    calls = Counter[int]()  # pid -> reads
+
+    def read_spans(self, addresses, sizes):
+        self.calls[self.pid] += 1
+        return super().read_spans(addresses, sizes)
+
+
+def test_a_reading_of_a_steady_program_is_one_system_call(go_target, monkeypatch):
+    target = go_target("plain", args=["-workload", "park", "-n", "100"], env={"GOMAXPROCS": "2"})
+    monkeypatch.setattr(memory, "ProcessMemory", CountsItsCalls)
+    reader = MemoryReader(target.pid, go_version("go"))
+    first = reader.read().stats.goroutines  # and where the Ps are
+    calls = CountsItsCalls.calls[target.pid]
+    assert [reader.read().stats.goroutines for _ in range(100)] == [first] * 100 and first >= 101
+    assert CountsItsCalls.calls[target.pid] - calls == 100
 
 
 def _reader_that_first_read_one_p(pid: int) -> MemoryReader | None:

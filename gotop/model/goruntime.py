@@ -274,7 +274,8 @@ def stats_from(readers: RuntimeReaders, goroutines: int, gomaxprocs: int, ncpu: 
 
 def sched_uncounted(readers: RuntimeReaders, sched: bytes) -> int:
     """The goroutines of allglen that the scheduler's own counts leave out of gcount(): the dead
-    ones on its free lists, and the system goroutines."""
+    ones on its free lists, the system goroutines and, since go1.26, those of the Ms kept for
+    threads that cgo calls back from (sched.ngsys counts both)."""
     s = readers.sched
     return sum(s.get(sched, f) for f in SCHED_FREE_FIELDS if s.has(f)) + s.get(sched, "ngsys")
 
@@ -453,6 +454,11 @@ def _packed(fields: dict[str, tuple[int, str]], name: str) -> str:
     return f"{pad}x{fmt[1:]}" if pad else fmt[1:]
 
 
+def words(data: bytes, count: int, ptr_size: int, offset: int = 0) -> tuple[int, ...]:
+    """`count` pointer-sized words at `offset` in `data`: a slice's header, an array of pointers."""
+    return struct.unpack_from(f"<{count}{'Q' if ptr_size == 8 else 'I'}", data, offset)
+
+
 def non_nil_pointers(data: bytes, count: int, ptr_size: int) -> list[int]:
     """The non-nil pointers of the first `count` entries of an array (allgs', allp's)."""
-    return list(filter(None, struct.unpack_from(f"<{count}{'Q' if ptr_size == 8 else 'I'}", data)))
+    return list(filter(None, words(data, count, ptr_size)))

@@ -41,6 +41,7 @@ from gotop.model.goruntime import (
     non_nil_pointers,
     sched_uncounted,
     stats_from,
+    words,
 )
 from gotop.model.memstats import MemStats, Stats
 from gotop.model.pclntab import Func, PclntabError
@@ -176,20 +177,23 @@ def _wrapped_function_of(binary: GoBinary, gofunc: int) -> Callable[[Func], tupl
     return wrapped
 
 
-# A reading whose goroutine counts changed while it was read is made again, up to this many times
-# in all: in one system call of a few microseconds, a second tear in a row is rare.
+# A reading during which the scheduler's free lists changed is made again, up to this many times
+# in all: in one system call of a few microseconds, a second such change in a row is rare.
 READING_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
 class _ReadingPlan:
-    """What a reading asks in its one system call, for the Ps that allp held when it was made."""
+    """What a reading asks in its one system call, for the Ps that allp held when it was made:
+    the runtime's variables, allp's array, each P, then allglen and sched again."""
 
-    allp: bytes  # allp's slice header (array, length) then
-    allp_array: bytes  # and its array: the Ps' addresses
-    addresses: array  # the runtime's variables, allp's array, each P, then allglen and sched again
+    allp: bytes  # allp's slice header (array, length) when the plan was made
+    allp_array: bytes  # the array it pointed to: the Ps' addresses
+    addresses: array
     sizes: array
-    array_at: int  # where allp's array starts in the bytes read (the Ps follow it)
+    array_at: int  # where allp's array is in the bytes read
+    ps_at: int  # where the Ps are (one after another, readers.p.size bytes each)
+    ps_end: int  # where allglen is, and after it sched
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +237,7 @@ class MemoryReader:
     def _globals(self) -> tuple[array, array, list[str]]:
         """What each reading asks first: (addresses, sizes, names) of the runtime's variables."""
         r, ptr = self.map.readers, self.map.binary.ptr_size
-        wanted = [("runtime.allglen", 0, ptr), ("runtime.allp", 0, 2 * ptr), ("runtime.gomaxprocs", 0, 4),
+        wanted = [("runtime.allp", 0, 2 * ptr), ("runtime.gomaxprocs", 0, 4),
                   ("runtime.memstats", r.memstats.base, r.memstats.size),
                   ("runtime.gcController", r.gc_controller.base, r.gc_controller.size),
                   ("runtime.sched", r.sched.base, r.sched.size)]
@@ -255,8 +259,8 @@ class MemoryReader:
         self._memory.read(self._address("runtime.gomaxprocs"), 4)
 
     def read(self) -> MemoryReading:
-        """One reading of memstats and counts, in one system call (three for the first
-        reading, and after GOMAXPROCS changes); MemoryUnreadable when the memory
+        """One reading of memstats and counts, in one system call (three more at the first
+        reading, and after GOMAXPROCS changed); MemoryUnreadable when the memory
         cannot be read, ReadingRejected when what was read makes no sense (torn by
         the running program)."""
         with self._lock:
@@ -282,7 +286,7 @@ class MemoryReader:
         """Where allp's Ps are now, in two system calls (the runtime's variables, allp's array)."""
         ptr = self.map.binary.ptr_size
         allp = self._split_globals(self._memory.read_spans(*self._globals[:2]))["runtime.allp"]
-        allp_ptr, allp_len = (int.from_bytes(allp[i * ptr:(i + 1) * ptr], "little") for i in range(2))
+        allp_ptr, allp_len = words(allp, 2, ptr)
         if not 0 < allp_len <= MAX_GOMAXPROCS or not allp_ptr:
             raise ReadingRejected(f"len(allp) {allp_len} makes no sense")
         allp_array = self._memory.read(allp_ptr, allp_len * ptr)
@@ -291,53 +295,61 @@ class MemoryReader:
             raise ReadingRejected(f"allp has nil entries among its {allp_len}")
         r = self.map.readers
         addresses, sizes, _ = self._globals
+        array_at = sum(sizes)
+        ps_at = array_at + len(allp_array)
         return _ReadingPlan(
             allp, allp_array,
             addresses + array("Q", (allp_ptr, *(p + r.p.base for p in ps), self._address("runtime.allglen"),
                                     self._address("runtime.sched") + r.sched.base)),
-            sizes + array("Q", (len(allp_array), *repeat(r.p.size, len(ps)), ptr, r.sched.size)), sum(sizes))
+            sizes + array("Q", (len(allp_array), *repeat(r.p.size, len(ps)), ptr, r.sched.size)),
+            array_at, ps_at, ps_at + len(ps) * r.p.size)
 
     def _read(self) -> MemoryReading:
-        """Reads the runtime's variables, allp's array, each P and then allglen and sched
-        again, in one system call. The goroutine count adds figures from both ends of
-        that call: when allglen or the scheduler's free lists changed meanwhile (a new
-        goroutine made and ended, dead ones moved between the scheduler and a P),
-        the sum is off by as many (a program of 200 goroutines read as 1), and the
-        reading is made again."""
+        """Reads the runtime's variables, allp's array, each P, then allglen and sched
+        again, in one system call (for up to procmem.IOV_MAX regions: about 1000 Ps).
+
+        The goroutine count is allglen less the dead goroutines on the free lists of
+        the scheduler and of each P, less the system ones (goroutine_count). Read
+        after the Ps, allglen holds every goroutine their lists can hold. When dead
+        goroutines moved between the scheduler's list and a P's while they were read
+        (in batches of 32), the sum is off by as many, and the reading is made again.
+        The runtime's own count (runtime.NumGoroutine) is as far off when it falls
+        where a GC of go1.25 on has taken the scheduler's list of dead goroutines
+        with stacks to free them and not yet put them back: no reading can tell."""
         r, ptr = self.map.readers, self.map.binary.ptr_size
         for _ in range(READING_ATTEMPTS):
-            plan = self._plan = self._plan or self._plan_reading()
+            if self._plan is None:
+                self._plan = self._plan_reading()
+            plan = self._plan
             blob = self._memory.read_spans(plan.addresses, plan.sizes)
             parts = self._split_globals(blob)
-            ps_at = plan.array_at + len(plan.allp_array)
-            if parts["runtime.allp"] != plan.allp or blob[plan.array_at:ps_at] != plan.allp_array:
+            if parts["runtime.allp"] != plan.allp or blob[plan.array_at:plan.ps_at] != plan.allp_array:
                 self._plan = None  # GOMAXPROCS changed: allp holds other Ps
                 continue
-            ps_end = len(blob) - ptr - r.sched.size
-            allglen = int.from_bytes(parts["runtime.allglen"], "little")
-            before = allglen, sched_uncounted(r, parts["runtime.sched"])
-            after = int.from_bytes(blob[ps_end:ps_end + ptr], "little"), sched_uncounted(r, blob[ps_end + ptr:])
-            if before == after:
+            sched_after = blob[plan.ps_end + ptr:]
+            if sched_uncounted(r, parts["runtime.sched"]) == sched_uncounted(r, sched_after):
                 break
         else:
-            raise ReadingRejected(f"goroutines or Ps changed while each of {READING_ATTEMPTS} readings was made")
+            raise ReadingRejected(f"the runtime's free lists or Ps changed while each of {READING_ATTEMPTS} "
+                                  "readings was made")
+        (allglen,) = words(blob, 1, ptr, plan.ps_end)
         if not 0 < allglen <= MAX_GOROUTINES:
             raise ReadingRejected(f"allglen {allglen} makes no sense")
         memstats = memstats_from(r, parts["runtime.memstats"], parts["runtime.gcController"],
                                  parts.get("runtime.mheap_"))
-        goroutines = goroutine_count(r, allglen, parts["runtime.sched"],
-                                     (blob[i:i + r.p.size] for i in range(ps_at, ps_end, r.p.size)))
+        goroutines = goroutine_count(r, allglen, sched_after,
+                                     (blob[i:i + r.p.size] for i in range(plan.ps_at, plan.ps_end, r.p.size)))
         ncpu_bytes = parts.get("runtime.ncpu") or parts.get("runtime.numCPUStartup")
         ncpu = int.from_bytes(ncpu_bytes, "little", signed=True) if ncpu_bytes else None
         gomaxprocs = int.from_bytes(parts["runtime.gomaxprocs"], "little", signed=True)
-        stats = stats_from(r, goroutines, gomaxprocs, ncpu, parts["runtime.sched"])
+        stats = stats_from(r, goroutines, gomaxprocs, ncpu, sched_after)
         return MemoryReading(memstats, stats)
 
     def _census(self) -> GoroutineCensus:
         ptr = self.map.binary.ptr_size
         header = self._memory.read_spans(array("Q", (self._address("runtime.allgs"), self._address("runtime.allglen"))),
                                          array("Q", (2 * ptr, ptr)))
-        allgs_ptr, allgs_len, allglen = (int.from_bytes(header[i * ptr:(i + 1) * ptr], "little") for i in range(3))
+        allgs_ptr, allgs_len, allglen = words(header, 3, ptr)
         if not 0 < allglen <= MAX_GOROUTINES or allglen > allgs_len or not allgs_ptr:
             raise ReadingRejected(f"allglen {allglen} with len(allgs) {allgs_len} makes no sense")
         g_reader = self.map.readers.g
