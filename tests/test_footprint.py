@@ -22,8 +22,9 @@ TEXT = "GET /debug/pprof/goroutine?debug=1"
 HEAP = "GET /debug/pprof/heap"
 VARS = "GET /debug/vars"  # discovery asks it once, to tell whether expvar is there
 WATCHED = 16  # seconds
-# The protobuf once, and again at most every RELEARN_RUNTIME_EVERY seconds, when the text hides a
-# runtime frame not seen before (under load, a goroutine caught where none had been: a lock's wait).
+# The protobuf once; again when the text hides a runtime frame not seen before (at most every
+# RELEARN_RUNTIME_EVERY seconds), or when the first answer failed to come in time on a loaded
+# machine (a loaded suite run saw 2; five loaded runs of the record alone, 1 each).
 MAX_PROTOBUFS = 1 + int(WATCHED // RELEARN_RUNTIME_EVERY)
 
 
