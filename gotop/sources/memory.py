@@ -259,7 +259,7 @@ class MemoryReader:
         self._memory.read(self._address("runtime.gomaxprocs"), 4)
 
     def read(self) -> MemoryReading:
-        """One reading of memstats and counts, in one system call (three more at the first
+        """One reading of memstats and counts, in one system call (two more at the first
         reading, and after GOMAXPROCS changed); MemoryUnreadable when the memory
         cannot be read, ReadingRejected when what was read makes no sense (torn by
         the running program)."""
