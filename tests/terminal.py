@@ -25,6 +25,7 @@ class Terminal:
         closing it sends SIGHUP; without it, closing it sends nothing (the
         program only finds its terminal dead), as an SSH drop can."""
         self.master, slave = os.openpty()
+        self.tty_index = int(os.ttyname(slave).rpartition("/")[2])  # /dev/pts/N
         cols, rows = size
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         niceness = _autogroup_niceness()
@@ -85,8 +86,8 @@ class Terminal:
         return code
 
     def describe_session(self) -> str:
-        """What each process of the program's session is doing (state, kernel wait channel of
-        each thread, command): for the message of a test whose program would not end."""
+        """What each process of the program's session is doing (state, kernel wait channel and
+        system call of each thread, command): for the message of a test whose program would not end."""
         lines = []
         for pid in sorted(int(d) for d in os.listdir("/proc") if d.isdigit()):
             try:
@@ -94,12 +95,15 @@ class Terminal:
                     continue
                 task_dir = Path(f"/proc/{pid}/task")
                 threads = [f"{(t / 'comm').read_text().strip()}:{_state(t)}:{(t / 'wchan').read_text() or '-'}"
-                           for t in sorted(task_dir.iterdir())]
+                           f":{_syscall(t)}" for t in sorted(task_dir.iterdir())]
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:  # gone meanwhile
                 continue
             lines.append(f"pid {pid} ({command.strip()}): {', '.join(threads)}")
-        return "\n".join(lines) or "no process left in the session"
+        # A terminal whose master another process still holds is not hung up by closing ours.
+        holders = _master_holders(self.tty_index)
+        lines.append(f"its master (/dev/ptmx, pts {self.tty_index}) still open in: {holders or 'no process'}")
+        return "\n".join(lines)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -109,6 +113,30 @@ class Terminal:
             os.close(self.master)
         except OSError:
             pass
+
+
+def _master_holders(tty_index: int) -> list[str]:
+    """The processes that hold the master of pts `tty_index` open (/proc/PID/fdinfo says its index)."""
+    holders = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) == "/dev/ptmx" and \
+                        f"tty-index:\t{tty_index}\n" in (proc / "fdinfo" / fd.name).read_text():
+                    holders.append(f"{proc.name} ({(proc / 'comm').read_text().strip()}) fd {fd.name}")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return holders
+
+
+def _syscall(task: Path) -> str:
+    """The system call a thread is in (its number, as /proc says it), or "running"."""
+    try:
+        return (task / "syscall").read_text().split()[0]
+    except (OSError, IndexError):  # not ours to read
+        return "?"
 
 
 def _state(task: Path) -> str:

@@ -88,7 +88,8 @@ def test_no_gotop_outlives_its_terminal(busy, way):
         finally:
             term.kill()
     print(f"{way}: exited in {', '.join(f'{s:.2f}' for s in exits)} s")
-    assert survivors == [], f"replay with GOTOP_TERMINAL_SEED={seed} -k {way!r}"
+    # The survivors in full (a repr is cut short): what their threads were doing, who held the terminal.
+    assert survivors == [], f"replay with GOTOP_TERMINAL_SEED={seed} -k {way!r}\n" + "\n".join(survivors)
 
 
 def test_a_gotop_that_cannot_run_still_ends_with_its_terminal(busy):
