@@ -294,7 +294,7 @@ def test_a_reading_follows_gomaxprocs_as_the_program_changes_it(go_target):
     """A reading keeps where the Ps are from the last one. resize-procs sets GOMAXPROCS to 4 and
     1 in turn, each time with a burst of goroutines that end on every P, then 100 ms without:
     a reading that summed the free lists of an earlier allp's Ps would count the dead ones on
-    the others (with the Ps of its first reading kept: 102 goroutines read as 196-248)."""
+    the others (with the Ps of its first reading kept: 102 goroutines read as 176-248)."""
     parked, burst = 100, 2000
     target = go_target("plain", args=["-workload", "resize-procs", "-n", str(parked)])
     # procresize keeps the Ps it stops using: a reader that first found 4 finds the same later.
